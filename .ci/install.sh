@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and interop checks need. Idempotent and quiet:
+# packages already present are not fetched again.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(
+  openssl libssl-dev pkg-config xxd iproute2 python3
+  tshark
+  libsrtp2-dev
+  ffmpeg
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,1 @@
+//! SRTP and SRTCP (RFC 3711). Placeholder.

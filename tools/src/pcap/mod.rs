@@ -1,0 +1,1 @@
+//! `rtp-pcap`: capture analysis, decryption and encryption.
