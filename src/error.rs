@@ -20,6 +20,9 @@ pub enum WireError {
     /// A header-extension element is malformed (id 15 in one-byte form, an element
     /// whose length runs past the extension block, ...).
     BadExtension,
+    /// The payload type (72..=76) collides with RTCP packet types (RFC 3550 A.1,
+    /// RFC 5761 section 4).
+    RtcpPayloadType(u8),
     /// The caller's buffer is too small for what is being written.
     BufferTooSmall,
     /// A value does not fit its field (extension id out of range, data too long,
@@ -38,6 +41,9 @@ impl fmt::Display for WireError {
             }
             WireError::BadPadding => f.write_str("padding count is zero or exceeds the payload"),
             WireError::BadExtension => f.write_str("malformed header-extension element"),
+            WireError::RtcpPayloadType(pt) => {
+                write!(f, "payload type {pt} collides with RTCP packet types")
+            }
             WireError::BufferTooSmall => f.write_str("output buffer too small"),
             WireError::InvalidValue => f.write_str("value does not fit its field"),
         }

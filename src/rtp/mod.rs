@@ -6,6 +6,12 @@
 
 use crate::error::WireError;
 
+pub mod ext;
+pub mod header;
+
+pub use ext::{remove_extension, set_extension, ExtensionForm, Extensions};
+pub use header::{HeaderExtension, RtpBuilder, RtpHeader, MAX_CSRCS};
+
 /// Byte offsets of the fixed header fields.
 mod field {
     pub const FIXED_LEN: usize = 12;
@@ -187,15 +193,154 @@ impl<T: AsRef<[u8]>> RtpPacket<T> {
         }
     }
 
-    /// The byte range of the payload, excluding padding.
+    /// The byte range of the payload, excluding padding. Never out of bounds,
+    /// even after a setter has flipped the P bit of a checked packet.
     pub fn payload_range(&self) -> core::ops::Range<usize> {
-        self.header_len()..self.buffer.as_ref().len() - self.padding_len()
+        let start = self.header_len();
+        let end = self
+            .buffer
+            .as_ref()
+            .len()
+            .saturating_sub(self.padding_len())
+            .max(start);
+        start..end
     }
 
     /// The payload, excluding padding.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.payload_range()]
     }
+}
+
+impl<T: AsRef<[u8]>> RtpPacket<T> {
+    /// The RFC 8285 form of the header extension, or `None` when there is no
+    /// extension or its profile is not `0xBEDE` / `0x100X`.
+    pub fn extension_form(&self) -> Option<ExtensionForm> {
+        self.extension_profile()
+            .and_then(ExtensionForm::from_profile)
+    }
+
+    /// The RFC 8285 elements as borrowed `(id, data)` (empty when there is no
+    /// RFC 8285 block). Stops at the first malformed element.
+    pub fn extensions(&self) -> Extensions<'_> {
+        match (self.extension_form(), self.extension_data()) {
+            (Some(form), Some(body)) => Extensions::new(form, body),
+            _ => Extensions::empty(),
+        }
+    }
+
+    /// The data of the first element with `id`.
+    pub fn extension(&self, id: u8) -> Option<&[u8]> {
+        if id == 0 {
+            return None;
+        }
+        self.extensions().find(|&(i, _)| i == id).map(|(_, d)| d)
+    }
+
+    /// Checks every RFC 8285 element: `BadExtension` when one is malformed (id 0
+    /// with a length in the one-byte form, an element running past the block).
+    /// A block with another profile is not inspected.
+    pub fn check_extensions(&self) -> Result<(), WireError> {
+        match (self.extension_form(), self.extension_data()) {
+            (Some(form), Some(body)) => ext::check_elements(form, body),
+            _ => Ok(()),
+        }
+    }
+
+    /// RFC 3550 appendix A.1 header validity: version 2 and consistent lengths
+    /// (already guaranteed by `new_checked`), a payload type that cannot be
+    /// confused with RTCP SR/RR and friends (72..=76 are rejected, as the marker
+    /// bit plus these values gives RTCP packet types 200..=204), and well-formed
+    /// RFC 8285 elements.
+    pub fn validate(&self) -> Result<(), WireError> {
+        self.check_len()?;
+        let pt = self.payload_type();
+        if (72..=76).contains(&pt) {
+            return Err(WireError::RtcpPayloadType(pt));
+        }
+        self.check_extensions()
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> RtpPacket<T> {
+    /// Sets the version field (low two bits of `version`).
+    pub fn set_version(&mut self, version: u8) {
+        let b = self.buffer.as_mut();
+        b[0] = (b[0] & 0x3f) | ((version & 0x03) << 6);
+    }
+
+    /// Sets the P bit. Only the flag changes: the caller owns the padding bytes.
+    pub fn set_padding(&mut self, padding: bool) {
+        let b = self.buffer.as_mut();
+        b[0] = (b[0] & !0x20) | if padding { 0x20 } else { 0 };
+    }
+
+    /// Sets the marker bit.
+    pub fn set_marker(&mut self, marker: bool) {
+        let b = self.buffer.as_mut();
+        b[1] = (b[1] & 0x7f) | if marker { 0x80 } else { 0 };
+    }
+
+    /// Sets the payload type (low seven bits of `pt`).
+    pub fn set_payload_type(&mut self, pt: u8) {
+        let b = self.buffer.as_mut();
+        b[1] = (b[1] & 0x80) | (pt & 0x7f);
+    }
+
+    /// Sets the sequence number.
+    pub fn set_sequence_number(&mut self, seq: u16) {
+        self.buffer.as_mut()[field::SEQ].copy_from_slice(&seq.to_be_bytes());
+    }
+
+    /// Sets the timestamp.
+    pub fn set_timestamp(&mut self, ts: u32) {
+        self.buffer.as_mut()[field::TIMESTAMP].copy_from_slice(&ts.to_be_bytes());
+    }
+
+    /// Sets the SSRC.
+    pub fn set_ssrc(&mut self, ssrc: u32) {
+        self.buffer.as_mut()[field::SSRC].copy_from_slice(&ssrc.to_be_bytes());
+    }
+
+    /// Overwrites the CSRC at `index`; `InvalidValue` past the list.
+    pub fn set_csrc(&mut self, index: usize, csrc: u32) -> Result<(), WireError> {
+        if index >= usize::from(self.csrc_count()) {
+            return Err(WireError::InvalidValue);
+        }
+        let at = field::FIXED_LEN + 4 * index;
+        self.buffer.as_mut()[at..at + 4].copy_from_slice(&csrc.to_be_bytes());
+        Ok(())
+    }
+
+    /// The payload, mutable (padding excluded).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let range = self.payload_range();
+        &mut self.buffer.as_mut()[range]
+    }
+
+    /// The data of the first element with `id`, mutable, for same-length rewrites
+    /// (use [`set_extension`] to change its length).
+    pub fn extension_mut(&mut self, id: u8) -> Option<&mut [u8]> {
+        let (form, start, end) = (
+            self.extension_form()?,
+            self.csrc_end() + 4,
+            self.header_len(),
+        );
+        let range = {
+            let body = self.buffer.as_ref().get(start..end)?;
+            let r = ext::find_data_range(form, body, id)?;
+            start + r.start..start + r.end
+        };
+        self.buffer.as_mut().get_mut(range)
+    }
+}
+
+/// RFC 3550 appendix A.1 check of an untrusted datagram: returns the checked view
+/// or the reason it is not a valid RTP packet (see [`RtpPacket::validate`]).
+pub fn validate_rtp_header(buf: &[u8]) -> Result<RtpPacket<&[u8]>, WireError> {
+    let packet = RtpPacket::new_checked(buf)?;
+    packet.validate()?;
+    Ok(packet)
 }
 
 pub(crate) fn read_u32(b: &[u8], at: usize) -> u32 {
@@ -248,3 +393,6 @@ mod tests {
         assert_eq!(RtpPacket::new_checked(&pkt[..]), Err(WireError::BadPadding));
     }
 }
+
+#[cfg(test)]
+mod ext_tests;
