@@ -231,8 +231,9 @@ impl core::iter::FusedIterator for Extensions<'_> {}
 /// modified. The block is switched from the one-byte to the two-byte form when the
 /// new element needs it (id > 14, or data empty or longer than 16 bytes); a
 /// two-byte block stays two-byte. Padding bytes between existing elements are
-/// dropped and the block is zero-padded to a multiple of 4. The X bit and the
-/// length field are updated.
+/// dropped and the block is zero-padded to a multiple of 4, as are the bytes
+/// after an id-15 element in the one-byte form (RFC 8285 says to ignore them).
+/// The X bit and the length field are updated.
 ///
 /// Errors: anything [`RtpPacket::new_checked`] reports for `buf[..len]`;
 /// `InvalidValue` for id 0, data over 255 bytes or `len > buf.len()`;

@@ -432,3 +432,17 @@ fn header_parse_emit_is_byte_identical() {
     let n = h.emit_packet(pkt.payload(), 0, &mut out).unwrap();
     assert_eq!(&out[..n], &p[..]);
 }
+
+#[test]
+fn rewrite_drops_what_follows_id_15() {
+    // id 1 L=0 [0xaa], id 15 terminator, then bytes that must be ignored.
+    let orig = packet(
+        true,
+        &[0xbe, 0xde, 0, 2, 0x10, 0xaa, 0xf0, 0x20, 0xbb, 0, 0, 0],
+    );
+    let mut buf = [0u8; 64];
+    buf[..orig.len()].copy_from_slice(&orig);
+    // Add id 2 L=0 [0xcc]: [0x10 aa][0x20 cc] = 4 bytes = 1 word.
+    let n = set_extension(&mut buf, orig.len(), 2, &[0xcc]).unwrap();
+    assert_eq!(&buf[12..n], &[0xbe, 0xde, 0, 1, 0x10, 0xaa, 0x20, 0xcc]);
+}
