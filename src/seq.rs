@@ -410,3 +410,59 @@ mod tests {
         assert_eq!(t.update(400), SeqOutcome::BadSeq);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An in-order stream with some packets dropped (gaps below MAX_DROPOUT),
+        /// starting anywhere (so often across the wrap): every counter is predictable.
+        #[test]
+        fn in_order_with_drops(start in any::<u16>(), steps in prop::collection::vec(1u16..50, 1..400)) {
+            let mut t = SeqTracker::with_probation(0);
+            t.update(start);
+            let mut ext = u64::from(start);
+            let mut dropped = 0u64;
+            for s in &steps {
+                ext += u64::from(*s);
+                dropped += u64::from(*s - 1);
+                let out = t.update(ext as u16);
+                prop_assert_eq!(out, SeqOutcome::Accepted { ext_seq: ext, gap: u64::from(*s - 1) });
+            }
+            prop_assert_eq!(t.ext_highest_seq(), Some(ext));
+            prop_assert_eq!(t.received(), steps.len() as u64 + 1);
+            prop_assert_eq!(t.expected(), ext - u64::from(start) + 1);
+            prop_assert_eq!(t.lost(), dropped as i64);
+            prop_assert_eq!(t.duplicates() + t.out_of_order() + t.bad_seq_count(), 0);
+        }
+
+        /// Any permutation of a window of at most 50 packets (less than MAX_MISORDER)
+        /// with duplicates: nothing is lost, each extra copy is a duplicate.
+        #[test]
+        fn reorder_and_duplicates(start in any::<u16>(), n in 2usize..50,
+                                  swaps in prop::collection::vec((0usize..50, 0usize..50), 0..30),
+                                  dups in prop::collection::vec(0usize..50, 0..10)) {
+            let mut order: Vec<usize> = (0..n).collect();
+            for (a, b) in swaps {
+                order.swap(a % n, b % n);
+            }
+            // The first packet must come first (it is the base).
+            let p0 = order.iter().position(|x| *x == 0).unwrap();
+            order.swap(0, p0);
+            for d in &dups {
+                order.push(d % n);
+            }
+            let mut t = SeqTracker::with_probation(0);
+            for i in &order {
+                let out = t.update(start.wrapping_add(*i as u16));
+                prop_assert!(out.is_counted());
+            }
+            prop_assert_eq!(t.expected(), n as u64);
+            prop_assert_eq!(t.received(), order.len() as u64);
+            prop_assert_eq!(t.duplicates(), dups.len() as u64);
+            prop_assert_eq!(t.lost(), -(dups.len() as i64));
+        }
+    }
+}

@@ -167,6 +167,23 @@ impl ReceiverStats {
         outcome
     }
 
+    /// One RTP packet whose arrival time is given in RTP timestamp units of this
+    /// source's clock (a wrapping 32-bit counter, any origin).
+    pub fn on_rtp_units(&mut self, seq: u16, rtp_ts: u32, arrival_units: u32) -> SeqOutcome {
+        let outcome = self.seq.update(seq);
+        match outcome {
+            SeqOutcome::BadSeq => {}
+            SeqOutcome::Restarted { .. } => {
+                self.expected_prior = 0;
+                self.received_prior = 0;
+                self.jitter.reset_reference();
+                self.jitter.update_units(arrival_units, rtp_ts);
+            }
+            _ => self.jitter.update_units(arrival_units, rtp_ts),
+        }
+        outcome
+    }
+
     /// A sender report from this source arrived at `arrival` carrying `ntp`.
     pub fn on_sender_report(&mut self, ntp: NtpTime, arrival: Duration) {
         self.last_sr = Some((ntp.to_compact(), arrival));
@@ -423,12 +440,13 @@ pub enum Codec {
     G711NoPlc,
     /// G.729A with VAD: Ie 11, Bpl 19.0 (G.113 Appendix I).
     G729a,
-    /// Opus used for narrowband-equivalent speech. G.113 has no Opus entry, so these
-    /// are planning assumptions, not table values: Ie 0 (listening tests such as
-    /// Rämö & Toukomaa, "Voice quality characterization of IETF Opus", Interspeech
-    /// 2011, rate Opus at 16 kbit/s and above at or above G.711 quality) and Bpl 25
-    /// (assumed no worse than G.711 with PLC, since Opus has built-in concealment).
-    /// Use [`Codec::Custom`] with measured values where they matter.
+    /// Opus (speech, 16 kbit/s or more) on the narrowband scale. ITU-T G.113 has no
+    /// Opus entry, so these are planning assumptions, not table values: Ie 0, on the
+    /// basis that published listening tests found Opus at such rates no worse than
+    /// narrowband G.711 (e.g. A. Rämö, H. Toukomaa, "Voice quality characterization
+    /// of IETF Opus codec", Interspeech 2011), and Bpl 25, assumed comparable to G.711
+    /// with PLC because Opus conceals lost frames itself. Use [`Codec::Custom`] with
+    /// measured values where the figure matters.
     Opus,
     /// Any other codec with its own values.
     Custom {
@@ -588,6 +606,24 @@ mod tests {
             w.update_units(arr.wrapping_sub(1200), ts.wrapping_sub(400));
         }
         assert!((w.jitter() - 3.632_812_5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn receiver_stats_in_rtp_units() {
+        // Same hand-worked sequence as `jitter_hand_worked`, through ReceiverStats.
+        let mut s = ReceiverStats::with_tracker(1, 8000, SeqTracker::with_probation(0));
+        let pkts = [
+            (0u32, 1000u32),
+            (160, 1160),
+            (320, 1352),
+            (480, 1480),
+            (640, 1640),
+        ];
+        for (i, (ts, arr)) in pkts.into_iter().enumerate() {
+            s.on_rtp_units(i as u16, ts, arr);
+        }
+        assert!((s.jitter().jitter() - 3.632_812_5).abs() < 1e-12);
+        assert_eq!(s.report_block(Duration::ZERO).jitter, 4);
     }
 
     #[test]

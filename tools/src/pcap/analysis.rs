@@ -34,7 +34,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use rtp_core::seq::{SeqOutcome, SeqTracker, MAX_DROPOUT};
-use rtp_core::stats::{BurstGapTracker, JitterEstimator};
+use rtp_core::stats::{mos_from_r, r_factor, BurstGapTracker, Codec, JitterEstimator};
 use rtp_core::time::RtpTimestampExtender;
 
 use super::capture::{CaptureError, CaptureReader};
@@ -86,6 +86,18 @@ pub struct BurstGapReport {
     pub bursts: u64,
     /// Mean burst length in packets.
     pub mean_burst_packets: f64,
+}
+
+/// A listening-quality estimate from the E-model (ITU-T G.107, simplified), for
+/// G.711 streams (PT 0 and 8): G.711 with PLC, the stream's loss rate, random loss
+/// (BurstR 1) and no delay impairment, since one capture point cannot see the
+/// mouth-to-ear delay.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EModelReport {
+    /// R factor.
+    pub r: f64,
+    /// MOS from R.
+    pub mos: f64,
 }
 
 /// Statistics of one RTP stream.
@@ -151,6 +163,8 @@ pub struct StreamReport {
     pub bytes: u64,
     /// Burst/gap metrics.
     pub burst_gap: BurstGapReport,
+    /// E-model estimate (G.711 streams only).
+    pub emodel: Option<EModelReport>,
 }
 
 /// One RTCP flow (source, destination).
@@ -454,22 +468,31 @@ fn analyze_stream(key: StreamKey, pkts: &[Pkt], opts: &AnalysisOptions) -> Strea
     let counts = bg.counts();
     let first = pkts.first().copied();
     let last = pkts.last().copied();
+    let lost_percent = if expected == 0 {
+        0.0
+    } else {
+        lost as f64 * 100.0 / expected as f64
+    };
+    let g711 = !pts.is_empty() && pts.iter().all(|pt| *pt == 0 || *pt == 8);
+    let emodel = g711.then(|| {
+        let r = r_factor(Codec::G711Plc, 0.0, lost_percent.max(0.0), 1.0);
+        EModelReport {
+            r,
+            mos: mos_from_r(r),
+        }
+    });
     StreamReport {
         ssrc,
         ssrc_hex: format!("0x{ssrc:08X}"),
         src,
         dst,
-        payload_types: pts.into_iter().collect(),
+        payload_types: pts.iter().copied().collect(),
         clock_rate,
         clock_rate_source,
         packets,
         expected,
         lost,
-        lost_percent: if expected == 0 {
-            0.0
-        } else {
-            lost as f64 * 100.0 / expected as f64
-        },
+        lost_percent,
         duplicates: seq.duplicates(),
         out_of_order: seq.out_of_order(),
         bad_seq: seq.bad_seq_count(),
@@ -498,6 +521,7 @@ fn analyze_stream(key: StreamKey, pkts: &[Pkt], opts: &AnalysisOptions) -> Strea
             bursts: counts.bursts,
             mean_burst_packets: bg.metrics(1.0).burst_duration_ms,
         },
+        emodel,
     }
 }
 
@@ -547,6 +571,13 @@ pub fn render_text(r: &Report) -> String {
             st.burst_gap.burst_density,
             st.burst_gap.gap_density
         );
+        if let Some(e) = st.emodel {
+            let _ = writeln!(
+                s,
+                "    E-model (G.711 PLC, no delay, random loss): R {:.1}  MOS {:.2}",
+                e.r, e.mos
+            );
+        }
     }
     let _ = writeln!(s, "RTCP flows: {}", r.rtcp_flows.len());
     for f in &r.rtcp_flows {
@@ -631,6 +662,9 @@ mod tests {
         assert_eq!(s.clock_rate, 8000);
         assert_eq!(s.clock_rate_source, ClockRateSource::Static);
         assert_eq!((s.first_seq, s.last_seq), (100, 119));
+        // lost 0 -> R 93.2, MOS 4.409 (see rtp_core::stats tests for the hand figures)
+        let e = s.emodel.unwrap();
+        assert!((e.r - 93.2).abs() < 1e-9 && (e.mos - 4.409).abs() < 1e-3);
         assert_eq!(r.rtcp_flows.len(), 1);
         assert_eq!(r.rtcp_flows[0].first_packet_types.get(&200), Some(&1));
         assert_eq!(r.counts.other_udp, 1);

@@ -151,7 +151,9 @@ impl Interface {
             (raw * 1_000_000_000) >> b
         };
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
-        Duration::from_nanos(nanos) + Duration::from_secs(self.tsoffset_secs)
+        Duration::from_nanos(nanos)
+            .checked_add(Duration::from_secs(self.tsoffset_secs))
+            .unwrap_or(Duration::MAX)
     }
 }
 
@@ -514,6 +516,94 @@ mod tests {
         let mut r = CaptureReader::new(Cursor::new(bytes)).unwrap();
         assert!(matches!(r.next_frame(), Some(Err(_))));
         assert!(r.next_frame().is_none());
+    }
+
+    /// A pcapng file with two interfaces (Ethernet at microseconds, raw IP at
+    /// nanoseconds via if_tsresol 9), written with pcap-file's own writer.
+    fn sample_pcapng() -> Vec<u8> {
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        use pcap_file::pcapng::PcapNgWriter;
+        use std::borrow::Cow;
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let ip = net::build_ip_udp(a, b, &[0x80, 0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4]).unwrap();
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(&ip);
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535))
+            .unwrap();
+        let mut idb = InterfaceDescriptionBlock::new(DataLink::RAW, 65535);
+        idb.options.push(InterfaceDescriptionOption::IfTsResol(9));
+        w.write_pcapng_block(idb).unwrap();
+        for (iface, data, raw) in [(0u32, &eth, 1_500_000u64), (1, &ip, 2_000_000_123)] {
+            // pcap-file writes `timestamp.as_nanos()` as the raw count.
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: iface,
+                timestamp: Duration::from_nanos(raw),
+                original_len: data.len() as u32,
+                data: Cow::Borrowed(&data[..]),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        w.into_inner()
+    }
+
+    #[test]
+    fn pcapng_two_interfaces() {
+        let mut r = CaptureReader::new(Cursor::new(sample_pcapng())).unwrap();
+        assert_eq!(r.format(), CaptureFormat::PcapNg);
+        let f1 = r.next_frame().unwrap().unwrap();
+        let f2 = r.next_frame().unwrap().unwrap();
+        assert!(r.next_frame().is_none());
+        assert_eq!(
+            (f1.linktype, f2.linktype),
+            (net::linktype::ETHERNET, net::linktype::RAW)
+        );
+        // 1_500_000 microseconds; 2_000_000_123 nanoseconds
+        assert_eq!(f1.timestamp, Duration::from_millis(1_500));
+        assert_eq!(f2.timestamp, Duration::from_nanos(2_000_000_123));
+        assert_eq!(f1.udp_payload().unwrap().1, f2.udp_payload().unwrap().1);
+    }
+
+    #[test]
+    fn mutated_files_never_panic() {
+        let mut w = CaptureWriter::new(Vec::new(), net::linktype::RAW).unwrap();
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        for i in 0..5u8 {
+            w.write_raw(
+                Duration::from_secs(u64::from(i)),
+                &net::build_ip_udp(a, a, &[i; 30]).unwrap(),
+            )
+            .unwrap();
+        }
+        let samples = [w.finish().unwrap(), sample_pcapng()];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for sample in &samples {
+            for _ in 0..3000 {
+                let mut m = sample.clone();
+                for _ in 0..(1 + rnd() % 4) {
+                    let at = (rnd() as usize) % m.len();
+                    m[at] = rnd() as u8;
+                }
+                if rnd() % 4 == 0 {
+                    m.truncate((rnd() as usize) % m.len());
+                }
+                if let Ok(r) = CaptureReader::new(Cursor::new(m)) {
+                    for f in r.take(100).flatten() {
+                        let _ = f.udp_payload();
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -498,3 +498,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(link in prop::sample::select(vec![0u32, 1, 101, 108, 113, 228, 229, 276, 7]),
+                              data in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_udp_frame(link, &data);
+        }
+
+        #[test]
+        fn build_parse_roundtrip(payload in prop::collection::vec(any::<u8>(), 0..1500),
+                                 sp in any::<u16>(), dp in any::<u16>(), v6 in any::<bool>()) {
+            let (s, d): (SocketAddr, SocketAddr) = if v6 {
+                (SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), sp),
+                 SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)), dp))
+            } else {
+                (SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), sp),
+                 SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), dp))
+            };
+            let pkt = build_ip_udp(s, d, &payload).unwrap();
+            let f = parse_udp_frame(linktype::RAW, &pkt).unwrap();
+            prop_assert_eq!(&pkt[f.payload_range()], &payload[..]);
+            prop_assert_eq!((f.src, f.dst), (s, d));
+            // The UDP checksum verifies over the pseudo header.
+            let addrs = if v6 { &pkt[8..40] } else { &pkt[12..20] };
+            let ulen = (payload.len() + 8) as u32;
+            let sum = checksum_add(17 + ulen, addrs);
+            prop_assert_eq!(checksum_fold(checksum_add(sum, &pkt[f.udp_offset..])), 0);
+        }
+    }
+}
