@@ -616,6 +616,27 @@ fn clean_capture_matches_tshark() {
         (mj - hm).abs() < 1e-3,
         "mean jitter {mj} vs A.8 by hand {hm}"
     );
+
+    // The text output with a port hint names the stream; a hint for another port
+    // leaves nothing.
+    let text = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rtp-pcap"))
+            .arg("stats")
+            .args(args)
+            .arg(&pcap)
+            .output()
+            .expect("run rtp-pcap");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let t1 = text(&["--port", &port.to_string()]);
+    assert!(
+        t1.contains("0x11223344") && t1.contains("RTP streams: 1"),
+        "{t1}"
+    );
+    let other = if port == 9 { 11 } else { 9 };
+    let t2 = text(&["--port", &other.to_string()]);
+    assert!(t2.contains("RTP streams: 0"), "{t2}");
     let _ = std::fs::remove_dir_all(pcap.parent().unwrap());
 }
 
@@ -696,4 +717,32 @@ fn lossy_reordered_capture_matches_tshark() {
         t.mean_jitter
     );
     let _ = std::fs::remove_dir_all(pcap.parent().unwrap());
+}
+
+#[test]
+fn cli_rejects_bad_input_with_a_message() {
+    let dir = std::env::temp_dir().join(format!("rtp-pcap-stats-{}-cli", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_rtp-pcap"))
+            .args(args)
+            .output()
+            .expect("run rtp-pcap")
+    };
+    let out = run(&["stats".as_ref(), junk.as_os_str()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap or pcapng file"));
+    let out = run(&["stats".as_ref(), dir.join("missing.pcap").as_os_str()]);
+    assert!(!out.status.success());
+    let out = run(&[
+        "stats".as_ref(),
+        "--clock-rate".as_ref(),
+        "200=8000".as_ref(),
+        junk.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("above 127"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
