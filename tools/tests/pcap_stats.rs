@@ -18,14 +18,17 @@
 //! - lost: both are `expected - packets`; Wireshark's expected uses the sequence number
 //!   of the *last* packet of the stream, ours the *highest*. They agree when the last
 //!   packet is in order, which is why the relay leaves the tail alone.
-//! - jitter: both are RFC 3550 A.8 with the arrival time of the capture, in ms, and
-//!   report the maximum and the mean of the running estimate. Wireshark measures a
-//!   packet against the last packet whose timestamp was not older ("in time sequence")
-//!   and leaves late packets out of max/mean; we follow A.8 literally (previous packet in
-//!   arrival order, late ones included). On an in-order stream the two are the same
-//!   computation, so the clean capture must agree to the printed precision (0.001 ms
-//!   plus rounding); with reordering ours is higher, and the test bounds the difference
-//!   by what the swaps can add.
+//! - jitter: both are RFC 3550 A.8 on the capture's arrival times, in ms, with the
+//!   maximum and the mean of the running estimate over the packets after the first.
+//!   Wireshark's current source flags late packets ("wrong timestamp"), leaves them
+//!   out of its max and mean and keeps the last in-time packet as the reference; we
+//!   follow A.8 literally (previous packet in arrival order, late ones included). On an
+//!   in-order stream that is the same computation, so the clean capture must agree to
+//!   the printed precision (0.001 ms, plus rounding). On the reordered capture the
+//!   installed Wireshark 4.0.17 gave the same figures as ours to the printed precision
+//!   in every run we made (so it does not seem to apply those exclusions); the test
+//!   allows 0.01 ms there. Both captures are also checked against an A.8 computed in
+//!   this file from tshark's per-packet fields, independently of rtp-core.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
@@ -657,7 +660,9 @@ fn lossy_reordered_capture_matches_tshark() {
     // the highest so far, a sequence error when not exactly highest + 1, and the lost
     // ones are the numbers between first and highest never sent.
     assert_eq!(relay.dropped, 8, "drops at i = 9, 19, ..., 79");
-    assert!(relay.swapped >= 8, "relay swapped {} pairs", relay.swapped);
+    // 10 pairs are planned; a held packet is sent alone if the next one is over 200 ms
+    // late, so a loaded machine may make fewer.
+    assert!(relay.swapped >= 5, "relay swapped {} pairs", relay.swapped);
     let seqs = &relay.seqs;
     let (mut late, mut errors, mut highest) = (0u64, 0u64, seqs[0]);
     for &q in &seqs[1..] {
