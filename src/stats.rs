@@ -366,15 +366,21 @@ impl BurstGapTracker {
         self.pkt = 0;
     }
 
+    /// `n` packets lost in a row (O(1): after the first, the rest extend the same run).
+    pub fn on_lost_run(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.on_lost();
+        self.run_lost += n - 1;
+    }
+
     /// Feed a [`SeqOutcome`]: a gap of `n` before an accepted packet counts `n` losses.
     /// Late packets and duplicates are ignored (their slot was already counted lost).
     pub fn on_outcome(&mut self, outcome: SeqOutcome) {
         match outcome {
             SeqOutcome::Accepted { gap, .. } => {
-                // Cap the work per packet: a gap is below MAX_DROPOUT anyway.
-                for _ in 0..gap.min(u64::from(u16::MAX)) {
-                    self.on_lost();
-                }
+                self.on_lost_run(gap);
                 self.on_received();
             }
             SeqOutcome::Validated { .. } | SeqOutcome::Restarted { .. } => self.on_received(),
@@ -704,6 +710,23 @@ mod tests {
         assert_eq!(m.gap_density_u8(), 4);
         assert!((m.burst_duration_ms - 80.0).abs() < 1e-12);
         assert!((m.gap_duration_ms - 610.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn lost_run_equals_single_losses() {
+        let mut a = BurstGapTracker::new(4);
+        let mut b = BurstGapTracker::new(4);
+        for (recv, lost) in [(10u64, 3u64), (2, 1), (5, 0), (1, 7), (20, 1), (3, 2)] {
+            for _ in 0..recv {
+                a.on_received();
+                b.on_received();
+            }
+            a.on_lost_run(lost);
+            for _ in 0..lost {
+                b.on_lost();
+            }
+        }
+        assert_eq!(a.counts(), b.counts());
     }
 
     #[test]
