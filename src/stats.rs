@@ -1,1 +1,745 @@
-//! Placeholder: filled in by the wire-core work.
+//! Receiver statistics: interarrival jitter (RFC 3550 A.8), loss (A.3), report-block
+//! figures, round-trip time from LSR/DLSR (section 6.4.1), burst/gap metrics
+//! (RFC 3611 section 4.7.2) and an E-model voice-quality estimate (ITU-T G.107).
+//!
+//! Independent of the RTCP packet types: [`ReportBlockSummary`] holds the numbers a
+//! report block carries, and the RTCP layer copies them into its writer.
+
+use core::time::Duration;
+
+use crate::seq::{SeqOutcome, SeqTracker};
+use crate::time::{compact_to_duration, duration_to_compact, ts_diff, NtpTime};
+
+/// Interarrival jitter estimator of RFC 3550 A.8, in RTP timestamp units.
+///
+/// For each packet, in arrival order, `D = (Rj - Ri) - (Sj - Si)` against the previous
+/// packet and `J += (|D| - J) / 16`. Kept in floating point so that arrival times
+/// finer than one RTP unit are not rounded away.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JitterEstimator {
+    last: Option<(Duration, u32)>,
+    last_units: Option<(u32, u32)>,
+    jitter: f64,
+}
+
+impl JitterEstimator {
+    /// A fresh estimator (jitter 0).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn step(&mut self, d: f64) {
+        self.jitter += (d.abs() - self.jitter) / 16.0;
+    }
+
+    /// One packet with RTP timestamp `rtp_ts`, arriving at `arrival` (any fixed
+    /// origin), for a clock of `clock_rate` Hz.
+    pub fn update(&mut self, arrival: Duration, rtp_ts: u32, clock_rate: u32) {
+        if let Some((last_arrival, last_ts)) = self.last {
+            let secs = if arrival >= last_arrival {
+                (arrival - last_arrival).as_secs_f64()
+            } else {
+                -(last_arrival - arrival).as_secs_f64()
+            };
+            let d = secs * f64::from(clock_rate) - ts_diff(rtp_ts, last_ts) as f64;
+            self.step(d);
+        }
+        self.last = Some((arrival, rtp_ts));
+    }
+
+    /// One packet whose arrival time is already in RTP timestamp units (wrapping).
+    pub fn update_units(&mut self, arrival_units: u32, rtp_ts: u32) {
+        if let Some((last_arrival, last_ts)) = self.last_units {
+            let d = ts_diff(arrival_units, last_arrival) - ts_diff(rtp_ts, last_ts);
+            self.step(d as f64);
+        }
+        self.last_units = Some((arrival_units, rtp_ts));
+    }
+
+    /// Forget the previous packet (after a sender restart); the estimate is kept.
+    pub fn reset_reference(&mut self) {
+        self.last = None;
+        self.last_units = None;
+    }
+
+    /// The current estimate in RTP timestamp units.
+    pub fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
+    /// The estimate as a report block carries it (rounded to whole units).
+    pub fn jitter_units(&self) -> u32 {
+        // The estimate is never negative; `as` saturates huge values.
+        self.jitter.round() as u32
+    }
+}
+
+/// The numbers of one RTCP reception report block (RFC 3550 6.4.1), ready to be copied
+/// into the RTCP writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportBlockSummary {
+    /// The source these statistics are about.
+    pub ssrc: u32,
+    /// Fraction lost since the previous report, in 1/256.
+    pub fraction_lost: u8,
+    /// Cumulative packets lost, clamped to the 24-bit signed range.
+    pub cumulative_lost: i32,
+    /// Extended highest sequence number received (cycles in the upper 16 bits).
+    pub ext_highest_seq: u32,
+    /// Interarrival jitter in RTP timestamp units.
+    pub jitter: u32,
+    /// Middle 32 bits of the NTP time of the last SR received (0 if none).
+    pub lsr: u32,
+    /// Delay since that SR arrived, in 1/65536 s (0 if none).
+    pub dlsr: u32,
+}
+
+/// Largest cumulative-lost value a report block can carry (2^23 - 1).
+pub const CUMULATIVE_LOST_MAX: i32 = 0x7f_ffff;
+/// Smallest cumulative-lost value a report block can carry (-2^23).
+pub const CUMULATIVE_LOST_MIN: i32 = -0x80_0000;
+
+/// Clamps a cumulative-lost count to the 24-bit signed field of a report block.
+pub fn clamp_cumulative_lost(lost: i64) -> i32 {
+    lost.clamp(
+        i64::from(CUMULATIVE_LOST_MIN),
+        i64::from(CUMULATIVE_LOST_MAX),
+    ) as i32
+}
+
+/// The fraction lost of RFC 3550 A.3: `lost_interval * 256 / expected_interval`,
+/// 0 when nothing was expected or nothing was lost (duplicates), at most 255.
+pub fn fraction_lost(expected_interval: u64, received_interval: u64) -> u8 {
+    if expected_interval == 0 || received_interval >= expected_interval {
+        return 0;
+    }
+    let lost = expected_interval - received_interval;
+    // All lost would be 256, which does not fit the 8-bit field.
+    ((lost << 8) / expected_interval).min(255) as u8
+}
+
+/// Per-source receiver statistics (RFC 3550 A.1, A.3, A.8), fed one RTP packet at a
+/// time with its arrival time.
+#[derive(Debug, Clone)]
+pub struct ReceiverStats {
+    ssrc: u32,
+    clock_rate: u32,
+    seq: SeqTracker,
+    jitter: JitterEstimator,
+    expected_prior: u64,
+    received_prior: u64,
+    last_sr: Option<(u32, Duration)>,
+}
+
+impl ReceiverStats {
+    /// Statistics for `ssrc` whose RTP clock runs at `clock_rate` Hz, with the
+    /// probation of RFC 3550 A.1.
+    pub fn new(ssrc: u32, clock_rate: u32) -> Self {
+        Self::with_tracker(ssrc, clock_rate, SeqTracker::new())
+    }
+
+    /// Statistics with a given sequence tracker (e.g. without probation).
+    pub fn with_tracker(ssrc: u32, clock_rate: u32, seq: SeqTracker) -> Self {
+        ReceiverStats {
+            ssrc,
+            clock_rate,
+            seq,
+            jitter: JitterEstimator::new(),
+            expected_prior: 0,
+            received_prior: 0,
+            last_sr: None,
+        }
+    }
+
+    /// One RTP packet of this source, arrived at `arrival` (any fixed origin).
+    pub fn on_rtp(&mut self, seq: u16, rtp_ts: u32, arrival: Duration) -> SeqOutcome {
+        let outcome = self.seq.update(seq);
+        match outcome {
+            SeqOutcome::BadSeq => {}
+            SeqOutcome::Restarted { .. } => {
+                self.expected_prior = 0;
+                self.received_prior = 0;
+                self.jitter.reset_reference();
+                self.jitter.update(arrival, rtp_ts, self.clock_rate);
+            }
+            _ => self.jitter.update(arrival, rtp_ts, self.clock_rate),
+        }
+        outcome
+    }
+
+    /// One RTP packet whose arrival time is given in RTP timestamp units of this
+    /// source's clock (a wrapping 32-bit counter, any origin).
+    pub fn on_rtp_units(&mut self, seq: u16, rtp_ts: u32, arrival_units: u32) -> SeqOutcome {
+        let outcome = self.seq.update(seq);
+        match outcome {
+            SeqOutcome::BadSeq => {}
+            SeqOutcome::Restarted { .. } => {
+                self.expected_prior = 0;
+                self.received_prior = 0;
+                self.jitter.reset_reference();
+                self.jitter.update_units(arrival_units, rtp_ts);
+            }
+            _ => self.jitter.update_units(arrival_units, rtp_ts),
+        }
+        outcome
+    }
+
+    /// A sender report from this source arrived at `arrival` carrying `ntp`.
+    pub fn on_sender_report(&mut self, ntp: NtpTime, arrival: Duration) {
+        self.last_sr = Some((ntp.to_compact(), arrival));
+    }
+
+    /// The sequence tracker.
+    pub fn seq(&self) -> &SeqTracker {
+        &self.seq
+    }
+
+    /// The jitter estimator.
+    pub fn jitter(&self) -> &JitterEstimator {
+        &self.jitter
+    }
+
+    /// The SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// The clock rate in Hz.
+    pub fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
+    /// The report block for a report sent at `now` (same origin as the arrival times),
+    /// and start a new reporting interval (A.3 `expected_prior` / `received_prior`).
+    pub fn report_block(&mut self, now: Duration) -> ReportBlockSummary {
+        let expected = self.seq.expected();
+        let received = self.seq.received();
+        let fraction = fraction_lost(
+            expected.saturating_sub(self.expected_prior),
+            received.saturating_sub(self.received_prior),
+        );
+        self.expected_prior = expected;
+        self.received_prior = received;
+        let (lsr, dlsr) = match self.last_sr {
+            Some((lsr, at)) => (lsr, duration_to_compact(now.saturating_sub(at))),
+            None => (0, 0),
+        };
+        ReportBlockSummary {
+            ssrc: self.ssrc,
+            fraction_lost: fraction,
+            cumulative_lost: clamp_cumulative_lost(self.seq.lost()),
+            ext_highest_seq: self.seq.ext_highest_seq().unwrap_or(0) as u32,
+            jitter: self.jitter.jitter_units(),
+            lsr,
+            dlsr,
+        }
+    }
+}
+
+/// Round-trip time from a report block (RFC 3550 6.4.1): `arrival - LSR - DLSR`, all
+/// in compact NTP form. `None` when no SR was reported (`lsr == 0`) or the result is
+/// negative (clock trouble).
+pub fn rtt(arrival_ntp_compact: u32, lsr: u32, dlsr: u32) -> Option<Duration> {
+    if lsr == 0 {
+        return None;
+    }
+    let rtt = arrival_ntp_compact.wrapping_sub(lsr).wrapping_sub(dlsr);
+    if (rtt as i32) < 0 {
+        return None;
+    }
+    Some(compact_to_duration(rtt))
+}
+
+/// Burst/gap metrics of RFC 3611 section 4.7.2, computed incrementally per packet.
+///
+/// A burst is a run of packets that starts and ends with a loss, in which no more
+/// than `gmin - 1` packets in a row were received; everything else is a gap (a lone
+/// loss with at least `gmin` received packets on each side is a gap loss). The
+/// stream start counts as a gap.
+#[derive(Debug, Clone)]
+pub struct BurstGapTracker {
+    gmin: u32,
+    /// Packets received since the last loss.
+    pkt: u64,
+    /// Whether a loss run (burst candidate) is open.
+    in_run: bool,
+    run_lost: u64,
+    run_recv: u64,
+    totals: BurstGapCounts,
+    in_gap_period: bool,
+}
+
+/// Raw counts behind [`BurstGapMetrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BurstGapCounts {
+    /// Number of burst periods.
+    pub bursts: u64,
+    /// Packets (lost and received) inside bursts.
+    pub burst_packets: u64,
+    /// Packets lost inside bursts.
+    pub burst_lost: u64,
+    /// Number of gap periods.
+    pub gaps: u64,
+    /// Packets (lost and received) inside gaps.
+    pub gap_packets: u64,
+    /// Packets lost inside gaps (isolated losses).
+    pub gap_lost: u64,
+}
+
+/// The burst/gap fields of an RTCP XR VoIP metrics block (RFC 3611 4.7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BurstGapMetrics {
+    /// Fraction of packets lost within bursts (0..=1).
+    pub burst_density: f64,
+    /// Fraction of packets lost within gaps (0..=1).
+    pub gap_density: f64,
+    /// Mean burst duration in milliseconds.
+    pub burst_duration_ms: f64,
+    /// Mean gap duration in milliseconds.
+    pub gap_duration_ms: f64,
+}
+
+impl BurstGapMetrics {
+    /// Burst density as the 8-bit field (fraction * 256, at most 255).
+    pub fn burst_density_u8(&self) -> u8 {
+        to_u8_fraction(self.burst_density)
+    }
+
+    /// Gap density as the 8-bit field.
+    pub fn gap_density_u8(&self) -> u8 {
+        to_u8_fraction(self.gap_density)
+    }
+}
+
+fn to_u8_fraction(x: f64) -> u8 {
+    (x * 256.0).floor().clamp(0.0, 255.0) as u8
+}
+
+/// The default `Gmin` of RFC 3611 4.7.2.
+pub const GMIN_DEFAULT: u32 = 16;
+
+impl Default for BurstGapTracker {
+    fn default() -> Self {
+        Self::new(GMIN_DEFAULT)
+    }
+}
+
+impl BurstGapTracker {
+    /// A tracker with the given `Gmin` (16 is the RFC 3611 recommendation).
+    pub fn new(gmin: u32) -> Self {
+        BurstGapTracker {
+            gmin: gmin.max(1),
+            pkt: 0,
+            in_run: false,
+            run_lost: 0,
+            run_recv: 0,
+            totals: BurstGapCounts::default(),
+            in_gap_period: false,
+        }
+    }
+
+    /// One packet received.
+    pub fn on_received(&mut self) {
+        self.pkt += 1;
+    }
+
+    /// One packet lost.
+    pub fn on_lost(&mut self) {
+        if self.in_run && self.pkt < u64::from(self.gmin) {
+            // Still inside the same loss run.
+            self.run_lost += 1;
+            self.run_recv += self.pkt;
+        } else {
+            if self.in_run {
+                Self::close_run(
+                    &mut self.totals,
+                    &mut self.in_gap_period,
+                    self.run_lost,
+                    self.run_recv,
+                );
+            }
+            Self::add_gap(&mut self.totals, &mut self.in_gap_period, self.pkt, 0);
+            self.in_run = true;
+            self.run_lost = 1;
+            self.run_recv = 0;
+        }
+        self.pkt = 0;
+    }
+
+    /// `n` packets lost in a row (O(1): after the first, the rest extend the same run).
+    pub fn on_lost_run(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.on_lost();
+        self.run_lost += n - 1;
+    }
+
+    /// Feed a [`SeqOutcome`]: a gap of `n` before an accepted packet counts `n` losses.
+    /// Late packets and duplicates are ignored (their slot was already counted lost).
+    pub fn on_outcome(&mut self, outcome: SeqOutcome) {
+        match outcome {
+            SeqOutcome::Accepted { gap, .. } => {
+                self.on_lost_run(gap);
+                self.on_received();
+            }
+            SeqOutcome::Validated { .. } | SeqOutcome::Restarted { .. } => self.on_received(),
+            _ => {}
+        }
+    }
+
+    fn add_gap(t: &mut BurstGapCounts, in_gap: &mut bool, packets: u64, lost: u64) {
+        if packets == 0 {
+            return;
+        }
+        if !*in_gap {
+            t.gaps += 1;
+            *in_gap = true;
+        }
+        t.gap_packets += packets;
+        t.gap_lost += lost;
+    }
+
+    fn close_run(t: &mut BurstGapCounts, in_gap: &mut bool, lost: u64, recv: u64) {
+        if lost == 1 && recv == 0 {
+            Self::add_gap(t, in_gap, 1, 1);
+        } else {
+            t.bursts += 1;
+            t.burst_packets += lost + recv;
+            t.burst_lost += lost;
+            *in_gap = false;
+        }
+    }
+
+    /// The counts so far, treating the stream as if it ended now (an open loss run is
+    /// closed and the received packets after it belong to a gap).
+    pub fn counts(&self) -> BurstGapCounts {
+        let mut t = self.totals;
+        let mut in_gap = self.in_gap_period;
+        if self.in_run {
+            Self::close_run(&mut t, &mut in_gap, self.run_lost, self.run_recv);
+        }
+        Self::add_gap(&mut t, &mut in_gap, self.pkt, 0);
+        t
+    }
+
+    /// The metrics so far, with `packet_ms` milliseconds of media per packet.
+    pub fn metrics(&self, packet_ms: f64) -> BurstGapMetrics {
+        let c = self.counts();
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        BurstGapMetrics {
+            burst_density: ratio(c.burst_lost, c.burst_packets),
+            gap_density: ratio(c.gap_lost, c.gap_packets),
+            burst_duration_ms: ratio(c.burst_packets, c.bursts) * packet_ms,
+            gap_duration_ms: ratio(c.gap_packets, c.gaps) * packet_ms,
+        }
+    }
+}
+
+/// Codec impairment values for the E-model: equipment impairment `Ie` and packet-loss
+/// robustness `Bpl` (ITU-T G.113 Appendix I, narrowband scale).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Codec {
+    /// G.711 with packet-loss concealment (G.711 Appendix I): Ie 0, Bpl 25.1.
+    G711Plc,
+    /// G.711 without concealment (silence insertion): Ie 0, Bpl 4.3.
+    G711NoPlc,
+    /// G.729A with VAD: Ie 11, Bpl 19.0 (G.113 Appendix I).
+    G729a,
+    /// Opus (speech, 16 kbit/s or more) on the narrowband scale. ITU-T G.113 has no
+    /// Opus entry, so these are planning assumptions, not table values: Ie 0, on the
+    /// basis that published listening tests found Opus at such rates no worse than
+    /// narrowband G.711 (e.g. A. Rämö, H. Toukomaa, "Voice quality characterization
+    /// of IETF Opus codec", Interspeech 2011), and Bpl 25, assumed comparable to G.711
+    /// with PLC because Opus conceals lost frames itself. Use [`Codec::Custom`] with
+    /// measured values where the figure matters.
+    Opus,
+    /// Any other codec with its own values.
+    Custom {
+        /// Equipment impairment factor.
+        ie: f64,
+        /// Packet-loss robustness factor.
+        bpl: f64,
+    },
+}
+
+impl Codec {
+    /// The equipment impairment factor `Ie`.
+    pub fn ie(self) -> f64 {
+        match self {
+            Codec::G711Plc | Codec::G711NoPlc | Codec::Opus => 0.0,
+            Codec::G729a => 11.0,
+            Codec::Custom { ie, .. } => ie,
+        }
+    }
+
+    /// The packet-loss robustness factor `Bpl`.
+    pub fn bpl(self) -> f64 {
+        match self {
+            Codec::G711Plc => 25.1,
+            Codec::G711NoPlc => 4.3,
+            Codec::G729a => 19.0,
+            Codec::Opus => 25.0,
+            Codec::Custom { bpl, .. } => bpl,
+        }
+    }
+}
+
+/// The E-model default of `Ro - Is` for narrowband telephony (G.107 defaults).
+pub const R_DEFAULT: f64 = 93.2;
+
+/// Delay impairment `Id` of the simplified E-model (Cole & Rosenbluth's fit of G.107):
+/// `0.024 d + 0.11 (d - 177.3) H(d - 177.3)`, `d` the one-way delay in ms.
+pub fn delay_impairment(one_way_delay_ms: f64) -> f64 {
+    let d = one_way_delay_ms.max(0.0);
+    let extra = if d > 177.3 { 0.11 * (d - 177.3) } else { 0.0 };
+    0.024 * d + extra
+}
+
+/// Effective equipment impairment (G.107 7.2.3):
+/// `Ie_eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl)`, `Ppl` in percent,
+/// `burst_r` 1 for random loss.
+pub fn effective_ie(codec: Codec, loss_percent: f64, burst_r: f64) -> f64 {
+    let ie = codec.ie();
+    let ppl = loss_percent.clamp(0.0, 100.0);
+    let burst_r = if burst_r > 0.0 { burst_r } else { 1.0 };
+    let denom = ppl / burst_r + codec.bpl();
+    if denom <= 0.0 {
+        return ie;
+    }
+    ie + (95.0 - ie) * ppl / denom
+}
+
+/// The R factor: `93.2 - Id - Ie_eff`.
+pub fn r_factor(codec: Codec, one_way_delay_ms: f64, loss_percent: f64, burst_r: f64) -> f64 {
+    R_DEFAULT - delay_impairment(one_way_delay_ms) - effective_ie(codec, loss_percent, burst_r)
+}
+
+/// MOS (conversational quality estimate) from R (G.107 Annex B):
+/// 1 for R < 0, 4.5 for R > 100, else `1 + 0.035 R + R (R - 60) (100 - R) 7e-6`.
+pub fn mos_from_r(r: f64) -> f64 {
+    if r.is_nan() || r <= 0.0 {
+        1.0
+    } else if r >= 100.0 {
+        4.5
+    } else {
+        1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fraction_examples() {
+        // A.3: 1 lost of 4 -> 64/256.
+        assert_eq!(fraction_lost(4, 3), 64);
+        // 5 lost of 100 -> 1280/100 = 12.8 -> 12.
+        assert_eq!(fraction_lost(100, 95), 12);
+        // duplicates: more received than expected -> 0
+        assert_eq!(fraction_lost(10, 12), 0);
+        assert_eq!(fraction_lost(0, 0), 0);
+        // everything lost: 256 does not fit, 255
+        assert_eq!(fraction_lost(10, 0), 255);
+        assert_eq!(clamp_cumulative_lost(10_000_000), 0x7f_ffff);
+        assert_eq!(clamp_cumulative_lost(-10_000_000), -0x80_0000);
+        assert_eq!(clamp_cumulative_lost(-3), -3);
+    }
+
+    #[test]
+    fn report_block_intervals() {
+        let mut s = ReceiverStats::with_tracker(0xabc, 8000, SeqTracker::with_probation(0));
+        let t = |ms: u64| Duration::from_millis(ms);
+        // seq 0..=3 with 2 missing
+        for seq in [0u16, 1, 3] {
+            s.on_rtp(seq, u32::from(seq) * 160, t(20 * u64::from(seq)));
+        }
+        let rb = s.report_block(t(100));
+        // expected 4, received 3: 64/256 and cumulative 1
+        assert_eq!(rb.fraction_lost, 64);
+        assert_eq!(rb.cumulative_lost, 1);
+        assert_eq!(rb.ext_highest_seq, 3);
+        assert_eq!(rb.ssrc, 0xabc);
+        assert_eq!((rb.lsr, rb.dlsr), (0, 0));
+        // next interval: 4..=7 all received, the late 2 arrives too (5 received, 4 expected)
+        for seq in [4u16, 5, 2, 6, 7] {
+            s.on_rtp(seq, u32::from(seq) * 160, t(20 * u64::from(seq)));
+        }
+        let rb = s.report_block(t(200));
+        assert_eq!(rb.fraction_lost, 0);
+        assert_eq!(rb.cumulative_lost, 0);
+        assert_eq!(rb.ext_highest_seq, 7);
+        // an SR, then a report 1.5 s later: DLSR = 1.5 * 65536
+        s.on_sender_report(NtpTime::new(0x0000_b705, 0x2000_0000), t(1000));
+        let rb = s.report_block(t(2500));
+        assert_eq!(rb.lsr, 0xb705_2000);
+        assert_eq!(rb.dlsr, 0x0001_8000);
+    }
+
+    #[test]
+    fn jitter_hand_worked() {
+        // 8 kHz, 20 ms packets (160 units). Arrival in RTP units:
+        //   packet:  ts     arrival   transit  D (vs previous)  J
+        //   1        0      1000      1000     -                0
+        //   2        160    1160      1000     0                0
+        //   3        320    1352      1032     32               2
+        //   4        480    1480      1000     -32 -> 32        2 + 30/16 = 3.875
+        //   5        640    1640      1000     0                3.875 - 3.875/16 = 3.6328125
+        let mut j = JitterEstimator::new();
+        let pkts = [
+            (0u32, 1000u32),
+            (160, 1160),
+            (320, 1352),
+            (480, 1480),
+            (640, 1640),
+        ];
+        let expect = [0.0, 0.0, 2.0, 3.875, 3.632_812_5];
+        for ((ts, arr), e) in pkts.into_iter().zip(expect) {
+            j.update_units(arr, ts);
+            assert!((j.jitter() - e).abs() < 1e-12, "{} vs {}", j.jitter(), e);
+        }
+        assert_eq!(j.jitter_units(), 4);
+        // The Duration form gives the same: 1 unit = 125 us at 8 kHz.
+        let mut k = JitterEstimator::new();
+        for (ts, arr) in pkts {
+            k.update(Duration::from_micros(u64::from(arr) * 125), ts, 8000);
+        }
+        assert!((k.jitter() - 3.632_812_5).abs() < 1e-9);
+        // Timestamp and arrival wrap do not disturb it.
+        let mut w = JitterEstimator::new();
+        for (ts, arr) in pkts {
+            w.update_units(arr.wrapping_sub(1200), ts.wrapping_sub(400));
+        }
+        assert!((w.jitter() - 3.632_812_5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn receiver_stats_in_rtp_units() {
+        // Same hand-worked sequence as `jitter_hand_worked`, through ReceiverStats.
+        let mut s = ReceiverStats::with_tracker(1, 8000, SeqTracker::with_probation(0));
+        let pkts = [
+            (0u32, 1000u32),
+            (160, 1160),
+            (320, 1352),
+            (480, 1480),
+            (640, 1640),
+        ];
+        for (i, (ts, arr)) in pkts.into_iter().enumerate() {
+            s.on_rtp_units(i as u16, ts, arr);
+        }
+        assert!((s.jitter().jitter() - 3.632_812_5).abs() < 1e-12);
+        assert_eq!(s.report_block(Duration::ZERO).jitter, 4);
+    }
+
+    #[test]
+    fn rtt_rfc3550_example() {
+        // RFC 3550 6.4.1, figure 2: A receives the RR at 46864.500 s (0xb710:8000),
+        // LSR = 46853.125 s (0xb705:2000), DLSR = 5.250 s (0x0005:4000):
+        // delay = 0x0006:2000 = 6.125 s.
+        let r = rtt(0xb710_8000, 0xb705_2000, 0x0005_4000).unwrap();
+        assert_eq!(r, Duration::from_millis(6_125));
+        assert_eq!(duration_to_compact(r), 0x0006_2000);
+        assert_eq!(rtt(0xb710_8000, 0, 0x0005_4000), None);
+        // DLSR larger than the elapsed time: negative -> None
+        assert_eq!(rtt(0xb705_3000, 0xb705_2000, 0x0005_4000), None);
+        // across the 16-bit seconds wrap of the compact form
+        assert_eq!(
+            rtt(0x0001_0000, 0xffff_8000, 0),
+            Some(Duration::from_millis(1_500))
+        );
+    }
+
+    #[test]
+    fn emodel_g711() {
+        // No loss, no delay: R = 93.2 - 0 - 0.
+        let r = r_factor(Codec::G711Plc, 0.0, 0.0, 1.0);
+        assert!((r - 93.2).abs() < 1e-12);
+        // MOS by hand: 1 + 0.035*93.2 + 93.2*33.2*6.8*7e-6
+        //   = 1 + 3.262 + 21040.832*7e-6 = 1 + 3.262 + 0.147285824 = 4.409285824
+        let mos = mos_from_r(r);
+        assert!((mos - 4.409_285_824).abs() < 1e-9, "{mos}");
+        // 20 ms one-way: Id = 0.48, R = 92.72.
+        assert!((r_factor(Codec::G711Plc, 20.0, 0.0, 1.0) - 92.72).abs() < 1e-9);
+        // 277.3 ms: Id = 0.024*277.3 + 0.11*100 = 6.6552 + 11 = 17.6552
+        assert!((delay_impairment(277.3) - 17.6552).abs() < 1e-9);
+        // 1 % random loss with PLC: Ie_eff = 95 * 1 / (1 + 25.1) = 3.639846...
+        let ie = effective_ie(Codec::G711Plc, 1.0, 1.0);
+        assert!((ie - 95.0 / 26.1).abs() < 1e-12);
+        // without PLC: 95 / (1 + 4.3) = 17.924528...
+        assert!((effective_ie(Codec::G711NoPlc, 1.0, 1.0) - 95.0 / 5.3).abs() < 1e-12);
+        // G.729A, 2 % loss, BurstR 2: 11 + 84 * 2 / (1 + 19) = 19.4
+        assert!((effective_ie(Codec::G729a, 2.0, 2.0) - 19.4).abs() < 1e-12);
+        assert_eq!(mos_from_r(-5.0), 1.0);
+        assert_eq!(mos_from_r(120.0), 4.5);
+        // R = 50: 1 + 1.75 + 50*(-10)*50*7e-6 = 2.75 - 0.175 = 2.575
+        assert!((mos_from_r(50.0) - 2.575).abs() < 1e-12);
+    }
+
+    #[test]
+    fn burst_gap_hand_worked() {
+        // 20 received, 1 lost, 20 received, lost, received, lost, lost, 20 received.
+        // Gap 1: 20 + isolated loss + 20 = 41 packets, 1 lost. Burst: L R L L = 4
+        // packets, 3 lost. Gap 2: 20 packets. Gaps: 2 (61 packets), bursts: 1.
+        let mut t = BurstGapTracker::new(16);
+        let rx = |t: &mut BurstGapTracker, n: usize| (0..n).for_each(|_| t.on_received());
+        rx(&mut t, 20);
+        t.on_lost();
+        rx(&mut t, 20);
+        t.on_lost();
+        rx(&mut t, 1);
+        t.on_lost();
+        t.on_lost();
+        rx(&mut t, 20);
+        let c = t.counts();
+        assert_eq!(
+            c,
+            BurstGapCounts {
+                bursts: 1,
+                burst_packets: 4,
+                burst_lost: 3,
+                gaps: 2,
+                gap_packets: 61,
+                gap_lost: 1
+            }
+        );
+        let m = t.metrics(20.0);
+        assert!((m.burst_density - 0.75).abs() < 1e-12);
+        assert_eq!(m.burst_density_u8(), 192);
+        // 1/61 * 256 = 4.19 -> 4
+        assert_eq!(m.gap_density_u8(), 4);
+        assert!((m.burst_duration_ms - 80.0).abs() < 1e-12);
+        assert!((m.gap_duration_ms - 610.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn lost_run_equals_single_losses() {
+        let mut a = BurstGapTracker::new(4);
+        let mut b = BurstGapTracker::new(4);
+        for (recv, lost) in [(10u64, 3u64), (2, 1), (5, 0), (1, 7), (20, 1), (3, 2)] {
+            for _ in 0..recv {
+                a.on_received();
+                b.on_received();
+            }
+            a.on_lost_run(lost);
+            for _ in 0..lost {
+                b.on_lost();
+            }
+        }
+        assert_eq!(a.counts(), b.counts());
+    }
+
+    #[test]
+    fn burst_gap_from_outcomes() {
+        // 15 received between two losses is below Gmin = 16: one burst.
+        let mut t = BurstGapTracker::new(16);
+        let mut s = SeqTracker::with_probation(0);
+        for seq in (0u16..=10).chain(12..=26).chain(28..=60) {
+            t.on_outcome(s.update(seq));
+        }
+        let c = t.counts();
+        // burst: lost 11, 12..=26 (15 received), lost 27 = 17 packets, 2 lost
+        assert_eq!((c.bursts, c.burst_packets, c.burst_lost), (1, 17, 2));
+        assert_eq!((c.gaps, c.gap_packets, c.gap_lost), (2, 11 + 33, 0));
+    }
+}
