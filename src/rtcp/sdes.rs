@@ -163,11 +163,14 @@ impl<'a> Iterator for SdesChunks<'a> {
     }
 }
 
+/// The items of one SDES chunk for [`SdesRepr`]: (type, text) pairs.
+pub type SdesItemList<'a> = &'a [(u8, &'a [u8])];
+
 /// Writer of an SDES packet: chunks of (SSRC, items as (type, text)).
 #[derive(Debug, Clone, Copy)]
 pub struct SdesRepr<'a> {
     /// Up to 31 chunks.
-    pub chunks: &'a [(u32, &'a [(u8, &'a [u8])])],
+    pub chunks: &'a [(u32, SdesItemList<'a>)],
 }
 
 impl RtcpWrite for SdesRepr<'_> {
