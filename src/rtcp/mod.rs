@@ -23,7 +23,7 @@ pub use fb::{
 };
 pub use report::{ReceiverReport, ReportBlock, RrRepr, SenderReport, SrRepr};
 pub use sdes::item as sdes_item;
-pub use sdes::{App, AppRepr, Bye, ByeRepr, Sdes, SdesChunk, SdesItem, SdesRepr};
+pub use sdes::{App, AppRepr, Bye, ByeRepr, Sdes, SdesChunk, SdesItem, SdesItemList, SdesRepr};
 pub use xr::bt as xr_block_type;
 pub use xr::{DlrrItem, StatsSummary, VoipMetrics, Xr, XrBlock, XrBlockRepr, XrRepr};
 
