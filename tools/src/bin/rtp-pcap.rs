@@ -1,5 +1,5 @@
-//! `rtp-pcap`: RTP stream analysis of captures (and, later, SRTP decryption and
-//! encryption: each is one more variant of [`Command`]).
+//! `rtp-pcap`: RTP stream analysis of captures, and SRTP decryption/encryption of
+//! captures (each is one variant of [`Command`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,8 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use rtp_core::srtp::SrtpProfile;
 use rtp_tools::pcap::analysis::{analyze, render_text, AnalysisOptions};
 use rtp_tools::pcap::capture::CaptureReader;
+use rtp_tools::pcap::crypt::{
+    keys_from_sdp, parse_key, parse_target, render, run, KeyRing, KeyTarget, Mode,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,6 +30,88 @@ struct Cli {
 enum Command {
     /// Per-SSRC RTP stream analysis and RTCP flows of a pcap or pcapng file.
     Stats(StatsArgs),
+    /// Replace SRTP/SRTCP in a capture by plaintext RTP/RTCP (for Wireshark) and
+    /// count per stream what authenticated, failed or was replayed.
+    Decrypt(CryptArgs),
+    /// Replace RTP/RTCP in a capture by SRTP/SRTCP.
+    Encrypt(CryptArgs),
+}
+
+#[derive(Args, Debug)]
+struct CryptArgs {
+    /// Input capture (pcap or pcapng).
+    input: PathBuf,
+    /// Output capture (pcap).
+    output: PathBuf,
+    /// SRTP profile of --key and --key-for, e.g. AES_CM_128_HMAC_SHA1_80,
+    /// AEAD_AES_128_GCM (SDES names).
+    #[arg(long, value_parser = parse_profile, default_value = "AES_CM_128_HMAC_SHA1_80")]
+    profile: SrtpProfile,
+    /// Default master key||salt, base64 (as in SDES inline:).
+    #[arg(long)]
+    key: Option<String>,
+    /// A key for one stream: TARGET=BASE64 where TARGET is ssrc:N, port:N, 0xSSRC,
+    /// a port (decimal below 65536) or an SSRC (larger decimal). Repeatable.
+    #[arg(long = "key-for", value_name = "TARGET=B64")]
+    key_for: Vec<String>,
+    /// SDP (or a file of a=crypto lines): keys by m= line port, the first one as
+    /// default.
+    #[arg(long)]
+    sdp: Option<PathBuf>,
+    /// Print the per-stream report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_profile(s: &str) -> Result<SrtpProfile, String> {
+    SrtpProfile::from_sdes_name(s).ok_or_else(|| {
+        let names: Vec<_> = SrtpProfile::ALL.iter().map(|p| p.sdes_name()).collect();
+        format!("unknown profile {s:?}; one of {}", names.join(", "))
+    })
+}
+
+fn crypt(args: CryptArgs, mode: Mode) -> Result<(), String> {
+    let mut ring = KeyRing::default();
+    if let Some(k) = &args.key {
+        ring.default = Some(parse_key(args.profile, k)?);
+    }
+    for kf in &args.key_for {
+        let (t, k) = kf
+            .split_once('=')
+            .ok_or_else(|| format!("--key-for {kf:?}: expected TARGET=BASE64"))?;
+        let key = parse_key(args.profile, k)?;
+        match parse_target(t)? {
+            KeyTarget::Ssrc(s) => ring.by_ssrc.insert(s, key),
+            KeyTarget::Port(p) => ring.by_port.insert(p, key),
+        };
+    }
+    if let Some(p) = &args.sdp {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        keys_from_sdp(&text, &mut ring).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if ring.default.is_none() && ring.by_port.is_empty() && ring.by_ssrc.is_empty() {
+        return Err("no key: give --key, --key-for or --sdp".into());
+    }
+    let reader =
+        CaptureReader::open(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let report = run(reader, &args.output, &ring, mode)
+        .map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
+    } else {
+        render(&report)
+    };
+    print!("{text}");
+    let candidates: u64 = report
+        .streams
+        .iter()
+        .map(|s| s.ok + s.auth_failed + s.replayed + s.other)
+        .sum();
+    let ok: u64 = report.streams.iter().map(|s| s.ok).sum();
+    if candidates > 0 && ok == 0 {
+        return Err("no packet could be transformed (wrong key or profile?)".into());
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +181,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Stats(a) => stats(a),
+        Command::Decrypt(a) => crypt(a, Mode::Decrypt),
+        Command::Encrypt(a) => crypt(a, Mode::Encrypt),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

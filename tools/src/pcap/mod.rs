@@ -6,4 +6,5 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod crypt;
 pub mod net;
