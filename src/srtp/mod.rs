@@ -166,6 +166,8 @@ pub enum SrtpError {
     TooOld,
     /// The SSRC is unknown and the context is strict.
     UnknownSsrc,
+    /// The packet's MKI is not the configured one.
+    MkiMismatch,
     /// The SRTP index (2^48) or SRTCP index (2^31) is exhausted; re-key.
     IndexExhausted,
     /// The buffer has no room for the tag.
@@ -184,6 +186,7 @@ impl fmt::Display for SrtpError {
             SrtpError::Replayed => "replayed packet",
             SrtpError::TooOld => "packet index older than the replay window",
             SrtpError::UnknownSsrc => "unknown SSRC",
+            SrtpError::MkiMismatch => "MKI does not match the configured key",
             SrtpError::IndexExhausted => "packet index exhausted, re-key needed",
             SrtpError::BufferTooSmall => "no tailroom for the authentication tag",
             SrtpError::Malformed => "malformed RTP/RTCP packet",
@@ -201,6 +204,9 @@ pub struct SrtpConfig {
     salt: [u8; 14],
     replay_window: usize,
     strict_ssrc: bool,
+    kdr: u64,
+    mki: [u8; 4],
+    mki_len: usize,
 }
 
 impl fmt::Debug for SrtpConfig {
@@ -210,6 +216,8 @@ impl fmt::Debug for SrtpConfig {
             .field("profile", &self.profile)
             .field("replay_window", &self.replay_window)
             .field("strict_ssrc", &self.strict_ssrc)
+            .field("kdr", &self.kdr)
+            .field("mki_len", &self.mki_len)
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +241,9 @@ impl SrtpConfig {
             salt: s,
             replay_window: Self::DEFAULT_REPLAY_WINDOW,
             strict_ssrc: false,
+            kdr: 0,
+            mki: [0; 4],
+            mki_len: 0,
         })
     }
 
@@ -252,6 +263,37 @@ impl SrtpConfig {
         }
         self.replay_window = packets.div_ceil(64) * 64;
         Ok(self)
+    }
+
+    /// Key derivation rate (RFC 3711 4.3.1): 0 (derive once) or a power of two up
+    /// to 2^24; session keys are re-derived every `kdr` packets of a stream.
+    pub fn with_kdr(mut self, kdr: u64) -> Result<Self, SrtpError> {
+        if kdr != 0 && (!kdr.is_power_of_two() || kdr > 1 << 24) {
+            return Err(SrtpError::BadConfig);
+        }
+        self.kdr = kdr;
+        Ok(self)
+    }
+
+    /// Master key identifier (1 to 4 bytes): protect appends it, unprotect requires
+    /// it to match (RFC 3711 3.1).
+    pub fn with_mki(mut self, mki: &[u8]) -> Result<Self, SrtpError> {
+        if mki.is_empty() || mki.len() > 4 {
+            return Err(SrtpError::BadConfig);
+        }
+        self.mki[..mki.len()].copy_from_slice(mki);
+        self.mki_len = mki.len();
+        Ok(self)
+    }
+
+    /// Bytes protect adds to an RTP packet (tag and MKI).
+    pub fn rtp_overhead(&self) -> usize {
+        self.profile.rtp_tag_len() + self.mki_len
+    }
+
+    /// Bytes protect adds to an RTCP packet (tag, E||index and MKI).
+    pub fn rtcp_overhead(&self) -> usize {
+        self.profile.rtcp_tag_len() + 4 + self.mki_len
     }
 
     /// Rejects packets of SSRCs not added with [`SrtpContext::add_ssrc`].
@@ -294,10 +336,20 @@ pub fn dtls_srtp_keys(
 
 /// The RFC 3711 4.3.1 PRF (AES-CM keyed with the master key) for a label, with a key
 /// derivation rate of zero: `out = AES-CM(master_key, (salt ^ label<<48) * 2^16)`.
+#[cfg(test)]
 fn kdf(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) {
+    kdf_r(master_key, master_salt, label, 0, out);
+}
+
+/// The PRF with `r = index DIV key_derivation_rate` (RFC 3711 4.3.1): the key id
+/// `label || r` (8 + 48 bits) is XORed into the salt.
+fn kdf_r(master_key: &[u8], master_salt: &[u8], label: u8, r: u64, out: &mut [u8]) {
     let mut iv = [0u8; 16];
     iv[..master_salt.len()].copy_from_slice(master_salt);
     iv[7] ^= label;
+    for (d, s) in iv[8..14].iter_mut().zip(&r.to_be_bytes()[2..]) {
+        *d ^= s;
+    }
     out.fill(0);
     match master_key.len() {
         16 => cm_xor(&Aes128::new(master_key.into()), &iv, out),
@@ -350,15 +402,15 @@ struct SessionKeys {
 }
 
 impl SessionKeys {
-    fn derive(cfg: &SrtpConfig, rtcp: bool) -> Self {
+    fn derive(cfg: &SrtpConfig, rtcp: bool, r: u64) -> Self {
         let p = cfg.profile;
         let base = if rtcp { 3 } else { 0 };
         let (mk, ms) = (cfg.key(), cfg.salt());
         let mut key = [0u8; 32];
         let key = &mut key[..p.key_len()];
-        kdf(mk, ms, base, key);
+        kdf_r(mk, ms, base, r, key);
         let mut salt = [0u8; 14];
-        kdf(mk, ms, base + 2, &mut salt[..p.salt_len()]);
+        kdf_r(mk, ms, base + 2, r, &mut salt[..p.salt_len()]);
         let cipher = match p {
             SrtpProfile::AesCm128HmacSha1_80 | SrtpProfile::AesCm128HmacSha1_32 => {
                 Cipher::Cm128(Aes128::new((&*key).into()))
@@ -376,7 +428,7 @@ impl SessionKeys {
         };
         let auth = (!p.is_aead()).then(|| {
             let mut ak = [0u8; 20];
-            kdf(mk, ms, base + 1, &mut ak);
+            kdf_r(mk, ms, base + 1, r, &mut ak);
             <HmacSha1 as Mac>::new_from_slice(&ak).expect("HMAC takes any key length")
         });
         let tag_len = if rtcp {
@@ -514,8 +566,11 @@ impl ReplayWindow {
 
 // ------------------------------------------------------------------ per-SSRC state
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Stream {
+    /// Session keys for a non-zero key derivation rate: (r, keys), RTP and RTCP.
+    kdr_rtp: Option<(u64, Box<SessionKeys>)>,
+    kdr_rtcp: Option<(u64, Box<SessionKeys>)>,
     roc: u32,
     s_l: Option<u16>,
     window: ReplayWindow,
@@ -526,6 +581,8 @@ struct Stream {
 impl Stream {
     fn new(window: usize) -> Self {
         Stream {
+            kdr_rtp: None,
+            kdr_rtcp: None,
             roc: 0,
             s_l: None,
             window: ReplayWindow::new(window),
@@ -631,8 +688,8 @@ impl SrtpContext {
     /// Derives the session keys (once) and creates an empty context.
     pub fn new(cfg: SrtpConfig) -> Result<Self, SrtpError> {
         Ok(SrtpContext {
-            rtp: SessionKeys::derive(&cfg, false),
-            rtcp: SessionKeys::derive(&cfg, true),
+            rtp: SessionKeys::derive(&cfg, false, 0),
+            rtcp: SessionKeys::derive(&cfg, true, 0),
             cfg,
             streams: HashMap::new(),
         })
@@ -667,28 +724,20 @@ impl SrtpContext {
         self.streams.get(&ssrc).map(|s| s.roc)
     }
 
-    fn stream(&mut self, ssrc: u32) -> Result<&mut Stream, SrtpError> {
-        if !self.streams.contains_key(&ssrc) {
-            if self.cfg.strict_ssrc {
-                return Err(SrtpError::UnknownSsrc);
-            }
-            self.add_ssrc(ssrc);
-        }
-        self.streams.get_mut(&ssrc).ok_or(SrtpError::UnknownSsrc)
-    }
-
-    /// Protects the RTP packet in `buf[..len]`; the tag goes into the tailroom after
-    /// it. Returns the SRTP length.
+    /// Protects the RTP packet in `buf[..len]`; the MKI (if configured) and the tag
+    /// go into the tailroom after it. Returns the SRTP length.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
         let hlen = rtp_header_len(pkt)?;
         let tag_len = self.rtp.tag_len;
-        if buf.len() < len + tag_len {
+        let mki = &self.cfg.mki[..self.cfg.mki_len];
+        let total = len + mki.len() + tag_len;
+        if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(buf, 8);
-        let st = self.stream(ssrc)?;
+        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
         let roc = match st.s_l {
             Some(s_l) if seq < s_l && s_l - seq > 0x8000 => {
                 st.roc.checked_add(1).ok_or(SrtpError::IndexExhausted)?
@@ -697,53 +746,64 @@ impl SrtpContext {
         };
         st.update(roc, seq);
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        let keys = &self.rtp;
+        let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr_rtp, false, index);
         if self.cfg.profile.is_aead() {
+            // RFC 7714 8: header || ciphertext || tag || MKI.
             let iv = keys.gcm_iv(ssrc, roc, seq);
             let (head, rest) = buf.split_at_mut(hlen);
             let tag = keys.gcm_seal(&iv, head, &mut rest[..len - hlen]);
-            rest[len - hlen..len - hlen + 16].copy_from_slice(&tag);
+            buf[len..len + 16].copy_from_slice(&tag);
+            buf[len + 16..total].copy_from_slice(mki);
         } else {
+            // RFC 3711 3.1: header || ciphertext || MKI || tag; the tag covers the
+            // header, the ciphertext and the ROC, not the MKI.
             keys.ctr_xor(ssrc, index, &mut buf[hlen..len]);
             let mut mac = [0u8; 20];
             keys.mac(&[&buf[..len], &roc.to_be_bytes()], &mut mac);
-            buf[len..len + tag_len].copy_from_slice(&mac[..tag_len]);
+            buf[len..len + mki.len()].copy_from_slice(mki);
+            buf[len + mki.len()..total].copy_from_slice(&mac[..tag_len]);
         }
-        Ok(len + tag_len)
+        Ok(total)
     }
 
     /// Authenticates and decrypts the SRTP packet that fills `buf`. On error the
     /// buffer is unchanged and the stream state is not advanced.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
         let tag_len = self.rtp.tag_len;
-        let len = buf.len().checked_sub(tag_len).ok_or(SrtpError::Truncated)?;
+        let mki_len = self.cfg.mki_len;
+        let len = buf
+            .len()
+            .checked_sub(tag_len + mki_len)
+            .ok_or(SrtpError::Truncated)?;
         let hlen = rtp_header_len(&buf[..len])?;
+        let aead = self.cfg.profile.is_aead();
+        let mki_at = if aead { len + tag_len } else { len };
+        if buf[mki_at..mki_at + mki_len] != self.cfg.mki[..mki_len] {
+            return Err(SrtpError::MkiMismatch);
+        }
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(buf, 8);
-        let aead = self.cfg.profile.is_aead();
-        let st = self.stream(ssrc)?;
+        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
         let roc = st.estimate(seq)?;
         let index = (u64::from(roc) << 16) | u64::from(seq);
         st.window.check(index)?;
-        let keys = &self.rtp;
+        let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr_rtp, false, index);
         if aead {
             let iv = keys.gcm_iv(ssrc, roc, seq);
             let (head, rest) = buf.split_at_mut(hlen);
-            let (data, tag) = rest.split_at_mut(len - hlen);
-            if !keys.gcm_open(&iv, head, data, tag) {
+            let (data, rest) = rest.split_at_mut(len - hlen);
+            if !keys.gcm_open(&iv, head, data, &rest[..16]) {
                 return Err(SrtpError::AuthFailed);
             }
         } else {
             let mut mac = [0u8; 20];
             keys.mac(&[&buf[..len], &roc.to_be_bytes()], &mut mac);
-            if !bool::from(mac[..tag_len].ct_eq(&buf[len..])) {
+            if !bool::from(mac[..tag_len].ct_eq(&buf[len + mki_len..])) {
                 return Err(SrtpError::AuthFailed);
             }
             keys.ctr_xor(ssrc, index, &mut buf[hlen..len]);
         }
-        if let Some(st) = self.streams.get_mut(&ssrc) {
-            st.update(roc, seq);
-        }
+        st.update(roc, seq);
         Ok(Unprotected {
             len,
             payload: hlen..len,
@@ -751,7 +811,8 @@ impl SrtpContext {
     }
 
     /// Protects the compound RTCP packet in `buf[..len]`, appending (per profile)
-    /// the tag and the E flag with the SRTCP index. Returns the SRTCP length.
+    /// the tag, the E flag with the SRTCP index, and the MKI. Returns the SRTCP
+    /// length.
     pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         if len < 8 || buf.len() < len {
             return Err(SrtpError::Truncated);
@@ -760,23 +821,31 @@ impl SrtpContext {
             return Err(SrtpError::Malformed);
         }
         let tag_len = self.rtcp.tag_len;
-        if buf.len() < len + 4 + tag_len {
+        let mki = &self.cfg.mki[..self.cfg.mki_len];
+        let total = len + 4 + mki.len() + tag_len;
+        if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
         let ssrc = be32(buf, 4);
         let aead = self.cfg.profile.is_aead();
         let encrypt = !matches!(self.rtcp.cipher, Cipher::Null);
-        let st = self.stream(ssrc)?;
+        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
         let index = st.rtcp_next;
         if index > 0x7fff_ffff {
             return Err(SrtpError::IndexExhausted);
         }
         st.rtcp_next += 1;
         let e_index = (u32::from(encrypt) << 31) | index;
-        let keys = &self.rtcp;
+        let keys = keys_for(
+            &self.cfg,
+            &self.rtcp,
+            &mut st.kdr_rtcp,
+            true,
+            u64::from(index),
+        );
         if aead {
-            // RFC 7714 9.1: header(8) || ciphertext || tag || E||index; AAD is the
-            // first 8 bytes followed by E||index.
+            // RFC 7714 9: header(8) || ciphertext || tag || E||index || MKI; the
+            // AAD is the first 8 bytes followed by E||index.
             let mut aad = [0u8; 12];
             aad[..8].copy_from_slice(&buf[..8]);
             aad[8..].copy_from_slice(&e_index.to_be_bytes());
@@ -784,41 +853,55 @@ impl SrtpContext {
             let tag = keys.gcm_seal(&iv, &aad, &mut buf[8..len]);
             buf[len..len + 16].copy_from_slice(&tag);
             buf[len + 16..len + 20].copy_from_slice(&e_index.to_be_bytes());
-            Ok(len + 20)
+            buf[len + 20..total].copy_from_slice(mki);
         } else {
+            // RFC 3711 3.4: ... || E||index || MKI || tag.
             keys.ctr_xor(ssrc, u64::from(index), &mut buf[8..len]);
             buf[len..len + 4].copy_from_slice(&e_index.to_be_bytes());
             let mut mac = [0u8; 20];
             keys.mac(&[&buf[..len + 4]], &mut mac);
-            buf[len + 4..len + 4 + tag_len].copy_from_slice(&mac[..tag_len]);
-            Ok(len + 4 + tag_len)
+            buf[len + 4..len + 4 + mki.len()].copy_from_slice(mki);
+            buf[len + 4 + mki.len()..total].copy_from_slice(&mac[..tag_len]);
         }
+        Ok(total)
     }
 
     /// Authenticates and decrypts the SRTCP packet that fills `buf`. On error the
     /// buffer is unchanged.
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
         let tag_len = self.rtcp.tag_len;
-        if buf.len() < 8 + 4 + tag_len {
+        let mki_len = self.cfg.mki_len;
+        let total = buf.len();
+        if total < 8 + 4 + tag_len + mki_len {
             return Err(SrtpError::Truncated);
         }
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
         let aead = self.cfg.profile.is_aead();
-        let total = buf.len();
-        let (len, e_at) = if aead {
-            (total - 4 - tag_len, total - 4)
+        let len = total - 4 - tag_len - mki_len;
+        // Where E||index and the MKI are.
+        let (e_at, mki_at) = if aead {
+            (len + tag_len, len + tag_len + 4)
         } else {
-            (total - 4 - tag_len, total - 4 - tag_len)
+            (len, len + 4)
         };
+        if buf[mki_at..mki_at + mki_len] != self.cfg.mki[..mki_len] {
+            return Err(SrtpError::MkiMismatch);
+        }
         let e_index = be32(buf, e_at);
         let encrypted = e_index & 0x8000_0000 != 0;
         let index = e_index & 0x7fff_ffff;
         let ssrc = be32(buf, 4);
-        let st = self.stream(ssrc)?;
+        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
         st.rtcp_window.check(u64::from(index))?;
-        let keys = &self.rtcp;
+        let keys = keys_for(
+            &self.cfg,
+            &self.rtcp,
+            &mut st.kdr_rtcp,
+            true,
+            u64::from(index),
+        );
         if aead {
             let mut aad = [0u8; 12];
             aad[..8].copy_from_slice(&buf[..8]);
@@ -831,21 +914,52 @@ impl SrtpContext {
         } else {
             let mut mac = [0u8; 20];
             keys.mac(&[&buf[..len + 4]], &mut mac);
-            if !bool::from(mac[..tag_len].ct_eq(&buf[len + 4..])) {
+            if !bool::from(mac[..tag_len].ct_eq(&buf[len + 4 + mki_len..])) {
                 return Err(SrtpError::AuthFailed);
             }
             if encrypted {
                 keys.ctr_xor(ssrc, u64::from(index), &mut buf[8..len]);
             }
         }
-        if let Some(st) = self.streams.get_mut(&ssrc) {
-            st.rtcp_window.accept(u64::from(index));
-        }
+        st.rtcp_window.accept(u64::from(index));
         Ok(Unprotected {
             len,
             payload: 8..len,
         })
     }
+}
+
+/// The stream state of `ssrc`, created on first use unless the context is strict.
+fn stream_entry<'m>(
+    streams: &'m mut HashMap<u32, Stream>,
+    cfg: &SrtpConfig,
+    ssrc: u32,
+) -> Result<&'m mut Stream, SrtpError> {
+    if cfg.strict_ssrc && !streams.contains_key(&ssrc) {
+        return Err(SrtpError::UnknownSsrc);
+    }
+    Ok(streams
+        .entry(ssrc)
+        .or_insert_with(|| Stream::new(cfg.replay_window)))
+}
+
+/// The session keys for packet `index`: the context's when the key derivation rate
+/// is zero, otherwise the stream's, re-derived when `index / kdr` changes.
+fn keys_for<'s>(
+    cfg: &SrtpConfig,
+    base: &'s SessionKeys,
+    slot: &'s mut Option<(u64, Box<SessionKeys>)>,
+    rtcp: bool,
+    index: u64,
+) -> &'s SessionKeys {
+    if cfg.kdr == 0 {
+        return base;
+    }
+    let r = index / cfg.kdr;
+    if slot.as_ref().is_none_or(|(have, _)| *have != r) {
+        *slot = Some((r, Box::new(SessionKeys::derive(cfg, rtcp, r))));
+    }
+    &slot.as_ref().expect("derived above").1
 }
 
 #[cfg(test)]

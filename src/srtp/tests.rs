@@ -336,3 +336,89 @@ fn rfc5764_keying_material_split() {
         Some(SrtpProfile::AeadAes128Gcm)
     );
 }
+
+#[test]
+fn mki_is_appended_and_matched() {
+    for p in [SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+        let c = cfg(p).with_mki(&[0xab, 0xcd]).unwrap();
+        let mut tx = SrtpContext::new(c.clone()).unwrap();
+        let mut rx = SrtpContext::new(c).unwrap();
+        let mut buf = [0u8; 300];
+        let n = rtp(5, 9, 20, &mut buf);
+        let plain = buf[..n].to_vec();
+        let m = tx.protect_rtp(&mut buf, n).unwrap();
+        assert_eq!(m, n + 2 + p.rtp_tag_len());
+        // CM: MKI before the tag; GCM: after the tag (RFC 3711 3.1, RFC 7714 8).
+        let at = if p.is_aead() { n + 16 } else { n };
+        assert_eq!(buf[at..at + 2], [0xab, 0xcd], "{p:?}");
+        let pkt = buf[..m].to_vec();
+        let u = rx.unprotect_rtp(&mut buf[..m]).unwrap();
+        assert_eq!(buf[..u.len], plain[..]);
+
+        let mut other = SrtpContext::new(cfg(p).with_mki(&[0xab, 0xce]).unwrap()).unwrap();
+        let mut b = pkt.clone();
+        assert_eq!(other.unprotect_rtp(&mut b), Err(SrtpError::MkiMismatch));
+        assert_eq!(b, pkt);
+
+        // SRTCP with MKI.
+        let mut rr = [0u8; 128];
+        rr[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 9]);
+        let m = tx.protect_rtcp(&mut rr, 8).unwrap();
+        assert_eq!(m, 8 + 4 + 2 + p.rtcp_tag_len());
+        let u = rx.unprotect_rtcp(&mut rr[..m]).unwrap();
+        assert_eq!(rr[..u.len], [0x80, 201, 0, 1, 0, 0, 0, 9]);
+    }
+    assert_eq!(
+        cfg(SrtpProfile::AesCm128HmacSha1_80).with_mki(&[1, 2, 3, 4, 5]),
+        Err(SrtpError::BadConfig)
+    );
+}
+
+#[test]
+fn non_zero_key_derivation_rate_rekeys_every_kdr_packets() {
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let c = cfg(p).with_kdr(16).unwrap();
+    let mut tx = SrtpContext::new(c.clone()).unwrap();
+    let mut rx = SrtpContext::new(c).unwrap();
+    // A receiver that derives once (kdr 0) shares the keys only while
+    // index DIV 16 == 0, i.e. for indices 0..16.
+    let mut rx0 = SrtpContext::new(cfg(p)).unwrap();
+    for seq in 0..100u16 {
+        let mut buf = [0u8; 300];
+        let n = rtp(seq, 3, 40, &mut buf);
+        let plain = buf[..n].to_vec();
+        let m = tx.protect_rtp(&mut buf, n).unwrap();
+        let mut copy = buf[..m].to_vec();
+        let u = rx.unprotect_rtp(&mut buf[..m]).unwrap();
+        assert_eq!(buf[..u.len], plain[..]);
+        let r0 = rx0.unprotect_rtp(&mut copy);
+        if seq < 16 {
+            assert!(r0.is_ok(), "seq {seq}");
+        } else {
+            assert_eq!(r0, Err(SrtpError::AuthFailed), "seq {seq}");
+        }
+    }
+    // SRTCP re-keys too, by SRTCP index.
+    for _ in 0..40 {
+        let mut rr = [0u8; 128];
+        rr[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 3]);
+        let m = tx.protect_rtcp(&mut rr, 8).unwrap();
+        rx.unprotect_rtcp(&mut rr[..m]).unwrap();
+    }
+    assert_eq!(cfg(p).with_kdr(3), Err(SrtpError::BadConfig));
+    assert_eq!(cfg(p).with_kdr(1 << 25), Err(SrtpError::BadConfig));
+}
+
+#[test]
+fn kdf_with_r_differs_from_r_zero() {
+    // RFC 3711 4.3.1: r enters the low 48 bits of the key id, so the r = 1 key
+    // differs from the B.3 (r = 0) key.
+    let mk = hex("E1F97A0D3E018BE0D64FA32C06DE4139");
+    let ms = hex("0EC675AD498AFEEBB6960B3AABE6");
+    let mut k1 = [0u8; 16];
+    kdf_r(&mk, &ms, 0, 1, &mut k1);
+    assert_ne!(k1.to_vec(), hex("C61E7A93744F39EE10734AFE3FF7A087"));
+    let mut k0 = [0u8; 16];
+    kdf_r(&mk, &ms, 0, 0, &mut k0);
+    assert_eq!(k0.to_vec(), hex("C61E7A93744F39EE10734AFE3FF7A087"));
+}
