@@ -4,10 +4,14 @@
 //! `.ci/install.sh`); fails, not skips, without it. Recipes: shared/interop, 2a/2b.
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+
+#[path = "support/gst.rs"]
+mod gst;
+use gst::{gst_path, hex, Reap};
 
 const SSRC: u32 = 287_454_020;
 
@@ -41,35 +45,6 @@ fn key_salt(p: SrtpProfile) -> Vec<u8> {
         .collect()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Kills and reaps a child when dropped.
-struct Reap(Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gst() -> Command {
-    let c = Command::new("gst-launch-1.0");
-    if which("gst-launch-1.0").is_none() {
-        panic!("gst-launch-1.0 not found; install it with `sudo bash .ci/install.sh`");
-    }
-    c
-}
-
-fn which(bin: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(bin))
-        .find(|p| p.exists())
-}
-
 #[test]
 fn gstreamer_srtpenc_to_our_unprotect() {
     for (profile, cipher, auth, rtcp_auth) in SUITES {
@@ -86,7 +61,7 @@ fn gstreamer_srtpenc_to_our_unprotect() {
              ! udpsink host=127.0.0.1 port={port}",
             hex(&ks)
         );
-        let child = gst()
+        let child = Command::new(gst_path())
             .arg("-q")
             .args(pipeline.split_whitespace())
             .stdout(Stdio::null())
@@ -126,60 +101,22 @@ fn gstreamer_srtpenc_to_our_unprotect() {
 #[test]
 fn our_protect_to_gstreamer_srtpdec() {
     for (profile, cipher, auth, rtcp_auth) in SUITES {
-        // A free port for GStreamer: bind, read the port, release it.
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let ks = key_salt(profile);
-        let caps = format!(
-            "application/x-srtp,media=(string)audio,clock-rate=(int)8000,encoding-name=(string)PCMU,\
-             payload=(int)0,ssrc=(uint){SSRC},srtp-key=(buffer){},srtp-cipher=(string){cipher},\
-             srtp-auth=(string){auth},srtcp-cipher=(string){cipher},srtcp-auth=(string){rtcp_auth}",
-            hex(&ks)
-        );
-        let child = Command::new("timeout")
-            .args(["-s", "INT", "-k", "3", "5"])
-            .arg(which("gst-launch-1.0").expect("gst-launch-1.0 not found; run .ci/install.sh"))
-            .args(["-v", "-e", "udpsrc", "address=127.0.0.1"])
-            .arg(format!("port={port}"))
-            .arg(format!("caps={caps}"))
-            .args([
-                "!",
-                "srtpdec",
-                "!",
-                "identity",
-                "silent=false",
-                "!",
-                "fakesink",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Give the pipeline time to reach PLAYING.
-        std::thread::sleep(Duration::from_millis(1500));
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut tx = SrtpContext::new(SrtpConfig::from_key_salt(profile, &ks).unwrap()).unwrap();
-        for i in 0..30u32 {
-            let seq = (65_520 + i) as u16;
-            let mut buf = [0u8; 256];
-            buf[0] = 0x80;
-            buf[2..4].copy_from_slice(&seq.to_be_bytes());
-            buf[4..8].copy_from_slice(&(i * 160).to_be_bytes());
-            buf[8..12].copy_from_slice(&SSRC.to_be_bytes());
-            buf[12..172].fill(0xff);
-            let n = tx.protect_rtp(&mut buf, 172).unwrap();
-            sock.send_to(&buf[..n], ("127.0.0.1", port)).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let chains = text
-            .lines()
-            .filter(|l| l.contains("last-message = chain"))
-            .count();
-        assert_eq!(chains, 30, "{profile:?}: srtpdec accepted {chains} of 30");
+        let packets: Vec<Vec<u8>> = (0..30u32)
+            .map(|i| {
+                let seq = (65_520 + i) as u16;
+                let mut buf = [0u8; 256];
+                buf[0] = 0x80;
+                buf[2..4].copy_from_slice(&seq.to_be_bytes());
+                buf[4..8].copy_from_slice(&(i * 160).to_be_bytes());
+                buf[8..12].copy_from_slice(&SSRC.to_be_bytes());
+                buf[12..172].fill(0xff);
+                let n = tx.protect_rtp(&mut buf, 172).unwrap();
+                buf[..n].to_vec()
+            })
+            .collect();
+        let n = gst::srtpdec_accepts(SSRC, &ks, cipher, auth, rtcp_auth, &packets);
+        assert_eq!(n, 30, "{profile:?}: srtpdec accepted {n} of 30");
     }
 }

@@ -484,6 +484,16 @@ impl SessionKeys {
         iv
     }
 
+    /// SRTCP with GCM (RFC 7714 9.1-9.2): AAD = first 8 bytes || E||index, and the
+    /// IV built from the SSRC and the 31-bit index.
+    fn srtcp_gcm_params(&self, head: &[u8], ssrc: u32, e_index: u32) -> ([u8; 12], [u8; 12]) {
+        let mut aad = [0u8; 12];
+        aad[..8].copy_from_slice(head);
+        aad[8..].copy_from_slice(&e_index.to_be_bytes());
+        let index = e_index & 0x7fff_ffff;
+        (aad, self.gcm_iv(ssrc, index >> 16, index as u16))
+    }
+
     fn gcm_seal(&self, iv: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
         let r = match &self.cipher {
             Cipher::Gcm128(c) => c.encrypt_in_place_detached(iv.into(), aad, data),
@@ -846,10 +856,7 @@ impl SrtpContext {
         if aead {
             // RFC 7714 9: header(8) || ciphertext || tag || E||index || MKI; the
             // AAD is the first 8 bytes followed by E||index.
-            let mut aad = [0u8; 12];
-            aad[..8].copy_from_slice(&buf[..8]);
-            aad[8..].copy_from_slice(&e_index.to_be_bytes());
-            let iv = keys.gcm_iv(ssrc, index >> 16, index as u16);
+            let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
             let tag = keys.gcm_seal(&iv, &aad, &mut buf[8..len]);
             buf[len..len + 16].copy_from_slice(&tag);
             buf[len + 16..len + 20].copy_from_slice(&e_index.to_be_bytes());
@@ -903,10 +910,7 @@ impl SrtpContext {
             u64::from(index),
         );
         if aead {
-            let mut aad = [0u8; 12];
-            aad[..8].copy_from_slice(&buf[..8]);
-            aad[8..].copy_from_slice(&e_index.to_be_bytes());
-            let iv = keys.gcm_iv(ssrc, index >> 16, index as u16);
+            let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
             let (body, trailer) = buf[8..].split_at_mut(len - 8);
             if !encrypted || !keys.gcm_open(&iv, &aad, body, &trailer[..16]) {
                 return Err(SrtpError::AuthFailed);

@@ -5,7 +5,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
@@ -13,30 +13,12 @@ use base64::Engine as _;
 use rtp_tools::pcap::capture::{CaptureReader, CaptureWriter};
 use rtp_tools::pcap::net::{build_ip_udp, linktype};
 
+#[path = "../../tests/support/gst.rs"]
+mod gst;
+use gst::{gst_path, hex, srtpdec_accepts, Reap};
+
 const SSRC: u32 = 287_454_020;
 const BIN: &str = env!("CARGO_BIN_EXE_rtp-pcap");
-
-struct Reap(Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gst_path() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("gst-launch-1.0"))
-                .find(|p| p.exists())
-        })
-        .expect("gst-launch-1.0 not found; install it with `sudo bash .ci/install.sh`")
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rtp-pcap-crypt-{}-{name}", std::process::id()));
@@ -177,47 +159,8 @@ fn decrypt_a_gstreamer_capture_then_encrypt_for_srtpdec() {
     assert!(ok, "{out}");
     assert_eq!(json_total(&out, "ok"), 40, "{out}");
 
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let caps = format!(
-        "application/x-srtp,media=(string)audio,clock-rate=(int)8000,encoding-name=(string)PCMU,\
-         payload=(int)0,ssrc=(uint){SSRC},srtp-key=(buffer){},srtp-cipher=(string)aes-128-gcm,\
-         srtp-auth=(string)null,srtcp-cipher=(string)aes-128-gcm,srtcp-auth=(string)null",
-        hex(&key2)
-    );
-    let child = Command::new("timeout")
-        .args(["-s", "INT", "-k", "3", "5"])
-        .arg(gst_path())
-        .args(["-v", "-e", "udpsrc", "address=127.0.0.1"])
-        .arg(format!("port={port}"))
-        .arg(format!("caps={caps}"))
-        .args([
-            "!",
-            "srtpdec",
-            "!",
-            "identity",
-            "silent=false",
-            "!",
-            "fakesink",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for (_, p) in payloads(&enc2) {
-        sock.send_to(&p, ("127.0.0.1", port)).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
-    let chains = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("last-message = chain"))
-        .count();
+    let packets: Vec<Vec<u8>> = payloads(&enc2).into_iter().map(|(_, p)| p).collect();
+    let chains = srtpdec_accepts(SSRC, &key2, "aes-128-gcm", "null", "null", &packets);
     assert_eq!(
         chains, 40,
         "srtpdec accepted {chains} of 40 packets we encrypted"

@@ -1,0 +1,92 @@
+//! GStreamer helpers shared by the SRTP interop tests of several crates (included
+//! with `#[path]`): find gst-launch, reap children, and count what `srtpdec`
+//! accepts from packets we send it.
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The gst-launch-1.0 binary, or a panic that says how to install it.
+pub fn gst_path() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("gst-launch-1.0"))
+                .find(|p| p.exists())
+        })
+        .expect("gst-launch-1.0 not found; install it with `sudo bash .ci/install.sh`")
+}
+
+/// Kills and reaps a child process when dropped.
+pub struct Reap(pub Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Starts `udpsrc ! srtpdec ! identity ! fakesink` for PCMU from `ssrc` with the
+/// given key||salt and GStreamer cipher/auth names, sends `packets` to it, and
+/// returns how many packets srtpdec passed on (decrypted and authenticated).
+pub fn srtpdec_accepts(
+    ssrc: u32,
+    key_salt: &[u8],
+    cipher: &str,
+    auth: &str,
+    rtcp_auth: &str,
+    packets: &[Vec<u8>],
+) -> usize {
+    // A free port for GStreamer: bind, read the port, release it.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let caps = format!(
+        "application/x-srtp,media=(string)audio,clock-rate=(int)8000,encoding-name=(string)PCMU,\
+         payload=(int)0,ssrc=(uint){ssrc},srtp-key=(buffer){},srtp-cipher=(string){cipher},\
+         srtp-auth=(string){auth},srtcp-cipher=(string){cipher},srtcp-auth=(string){rtcp_auth}",
+        hex(key_salt)
+    );
+    let child = Command::new("timeout")
+        .args(["-s", "INT", "-k", "3", "5"])
+        .arg(gst_path())
+        .args(["-v", "-e", "udpsrc", "address=127.0.0.1"])
+        .arg(format!("port={port}"))
+        .arg(format!("caps={caps}"))
+        .args([
+            "!",
+            "srtpdec",
+            "!",
+            "identity",
+            "silent=false",
+            "!",
+            "fakesink",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Give the pipeline time to reach PLAYING.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in packets {
+        sock.send_to(p, ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // `timeout` stops the pipeline after 5 s; wait_with_output reaps it.
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("last-message = chain"))
+        .count()
+}
