@@ -7,6 +7,7 @@ PKGS=(
   openssl libssl-dev pkg-config xxd iproute2 python3
   tshark
   libsrtp2-dev
+  libclang-dev
   ffmpeg
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0

@@ -373,8 +373,16 @@ fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U1
             *b = base.wrapping_add(counter + i as u128).to_be_bytes().into();
         }
         c.encrypt_blocks(&mut blocks[..n]);
-        for (d, k) in chunk.iter_mut().zip(blocks.iter().flatten()) {
-            *d ^= k;
+        for (d, k) in chunk.chunks_mut(16).zip(&blocks[..n]) {
+            if let Ok(d16) = <&mut [u8; 16]>::try_from(&mut *d) {
+                // A whole block: XOR 16 bytes at once.
+                let x = u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes((*k).into());
+                *d16 = x.to_ne_bytes();
+            } else {
+                for (b, kb) in d.iter_mut().zip(k.iter()) {
+                    *b ^= kb;
+                }
+            }
         }
         counter += n as u128;
     }

@@ -1,18 +1,18 @@
-//! Side-by-side SRTP cost: this project vs libsrtp 2 (the system library, which
-//! Debian builds against NSS), measured in one run on the same machine.
+//! Side-by-side SRTP cost: this project vs libsrtp 2 built against OpenSSL (its
+//! fastest build), measured in one run on the same machine.
 //!
 //! For each profile and packet: protect (fresh sequence numbers) and
 //! protect+unprotect (unprotect needs fresh indices, so each iteration protects a
 //! packet and unprotects it; unprotect = that minus protect). Each figure is the
 //! median of 7 runs of 20,000 packets; the table prints the ratio ours / libsrtp.
 //!
-//! Run: `cargo bench -p libsrtp-shim --bench srtp_vs_libsrtp`
+//! Run: `cargo bench -p srtp-bench --bench srtp_vs_libsrtp`
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use libsrtp_shim::Session;
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+use srtp_bench::Session;
 
 const N: u32 = 20_000;
 const RUNS: usize = 7;
