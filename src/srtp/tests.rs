@@ -422,3 +422,67 @@ fn kdf_with_r_differs_from_r_zero() {
     kdf_r(&mk, &ms, 0, 0, &mut k0);
     assert_eq!(k0.to_vec(), hex("C61E7A93744F39EE10734AFE3FF7A087"));
 }
+
+#[test]
+fn rfc7714_16_1_aead_aes_128_gcm_rtp() {
+    // RFC 7714 section 16.1.1: session key and salt given directly (no KDF), SSRC
+    // 0x5501a0b2, ROC 0, seq 0xf17b; IV from section 16.1.1 as well.
+    let key = hex("000102030405060708090a0b0c0d0e0f");
+    let keys = SessionKeys {
+        cipher: Cipher::Gcm128(Box::new(<Aes128Gcm as aes_gcm::KeyInit>::new(
+            key.as_slice().into(),
+        ))),
+        salt: {
+            let mut s = [0u8; 14];
+            s[..12].copy_from_slice(&hex("517569642070726f2071756f"));
+            s
+        },
+        auth: None,
+        tag_len: 16,
+    };
+    assert_eq!(
+        keys.gcm_iv(0x5501_a0b2, 0, 0xf17b).to_vec(),
+        hex("51753c6580c2726f20718414")
+    );
+    let mut pkt = hex(
+        "8040f17b 8041f8d3 5501a0b2 47616c6c 69612065 7374206f 6d6e6973
+         20646976 69736120 696e2070 61727465 73207472 6573",
+    );
+    let iv = keys.gcm_iv(0x5501_a0b2, 0, 0xf17b);
+    let (head, body) = pkt.split_at_mut(12);
+    let tag = keys.gcm_seal(&iv, head, body);
+    pkt.extend_from_slice(&tag);
+    assert_eq!(
+        pkt,
+        hex("8040f17b 8041f8d3 5501a0b2
+             f24de3a3 fb34de6c acba861c 9d7e4bca be633bd5 0d294e6f 42a5f47a
+             51c7d19b 36de3adf 8833
+             899d7f27 beb16a91 52cf765e e4390cce")
+    );
+    // Section 17: the SRTCP IV for SSRC "Mars" (0x4d617273), index 0x5d4.
+    let (aad, iv) = keys.srtcp_gcm_params(&hex("81c8000d4d617273"), 0x4d61_7273, 0x8000_05d4);
+    assert_eq!(iv.to_vec(), hex("517524055203726f207170bb"));
+    assert_eq!(aad.to_vec(), hex("81c8000d4d617273800005d4"));
+}
+
+#[test]
+fn rfc6188_7_2_aes_256_key_derivation() {
+    // RFC 6188 section 7.2: AES_256_CM_PRF with a 32-byte master key.
+    let mk = hex("f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b6");
+    let ms = hex("3b04803de51ee7c96423ab5b78d2");
+    let mut enc = [0u8; 32];
+    kdf(&mk, &ms, 0, &mut enc);
+    assert_eq!(
+        enc.to_vec(),
+        hex("5ba1064e30ec51613cad926c5a28ef731ec7fb397f70a960653caf06554cd8c4")
+    );
+    let mut salt = [0u8; 14];
+    kdf(&mk, &ms, 2, &mut salt);
+    assert_eq!(salt.to_vec(), hex("fa31791685ca444a9e07c6c64e93"));
+    let mut auth = [0u8; 20];
+    kdf(&mk, &ms, 1, &mut auth);
+    assert_eq!(
+        auth.to_vec(),
+        hex("fd9c32d39ed5fbb5a9dc96b30818454d1313dc05")
+    );
+}
