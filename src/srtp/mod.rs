@@ -737,6 +737,12 @@ impl SrtpContext {
         }
     }
 
+    /// How many SSRCs have state (created by protect, by `add_ssrc`, or by a packet
+    /// that authenticated).
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
     /// The rollover counter of `ssrc`.
     pub fn roc(&self, ssrc: u32) -> Option<u32> {
         self.streams.get(&ssrc).map(|s| s.roc)
@@ -801,11 +807,20 @@ impl SrtpContext {
         }
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(buf, 8);
-        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
-        let roc = st.estimate(seq)?;
+        // State for a new SSRC is created only once a packet authenticates, so a
+        // flood of forged packets with random SSRCs cannot grow the table.
+        let mut scratch = None;
+        let (roc, slot) = match self.streams.get_mut(&ssrc) {
+            Some(st) => {
+                let roc = st.estimate(seq)?;
+                st.window.check((u64::from(roc) << 16) | u64::from(seq))?;
+                (roc, &mut st.kdr_rtp)
+            }
+            None if self.cfg.strict_ssrc => return Err(SrtpError::UnknownSsrc),
+            None => (0, &mut scratch),
+        };
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        st.window.check(index)?;
-        let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr_rtp, false, index);
+        let keys = keys_for(&self.cfg, &self.rtp, slot, false, index);
         if aead {
             let iv = keys.gcm_iv(ssrc, roc, seq);
             let (head, rest) = buf.split_at_mut(hlen);
@@ -821,7 +836,7 @@ impl SrtpContext {
             }
             keys.ctr_xor(ssrc, index, &mut buf[hlen..len]);
         }
-        st.update(roc, seq);
+        stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq);
         Ok(Unprotected {
             len,
             payload: hlen..len,
@@ -908,15 +923,16 @@ impl SrtpContext {
         let encrypted = e_index & 0x8000_0000 != 0;
         let index = e_index & 0x7fff_ffff;
         let ssrc = be32(buf, 4);
-        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
-        st.rtcp_window.check(u64::from(index))?;
-        let keys = keys_for(
-            &self.cfg,
-            &self.rtcp,
-            &mut st.kdr_rtcp,
-            true,
-            u64::from(index),
-        );
+        let mut scratch = None;
+        let slot = match self.streams.get_mut(&ssrc) {
+            Some(st) => {
+                st.rtcp_window.check(u64::from(index))?;
+                &mut st.kdr_rtcp
+            }
+            None if self.cfg.strict_ssrc => return Err(SrtpError::UnknownSsrc),
+            None => &mut scratch,
+        };
+        let keys = keys_for(&self.cfg, &self.rtcp, slot, true, u64::from(index));
         if aead {
             let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
             let (body, trailer) = buf[8..].split_at_mut(len - 8);
@@ -933,7 +949,9 @@ impl SrtpContext {
                 keys.ctr_xor(ssrc, u64::from(index), &mut buf[8..len]);
             }
         }
-        st.rtcp_window.accept(u64::from(index));
+        stream_entry(&mut self.streams, &self.cfg, ssrc)?
+            .rtcp_window
+            .accept(u64::from(index));
         Ok(Unprotected {
             len,
             payload: 8..len,

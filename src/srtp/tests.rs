@@ -486,3 +486,31 @@ fn rfc6188_7_2_aes_256_key_derivation() {
         hex("fd9c32d39ed5fbb5a9dc96b30818454d1313dc05")
     );
 }
+
+#[test]
+fn forged_packets_do_not_create_state() {
+    // A flood of packets with random SSRCs and bad tags: every one fails, and no
+    // per-SSRC state is created (a gateway must not grow a table for an attacker).
+    for p in [SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+        let mut rx = SrtpContext::new(cfg(p)).unwrap();
+        let mut buf = [0u8; 200];
+        for i in 0..5000u32 {
+            let n = rtp(i as u16, i.wrapping_mul(2_654_435_761), 40, &mut buf);
+            let m = n + p.rtp_tag_len();
+            assert_eq!(rx.unprotect_rtp(&mut buf[..m]), Err(SrtpError::AuthFailed));
+            let mut rr = [0u8; 64];
+            rr[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 0]);
+            rr[4..8].copy_from_slice(&i.to_be_bytes());
+            rr[8..12].copy_from_slice(&0x8000_0001u32.to_be_bytes());
+            let len = 8 + 4 + p.rtcp_tag_len();
+            let _ = rx.unprotect_rtcp(&mut rr[..len]);
+        }
+        assert_eq!(rx.stream_count(), 0, "{p:?}");
+        // A genuine packet still creates its stream.
+        let mut tx = SrtpContext::new(cfg(p)).unwrap();
+        let n = rtp(1, 77, 40, &mut buf);
+        let m = tx.protect_rtp(&mut buf, n).unwrap();
+        rx.unprotect_rtp(&mut buf[..m]).unwrap();
+        assert_eq!(rx.stream_count(), 1);
+    }
+}
