@@ -2,8 +2,8 @@
 //! figures, round-trip time from LSR/DLSR (section 6.4.1), burst/gap metrics
 //! (RFC 3611 section 4.7.2) and an E-model voice-quality estimate (ITU-T G.107).
 //!
-//! Independent of the RTCP packet types: [`ReportBlockSummary`] holds the numbers a
-//! report block carries, and the RTCP layer copies them into its writer.
+//! [`ReceiverStats::report_block`] returns a [`ReportBlockSummary`], which is the RTCP
+//! report block type, ready for the SR/RR writers.
 
 use core::time::Duration;
 
@@ -74,25 +74,9 @@ impl JitterEstimator {
     }
 }
 
-/// The numbers of one RTCP reception report block (RFC 3550 6.4.1), ready to be copied
-/// into the RTCP writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ReportBlockSummary {
-    /// The source these statistics are about.
-    pub ssrc: u32,
-    /// Fraction lost since the previous report, in 1/256.
-    pub fraction_lost: u8,
-    /// Cumulative packets lost, clamped to the 24-bit signed range.
-    pub cumulative_lost: i32,
-    /// Extended highest sequence number received (cycles in the upper 16 bits).
-    pub ext_highest_seq: u32,
-    /// Interarrival jitter in RTP timestamp units.
-    pub jitter: u32,
-    /// Middle 32 bits of the NTP time of the last SR received (0 if none).
-    pub lsr: u32,
-    /// Delay since that SR arrived, in 1/65536 s (0 if none).
-    pub dlsr: u32,
-}
+/// The numbers of one RTCP reception report block (RFC 3550 6.4.1): the RTCP
+/// report block type itself, so a summary goes straight into an SR/RR writer.
+pub type ReportBlockSummary = crate::rtcp::ReportBlock;
 
 /// Largest cumulative-lost value a report block can carry (2^23 - 1).
 pub const CUMULATIVE_LOST_MAX: i32 = 0x7f_ffff;
