@@ -137,23 +137,19 @@ impl ReceiverStats {
 
     /// One RTP packet of this source, arrived at `arrival` (any fixed origin).
     pub fn on_rtp(&mut self, seq: u16, rtp_ts: u32, arrival: Duration) -> SeqOutcome {
-        let outcome = self.seq.update(seq);
-        match outcome {
-            SeqOutcome::BadSeq => {}
-            SeqOutcome::Restarted { .. } => {
-                self.expected_prior = 0;
-                self.received_prior = 0;
-                self.jitter.reset_reference();
-                self.jitter.update(arrival, rtp_ts, self.clock_rate);
-            }
-            _ => self.jitter.update(arrival, rtp_ts, self.clock_rate),
-        }
-        outcome
+        let rate = self.clock_rate;
+        self.on_seq(seq, |j| j.update(arrival, rtp_ts, rate))
     }
 
     /// One RTP packet whose arrival time is given in RTP timestamp units of this
     /// source's clock (a wrapping 32-bit counter, any origin).
     pub fn on_rtp_units(&mut self, seq: u16, rtp_ts: u32, arrival_units: u32) -> SeqOutcome {
+        self.on_seq(seq, |j| j.update_units(arrival_units, rtp_ts))
+    }
+
+    /// Sequence tracking shared by both arrival forms: a bad packet leaves jitter
+    /// alone, a restart resets the loss interval and the jitter reference first.
+    fn on_seq(&mut self, seq: u16, jitter: impl FnOnce(&mut JitterEstimator)) -> SeqOutcome {
         let outcome = self.seq.update(seq);
         match outcome {
             SeqOutcome::BadSeq => {}
@@ -161,9 +157,9 @@ impl ReceiverStats {
                 self.expected_prior = 0;
                 self.received_prior = 0;
                 self.jitter.reset_reference();
-                self.jitter.update_units(arrival_units, rtp_ts);
+                jitter(&mut self.jitter);
             }
-            _ => self.jitter.update_units(arrival_units, rtp_ts),
+            _ => jitter(&mut self.jitter),
         }
         outcome
     }
