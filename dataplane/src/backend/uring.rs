@@ -1,0 +1,537 @@
+//! io_uring backend: one multishot `recvmsg` per socket that picks frames from a
+//! provided-buffer ring filled from the worker's pool, and `sendmsg` requests
+//! queued during a loop turn and submitted once.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+
+use super::{BackendCounters, BackendKind, IoBackend, RxPacket, SockId, TxFailure, TxPacket};
+use crate::pool::{FrameId, FramePool, HEADROOM, MAX_DATAGRAM};
+use crate::sys::{EventFd, RawAddr};
+
+const OP_SHIFT: u64 = 56;
+const OP_RECV: u64 = 1;
+const OP_SEND: u64 = 2;
+const OP_WAKE: u64 = 3;
+const OP_CANCEL: u64 = 4;
+const BGID: u16 = 0;
+/// Bytes io_uring writes before the payload: `io_uring_recvmsg_out` (16) and the
+/// name area (`msg_namelen` of the template).
+const PREFIX: usize = 16 + RawAddr::CAPACITY as usize;
+const _: () = assert!(PREFIX <= HEADROOM);
+
+fn ud(op: u64, gen: u32, id: u32) -> u64 {
+    (op << OP_SHIFT) | (u64::from(gen & 0x00ff_ffff) << 32) | u64::from(id)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct USock {
+    fd: RawFd,
+    live: bool,
+    gen: u32,
+    armed: bool,
+}
+
+/// Per-frame send state whose address the kernel reads until the completion.
+#[repr(C)]
+struct TxSlot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: RawAddr,
+    tag: u32,
+}
+
+/// The provided-buffer ring: page-aligned shared memory the kernel takes frames from.
+struct BufRing {
+    base: *mut BufRingEntry,
+    entries: u16,
+    tail: u16,
+    bytes: usize,
+}
+
+impl BufRing {
+    fn new(entries: u16) -> io::Result<Self> {
+        let bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
+        // SAFETY: anonymous private mapping; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(BufRing {
+            base: p.cast(),
+            entries,
+            tail: 0,
+            bytes,
+        })
+    }
+
+    /// Queues one buffer (published by [`publish`](Self::publish)).
+    fn push(&mut self, addr: u64, len: u32, bid: u16) {
+        let i = usize::from(self.tail & (self.entries - 1));
+        // SAFETY: i < entries; the entry is not in the kernel's hands (the caller
+        // never queues more than `entries` buffers).
+        let e = unsafe { &mut *self.base.add(i) };
+        e.set_addr(addr);
+        e.set_len(len);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field of the first entry, read by the kernel; it is a
+        // naturally aligned u16 inside our mapping.
+        unsafe {
+            let t = BufRingEntry::tail(self.base) as *const AtomicU16;
+            (*t).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`.
+        unsafe {
+            libc::munmap(self.base.cast(), self.bytes);
+        }
+    }
+}
+
+/// The io_uring backend.
+pub struct UringBackend {
+    ring: IoUring,
+    bufs: BufRing,
+    /// Frames currently in the buffer ring.
+    given: usize,
+    template: Box<libc::msghdr>,
+    socks: Vec<USock>,
+    slots: Box<[TxSlot]>,
+    in_flight: usize,
+    waker: RawFd,
+    waker_armed: bool,
+    counters: BackendCounters,
+}
+
+// SAFETY: raw pointers point into memory owned by this value (mapping, slots,
+// template); the backend is used by one thread at a time.
+unsafe impl Send for UringBackend {}
+
+impl std::fmt::Debug for UringBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringBackend")
+            .field("buffers", &self.bufs.entries)
+            .field("given", &self.given)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks that io_uring, multishot recvmsg and provided-buffer rings work.
+pub fn probe() -> Result<(), String> {
+    let ring = IoUring::new(8).map_err(|e| format!("io_uring_setup failed: {e}"))?;
+    let mut p = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| format!("io_uring probe failed: {e}"))?;
+    for (op, name) in [
+        (opcode::RecvMsgMulti::CODE, "recvmsg"),
+        (opcode::SendMsg::CODE, "sendmsg"),
+        (opcode::PollAdd::CODE, "poll_add"),
+    ] {
+        if !p.is_supported(op) {
+            return Err(format!("io_uring lacks {name}"));
+        }
+    }
+    let bufs = BufRing::new(8).map_err(|e| e.to_string())?;
+    // SAFETY: a page-aligned mapping of 8 entries that outlives the registration.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(bufs.base as u64, 8, BGID, 0)
+    }
+    .map_err(|e| format!("io_uring provided-buffer rings unavailable: {e}"))?;
+    let _ = ring.submitter().unregister_buf_ring(BGID);
+    Ok(())
+}
+
+impl UringBackend {
+    /// A backend whose buffer ring holds up to half of `pool`'s frames; `waker` is
+    /// an eventfd that interrupts a wait.
+    pub fn new(pool: &FramePool, waker: RawFd) -> io::Result<Self> {
+        let half = (pool.capacity() / 2).clamp(2, 32768);
+        let entries = 1u16 << (usize::BITS - 1 - half.leading_zeros());
+        let ring = IoUring::builder()
+            .setup_cqsize(16384)
+            .setup_single_issuer()
+            .build(4096)?;
+        let bufs = BufRing::new(entries)?;
+        // SAFETY: page-aligned mapping of `entries` entries, alive as long as `ring`
+        // (it is declared after the ring, so it is unmapped after the ring closes).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufs.base as u64, entries, BGID, 0)?
+        };
+        // SAFETY: msghdr is a plain C struct; all-zero is valid.
+        let mut template: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        template.msg_namelen = RawAddr::CAPACITY;
+        let slots = (0..pool.capacity())
+            .map(|_| TxSlot {
+                // SAFETY: plain C structs; all-zero is valid.
+                hdr: unsafe { std::mem::zeroed() },
+                iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                addr: RawAddr::zeroed(),
+                tag: 0,
+            })
+            .collect();
+        let mut b = UringBackend {
+            ring,
+            bufs,
+            given: 0,
+            template,
+            socks: Vec::new(),
+            slots,
+            in_flight: 0,
+            waker,
+            waker_armed: false,
+            counters: BackendCounters::default(),
+        };
+        b.arm_waker();
+        Ok(b)
+    }
+
+    fn push_sqe(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: every entry we build points at memory that outlives the
+            // request (template, slots, frames); see the callers.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            // Submission queue full: hand it to the kernel and retry.
+            let _ = self.ring.submit();
+        }
+    }
+
+    fn arm_waker(&mut self) {
+        let e = opcode::PollAdd::new(Fd(self.waker), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(ud(OP_WAKE, 0, 0));
+        self.push_sqe(e);
+        self.waker_armed = true;
+    }
+
+    fn arm_recv(&mut self, id: SockId) {
+        let s = self.socks[id as usize];
+        let e = opcode::RecvMsgMulti::new(Fd(s.fd), &*self.template as *const libc::msghdr, BGID)
+            .build()
+            .user_data(ud(OP_RECV, s.gen, id));
+        self.push_sqe(e);
+        self.socks[id as usize].armed = true;
+    }
+
+    fn refill(&mut self, pool: &mut FramePool) {
+        let mut added = false;
+        while self.given < usize::from(self.bufs.entries) {
+            let Some(f) = pool.alloc() else { break };
+            // SAFETY: HEADROOM >= PREFIX, so the buffer starts inside the frame.
+            let addr = unsafe { pool.ptr(f).add(HEADROOM - PREFIX) } as u64;
+            self.bufs
+                .push(addr, (PREFIX + MAX_DATAGRAM) as u32, f as u16);
+            self.given += 1;
+            added = true;
+        }
+        if added {
+            self.bufs.publish();
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.counters.tx_calls += 1;
+        let r = if timeout.is_zero() || !self.ring.completion().is_empty() {
+            self.ring.submit()
+        } else {
+            let ts = Timespec::from(timeout);
+            let args = SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(1, &args)
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Handles one completion; returns whether the waker fired.
+    fn complete(
+        &mut self,
+        pool: &mut FramePool,
+        user_data: u64,
+        res: i32,
+        flags: u32,
+        rx: &mut Vec<RxPacket>,
+        failed: &mut Vec<TxFailure>,
+    ) -> bool {
+        let op = user_data >> OP_SHIFT;
+        let id = user_data as u32;
+        let gen = ((user_data >> 32) & 0x00ff_ffff) as u32;
+        match op {
+            OP_RECV => {
+                self.counters.rx_calls += 1;
+                let current = self
+                    .socks
+                    .get(id as usize)
+                    .is_some_and(|s| s.live && s.gen & 0x00ff_ffff == gen);
+                if let Some(bid) = cqueue::buffer_select(flags) {
+                    self.given -= 1;
+                    let f = FrameId::from(bid);
+                    match self.parse(pool, f, res) {
+                        Some((start, len, src)) if current && res >= 0 => rx.push(RxPacket {
+                            frame: f,
+                            start,
+                            len,
+                            sock: id,
+                            src,
+                        }),
+                        Some(_) => pool.free(f),
+                        None => {
+                            self.counters.truncated += 1;
+                            pool.free(f);
+                        }
+                    }
+                } else if res == -libc::ENOBUFS {
+                    self.counters.no_frame += 1;
+                } else if res < 0 && res != -libc::ECANCELED {
+                    self.counters.rx_errors += 1;
+                }
+                if !cqueue::more(flags) {
+                    if let Some(s) = self.socks.get_mut(id as usize) {
+                        if s.gen & 0x00ff_ffff == gen {
+                            s.armed = false;
+                            if s.live {
+                                self.arm_recv(id);
+                            }
+                        }
+                    }
+                }
+                false
+            }
+            OP_SEND => {
+                self.in_flight -= 1;
+                if res < 0 {
+                    failed.push(TxFailure {
+                        tag: self.slots[id as usize].tag,
+                        kind: io::Error::from_raw_os_error(-res).kind(),
+                    });
+                }
+                pool.free(id);
+                false
+            }
+            OP_WAKE => {
+                EventFd::drain_fd(self.waker);
+                if !cqueue::more(flags) {
+                    self.arm_waker();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Payload position and source of a received frame; `None` when truncated or
+    /// malformed.
+    fn parse(
+        &self,
+        pool: &FramePool,
+        f: FrameId,
+        res: i32,
+    ) -> Option<(u16, u16, std::net::SocketAddr)> {
+        let n = usize::try_from(res).ok()?;
+        let frame = pool.frame(f);
+        let buf = frame.get(HEADROOM - PREFIX..HEADROOM - PREFIX + n)?;
+        let out = RecvMsgOut::parse(buf, &self.template).ok()?;
+        if out.is_payload_truncated() || out.is_name_data_truncated() {
+            return None;
+        }
+        let src = RawAddr::from_bytes(out.name_data())?;
+        let payload = out.payload_data();
+        let start = payload.as_ptr() as usize - frame.as_ptr() as usize;
+        Some((start as u16, payload.len() as u16, src))
+    }
+}
+
+impl IoBackend for UringBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::IoUring
+    }
+
+    fn add_socket(&mut self, id: SockId, fd: RawFd) -> io::Result<()> {
+        let i = id as usize;
+        if self.socks.len() <= i {
+            self.socks.resize(i + 1, USock::default());
+        }
+        let gen = self.socks[i].gen.wrapping_add(1);
+        self.socks[i] = USock {
+            fd,
+            live: true,
+            gen,
+            armed: false,
+        };
+        self.arm_recv(id);
+        Ok(())
+    }
+
+    fn remove_socket(&mut self, id: SockId, _fd: RawFd) {
+        let Some(s) = self.socks.get_mut(id as usize) else {
+            return;
+        };
+        if !s.live {
+            return;
+        }
+        s.live = false;
+        let target = ud(OP_RECV, s.gen, id);
+        if s.armed {
+            let e = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(ud(OP_CANCEL, 0, 0));
+            self.push_sqe(e);
+            // Make sure the cancel reaches the kernel before the caller closes the fd.
+            let _ = self.ring.submit();
+        }
+    }
+
+    fn recv(
+        &mut self,
+        pool: &mut FramePool,
+        timeout: Duration,
+        max: usize,
+        rx: &mut Vec<RxPacket>,
+        failed: &mut Vec<TxFailure>,
+    ) -> io::Result<bool> {
+        self.refill(pool);
+        self.wait(timeout)?;
+        let target = rx.len() + max;
+        let mut woken = false;
+        loop {
+            // Take completions in small groups so that re-arming (which pushes
+            // submissions) does not overlap a borrow of the completion queue.
+            let mut batch = [(0u64, 0i32, 0u32); 32];
+            let mut n = 0;
+            {
+                let mut cq = self.ring.completion();
+                while n < batch.len() && rx.len() + n < target {
+                    let Some(c) = cq.next() else { break };
+                    batch[n] = (c.user_data(), c.result(), c.flags());
+                    n += 1;
+                }
+            }
+            for &(u, r, f) in &batch[..n] {
+                woken |= self.complete(pool, u, r, f, rx, failed);
+            }
+            if n < batch.len() || rx.len() >= target {
+                break;
+            }
+        }
+        Ok(woken)
+    }
+
+    fn send(&mut self, pool: &mut FramePool, tx: &mut Vec<TxPacket>, failed: &mut Vec<TxFailure>) {
+        if tx.is_empty() {
+            return;
+        }
+        for p in tx.drain(..) {
+            let fd = match self.socks.get(p.sock as usize) {
+                Some(s) if s.live => s.fd,
+                _ => {
+                    failed.push(TxFailure {
+                        tag: p.tag,
+                        kind: io::ErrorKind::NotConnected,
+                    });
+                    pool.free(p.frame);
+                    continue;
+                }
+            };
+            // SAFETY: start + len lies inside the frame (set by the pipeline).
+            let data = unsafe { pool.ptr(p.frame).add(usize::from(p.start)) };
+            let slot = &mut self.slots[p.frame as usize];
+            slot.tag = p.tag;
+            slot.iov = libc::iovec {
+                iov_base: data.cast(),
+                iov_len: usize::from(p.len),
+            };
+            let namelen = slot.addr.set(&p.dst);
+            slot.hdr.msg_name = (&mut slot.addr as *mut RawAddr).cast();
+            slot.hdr.msg_namelen = namelen;
+            slot.hdr.msg_iov = &mut slot.iov;
+            slot.hdr.msg_iovlen = 1;
+            slot.hdr.msg_control = std::ptr::null_mut();
+            slot.hdr.msg_controllen = 0;
+            slot.hdr.msg_flags = 0;
+            let e = opcode::SendMsg::new(Fd(fd), &slot.hdr)
+                .build()
+                .user_data(ud(OP_SEND, 0, p.frame));
+            self.push_sqe(e);
+            self.in_flight += 1;
+        }
+        self.counters.tx_calls += 1;
+        let _ = self.ring.submit();
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn counters(&self) -> BackendCounters {
+        self.counters
+    }
+}
+
+impl Drop for UringBackend {
+    fn drop(&mut self) {
+        // Cancel every receive and wait (bounded) until the kernel has let go of
+        // all frames and send slots before the memory is released.
+        for id in 0..self.socks.len() {
+            if self.socks[id].live {
+                let fd = self.socks[id].fd;
+                self.remove_socket(id as SockId, fd);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while (self.in_flight > 0 || self.socks.iter().any(|s| s.armed))
+            && Instant::now() < deadline
+        {
+            let _ = self.ring.submit_and_wait(1);
+            let mut done = Vec::new();
+            for c in self.ring.completion() {
+                done.push((c.user_data(), c.result(), c.flags()));
+            }
+            for (u, _r, f) in done {
+                match u >> OP_SHIFT {
+                    OP_SEND => self.in_flight -= 1,
+                    OP_RECV if !cqueue::more(f) => {
+                        if let Some(s) = self.socks.get_mut(u as u32 as usize) {
+                            s.armed = false;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Sessions and legs: what the control plane asks a worker to relay, and the
+//! per-leg state (addresses, latching, SRTP, rewriting, counters, statistics).
+
+use std::fmt;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpError};
+use rtp_core::stats::ReceiverStats;
+
+/// A session as the control plane names it.
+pub type SessionId = u64;
+
+/// Which of a session's two legs.
+pub type LegIndex = usize;
+
+/// Where a leg receives and sends.
+#[derive(Debug)]
+pub enum LocalBinding {
+    /// Sockets of its own (a port pair from the allocator, as SIP gateways
+    /// advertise one port per stream). `rtcp` is `None` for rtcp-mux.
+    PerSession {
+        /// RTP (and muxed RTCP) socket.
+        rtp: UdpSocket,
+        /// Separate RTCP socket, usually the next port.
+        rtcp: Option<UdpSocket>,
+    },
+    /// A shared port of the worker (SO_REUSEPORT, one socket per worker); flows are
+    /// told apart by the remote address and, before it is known, by `ssrc`.
+    Shared {
+        /// Index into the configured shared addresses.
+        index: usize,
+        /// The SSRC the remote sends with, when signalled (a=ssrc).
+        ssrc: Option<u32>,
+    },
+}
+
+/// How the remote address of a leg is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatchMode {
+    /// The remote address is the signalled one; packets from any other source are
+    /// dropped (counted as `wrong_source`).
+    Fixed,
+    /// Symmetric RTP: the remote is learned from the first valid packet (after
+    /// authentication on an SRTP leg). A later source change is accepted for an
+    /// SRTP leg when its packet authenticates and is not a replay; for a plain leg
+    /// only when the current source has been silent for `relatch_after` and the
+    /// packet carries the latched SSRC. Everything else is dropped as
+    /// `wrong_source`.
+    Learn {
+        /// Silence of the current source after which a plain leg may move.
+        relatch_after: Duration,
+    },
+}
+
+impl Default for LatchMode {
+    fn default() -> Self {
+        LatchMode::Learn {
+            relatch_after: Duration::from_secs(2),
+        }
+    }
+}
+
+/// SRTP of a leg: `inbound` protects what the remote sends to us, `outbound` what
+/// we send to it.
+#[derive(Clone, Debug)]
+pub struct LegSrtp {
+    /// Keys of packets received on this leg.
+    pub inbound: SrtpConfig,
+    /// Keys of packets sent on this leg.
+    pub outbound: SrtpConfig,
+}
+
+/// Header rewriting applied to packets sent on a leg.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Replace the SSRC (RTP) and the sender SSRC (RTCP) with this.
+    pub ssrc: Option<u32>,
+    /// Added (wrapping) to every RTP sequence number.
+    pub seq_offset: u16,
+    /// Payload type mapping (from, to), up to 8 entries.
+    pub pt_map: Vec<(u8, u8)>,
+}
+
+impl Rewrite {
+    /// Whether the rewrite changes anything.
+    pub fn is_identity(&self) -> bool {
+        self.ssrc.is_none() && self.seq_offset == 0 && self.pt_map.is_empty()
+    }
+}
+
+/// One leg of a session, as the control plane describes it.
+#[derive(Debug)]
+pub struct LegSpec {
+    /// Local sockets.
+    pub local: LocalBinding,
+    /// Remote RTP address if signalled.
+    pub remote: Option<SocketAddr>,
+    /// Remote RTCP address if signalled separately (`a=rtcp`); otherwise the RTP
+    /// address (rtcp-mux) or its port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Whether RTCP to this remote goes on the RTP address.
+    pub rtcp_mux: bool,
+    /// How the remote address is learned.
+    pub latch: LatchMode,
+    /// SRTP keys, or `None` for plain RTP (also used to pass SRTP through opaquely).
+    pub srtp: Option<LegSrtp>,
+    /// Rewriting of packets sent on this leg.
+    pub rewrite: Rewrite,
+    /// RTP clock rate of the media received on this leg (for jitter).
+    pub clock_rate: u32,
+}
+
+impl LegSpec {
+    /// A plain, learning leg on the given binding.
+    pub fn new(local: LocalBinding) -> Self {
+        LegSpec {
+            local,
+            remote: None,
+            remote_rtcp: None,
+            rtcp_mux: true,
+            latch: LatchMode::default(),
+            srtp: None,
+            rewrite: Rewrite::default(),
+            clock_rate: 8000,
+        }
+    }
+}
+
+/// A session: two legs; what arrives on one is sent on the other.
+#[derive(Debug)]
+pub struct SessionSpec {
+    /// The control plane's id.
+    pub id: SessionId,
+    /// The legs.
+    pub legs: [LegSpec; 2],
+    /// Also copy every received RTCP packet (decrypted) to the control plane.
+    pub rtcp_to_control: bool,
+}
+
+/// A change to a leg.
+#[derive(Debug, Default)]
+pub struct LegUpdate {
+    /// New remote RTP address (`Some(None)` forgets it and learns again).
+    pub remote: Option<Option<SocketAddr>>,
+    /// New remote RTCP address.
+    pub remote_rtcp: Option<Option<SocketAddr>>,
+    /// New latch mode.
+    pub latch: Option<LatchMode>,
+    /// New SRTP keys (`Some(None)` turns SRTP off).
+    pub srtp: Option<Option<LegSrtp>>,
+    /// New rewrite rules.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// SRTP/SRTCP authentication failed (wrong key, tampering).
+    Auth,
+    /// SRTP/SRTCP replay or too old for the window.
+    Replay,
+    /// Not RTP/RTCP or malformed.
+    Malformed,
+    /// From a source other than the latched or signalled remote.
+    WrongSource,
+    /// The other leg has no remote address yet.
+    NoRemote,
+    /// No free frame.
+    PoolEmpty,
+    /// The event ring to the control plane was full.
+    RingFull,
+    /// The kernel refused the send (or its buffer was full).
+    SendError,
+    /// Protecting for the other leg failed (no tailroom, index exhausted).
+    Protect,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 9] = [
+        DropReason::Auth,
+        DropReason::Replay,
+        DropReason::Malformed,
+        DropReason::WrongSource,
+        DropReason::NoRemote,
+        DropReason::PoolEmpty,
+        DropReason::RingFull,
+        DropReason::SendError,
+        DropReason::Protect,
+    ];
+
+    /// Metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Auth => "auth",
+            DropReason::Replay => "replay",
+            DropReason::Malformed => "malformed",
+            DropReason::WrongSource => "wrong_source",
+            DropReason::NoRemote => "no_remote",
+            DropReason::PoolEmpty => "pool_empty",
+            DropReason::RingFull => "ring_full",
+            DropReason::SendError => "send_error",
+            DropReason::Protect => "protect",
+        }
+    }
+
+    pub(crate) fn of_srtp(e: SrtpError) -> DropReason {
+        match e {
+            SrtpError::AuthFailed | SrtpError::MkiMismatch => DropReason::Auth,
+            SrtpError::Replayed | SrtpError::TooOld => DropReason::Replay,
+            _ => DropReason::Malformed,
+        }
+    }
+}
+
+/// Packet and byte counters of one leg.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegCounters {
+    /// RTP packets received and accepted.
+    pub rx_rtp: u64,
+    /// RTCP packets received and accepted.
+    pub rx_rtcp: u64,
+    /// Bytes of accepted packets as received.
+    pub rx_bytes: u64,
+    /// RTP packets sent on this leg.
+    pub tx_rtp: u64,
+    /// RTCP packets sent on this leg.
+    pub tx_rtcp: u64,
+    /// Bytes sent on this leg.
+    pub tx_bytes: u64,
+    /// Drops of packets received on this leg (or, for `SendError`, `NoRemote`,
+    /// `Protect`, of packets to be sent on it), by [`DropReason`].
+    pub drops: [u64; 9],
+}
+
+impl LegCounters {
+    /// Drops for one reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    #[inline]
+    pub(crate) fn drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+}
+
+impl fmt::Debug for LegCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("LegCounters");
+        d.field("rx_rtp", &self.rx_rtp)
+            .field("rx_rtcp", &self.rx_rtcp)
+            .field("rx_bytes", &self.rx_bytes)
+            .field("tx_rtp", &self.tx_rtp)
+            .field("tx_rtcp", &self.tx_rtcp)
+            .field("tx_bytes", &self.tx_bytes);
+        for r in DropReason::ALL {
+            if self.dropped(r) > 0 {
+                d.field(r.name(), &self.dropped(r));
+            }
+        }
+        d.finish()
+    }
+}
+
+/// Receive statistics of a leg's current source.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LegQuality {
+    /// SSRC of the source.
+    pub ssrc: u32,
+    /// Packets expected from the sequence numbers.
+    pub expected: u64,
+    /// Packets lost (expected - received; negative with duplicates).
+    pub lost: i64,
+    /// Interarrival jitter in seconds.
+    pub jitter: f64,
+    /// Extended highest sequence number.
+    pub ext_highest_seq: u64,
+}
+
+/// A leg's numbers in a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct LegSnapshot {
+    /// Counters.
+    pub counters: LegCounters,
+    /// Statistics of the current inbound source, once one was seen.
+    pub quality: Option<LegQuality>,
+    /// Current remote RTP address.
+    pub remote: Option<SocketAddr>,
+    /// Current remote RTCP address.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Local RTP address.
+    pub local: Option<SocketAddr>,
+}
+
+/// A session's numbers.
+#[derive(Debug, Clone)]
+pub struct SessionSnapshot {
+    /// Session id.
+    pub id: SessionId,
+    /// Both legs.
+    pub legs: [LegSnapshot; 2],
+}
+
+/// Runtime state of one leg inside a worker.
+pub(crate) struct Leg {
+    pub rtp_sock: u32,
+    pub rtcp_sock: Option<u32>,
+    pub shared: Option<(usize, Option<u32>)>,
+    pub remote: Option<SocketAddr>,
+    pub remote_rtcp: Option<SocketAddr>,
+    pub rtcp_mux: bool,
+    pub latch: LatchMode,
+    pub latched_ssrc: Option<u32>,
+    pub last_rx_ns: u64,
+    pub srtp_in: Option<Box<SrtpContext>>,
+    pub srtp_out: Option<Box<SrtpContext>>,
+    pub rewrite: Rewrite,
+    pub clock_rate: u32,
+    pub counters: LegCounters,
+    pub stats: Option<Box<ReceiverStats>>,
+}
+
+impl Leg {
+    pub(crate) fn set_srtp(&mut self, s: Option<&LegSrtp>) -> Result<(), SrtpError> {
+        match s {
+            Some(s) => {
+                self.srtp_in = Some(Box::new(SrtpContext::new(s.inbound.clone())?));
+                self.srtp_out = Some(Box::new(SrtpContext::new(s.outbound.clone())?));
+            }
+            None => {
+                self.srtp_in = None;
+                self.srtp_out = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where RTCP to this leg's remote goes, and from which socket.
+    pub(crate) fn rtcp_target(&self) -> Option<(u32, SocketAddr)> {
+        match self.rtcp_sock {
+            Some(s) if !self.rtcp_mux => {
+                let dst = self.remote_rtcp.or_else(|| {
+                    self.remote
+                        .map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1)))
+                })?;
+                Some((s, dst))
+            }
+            _ => Some((
+                self.rtp_sock,
+                self.remote_rtcp
+                    .filter(|_| !self.rtcp_mux)
+                    .or(self.remote)?,
+            )),
+        }
+    }
+
+    pub(crate) fn snapshot(&self, local: Option<SocketAddr>) -> LegSnapshot {
+        LegSnapshot {
+            counters: self.counters,
+            quality: self.stats.as_ref().map(|s| {
+                let seq = s.seq();
+                LegQuality {
+                    ssrc: s.ssrc(),
+                    expected: seq.expected(),
+                    lost: seq.lost(),
+                    jitter: s.jitter().jitter() / f64::from(s.clock_rate().max(1)),
+                    ext_highest_seq: seq.ext_highest_seq().unwrap_or(0),
+                }
+            }),
+            remote: self.remote,
+            remote_rtcp: self.remote_rtcp,
+            local,
+        }
+    }
+}

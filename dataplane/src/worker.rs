@@ -1,0 +1,1121 @@
+//! A worker: one thread pinned to a core that owns a frame pool, an I/O backend,
+//! its sockets, its flow table and its sessions, and runs the relay pipeline.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtp_core::demux::{classify, PacketKind};
+use rtp_core::stats::ReceiverStats;
+
+use crate::backend::mmsg::MmsgBackend;
+use crate::backend::uring::UringBackend;
+use crate::backend::{
+    BackendCounters, BackendKind, IoBackend, RxPacket, SockId, TxFailure, TxPacket,
+};
+use crate::pool::{FrameId, FramePool, FRAME_SIZE, HEADROOM, MAX_DATAGRAM};
+use crate::ring::{Channel, Command, Event};
+use crate::session::{
+    DropReason, LatchMode, Leg, LegIndex, LegSpec, LegUpdate, LocalBinding, SessionId,
+    SessionSnapshot, SessionSpec,
+};
+use crate::sys::EventFd;
+
+/// What a worker does when it has nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Never sleep: poll the backend without waiting (lowest latency, one core
+    /// at 100%).
+    BusyPoll,
+    /// Busy-poll for `spin` after the last packet, then wait in the kernel.
+    SpinThenPark {
+        /// How long to keep polling after the last activity.
+        spin: Duration,
+    },
+    /// Always wait in the kernel for packets or commands.
+    Block,
+}
+
+impl Default for IdlePolicy {
+    fn default() -> Self {
+        IdlePolicy::SpinThenPark {
+            spin: Duration::from_micros(200),
+        }
+    }
+}
+
+/// The longest a parked worker waits before looking at its rings again (they
+/// also wake it through an eventfd).
+const PARK: Duration = Duration::from_millis(50);
+/// Commands taken per loop turn, so that a burst of commands cannot starve media.
+const COMMANDS_PER_TURN: usize = 64;
+const NO_TAG: u32 = u32::MAX;
+
+/// Counters of one worker (besides the per-leg ones).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerCounters {
+    /// Worker index.
+    pub worker: usize,
+    /// Backend in use.
+    pub backend: Option<BackendKind>,
+    /// Core the worker is pinned to, if pinning succeeded.
+    pub core: Option<usize>,
+    /// Datagrams received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Datagrams handed to the kernel.
+    pub tx_packets: u64,
+    /// Bytes handed to the kernel.
+    pub tx_bytes: u64,
+    /// Datagrams on a shared port matching no flow.
+    pub unknown_flow: u64,
+    /// Datagrams on sockets with no owner (a session being removed).
+    pub orphaned: u64,
+    /// Datagrams handed to the control plane (STUN, DTLS, unknown flows).
+    pub to_control: u64,
+    /// Events that found the event ring full.
+    pub event_ring_full: u64,
+    /// Frame allocations that found the pool empty (receive and command sends).
+    pub pool_empty: u64,
+    /// Frames in the pool.
+    pub pool_frames: usize,
+    /// Frames free at the time of the snapshot.
+    pub pool_free: usize,
+    /// Send failures not attributable to a leg.
+    pub send_errors: u64,
+    /// Commands processed.
+    pub commands: u64,
+    /// Sessions currently owned.
+    pub sessions: usize,
+    /// Loop turns.
+    pub turns: u64,
+    /// Backend counters.
+    pub io: BackendCounters,
+}
+
+/// How a worker is set up (from the dataplane configuration).
+#[derive(Debug)]
+pub(crate) struct WorkerSetup {
+    pub index: usize,
+    pub core: Option<usize>,
+    pub backend: BackendKind,
+    pub batch: usize,
+    pub pool_frames: usize,
+    pub idle: IdlePolicy,
+    pub gso: bool,
+    pub shared: Vec<UdpSocket>,
+}
+
+enum Owner {
+    Leg { slot: u32, leg: u8, rtcp: bool },
+    Shared,
+}
+
+struct SockEntry {
+    sock: UdpSocket,
+    local: Option<SocketAddr>,
+    owner: Owner,
+}
+
+struct Session {
+    id: SessionId,
+    legs: [Leg; 2],
+    rtcp_to_control: bool,
+}
+
+/// Source check before the packet is authenticated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Current,
+    New,
+    Moved,
+}
+
+pub(crate) struct Worker {
+    index: usize,
+    chan: Arc<Channel>,
+    notify: Arc<EventFd>,
+    stop: Arc<AtomicBool>,
+    idle: IdlePolicy,
+    batch: usize,
+    pool: FramePool,
+    backend: Box<dyn IoBackend>,
+    socks: Vec<Option<SockEntry>>,
+    free_socks: Vec<SockId>,
+    shared: Vec<SockId>,
+    sessions: Vec<Option<Session>>,
+    free_sessions: Vec<u32>,
+    by_id: HashMap<SessionId, u32>,
+    /// Shared-port flows by (socket, remote).
+    flows: HashMap<(SockId, SocketAddr), (u32, u8)>,
+    /// Shared-port flows by (socket, SSRC), before the remote is known.
+    ssrc_flows: HashMap<(SockId, u32), (u32, u8)>,
+    rx: Vec<RxPacket>,
+    tx: Vec<TxPacket>,
+    failed: Vec<TxFailure>,
+    counters: WorkerCounters,
+    epoch: Instant,
+    now_ns: u64,
+    events_pushed: bool,
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn tag(slot: u32, leg: usize) -> u32 {
+    (slot << 1) | leg as u32
+}
+
+impl Worker {
+    /// Builds the worker on its own thread: pins first, then allocates.
+    pub(crate) fn new(
+        setup: WorkerSetup,
+        chan: Arc<Channel>,
+        notify: Arc<EventFd>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Self> {
+        let mut counters = WorkerCounters {
+            worker: setup.index,
+            ..WorkerCounters::default()
+        };
+        if let Some(core) = setup.core {
+            if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                counters.core = Some(core);
+            }
+        }
+        let pool = FramePool::new(setup.pool_frames);
+        let waker = chan.wake.as_raw_fd();
+        let backend: Box<dyn IoBackend> = match setup.backend {
+            BackendKind::Mmsg => Box::new(MmsgBackend::new(setup.batch, waker, setup.gso)?),
+            BackendKind::IoUring => Box::new(UringBackend::new(&pool, waker)?),
+        };
+        counters.backend = Some(backend.kind());
+        counters.pool_frames = pool.capacity();
+        let mut w = Worker {
+            index: setup.index,
+            chan,
+            notify,
+            stop,
+            idle: setup.idle,
+            batch: setup.batch.max(1),
+            pool,
+            backend,
+            socks: Vec::new(),
+            free_socks: Vec::new(),
+            shared: Vec::new(),
+            sessions: Vec::new(),
+            free_sessions: Vec::new(),
+            by_id: HashMap::new(),
+            flows: HashMap::new(),
+            ssrc_flows: HashMap::new(),
+            rx: Vec::with_capacity(setup.batch.max(1)),
+            tx: Vec::with_capacity(setup.batch.max(1) + COMMANDS_PER_TURN),
+            failed: Vec::with_capacity(setup.batch.max(1)),
+            counters,
+            epoch: Instant::now(),
+            now_ns: 0,
+            events_pushed: false,
+        };
+        for s in setup.shared {
+            let id = w.add_sock(s, Owner::Shared)?;
+            w.shared.push(id);
+        }
+        Ok(w)
+    }
+
+    fn add_sock(&mut self, sock: UdpSocket, owner: Owner) -> std::io::Result<SockId> {
+        sock.set_nonblocking(true)?;
+        let local = sock.local_addr().ok();
+        let id = match self.free_socks.pop() {
+            Some(id) => id,
+            None => {
+                self.socks.push(None);
+                (self.socks.len() - 1) as SockId
+            }
+        };
+        if let Err(e) = self.backend.add_socket(id, sock.as_raw_fd()) {
+            self.free_socks.push(id);
+            return Err(e);
+        }
+        self.socks[id as usize] = Some(SockEntry { sock, local, owner });
+        Ok(id)
+    }
+
+    fn remove_sock(&mut self, id: SockId) {
+        if let Some(e) = self.socks.get_mut(id as usize).and_then(Option::take) {
+            self.backend.remove_socket(id, e.sock.as_raw_fd());
+            self.free_socks.push(id);
+            // `e.sock` closes here.
+        }
+    }
+
+    fn event(&mut self, e: Event) -> bool {
+        match self.chan.events.push(e) {
+            Ok(()) => {
+                self.events_pushed = true;
+                true
+            }
+            Err(_) => {
+                self.counters.event_ring_full += 1;
+                false
+            }
+        }
+    }
+
+    /// Runs until stopped; returns the final counters.
+    pub(crate) fn run(mut self) -> WorkerCounters {
+        let mut last_activity = Instant::now();
+        loop {
+            let stopping = self.stop.load(Ordering::Acquire);
+            let mut busy = self.commands();
+            let timeout = if stopping {
+                Duration::ZERO
+            } else {
+                match self.idle {
+                    IdlePolicy::BusyPoll => Duration::ZERO,
+                    IdlePolicy::SpinThenPark { spin } if last_activity.elapsed() < spin => {
+                        Duration::ZERO
+                    }
+                    _ => PARK,
+                }
+            };
+            let got = self.turn(timeout);
+            busy |= got > 0;
+            if busy {
+                last_activity = Instant::now();
+            }
+            if stopping {
+                self.drain();
+                break;
+            }
+        }
+        let mut c = self.snapshot_counters();
+        // Close every socket (the backend is dropped with the worker).
+        for id in 0..self.socks.len() {
+            self.remove_sock(id as SockId);
+        }
+        c.sessions = 0;
+        c
+    }
+
+    /// One loop turn: receive a batch, process it, send. Returns packets received.
+    fn turn(&mut self, timeout: Duration) -> usize {
+        let _ = self.backend.recv(
+            &mut self.pool,
+            timeout,
+            self.batch,
+            &mut self.rx,
+            &mut self.failed,
+        );
+        self.counters.turns += 1;
+        let n = self.rx.len();
+        if n > 0 {
+            self.now_ns = self.epoch.elapsed().as_nanos() as u64;
+            for i in 0..n {
+                let p = self.rx[i];
+                self.handle(p);
+            }
+            self.rx.clear();
+        }
+        self.flush();
+        if self.events_pushed {
+            self.events_pushed = false;
+            self.notify.notify();
+        }
+        n
+    }
+
+    fn flush(&mut self) {
+        if !self.tx.is_empty() {
+            self.backend
+                .send(&mut self.pool, &mut self.tx, &mut self.failed);
+        }
+        for i in 0..self.failed.len() {
+            let f = self.failed[i];
+            self.account_failure(f);
+        }
+        self.failed.clear();
+    }
+
+    fn account_failure(&mut self, f: TxFailure) {
+        if f.tag == NO_TAG {
+            self.counters.send_errors += 1;
+            return;
+        }
+        let slot = (f.tag >> 1) as usize;
+        match self.sessions.get_mut(slot).and_then(Option::as_mut) {
+            Some(s) => s.legs[(f.tag & 1) as usize]
+                .counters
+                .drop(DropReason::SendError),
+            None => self.counters.send_errors += 1,
+        }
+    }
+
+    /// Stop accepting: read what the kernel already queued on our sockets, relay
+    /// it, and wait (bounded) for every send to complete.
+    fn drain(&mut self) {
+        for _ in 0..10_000 {
+            if self.turn(Duration::ZERO) == 0 {
+                // One more look after the io_uring completions of this turn.
+                if self.turn(Duration::ZERO) == 0 {
+                    break;
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.backend.in_flight() > 0 && Instant::now() < deadline {
+            self.turn(Duration::from_millis(5));
+        }
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    fn commands(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..COMMANDS_PER_TURN {
+            let Some(cmd) = self.chan.commands.pop() else {
+                break;
+            };
+            any = true;
+            self.counters.commands += 1;
+            self.command(cmd);
+        }
+        if any {
+            self.flush();
+            if self.events_pushed {
+                self.events_pushed = false;
+                self.notify.notify();
+            }
+        }
+        any
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::AddSession(spec) => {
+                let id = spec.id;
+                match self.add_session(*spec) {
+                    Ok(()) => self.event(Event::SessionAdded(id)),
+                    Err(message) => self.event(Event::Error {
+                        session: Some(id),
+                        message,
+                    }),
+                };
+            }
+            Command::UpdateLeg {
+                session,
+                leg,
+                update,
+            } => {
+                if let Err(message) = self.update_leg(session, leg, *update) {
+                    self.event(Event::Error {
+                        session: Some(session),
+                        message,
+                    });
+                }
+            }
+            Command::RemoveSession(id) => match self.remove_session(id) {
+                Some(snap) => {
+                    self.event(Event::SessionRemoved(Box::new(snap)));
+                }
+                None => {
+                    self.event(Event::Error {
+                        session: Some(id),
+                        message: format!("no session {id} on worker {}", self.index),
+                    });
+                }
+            },
+            Command::SendOnLeg {
+                session,
+                leg,
+                data,
+                rtcp,
+                protect,
+                to,
+            } => {
+                if let Err(message) = self.send_on_leg(session, leg, &data, rtcp, protect, to) {
+                    self.event(Event::Error {
+                        session: Some(session),
+                        message,
+                    });
+                }
+            }
+            Command::SendFromShared { index, to, data } => {
+                let Some(&sock) = self.shared.get(index) else {
+                    self.event(Event::Error {
+                        session: None,
+                        message: format!("no shared address {index}"),
+                    });
+                    return;
+                };
+                self.send_copy(sock, to, &data, NO_TAG);
+            }
+            Command::Snapshot { session, token } => {
+                let sessions = match session {
+                    Some(id) => self.session_snapshot(id).into_iter().collect(),
+                    None => {
+                        let ids: Vec<SessionId> = self.by_id.keys().copied().collect();
+                        ids.into_iter()
+                            .filter_map(|id| self.session_snapshot(id))
+                            .collect()
+                    }
+                };
+                let counters = Box::new(self.snapshot_counters());
+                let index = self.index;
+                self.event(Event::Stats {
+                    token,
+                    worker: index,
+                    counters,
+                    sessions,
+                });
+            }
+        }
+    }
+
+    fn snapshot_counters(&self) -> WorkerCounters {
+        let mut c = self.counters.clone();
+        c.io = self.backend.counters();
+        c.pool_empty += self.pool.exhausted() + c.io.no_frame;
+        c.pool_free = self.pool.available();
+        c.sessions = self.by_id.len();
+        c
+    }
+
+    fn add_session(&mut self, spec: SessionSpec) -> Result<(), String> {
+        if self.by_id.contains_key(&spec.id) {
+            return Err(format!("session {} already exists", spec.id));
+        }
+        for l in &spec.legs {
+            if let LocalBinding::Shared { index, .. } = l.local {
+                if index >= self.shared.len() {
+                    return Err(format!(
+                        "shared address {index} is not configured ({} configured)",
+                        self.shared.len()
+                    ));
+                }
+            }
+        }
+        let slot = match self.free_sessions.pop() {
+            Some(s) => s,
+            None => {
+                self.sessions.push(None);
+                (self.sessions.len() - 1) as u32
+            }
+        };
+        let [a, b] = spec.legs;
+        let legs = match (self.make_leg(slot, 0, a), self.make_leg(slot, 1, b)) {
+            (Ok(a), Ok(b)) => [a, b],
+            (a, b) => {
+                let mut msg = String::new();
+                for r in [a, b] {
+                    match r {
+                        Ok(l) => self.release_leg(&l),
+                        Err(e) => msg = e,
+                    }
+                }
+                self.free_sessions.push(slot);
+                return Err(msg);
+            }
+        };
+        for (i, l) in legs.iter().enumerate() {
+            if let Some((_, ssrc)) = l.shared {
+                if let Some(ssrc) = ssrc {
+                    self.ssrc_flows.insert((l.rtp_sock, ssrc), (slot, i as u8));
+                }
+                if let Some(r) = l.remote {
+                    self.flows.insert((l.rtp_sock, r), (slot, i as u8));
+                }
+            }
+        }
+        self.sessions[slot as usize] = Some(Session {
+            id: spec.id,
+            legs,
+            rtcp_to_control: spec.rtcp_to_control,
+        });
+        self.by_id.insert(spec.id, slot);
+        Ok(())
+    }
+
+    fn make_leg(&mut self, slot: u32, leg: usize, spec: LegSpec) -> Result<Leg, String> {
+        let (rtp_sock, rtcp_sock, shared) = match spec.local {
+            LocalBinding::PerSession { rtp, rtcp } => {
+                let r = self
+                    .add_sock(
+                        rtp,
+                        Owner::Leg {
+                            slot,
+                            leg: leg as u8,
+                            rtcp: false,
+                        },
+                    )
+                    .map_err(|e| format!("cannot register RTP socket: {e}"))?;
+                let c = match rtcp {
+                    Some(s) => match self.add_sock(
+                        s,
+                        Owner::Leg {
+                            slot,
+                            leg: leg as u8,
+                            rtcp: true,
+                        },
+                    ) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            self.remove_sock(r);
+                            return Err(format!("cannot register RTCP socket: {e}"));
+                        }
+                    },
+                    None => None,
+                };
+                (r, c, None)
+            }
+            LocalBinding::Shared { index, ssrc } => (self.shared[index], None, Some((index, ssrc))),
+        };
+        let mut l = Leg {
+            rtp_sock,
+            rtcp_sock,
+            shared,
+            remote: spec.remote,
+            remote_rtcp: spec.remote_rtcp,
+            rtcp_mux: spec.rtcp_mux || rtcp_sock.is_none(),
+            latch: spec.latch,
+            latched_ssrc: None,
+            last_rx_ns: 0,
+            srtp_in: None,
+            srtp_out: None,
+            rewrite: spec.rewrite,
+            clock_rate: spec.clock_rate.max(1),
+            counters: Default::default(),
+            stats: None,
+        };
+        if let Err(e) = l.set_srtp(spec.srtp.as_ref()) {
+            self.release_leg(&l);
+            return Err(format!("bad SRTP keys: {e}"));
+        }
+        Ok(l)
+    }
+
+    /// Unregisters a leg's own sockets (not shared ones).
+    fn release_leg(&mut self, l: &Leg) {
+        if l.shared.is_none() {
+            self.remove_sock(l.rtp_sock);
+        }
+        if let Some(c) = l.rtcp_sock {
+            self.remove_sock(c);
+        }
+    }
+
+    fn remove_session(&mut self, id: SessionId) -> Option<SessionSnapshot> {
+        let slot = self.by_id.remove(&id)?;
+        let snap = self.session_snapshot_slot(slot);
+        let s = self.sessions[slot as usize].take()?;
+        for (i, l) in s.legs.iter().enumerate() {
+            self.release_leg(l);
+            if l.shared.is_some() {
+                let target = (slot, i as u8);
+                self.flows.retain(|_, v| *v != target);
+                self.ssrc_flows.retain(|_, v| *v != target);
+            }
+        }
+        self.free_sessions.push(slot);
+        snap
+    }
+
+    fn update_leg(&mut self, id: SessionId, leg: LegIndex, u: LegUpdate) -> Result<(), String> {
+        let &slot = self
+            .by_id
+            .get(&id)
+            .ok_or_else(|| format!("no session {id}"))?;
+        if leg > 1 {
+            return Err(format!("no leg {leg}"));
+        }
+        let s = self.sessions[slot as usize]
+            .as_mut()
+            .ok_or("session slot empty")?;
+        let l = &mut s.legs[leg];
+        if let Some(srtp) = &u.srtp {
+            l.set_srtp(srtp.as_ref())
+                .map_err(|e| format!("bad SRTP keys: {e}"))?;
+        }
+        if let Some(r) = u.rewrite {
+            l.rewrite = r;
+        }
+        if let Some(m) = u.latch {
+            l.latch = m;
+        }
+        if let Some(r) = u.remote_rtcp {
+            l.remote_rtcp = r;
+        }
+        if let Some(r) = u.remote {
+            let old = l.remote;
+            l.remote = r;
+            l.latched_ssrc = None;
+            if l.shared.is_some() {
+                let sock = l.rtp_sock;
+                if let Some(o) = old {
+                    self.flows.remove(&(sock, o));
+                }
+                if let Some(n) = r {
+                    self.flows.insert((sock, n), (slot, leg as u8));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn session_snapshot(&self, id: SessionId) -> Option<SessionSnapshot> {
+        self.session_snapshot_slot(*self.by_id.get(&id)?)
+    }
+
+    fn session_snapshot_slot(&self, slot: u32) -> Option<SessionSnapshot> {
+        let s = self.sessions.get(slot as usize)?.as_ref()?;
+        let local = |sock: SockId| {
+            self.socks
+                .get(sock as usize)
+                .and_then(|e| e.as_ref())
+                .and_then(|e| e.local)
+        };
+        Some(SessionSnapshot {
+            id: s.id,
+            legs: [
+                s.legs[0].snapshot(local(s.legs[0].rtp_sock)),
+                s.legs[1].snapshot(local(s.legs[1].rtp_sock)),
+            ],
+        })
+    }
+
+    /// Copies `data` into a frame and queues it.
+    fn send_copy(&mut self, sock: SockId, dst: SocketAddr, data: &[u8], tag: u32) -> bool {
+        if data.len() > MAX_DATAGRAM {
+            return false;
+        }
+        let Some(f) = self.pool.alloc() else {
+            return false;
+        };
+        self.pool.frame_mut(f)[HEADROOM..HEADROOM + data.len()].copy_from_slice(data);
+        self.tx.push(TxPacket {
+            frame: f,
+            start: HEADROOM as u16,
+            len: data.len() as u16,
+            sock,
+            dst,
+            tag,
+        });
+        self.counters.tx_packets += 1;
+        self.counters.tx_bytes += data.len() as u64;
+        true
+    }
+
+    fn send_on_leg(
+        &mut self,
+        id: SessionId,
+        leg: LegIndex,
+        data: &[u8],
+        rtcp: bool,
+        protect: bool,
+        to: Option<SocketAddr>,
+    ) -> Result<(), String> {
+        let &slot = self
+            .by_id
+            .get(&id)
+            .ok_or_else(|| format!("no session {id}"))?;
+        if leg > 1 {
+            return Err(format!("no leg {leg}"));
+        }
+        if data.len() > MAX_DATAGRAM {
+            return Err(format!(
+                "datagram of {} bytes exceeds {MAX_DATAGRAM}",
+                data.len()
+            ));
+        }
+        let s = self.sessions[slot as usize]
+            .as_mut()
+            .ok_or("session slot empty")?;
+        let l = &mut s.legs[leg];
+        let (sock, dst) = if rtcp {
+            l.rtcp_target().ok_or("leg has no RTCP destination yet")?
+        } else {
+            (
+                l.rtp_sock,
+                to.or(l.remote).ok_or("leg has no remote address yet")?,
+            )
+        };
+        let dst = to.unwrap_or(dst);
+        let Some(f) = self.pool.alloc() else {
+            l.counters.drop(DropReason::PoolEmpty);
+            return Err("frame pool empty".into());
+        };
+        let frame = self.pool.frame_mut(f);
+        frame[HEADROOM..HEADROOM + data.len()].copy_from_slice(data);
+        let mut len = data.len();
+        if protect {
+            if let Some(ctx) = l.srtp_out.as_mut() {
+                let r = if rtcp {
+                    ctx.protect_rtcp(&mut frame[HEADROOM..], len)
+                } else {
+                    ctx.protect_rtp(&mut frame[HEADROOM..], len)
+                };
+                match r {
+                    Ok(n) => len = n,
+                    Err(e) => {
+                        self.pool.free(f);
+                        l.counters.drop(DropReason::Protect);
+                        return Err(format!("protect failed: {e}"));
+                    }
+                }
+            }
+        }
+        if rtcp {
+            l.counters.tx_rtcp += 1;
+        }
+        l.counters.tx_bytes += len as u64;
+        self.tx.push(TxPacket {
+            frame: f,
+            start: HEADROOM as u16,
+            len: len as u16,
+            sock,
+            dst,
+            tag: tag(slot, leg),
+        });
+        self.counters.tx_packets += 1;
+        self.counters.tx_bytes += len as u64;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ pipeline
+
+    fn free(&mut self, f: FrameId) {
+        self.pool.free(f);
+    }
+
+    /// One received datagram.
+    fn handle(&mut self, p: RxPacket) {
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += u64::from(p.len);
+        let start = usize::from(p.start);
+        let end = start + usize::from(p.len);
+        let (slot, leg, on_rtcp_sock, local) = {
+            let Some(entry) = self.socks.get(p.sock as usize).and_then(|e| e.as_ref()) else {
+                self.counters.orphaned += 1;
+                self.free(p.frame);
+                return;
+            };
+            let data = &self.pool.frame(p.frame)[start..end];
+            match entry.owner {
+                Owner::Leg { slot, leg, rtcp } => (slot, leg, rtcp, entry.local),
+                Owner::Shared => match self.flows.get(&(p.sock, p.src)) {
+                    Some(&(slot, leg)) => (slot, leg, false, entry.local),
+                    None => {
+                        let ssrc = match classify(data) {
+                            PacketKind::Rtp if data.len() >= 12 => Some(be32(data, 8)),
+                            PacketKind::Rtcp if data.len() >= 8 => Some(be32(data, 4)),
+                            _ => None,
+                        };
+                        match ssrc.and_then(|s| self.ssrc_flows.get(&(p.sock, s))) {
+                            Some(&(slot, leg)) => (slot, leg, false, entry.local),
+                            None => {
+                                let local = entry.local;
+                                self.unknown_flow(p, local);
+                                return;
+                            }
+                        }
+                    }
+                },
+            }
+        };
+        let kind = classify(&self.pool.frame(p.frame)[start..end]);
+        match kind {
+            PacketKind::Rtp if !on_rtcp_sock => self.relay(slot, usize::from(leg), p, false),
+            PacketKind::Rtp | PacketKind::Rtcp => self.relay(slot, usize::from(leg), p, true),
+            PacketKind::Stun | PacketKind::Dtls | PacketKind::Zrtp | PacketKind::TurnChannel => {
+                let Some(id) = self.sessions[slot as usize].as_ref().map(|s| s.id) else {
+                    self.free(p.frame);
+                    return;
+                };
+                let data = self.pool.frame(p.frame)[start..end].to_vec();
+                self.free(p.frame);
+                self.counters.to_control += 1;
+                self.event(Event::Datagram {
+                    leg: Some((id, usize::from(leg))),
+                    kind,
+                    local,
+                    src: p.src,
+                    data,
+                });
+            }
+            PacketKind::Unknown => {
+                if let Some(s) = self.sessions[slot as usize].as_mut() {
+                    s.legs[usize::from(leg)]
+                        .counters
+                        .drop(DropReason::Malformed);
+                }
+                self.free(p.frame);
+            }
+        }
+    }
+
+    /// A datagram on a shared port that matches no flow: STUN and DTLS go to the
+    /// control plane (ICE and handshakes start before any media); the rest is
+    /// counted and dropped.
+    fn unknown_flow(&mut self, p: RxPacket, local: Option<SocketAddr>) {
+        let start = usize::from(p.start);
+        let data = &self.pool.frame(p.frame)[start..start + usize::from(p.len)];
+        let kind = classify(data);
+        if matches!(kind, PacketKind::Stun | PacketKind::Dtls) {
+            let data = data.to_vec();
+            self.counters.to_control += 1;
+            self.event(Event::Datagram {
+                leg: None,
+                kind,
+                local,
+                src: p.src,
+                data,
+            });
+        } else {
+            self.counters.unknown_flow += 1;
+        }
+        self.free(p.frame);
+    }
+
+    /// RTP or RTCP received on leg `li` of session `slot`: check the source,
+    /// unprotect, account, latch, rewrite, protect for the other leg, queue.
+    fn relay(&mut self, slot: u32, li: usize, p: RxPacket, rtcp: bool) {
+        let now = self.now_ns;
+        let Some(s) = self
+            .sessions
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+        else {
+            self.counters.orphaned += 1;
+            self.pool.free(p.frame);
+            return;
+        };
+        let sid = s.id;
+        let to_control = rtcp && s.rtcp_to_control;
+        let [l0, l1] = &mut s.legs;
+        let (inl, outl) = if li == 0 { (l0, l1) } else { (l1, l0) };
+        let start = usize::from(p.start);
+        let frame = self.pool.frame_mut(p.frame);
+        let mut len = usize::from(p.len);
+
+        // Source check (before authentication; latching happens after it).
+        let separate_rtcp = rtcp && !inl.rtcp_mux && inl.rtcp_sock.is_some();
+        let current = if separate_rtcp {
+            inl.remote_rtcp
+        } else {
+            inl.remote
+        };
+        let source = match current {
+            Some(r) if r == p.src => Source::Current,
+            Some(_) => Source::Moved,
+            None => Source::New,
+        };
+        let ssrc_at = if rtcp { 4 } else { 8 };
+        if len < ssrc_at + 4 {
+            inl.counters.drop(DropReason::Malformed);
+            self.pool.free(p.frame);
+            return;
+        }
+        let pkt_ssrc = be32(&frame[start..], ssrc_at);
+        if source == Source::Moved {
+            let allowed = match inl.latch {
+                LatchMode::Fixed => false,
+                // Authentication (below) decides for SRTP legs.
+                LatchMode::Learn { .. } if inl.srtp_in.is_some() => true,
+                LatchMode::Learn { relatch_after } => {
+                    now.saturating_sub(inl.last_rx_ns) >= relatch_after.as_nanos() as u64
+                        && (rtcp || inl.latched_ssrc == Some(pkt_ssrc))
+                }
+            };
+            if !allowed {
+                inl.counters.drop(DropReason::WrongSource);
+                self.pool.free(p.frame);
+                return;
+            }
+        }
+
+        // Authenticate and decrypt in place, or check the plain packet.
+        let pkt = &mut frame[start..start + len];
+        let checked = match inl.srtp_in.as_mut() {
+            Some(ctx) => {
+                let r = if rtcp {
+                    ctx.unprotect_rtcp(pkt)
+                } else {
+                    ctx.unprotect_rtp(pkt)
+                };
+                r.map(|u| u.len).map_err(DropReason::of_srtp)
+            }
+            None => {
+                let ok = if rtcp {
+                    rtp_core::rtcp::validate_compound(pkt, false).is_ok()
+                } else {
+                    rtp_core::RtpPacket::new_checked(&*pkt).is_ok()
+                };
+                if ok {
+                    Ok(len)
+                } else {
+                    Err(DropReason::Malformed)
+                }
+            }
+        };
+        match checked {
+            Ok(n) => len = n,
+            Err(r) => {
+                inl.counters.drop(r);
+                self.pool.free(p.frame);
+                return;
+            }
+        }
+
+        // Accepted: latch, count, statistics.
+        let mut latched = None;
+        if source != Source::Current {
+            if separate_rtcp {
+                inl.remote_rtcp = Some(p.src);
+            } else {
+                if let Some(old) = inl.remote {
+                    if inl.shared.is_some() {
+                        self.flows.remove(&(inl.rtp_sock, old));
+                    }
+                }
+                inl.remote = Some(p.src);
+                if inl.shared.is_some() {
+                    self.flows.insert((inl.rtp_sock, p.src), (slot, li as u8));
+                }
+                if !rtcp {
+                    inl.latched_ssrc = Some(pkt_ssrc);
+                }
+            }
+            latched = Some(Event::Latched {
+                session: sid,
+                leg: li,
+                rtcp: separate_rtcp,
+                addr: p.src,
+            });
+        }
+        inl.counters.rx_bytes += u64::from(p.len);
+        let pkt = &mut frame[start..start + len];
+        if rtcp {
+            inl.counters.rx_rtcp += 1;
+        } else {
+            inl.counters.rx_rtp += 1;
+            inl.last_rx_ns = now;
+            if inl.latched_ssrc.is_none() {
+                inl.latched_ssrc = Some(pkt_ssrc);
+            }
+            let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+            let ts = be32(pkt, 4);
+            let stats = match &mut inl.stats {
+                Some(st) if st.ssrc() == pkt_ssrc => st,
+                other => other.insert(Box::new(ReceiverStats::new(pkt_ssrc, inl.clock_rate))),
+            };
+            stats.on_rtp(seq, ts, Duration::from_nanos(now));
+        }
+        let copy = if to_control { Some(pkt.to_vec()) } else { None };
+
+        // Forward on the other leg.
+        let target = if rtcp {
+            outl.rtcp_target()
+        } else {
+            outl.remote.map(|r| (outl.rtp_sock, r))
+        };
+        let forwarded = match target {
+            None => {
+                outl.counters.drop(DropReason::NoRemote);
+                false
+            }
+            Some((sock, dst)) => {
+                rewrite(&outl.rewrite, pkt, rtcp);
+                let r = match outl.srtp_out.as_mut() {
+                    None => Ok(len),
+                    Some(ctx) => {
+                        let room = &mut frame[start..FRAME_SIZE];
+                        if rtcp {
+                            ctx.protect_rtcp(room, len)
+                        } else {
+                            ctx.protect_rtp(room, len)
+                        }
+                    }
+                };
+                match r {
+                    Ok(n) => {
+                        if rtcp {
+                            outl.counters.tx_rtcp += 1;
+                        } else {
+                            outl.counters.tx_rtp += 1;
+                        }
+                        outl.counters.tx_bytes += n as u64;
+                        self.tx.push(TxPacket {
+                            frame: p.frame,
+                            start: p.start,
+                            len: n as u16,
+                            sock,
+                            dst,
+                            tag: tag(slot, 1 - li),
+                        });
+                        self.counters.tx_packets += 1;
+                        self.counters.tx_bytes += n as u64;
+                        true
+                    }
+                    Err(_) => {
+                        outl.counters.drop(DropReason::Protect);
+                        false
+                    }
+                }
+            }
+        };
+        if !forwarded {
+            self.pool.free(p.frame);
+        }
+        if let Some(e) = latched {
+            self.event(e);
+        }
+        if let Some(data) = copy {
+            if !self.event(Event::Rtcp {
+                session: sid,
+                leg: li,
+                data,
+            }) {
+                if let Some(s) = self.sessions[slot as usize].as_mut() {
+                    s.legs[li].counters.drop(DropReason::RingFull);
+                }
+            }
+        }
+    }
+}
+
+/// Applies a leg's rewrite rules to a plaintext RTP or RTCP packet.
+#[inline]
+fn rewrite(r: &crate::session::Rewrite, pkt: &mut [u8], rtcp: bool) {
+    if r.is_identity() {
+        return;
+    }
+    if rtcp {
+        // The first SSRC of every packet in the compound is the sender's (SR, RR,
+        // SDES first chunk, BYE, APP, feedback).
+        if let Some(ssrc) = r.ssrc {
+            let mut at = 0;
+            while at + 8 <= pkt.len() {
+                pkt[at + 4..at + 8].copy_from_slice(&ssrc.to_be_bytes());
+                let words = usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]));
+                at += 4 * (words + 1);
+            }
+        }
+        return;
+    }
+    if let Some(ssrc) = r.ssrc {
+        pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    }
+    if r.seq_offset != 0 {
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]).wrapping_add(r.seq_offset);
+        pkt[2..4].copy_from_slice(&seq.to_be_bytes());
+    }
+    let pt = pkt[1] & 0x7f;
+    if let Some(&(_, to)) = r.pt_map.iter().find(|(from, _)| *from == pt) {
+        pkt[1] = (pkt[1] & 0x80) | (to & 0x7f);
+    }
+}
