@@ -175,6 +175,7 @@ impl UringBackend {
         let ring = IoUring::builder()
             .setup_cqsize(16384)
             .setup_single_issuer()
+            .setup_coop_taskrun()
             .build(4096)?;
         let bufs = BufRing::new(entries)?;
         // SAFETY: page-aligned mapping of `entries` entries, alive as long as `ring`

@@ -1,0 +1,652 @@
+//! Loopback relay tests: every pipeline mode, both backends, IPv4 and IPv6,
+//! per-session and shared ports, RTCP with SRTCP, bad traffic, shutdown.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+use rtp_core::srtp::SrtpProfile;
+use rtp_dataplane::{
+    BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, LatchMode, LegSpec,
+    LocalBinding, Rewrite, SessionSpec,
+};
+
+const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+const CM: SrtpProfile = SrtpProfile::AesCm128HmacSha1_80;
+const GCM: SrtpProfile = SrtpProfile::AeadAes128Gcm;
+
+#[test]
+fn plain_forwarding_both_ways_every_backend_v4_and_v6() {
+    for backend in BACKENDS {
+        for ip in [V4, V6] {
+            let dp = start(backend);
+            let h = &dp.workers()[0];
+            let (a, b) = (peer(ip), peer(ip));
+            let (leg0, addr0, _) = per_session_leg(ip, false);
+            let (mut leg1, addr1, _) = per_session_leg(ip, false);
+            leg1.remote = Some(b.local_addr().unwrap());
+            add_session(
+                h,
+                SessionSpec {
+                    id: 1,
+                    legs: [leg0, leg1],
+                    rtcp_to_control: false,
+                },
+            );
+            let got = flow(&a, addr0, None, &b, None, 0x1111, 100, 200);
+            assert_intact(&got, 0x1111, 100, 200);
+            // The reply goes to the address leg 0 latched.
+            let back = flow(&b, addr1, None, &a, None, 0x2222, 7, 50);
+            assert_intact(&back, 0x2222, 7, 50);
+            let s = snapshot(h, 1);
+            let (l0, l1) = (&s.legs[0].counters, &s.legs[1].counters);
+            assert_eq!(
+                (l0.rx_rtp, l1.tx_rtp, l1.rx_rtp, l0.tx_rtp),
+                (200, 200, 50, 50),
+                "{backend:?} {ip}"
+            );
+            assert_eq!(l0.dropped_total() + l1.dropped_total(), 0);
+            assert_eq!(s.legs[0].remote, Some(a.local_addr().unwrap()));
+            let q = s.legs[0].quality.expect("receive statistics");
+            assert_eq!((q.ssrc, q.lost), (0x1111, 0));
+            let w = dp.shutdown();
+            assert_eq!(w[0].backend, Some(backend));
+        }
+    }
+}
+
+/// Leg 0 talks to A with `p0` keys (None: plain), leg 1 to B with `p1`.
+fn transform_case(backend: BackendKind, p0: Option<SrtpProfile>, p1: Option<SrtpProfile>) {
+    let dp = start(backend);
+    let h = &dp.workers()[0];
+    let (a, b) = (peer(V4), peer(V4));
+    let (mut leg0, addr0, _) = per_session_leg(V4, false);
+    let (mut leg1, addr1, _) = per_session_leg(V4, false);
+    leg0.srtp = p0.map(|p| leg_srtp(p, 1, 2));
+    leg1.srtp = p1.map(|p| leg_srtp(p, 3, 4));
+    leg1.remote = Some(b.local_addr().unwrap());
+    add_session(
+        h,
+        SessionSpec {
+            id: 9,
+            legs: [leg0, leg1],
+            rtcp_to_control: false,
+        },
+    );
+    // A encrypts with leg 0's inbound key; B decrypts with leg 1's outbound key.
+    let mut a_tx = p0.map(|p| ctx(p, 1));
+    let mut b_rx = p1.map(|p| ctx(p, 4));
+    // Across the sequence wrap (ROC 0 -> 1 on both sides).
+    let got = flow(
+        &a,
+        addr0,
+        a_tx.as_mut(),
+        &b,
+        b_rx.as_mut(),
+        0xA,
+        65_500,
+        100,
+    );
+    if got.len() != 100 {
+        panic!("{backend:?} {p0:?} {p1:?}: {:?}", snapshot(h, 9));
+    }
+    assert_intact(&got, 0xA, 65_500, 100);
+    let mut b_tx = p1.map(|p| ctx(p, 3));
+    let mut a_rx = p0.map(|p| ctx(p, 2));
+    let back = flow(&b, addr1, b_tx.as_mut(), &a, a_rx.as_mut(), 0xB, 1, 60);
+    assert_intact(&back, 0xB, 1, 60);
+    let s = snapshot(h, 9);
+    assert_eq!(s.legs[0].counters.rx_rtp, 100);
+    assert_eq!(s.legs[1].counters.tx_rtp, 100);
+    assert_eq!(
+        s.legs[0].counters.dropped_total() + s.legs[1].counters.dropped_total(),
+        0
+    );
+    dp.shutdown();
+}
+
+#[test]
+fn srtp_to_rtp_rtp_to_srtp_and_rekeying_across_profiles() {
+    for backend in BACKENDS {
+        transform_case(backend, Some(CM), None);
+        transform_case(backend, None, Some(CM));
+        transform_case(backend, Some(CM), Some(GCM));
+        transform_case(
+            backend,
+            Some(SrtpProfile::AesCm256HmacSha1_32),
+            Some(SrtpProfile::AeadAes256Gcm),
+        );
+    }
+}
+
+fn rr(ssrc: u32) -> Vec<u8> {
+    // RR with no report blocks.
+    let mut p = vec![0x80, 201, 0, 1];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+#[test]
+fn rtcp_is_relayed_with_srtcp_between_separate_and_muxed_ports() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, a_rtcp, b) = (peer(V4), peer(V4), peer(V4));
+        // Leg 0: separate RTCP port; leg 1: rtcp-mux.
+        let (mut leg0, addr0, rtcp0) = per_session_leg(V4, true);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg0.srtp = Some(leg_srtp(CM, 1, 2));
+        leg1.srtp = Some(leg_srtp(GCM, 3, 4));
+        leg1.remote = Some(b.local_addr().unwrap());
+        leg1.rewrite = Rewrite {
+            ssrc: Some(0xBEEF),
+            ..Rewrite::default()
+        };
+        add_session(
+            h,
+            SessionSpec {
+                id: 3,
+                legs: [leg0, leg1],
+                rtcp_to_control: true,
+            },
+        );
+        let rtcp0 = rtcp0.unwrap();
+        let (mut a_tx, mut b_rx, mut b_tx, mut a_rx) =
+            (ctx(CM, 1), ctx(GCM, 4), ctx(GCM, 3), ctx(CM, 2));
+        for i in 0..20u32 {
+            let p = protect(Some(&mut a_tx), rr(0x1000 + i), true);
+            a_rtcp.send_to(&p, rtcp0).unwrap();
+            let (got, _) = recv(&b).expect("SRTCP relayed to B");
+            let plain = unprotect(Some(&mut b_rx), got, true);
+            // The sender SSRC is rewritten for leg 1.
+            assert_eq!(plain, rr(0xBEEF));
+        }
+        // The control plane got decrypted copies.
+        let e = wait_event(h, "RTCP copy", |e| matches!(e, Event::Rtcp { .. }));
+        let Event::Rtcp { session, leg, data } = e else {
+            unreachable!()
+        };
+        assert_eq!((session, leg, data), (3, 0, rr(0x1000)));
+        // B's muxed RTCP goes to A's latched RTCP port.
+        for i in 0..20u32 {
+            let p = protect(Some(&mut b_tx), rr(0x2000 + i), true);
+            b.send_to(&p, addr1).unwrap();
+            let (got, _) = recv(&a_rtcp).expect("SRTCP relayed to A's RTCP port");
+            assert_eq!(unprotect(Some(&mut a_rx), got, true), rr(0x2000 + i));
+        }
+        // RTP still flows on the RTP ports.
+        let got = flow(
+            &a,
+            addr0,
+            Some(&mut a_tx),
+            &b,
+            Some(&mut b_rx),
+            0x77,
+            10,
+            20,
+        );
+        assert_eq!(got.len(), 20);
+        let s = snapshot(h, 3);
+        assert_eq!(
+            (s.legs[0].counters.rx_rtcp, s.legs[1].counters.tx_rtcp),
+            (20, 20)
+        );
+        assert_eq!(
+            (s.legs[1].counters.rx_rtcp, s.legs[0].counters.tx_rtcp),
+            (20, 20)
+        );
+        assert_eq!(s.legs[0].remote_rtcp, Some(a_rtcp.local_addr().unwrap()));
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn shared_port_flows_are_told_apart_by_ssrc_then_address() {
+    for backend in BACKENDS {
+        for ip in [V4, V6] {
+            let mut cfg = config(backend);
+            cfg.shared = vec![SocketAddr::new(ip, 0)];
+            let dp = Dataplane::start(cfg).unwrap();
+            let shared = dp.shared_addrs()[0];
+            let h = &dp.workers()[0];
+            let (a, b, c) = (peer(ip), peer(ip), peer(ip));
+            let leg = |ssrc| {
+                LegSpec::new(LocalBinding::Shared {
+                    index: 0,
+                    ssrc: Some(ssrc),
+                })
+            };
+            add_session(
+                h,
+                SessionSpec {
+                    id: 5,
+                    legs: [leg(0xAAAA), leg(0xBBBB)],
+                    rtcp_to_control: false,
+                },
+            );
+            // B announces itself first (leg 0 has no remote yet: counted, dropped).
+            b.send_to(&rtp(0xBBBB, 1, 160), shared).unwrap();
+            wait_event(h, "B latched", |e| {
+                matches!(e, Event::Latched { leg: 1, .. })
+            });
+            let got = flow(&a, shared, None, &b, None, 0xAAAA, 500, 100);
+            assert_intact(&got, 0xAAAA, 500, 100);
+            let back = flow(&b, shared, None, &a, None, 0xBBBB, 2, 100);
+            assert_intact(&back, 0xBBBB, 2, 100);
+            // An unknown SSRC from an unknown address is counted, not relayed.
+            for i in 0..10 {
+                c.send_to(&rtp(0xCCCC, i, 160), shared).unwrap();
+            }
+            let got = flow(&a, shared, None, &b, None, 0xAAAA, 600, 10);
+            assert_intact(&got, 0xAAAA, 600, 10);
+            let s = snapshot(h, 5);
+            assert_eq!(s.legs[0].counters.rx_rtp, 110);
+            assert_eq!(s.legs[1].counters.rx_rtp, 101);
+            assert_eq!(s.legs[0].counters.dropped(DropReason::NoRemote), 1);
+            let w = dp.shutdown();
+            assert_eq!(w[0].unknown_flow, 10, "{backend:?} {ip}");
+        }
+    }
+}
+
+#[test]
+fn shared_port_steering_puts_a_flow_on_the_predicted_worker() {
+    for backend in BACKENDS {
+        let mut cfg = config(backend);
+        cfg.workers = 2;
+        cfg.shared = vec![SocketAddr::new(V4, 0)];
+        let dp = Dataplane::start(cfg).unwrap();
+        let shared = dp.shared_addrs()[0];
+        for round in 0..4u64 {
+            let (a, b) = (peer(V4), peer(V4));
+            let w = dp.worker_for_remote(&a.local_addr().unwrap());
+            let h = &dp.workers()[w];
+            let mut leg0 = LegSpec::new(LocalBinding::Shared {
+                index: 0,
+                ssrc: None,
+            });
+            leg0.remote = Some(a.local_addr().unwrap());
+            leg0.latch = LatchMode::Fixed;
+            let (mut leg1, _, _) = per_session_leg(V4, false);
+            leg1.remote = Some(b.local_addr().unwrap());
+            add_session(
+                h,
+                SessionSpec {
+                    id: 100 + round,
+                    legs: [leg0, leg1],
+                    rtcp_to_control: false,
+                },
+            );
+            let got = flow(&a, shared, None, &b, None, 0x5000 + round as u32, 0, 50);
+            assert_intact(&got, 0x5000 + round as u32, 0, 50);
+        }
+        let w = dp.shutdown();
+        assert_eq!(w[0].unknown_flow + w[1].unknown_flow, 0);
+    }
+}
+
+#[test]
+fn bad_traffic_is_counted_and_harms_no_legitimate_stream() {
+    use rand::{Rng, SeedableRng};
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+        let (mut leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg0.srtp = Some(leg_srtp(CM, 1, 2));
+        leg1.remote = Some(b.local_addr().unwrap());
+        add_session(
+            h,
+            SessionSpec {
+                id: 42,
+                legs: [leg0, leg1],
+                rtcp_to_control: false,
+            },
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut a_tx = ctx(CM, 1);
+        let mut wrong = ctx(CM, 99);
+        let (mut garbage, mut forged, mut replays, mut spoofs, mut wrong_key) = (0, 0, 0, 0, 0);
+        let mut received = Vec::new();
+        let mut last_legit = Vec::new();
+        for seq in 0..300u16 {
+            let p = protect(Some(&mut a_tx), rtp(0x1234, seq, 160), false);
+            a.send_to(&p, addr0).unwrap();
+            let (got, _) = recv(&b).expect("legitimate packet relayed");
+            received.push(got);
+            match seq % 5 {
+                0 => {
+                    // Not RTP at all.
+                    let len = rng.gen_range(1..300);
+                    let mut g: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                    g[0] = 0xFF;
+                    evil.send_to(&g, addr0).unwrap();
+                    garbage += 1;
+                }
+                1 => {
+                    // Looks like RTP, random body: fails authentication.
+                    let mut g: Vec<u8> = (0..200).map(|_| rng.gen()).collect();
+                    g[0] = 0x80;
+                    g[1] = 0;
+                    evil.send_to(&g, addr0).unwrap();
+                    forged += 1;
+                }
+                2 if !last_legit.is_empty() => {
+                    // A captured packet replayed from another address.
+                    evil.send_to(&last_legit, addr0).unwrap();
+                    replays += 1;
+                }
+                3 => {
+                    // SRTP under a wrong key.
+                    let p = protect(Some(&mut wrong), rtp(0x1234, 60_000 + seq, 160), false);
+                    evil.send_to(&p, addr0).unwrap();
+                    wrong_key += 1;
+                }
+                _ => {
+                    // Plain RTP to the plain leg from a spoofed source.
+                    evil.send_to(&rtp(0x9999, seq, 160), addr1).unwrap();
+                    spoofs += 1;
+                }
+            }
+            last_legit = p;
+        }
+        assert_intact(&received, 0x1234, 0, 300);
+        // Nothing else reached B, and nothing reached the attacker.
+        b.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        assert!(recv(&b).is_none(), "no bad packet relayed");
+        evil.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(recv(&evil).is_none());
+        let s = snapshot(h, 42);
+        let l0 = &s.legs[0].counters;
+        assert_eq!(l0.rx_rtp, 300);
+        assert_eq!(l0.dropped(DropReason::Malformed), garbage, "{l0:?}");
+        // RFC 3711 3.3 checks the replay list before the tag, so a forgery whose
+        // random index is old counts as a replay: the two together are exact.
+        assert_eq!(
+            l0.dropped(DropReason::Auth) + l0.dropped(DropReason::Replay),
+            forged + wrong_key + replays,
+            "{l0:?}"
+        );
+        assert!(l0.dropped(DropReason::Replay) >= replays, "{l0:?}");
+        assert_eq!(s.legs[1].counters.dropped(DropReason::WrongSource), spoofs);
+        assert_eq!(
+            s.legs[0].remote,
+            Some(a.local_addr().unwrap()),
+            "no re-latch to the attacker"
+        );
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn srtp_leg_relatches_on_authenticated_packets_and_plain_leg_after_silence() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, a2, b, b2) = (peer(V4), peer(V4), peer(V4), peer(V4));
+        let (mut leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg0.srtp = Some(leg_srtp(CM, 1, 2));
+        leg1.latch = LatchMode::Learn {
+            relatch_after: Duration::from_millis(200),
+        };
+        add_session(
+            h,
+            SessionSpec {
+                id: 8,
+                legs: [leg0, leg1],
+                rtcp_to_control: false,
+            },
+        );
+        let mut a_tx = ctx(CM, 1);
+        let mut a_rx = ctx(CM, 2);
+        // B latches leg 1 (A not known yet: dropped as no_remote), A latches leg 0.
+        b.send_to(&rtp(0xB, 0, 20), addr1).unwrap();
+        wait_event(h, "B latched", |e| {
+            matches!(e, Event::Latched { leg: 1, .. })
+        });
+        assert_intact(
+            &flow(&a, addr0, Some(&mut a_tx), &b, None, 0xA, 0, 10),
+            0xA,
+            0,
+            10,
+        );
+        // A moves (NAT rebinding): the first authenticated packet moves the latch.
+        assert_intact(
+            &flow(&a2, addr0, Some(&mut a_tx), &b, None, 0xA, 10, 10),
+            0xA,
+            10,
+            10,
+        );
+        let back = flow(&b, addr1, None, &a2, Some(&mut a_rx), 0xB, 1, 5);
+        assert_intact(&back, 0xB, 1, 5);
+        // B2 with B's SSRC while B is active: refused.
+        b2.send_to(&rtp(0xB, 6, 160), addr1).unwrap();
+        // After B has been silent for longer than relatch_after, B2 takes over.
+        std::thread::sleep(Duration::from_millis(300));
+        let back = flow(&b2, addr1, None, &a2, Some(&mut a_rx), 0xB, 7, 5);
+        assert_intact(&back, 0xB, 7, 5);
+        let s = snapshot(h, 8);
+        assert_eq!(s.legs[1].remote, Some(b2.local_addr().unwrap()));
+        assert_eq!(s.legs[0].remote, Some(a2.local_addr().unwrap()));
+        assert_eq!(s.legs[1].counters.dropped(DropReason::WrongSource), 1);
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn rewriting_ssrc_sequence_and_payload_type() {
+    let dp = start(BackendKind::Mmsg);
+    let h = &dp.workers()[0];
+    let (a, b) = (peer(V4), peer(V4));
+    let (leg0, addr0, _) = per_session_leg(V4, false);
+    let (mut leg1, _, _) = per_session_leg(V4, false);
+    leg1.remote = Some(b.local_addr().unwrap());
+    leg1.rewrite = Rewrite {
+        ssrc: Some(0xCAFE),
+        seq_offset: 1000,
+        pt_map: vec![(0, 8)],
+    };
+    add_session(
+        h,
+        SessionSpec {
+            id: 2,
+            legs: [leg0, leg1],
+            rtcp_to_control: false,
+        },
+    );
+    let got = flow(&a, addr0, None, &b, None, 0x1, 65_000, 20);
+    assert_eq!(got.len(), 20);
+    for (i, p) in got.iter().enumerate() {
+        let mut want = rtp(0x1, 65_000u16.wrapping_add(i as u16), 160);
+        want[1] = 8;
+        want[2..4].copy_from_slice(
+            &65_000u16
+                .wrapping_add(i as u16)
+                .wrapping_add(1000)
+                .to_be_bytes(),
+        );
+        want[8..12].copy_from_slice(&0xCAFEu32.to_be_bytes());
+        assert_eq!(p, &want);
+    }
+    dp.shutdown();
+}
+
+#[test]
+fn stun_and_dtls_go_to_the_control_plane_and_it_can_answer_on_the_leg() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let a = peer(V4);
+        let (leg0, addr0, _) = per_session_leg(V4, false);
+        let (leg1, _, _) = per_session_leg(V4, false);
+        add_session(
+            h,
+            SessionSpec {
+                id: 4,
+                legs: [leg0, leg1],
+                rtcp_to_control: false,
+            },
+        );
+        let hello = [22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        a.send_to(&hello, addr0).unwrap();
+        let e = wait_event(h, "DTLS datagram", |e| matches!(e, Event::Datagram { .. }));
+        let Event::Datagram { leg, src, data, .. } = e else {
+            unreachable!()
+        };
+        assert_eq!(
+            (leg, src, data.as_slice()),
+            (Some((4, 0)), a.local_addr().unwrap(), &hello[..])
+        );
+        h.send(Command::SendOnLeg {
+            session: 4,
+            leg: 0,
+            data: b"\x16\xfe\xfdanswer".to_vec(),
+            rtcp: false,
+            protect: false,
+            to: Some(src),
+        })
+        .unwrap();
+        let (got, from) = recv(&a).expect("answer sent from the leg's socket");
+        assert_eq!((got.as_slice(), from), (&b"\x16\xfe\xfdanswer"[..], addr0));
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn bad_commands_get_errors_and_other_sessions_keep_flowing() {
+    let dp = start(BackendKind::IoUring);
+    let h = &dp.workers()[0];
+    let (a, b) = (peer(V4), peer(V4));
+    let (leg0, addr0, _) = per_session_leg(V4, false);
+    let (mut leg1, _, _) = per_session_leg(V4, false);
+    leg1.remote = Some(b.local_addr().unwrap());
+    add_session(
+        h,
+        SessionSpec {
+            id: 1,
+            legs: [leg0, leg1],
+            rtcp_to_control: false,
+        },
+    );
+    // Duplicate id, unknown shared index, removal of an unknown session.
+    let (dup0, _, _) = per_session_leg(V4, false);
+    let (dup1, _, _) = per_session_leg(V4, false);
+    for spec in [
+        SessionSpec {
+            id: 1,
+            legs: [dup0, dup1],
+            rtcp_to_control: false,
+        },
+        SessionSpec {
+            id: 2,
+            legs: [
+                LegSpec::new(LocalBinding::Shared {
+                    index: 3,
+                    ssrc: None,
+                }),
+                LegSpec::new(LocalBinding::Shared {
+                    index: 0,
+                    ssrc: None,
+                }),
+            ],
+            rtcp_to_control: false,
+        },
+    ] {
+        h.send(Command::AddSession(Box::new(spec))).unwrap();
+        wait_event(h, "error", |e| matches!(e, Event::Error { .. }));
+    }
+    h.send(Command::RemoveSession(77)).unwrap();
+    wait_event(h, "error", |e| {
+        matches!(
+            e,
+            Event::Error {
+                session: Some(77),
+                ..
+            }
+        )
+    });
+    assert_intact(&flow(&a, addr0, None, &b, None, 3, 0, 50), 3, 0, 50);
+    // Removing the session reports its final numbers and closes its ports.
+    h.send(Command::RemoveSession(1)).unwrap();
+    let e = wait_event(h, "removed", |e| matches!(e, Event::SessionRemoved(_)));
+    let Event::SessionRemoved(s) = e else {
+        unreachable!()
+    };
+    assert_eq!(s.legs[0].counters.rx_rtp, 50);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(std::net::UdpSocket::bind(addr0).is_ok(), "port released");
+    dp.shutdown();
+}
+
+#[test]
+fn graceful_shutdown_relays_everything_already_received() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, b) = (peer(V4), peer(V4));
+        let (leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, _, _) = per_session_leg(V4, false);
+        leg1.remote = Some(b.local_addr().unwrap());
+        leg1.latch = LatchMode::Fixed;
+        add_session(
+            h,
+            SessionSpec {
+                id: 1,
+                legs: [leg0, leg1],
+                rtcp_to_control: false,
+            },
+        );
+        for seq in 0..400u16 {
+            a.send_to(&rtp(0x51, seq, 160), addr0).unwrap();
+        }
+        let w = dp.shutdown();
+        b.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some((p, _)) = recv(&b) {
+            got.push(p);
+        }
+        assert_eq!(
+            w[0].rx_packets, 400,
+            "{backend:?}: the worker read all that was queued"
+        );
+        assert_eq!(w[0].tx_packets, 400);
+        assert_intact(&got, 0x51, 0, 400);
+    }
+}
+
+#[test]
+fn configuration_errors_say_what_to_change() {
+    let bad = [
+        DataplaneConfig {
+            workers: 0,
+            ..DataplaneConfig::default()
+        },
+        DataplaneConfig {
+            batch: 0,
+            ..DataplaneConfig::default()
+        },
+        DataplaneConfig {
+            pool_frames: 10,
+            ..DataplaneConfig::default()
+        },
+        DataplaneConfig {
+            cores: vec![4096],
+            ..DataplaneConfig::default()
+        },
+    ];
+    for (cfg, word) in bad
+        .into_iter()
+        .zip(["workers", "batch", "pool_frames", "core"])
+    {
+        let e = Dataplane::start(cfg).unwrap_err().to_string();
+        assert!(e.contains(word), "{e}");
+    }
+}
