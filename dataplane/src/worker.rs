@@ -807,24 +807,26 @@ impl Worker {
             let data = &self.pool.frame(p.frame)[start..end];
             match entry.owner {
                 Owner::Leg { slot, leg, rtcp } => (slot, leg, rtcp, entry.local),
-                Owner::Shared => match self.flows.get(&(p.sock, p.src)) {
-                    Some(&(slot, leg)) => (slot, leg, false, entry.local),
-                    None => {
-                        let ssrc = match classify(data) {
-                            PacketKind::Rtp if data.len() >= 12 => Some(be32(data, 8)),
-                            PacketKind::Rtcp if data.len() >= 8 => Some(be32(data, 4)),
-                            _ => None,
-                        };
-                        match ssrc.and_then(|s| self.ssrc_flows.get(&(p.sock, s))) {
-                            Some(&(slot, leg)) => (slot, leg, false, entry.local),
-                            None => {
-                                let local = entry.local;
-                                self.unknown_flow(p, local);
-                                return;
-                            }
+                Owner::Shared => {
+                    // A signalled SSRC wins over the address: several legs may
+                    // share one remote transport (bundled streams).
+                    let ssrc = match classify(data) {
+                        PacketKind::Rtp if data.len() >= 12 => Some(be32(data, 8)),
+                        PacketKind::Rtcp if data.len() >= 8 => Some(be32(data, 4)),
+                        _ => None,
+                    };
+                    let hit = ssrc
+                        .and_then(|s| self.ssrc_flows.get(&(p.sock, s)))
+                        .or_else(|| self.flows.get(&(p.sock, p.src)));
+                    match hit {
+                        Some(&(slot, leg)) => (slot, leg, false, entry.local),
+                        None => {
+                            let local = entry.local;
+                            self.unknown_flow(p, local);
+                            return;
                         }
                     }
-                },
+                }
             }
         };
         let kind = classify(&self.pool.frame(p.frame)[start..end]);

@@ -97,7 +97,10 @@ fn zero_allocations_per_packet_through_a_worker() {
     for backend in BACKENDS {
         for srtp in [false, true] {
             let n = case(backend, srtp);
-            assert_eq!(n, 0, "{backend:?} srtp={srtp}: {n} allocations in 2500 relayed packets");
+            assert_eq!(
+                n, 0,
+                "{backend:?} srtp={srtp}: {n} allocations in 2500 relayed packets"
+            );
         }
     }
 }

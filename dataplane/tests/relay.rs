@@ -650,3 +650,42 @@ fn configuration_errors_say_what_to_change() {
         assert!(e.contains(word), "{e}");
     }
 }
+
+#[test]
+fn bundled_streams_from_one_address_are_told_apart_by_ssrc() {
+    for backend in BACKENDS {
+        let mut cfg = config(backend);
+        cfg.shared = vec![SocketAddr::new(V4, 0)];
+        let dp = Dataplane::start(cfg).unwrap();
+        let shared = dp.shared_addrs()[0];
+        let h = &dp.workers()[0];
+        // Two sessions whose A sides are the same remote transport.
+        let a = peer(V4);
+        let sinks = [peer(V4), peer(V4)];
+        for (i, sink) in sinks.iter().enumerate() {
+            let mut leg0 = LegSpec::new(LocalBinding::Shared {
+                index: 0,
+                ssrc: Some(0x100 + i as u32),
+            });
+            leg0.remote = Some(a.local_addr().unwrap());
+            let (mut leg1, _, _) = per_session_leg(V4, false);
+            leg1.remote = Some(sink.local_addr().unwrap());
+            add_session(
+                h,
+                SessionSpec {
+                    id: 20 + i as u64,
+                    legs: [leg0, leg1],
+                    rtcp_to_control: false,
+                },
+            );
+        }
+        for round in 0..3u16 {
+            for (i, sink) in sinks.iter().enumerate() {
+                let ssrc = 0x100 + i as u32;
+                let got = flow(&a, shared, None, sink, None, ssrc, round * 10, 10);
+                assert_intact(&got, ssrc, round * 10, 10);
+            }
+        }
+        dp.shutdown();
+    }
+}
