@@ -137,9 +137,7 @@ impl DataplaneConfig {
         if self.command_ring == 0 || self.event_ring == 0 {
             return err("command_ring and event_ring must be at least 1".into());
         }
-        let n = core_affinity::get_core_ids()
-            .map(|c| c.len())
-            .unwrap_or(usize::MAX);
+        let n = sys::online_cpus();
         if let Some(c) = self.cores.iter().find(|&&c| c >= n) {
             return err(format!(
                 "core {c} does not exist (this machine has {n} cores)"

@@ -317,6 +317,13 @@ impl MmsgBatch {
     }
 }
 
+/// CPUs of this machine (not only those the calling thread may run on).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
 /// Whether the kernel accepts UDP GSO (UDP_SEGMENT) on a UDP socket.
 pub fn probe_gso() -> bool {
     let Ok(s) = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {

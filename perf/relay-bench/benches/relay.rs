@@ -1,0 +1,531 @@
+//! Relay benchmark: the highest packets/s a single relay worker pinned to one core
+//! forwards with less than 0.1% loss, for
+//!
+//! 1. `ceiling`: a minimal busy-polled recvmmsg -> sendmmsg relay that does
+//!    nothing to the packets (what this kernel's loopback UDP allows),
+//! 2. `plain`: rtp-dataplane forwarding (flow lookup by SSRC, validation,
+//!    statistics, counters),
+//! 3. `srtp`: rtp-dataplane SRTP -> SRTP re-keying (AES_CM_128_HMAC_SHA1_80
+//!    unprotect with one key, protect with another),
+//!
+//! for both backends and batch sizes 1, 8, 32, 64, with 1,000 streams of 172-byte
+//! RTP packets (12-byte header + 160 bytes, G.711 at 20 ms), all measured in one
+//! run, each printed as a ratio to the ceiling at the same batch size. Then the
+//! same worker with 100,000 streams (flat scaling) and the resident memory per
+//! bidirectional SRTP stream.
+//!
+//! Layout: the load generator and the sink run in one thread pinned to core 0;
+//! the relay (worker) is pinned to core 1 and busy-polls. All relays use one UDP
+//! socket in and the same socket out (the dataplane's shared-port mode), so the
+//! ceiling does exactly the same socket work. GSO is off (in a real relay every
+//! stream goes to its own destination, so runs to one address do not occur).
+//!
+//! Search: a blast at the generator's maximum gives the delivered rate D; then
+//! offered rates D, 0.95 D, ... are tried until loss < 0.1%.
+//!
+//! Run: `cargo bench -p relay-bench --bench relay` (about 3 minutes). Without
+//! `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+use rtp_dataplane::ports::udp_socket;
+use rtp_dataplane::sys::{MmsgBatch, Received, RecvSlot, SendMsg};
+use rtp_dataplane::{
+    BackendChoice, BackendKind, Command, Dataplane, DataplaneConfig, Event, IdlePolicy, LatchMode,
+    LegSpec, LegSrtp, LocalBinding, SessionSpec,
+};
+
+const PAYLOAD: usize = 160;
+const PROFILE: SrtpProfile = SrtpProfile::AesCm128HmacSha1_80;
+const GEN_CORE: usize = 0;
+const RELAY_CORE: usize = 1;
+const BUF: usize = 8 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pipeline {
+    Ceiling,
+    Plain,
+    Srtp,
+}
+
+impl Pipeline {
+    fn name(self) -> &'static str {
+        match self {
+            Pipeline::Ceiling => "ceiling",
+            Pipeline::Plain => "plain",
+            Pipeline::Srtp => "srtp->srtp",
+        }
+    }
+}
+
+fn key(seed: u8) -> SrtpConfig {
+    let k: Vec<u8> = (0..16).map(|i| seed ^ (i * 7)).collect();
+    let s: Vec<u8> = (0..14).map(|i| seed.wrapping_add(i * 3)).collect();
+    SrtpConfig::new(PROFILE, &k, &s).unwrap()
+}
+
+/// Generator + sink, in the calling thread.
+struct Load {
+    gen: UdpSocket,
+    sink: UdpSocket,
+    tx: MmsgBatch,
+    rx: MmsgBatch,
+    pkts: Vec<[u8; 256]>,
+    lens: Vec<usize>,
+    sink_bufs: Vec<[u8; 2048]>,
+    received: Vec<Received>,
+    srtp: Option<SrtpContext>,
+    seqs: Vec<u16>,
+    next: usize,
+}
+
+impl Load {
+    fn new(streams: usize, srtp: bool) -> Self {
+        let gen = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(BUF)).unwrap();
+        let sink = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(BUF)).unwrap();
+        Load {
+            gen,
+            sink,
+            tx: MmsgBatch::new(64),
+            rx: MmsgBatch::new(64),
+            pkts: vec![[0u8; 256]; 64],
+            lens: vec![0; 64],
+            sink_bufs: vec![[0u8; 2048]; 64],
+            received: Vec::with_capacity(64),
+            srtp: srtp.then(|| SrtpContext::new(key(1)).unwrap()),
+            seqs: vec![0; streams],
+            next: 0,
+        }
+    }
+
+    fn ssrc(i: usize) -> u32 {
+        0x1000_0000 + i as u32
+    }
+
+    /// Sends up to `n` (<= 64) packets to `dst`; returns how many the kernel took.
+    fn send(&mut self, dst: SocketAddr, n: usize) -> usize {
+        for i in 0..n {
+            let s = self.next;
+            self.next = (self.next + 1) % self.seqs.len();
+            let seq = self.seqs[s];
+            self.seqs[s] = seq.wrapping_add(1);
+            let p = &mut self.pkts[i];
+            p[0] = 0x80;
+            p[1] = 0;
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p[8..12].copy_from_slice(&Self::ssrc(s).to_be_bytes());
+            let mut len = 12 + PAYLOAD;
+            if let Some(c) = self.srtp.as_mut() {
+                len = c.protect_rtp(p, len).unwrap();
+            }
+            self.lens[i] = len;
+        }
+        let msgs: [SendMsg; 64] = std::array::from_fn(|i| SendMsg {
+            dst,
+            first_iov: i,
+            iov_count: 1,
+            segment: 0,
+        });
+        for i in 0..n {
+            self.tx.set_iov(i, self.pkts[i].as_ptr(), self.lens[i]);
+        }
+        let mut done = 0;
+        while done < n {
+            match self.tx.send(self.gen.as_raw_fd(), &msgs[done..n]) {
+                Ok(k) if k > 0 => done += k,
+                _ => break,
+            }
+        }
+        done
+    }
+
+    fn drain(&mut self) -> u64 {
+        let mut total = 0;
+        loop {
+            let slots: [RecvSlot; 64] = std::array::from_fn(|i| RecvSlot {
+                ptr: self.sink_bufs[i].as_mut_ptr(),
+                cap: 2048,
+            });
+            self.received.clear();
+            let n = self
+                .rx
+                .recv(self.sink.as_raw_fd(), &slots, &mut self.received)
+                .unwrap_or(0);
+            total += n as u64;
+            if n < 64 {
+                return total;
+            }
+        }
+    }
+
+    /// Offers `rate` packets/s to `dst` for `dur`; returns (sent, received).
+    fn trial(&mut self, dst: SocketAddr, rate: f64, dur: Duration) -> (u64, u64) {
+        self.drain();
+        let start = Instant::now();
+        let (mut sent, mut got) = (0u64, 0u64);
+        loop {
+            let t = start.elapsed();
+            if t >= dur {
+                break;
+            }
+            let due = (rate * t.as_secs_f64()) as u64;
+            if due > sent {
+                let n = (due - sent).min(32) as usize;
+                sent += self.send(dst, n) as u64;
+            }
+            got += self.drain();
+        }
+        let end = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < end {
+            got += self.drain();
+        }
+        (sent, got)
+    }
+}
+
+/// The minimal relay: busy-polled recvmmsg on one socket, sendmmsg of the same
+/// buffers to the sink from the same socket.
+fn ceiling(sock: UdpSocket, sink: SocketAddr, batch: usize, stop: Arc<AtomicBool>) {
+    core_affinity::set_for_current(core_affinity::CoreId { id: RELAY_CORE });
+    let mut bufs = vec![[0u8; 2048]; batch];
+    let mut rx = MmsgBatch::new(batch);
+    let mut tx = MmsgBatch::new(batch);
+    let mut got = Vec::with_capacity(batch);
+    let msgs: Vec<SendMsg> = (0..batch)
+        .map(|i| SendMsg {
+            dst: sink,
+            first_iov: i,
+            iov_count: 1,
+            segment: 0,
+        })
+        .collect();
+    while !stop.load(Ordering::Relaxed) {
+        let slots: Vec<RecvSlot> = Vec::new();
+        let _ = slots;
+        let ptrs: [RecvSlot; 64] = std::array::from_fn(|i| RecvSlot {
+            ptr: if i < batch {
+                bufs[i].as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            },
+            cap: 2048,
+        });
+        got.clear();
+        let n = rx
+            .recv(sock.as_raw_fd(), &ptrs[..batch], &mut got)
+            .unwrap_or(0);
+        for (i, r) in got.iter().enumerate() {
+            tx.set_iov(i, bufs[i].as_ptr(), r.len);
+        }
+        let mut done = 0;
+        while done < n {
+            match tx.send(sock.as_raw_fd(), &msgs[done..n]) {
+                Ok(k) if k > 0 => done += k,
+                _ => break,
+            }
+        }
+    }
+}
+
+enum Relay {
+    Ceiling {
+        addr: SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    },
+    Dataplane {
+        addr: SocketAddr,
+        dp: Dataplane,
+    },
+}
+
+impl Relay {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Relay::Ceiling { addr, .. } | Relay::Dataplane { addr, .. } => *addr,
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Relay::Ceiling { stop, thread, .. } => {
+                stop.store(true, Ordering::Relaxed);
+                thread.join().unwrap();
+            }
+            Relay::Dataplane { dp, .. } => {
+                dp.shutdown();
+            }
+        }
+    }
+}
+
+fn start_relay(
+    pipeline: Pipeline,
+    backend: BackendKind,
+    batch: usize,
+    streams: usize,
+    load: &Load,
+    session_bytes: &mut i64,
+) -> Relay {
+    let sink = load.sink.local_addr().unwrap();
+    if pipeline == Pipeline::Ceiling {
+        let sock = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(BUF)).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || ceiling(sock, sink, batch, s));
+        return Relay::Ceiling { addr, stop, thread };
+    }
+    let dp = Dataplane::start(DataplaneConfig {
+        workers: 1,
+        cores: vec![RELAY_CORE],
+        backend: BackendChoice::Only(backend),
+        batch,
+        pool_frames: 16384,
+        idle: IdlePolicy::BusyPoll,
+        shared: vec!["127.0.0.1:0".parse().unwrap()],
+        gso: false,
+        socket_buffer: Some(BUF),
+        ..DataplaneConfig::default()
+    })
+    .expect("dataplane starts");
+    let live = LIVE.load(Ordering::Relaxed);
+    add_sessions(&dp, pipeline, streams, load);
+    *session_bytes = LIVE.load(Ordering::Relaxed) - live;
+    let addr = dp.shared_addrs()[0];
+    Relay::Dataplane { addr, dp }
+}
+
+fn add_sessions(dp: &Dataplane, pipeline: Pipeline, streams: usize, load: &Load) {
+    let h = &dp.workers()[0];
+    let gen = load.gen.local_addr().unwrap();
+    let sink = load.sink.local_addr().unwrap();
+    let mut pending = 0usize;
+    let mut added = 0usize;
+    let mut i = 0;
+    while added < streams {
+        while i < streams && pending < 1024 {
+            let mut leg0 = LegSpec::new(LocalBinding::Shared {
+                index: 0,
+                ssrc: Some(Load::ssrc(i)),
+            });
+            leg0.remote = Some(gen);
+            leg0.latch = LatchMode::Fixed;
+            let mut leg1 = LegSpec::new(LocalBinding::Shared {
+                index: 0,
+                ssrc: None,
+            });
+            leg1.remote = Some(sink);
+            leg1.latch = LatchMode::Fixed;
+            if pipeline == Pipeline::Srtp {
+                leg0.srtp = Some(LegSrtp {
+                    inbound: key(1),
+                    outbound: key(2),
+                });
+                leg1.srtp = Some(LegSrtp {
+                    inbound: key(3),
+                    outbound: key(4),
+                });
+            }
+            let spec = SessionSpec {
+                id: i as u64,
+                legs: [leg0, leg1],
+                rtcp_to_control: false,
+            };
+            match h.send(Command::AddSession(Box::new(spec))) {
+                Ok(()) => {
+                    pending += 1;
+                    i += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        while let Some(e) = h.poll_event() {
+            match e {
+                Event::SessionAdded(_) => {
+                    added += 1;
+                    pending -= 1;
+                }
+                Event::Error { message, .. } => panic!("add session: {message}"),
+                _ => {}
+            }
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Highest offered rate with loss < 0.1%: (rate, loss at that rate).
+fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64, f64) {
+    // Warm-up: latching, SRTP stream state, caches.
+    load.trial(dst, 20_000.0, dur / 4);
+    let (s, r) = load.trial(dst, 5e6, dur);
+    let mut rate = r as f64 / dur.as_secs_f64();
+    let mut best = (0.0, 1.0);
+    let _ = s;
+    for _ in 0..steps {
+        let (s, r) = load.trial(dst, rate, dur);
+        let loss = if s == 0 {
+            1.0
+        } else {
+            1.0 - r as f64 / s as f64
+        };
+        let achieved = s as f64 / dur.as_secs_f64();
+        if loss < 0.001 {
+            best = (achieved, loss.max(0.0));
+            break;
+        }
+        rate *= 0.95;
+    }
+    best
+}
+
+/// Live heap bytes of the whole process, kept by the allocator below (the hot path
+/// does not allocate, so counting costs the measured figures nothing).
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+struct Counting;
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    core_affinity::set_for_current(core_affinity::CoreId { id: GEN_CORE });
+    let (streams, dur, batches, steps): (usize, Duration, &[usize], usize) = if full {
+        (1000, Duration::from_millis(1000), &[1, 8, 32, 64], 8)
+    } else {
+        (20, Duration::from_millis(60), &[32], 1)
+    };
+    println!(
+        "relay benchmark: {streams} streams x {} B RTP, one worker on core {RELAY_CORE} (busy-poll), \
+         generator+sink on core {GEN_CORE}, trials of {} ms, loss < 0.1%",
+        12 + PAYLOAD,
+        dur.as_millis()
+    );
+    let backends = [BackendKind::Mmsg, BackendKind::IoUring];
+    let mut rows: Vec<(Pipeline, Option<BackendKind>, usize, f64)> = Vec::new();
+    for &batch in batches {
+        let mut configs = vec![(Pipeline::Ceiling, None)];
+        for b in backends {
+            configs.push((Pipeline::Plain, Some(b)));
+            configs.push((Pipeline::Srtp, Some(b)));
+        }
+        for (p, b) in configs {
+            let mut load = Load::new(streams, p == Pipeline::Srtp);
+            let relay = start_relay(
+                p,
+                b.unwrap_or(BackendKind::Mmsg),
+                batch,
+                streams,
+                &load,
+                &mut 0,
+            );
+            let (rate, loss) = search(&mut load, relay.addr(), dur, steps);
+            relay.stop();
+            println!(
+                "  {:<11} {:<9} batch {:>2}: {:>9.0} pkt/s (loss {:.3}%)",
+                p.name(),
+                b.map(|b| b.name()).unwrap_or("-"),
+                batch,
+                rate,
+                loss * 100.0
+            );
+            if !full {
+                assert!(rate > 0.0, "{p:?} relayed nothing");
+            }
+            rows.push((p, b, batch, rate));
+        }
+    }
+    println!();
+    println!("| pipeline | backend | batch | pkt/s (loss < 0.1%) | x ceiling |");
+    println!("|---|---|---|---|---|");
+    for &(p, b, batch, rate) in &rows {
+        let ceil = rows
+            .iter()
+            .find(|r| r.0 == Pipeline::Ceiling && r.2 == batch)
+            .map(|r| r.3)
+            .unwrap_or(f64::NAN);
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} |",
+            p.name(),
+            b.map(|b| b.name()).unwrap_or("-"),
+            batch,
+            rate,
+            rate / ceil
+        );
+    }
+
+    // Flat scaling and memory per stream.
+    let big = if full { 100_000 } else { 2_000 };
+    let batch = 32;
+    println!();
+    println!("| pipeline | backend | streams | pkt/s (loss < 0.1%) | x 1,000-stream figure | heap bytes / stream |");
+    println!("|---|---|---|---|---|---|");
+    for b in backends {
+        for p in [Pipeline::Plain, Pipeline::Srtp] {
+            let mut load = Load::new(big, p == Pipeline::Srtp);
+            let mut added = 0i64;
+            let relay = start_relay(p, b, batch, big, &load, &mut added);
+            let live = LIVE.load(Ordering::Relaxed);
+            // Touch every stream once so that per-stream state exists.
+            let dst = relay.addr();
+            let mut sent = 0;
+            while sent < big {
+                sent += load.send(dst, 64.min(big - sent));
+                load.drain();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            load.drain();
+            // Heap held by the sessions: what adding them allocated, plus what the
+            // first packet of each stream allocated (SRTP stream state, statistics).
+            let per_stream = (added + LIVE.load(Ordering::Relaxed) - live) as f64 / big as f64;
+            let (rate, _) = search(&mut load, dst, dur, steps);
+            relay.stop();
+            let small = rows
+                .iter()
+                .find(|r| r.0 == p && r.1 == Some(b) && r.2 == batch)
+                .map(|r| r.3)
+                .unwrap_or(f64::NAN);
+            println!(
+                "| {} | {} | {} | {:.0} | {:.2} | {:.0} |",
+                p.name(),
+                b.name(),
+                big,
+                rate,
+                rate / small,
+                per_stream
+            );
+        }
+    }
+}

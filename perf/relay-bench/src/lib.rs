@@ -1,0 +1,1 @@
+//! Relay benchmark support (the benchmark itself is `benches/relay.rs`).
