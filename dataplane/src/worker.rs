@@ -290,6 +290,9 @@ impl Worker {
                 last_activity = Instant::now();
             }
             if stopping {
+                // Commands queued before the stop (e.g. removals that report
+                // final numbers) are all carried out.
+                while self.commands() {}
                 self.drain();
                 break;
             }

@@ -1,0 +1,1021 @@
+//! `Engine`: the embedding API. A builder-configured engine starts the dataplane
+//! workers and one control thread; calls are created, updated, queried and
+//! deleted through a typed API, and an event stream reports what happens to them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rtp_dataplane::ports::PortAllocator;
+use rtp_dataplane::{
+    BackendChoice, BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy,
+    LatchMode, LegSnapshot, LegSpec, LegSrtp, LegUpdate, LocalBinding, Rewrite, SessionSnapshot,
+    SessionSpec, WorkerCounters,
+};
+
+/// A call, as the engine names it.
+pub type CallId = u64;
+
+/// Engine configuration (see [`EngineBuilder`] for the defaults).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Address media ports are bound on.
+    pub bind_ip: IpAddr,
+    /// Address advertised to peers (in SDP); defaults to `bind_ip`.
+    pub advertise_ip: Option<IpAddr>,
+    /// First media port.
+    pub port_min: u16,
+    /// Last media port.
+    pub port_max: u16,
+    /// Dataplane settings (workers, cores, backend, idle policy, batch, pool).
+    pub dataplane: DataplaneConfig,
+    /// Most calls at once; more are refused with [`EngineError::Limit`].
+    pub max_calls: usize,
+    /// A call that relays no packet for this long is deleted
+    /// ([`EngineEvent::MediaTimeout`]); `None` keeps silent calls.
+    pub media_timeout: Option<Duration>,
+    /// SRTP authentication/replay failures on a leg, per check interval, above
+    /// which an [`EngineEvent::SrtpFailures`] is raised.
+    pub srtp_failure_threshold: u64,
+    /// How often call statistics are collected (media timeout, SRTP failures).
+    pub check_interval: Duration,
+    /// SO_RCVBUF/SO_SNDBUF of media sockets.
+    pub socket_buffer: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertise_ip: None,
+            port_min: 30000,
+            port_max: 39999,
+            dataplane: DataplaneConfig::default(),
+            max_calls: 10_000,
+            media_timeout: Some(Duration::from_secs(60)),
+            srtp_failure_threshold: 100,
+            check_interval: Duration::from_secs(1),
+            socket_buffer: Some(1 << 20),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the configuration; the error says what to change.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |s: String| Err(EngineError::Config(s));
+        if self.port_min == 0 || self.port_max < self.port_min {
+            return bad(format!(
+                "port range {}-{}: port_min must be at least 1 and not above port_max",
+                self.port_min, self.port_max
+            ));
+        }
+        if self.max_calls == 0 {
+            return bad("max_calls must be at least 1".into());
+        }
+        if self.check_interval.is_zero() {
+            return bad("check_interval must be above zero".into());
+        }
+        if let Some(a) = self.advertise_ip {
+            if a.is_ipv4() != self.bind_ip.is_ipv4() {
+                return bad(format!(
+                    "advertise_ip {a} and bind_ip {} must be the same address family",
+                    self.bind_ip
+                ));
+            }
+        }
+        self.dataplane
+            .validate()
+            .map_err(|e| EngineError::Config(format!("dataplane: {e}")))
+    }
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineBuilder {
+    cfg: EngineConfig,
+}
+
+impl EngineBuilder {
+    /// Media ports on `ip` (advertised as `ip` unless [`advertise`](Self::advertise)).
+    pub fn bind_ip(mut self, ip: IpAddr) -> Self {
+        self.cfg.bind_ip = ip;
+        self
+    }
+    /// The address written into SDP.
+    pub fn advertise(mut self, ip: IpAddr) -> Self {
+        self.cfg.advertise_ip = Some(ip);
+        self
+    }
+    /// Media port range.
+    pub fn ports(mut self, min: u16, max: u16) -> Self {
+        self.cfg.port_min = min;
+        self.cfg.port_max = max;
+        self
+    }
+    /// Number of workers and the cores they are pinned to (empty: not pinned).
+    pub fn workers(mut self, n: usize, cores: Vec<usize>) -> Self {
+        self.cfg.dataplane.workers = n;
+        self.cfg.dataplane.cores = cores;
+        self
+    }
+    /// I/O backend.
+    pub fn backend(mut self, b: BackendChoice) -> Self {
+        self.cfg.dataplane.backend = b;
+        self
+    }
+    /// Idle policy of the workers.
+    pub fn idle(mut self, i: IdlePolicy) -> Self {
+        self.cfg.dataplane.idle = i;
+        self
+    }
+    /// Receive batch size.
+    pub fn batch(mut self, n: usize) -> Self {
+        self.cfg.dataplane.batch = n;
+        self
+    }
+    /// Frames per worker pool.
+    pub fn pool_frames(mut self, n: usize) -> Self {
+        self.cfg.dataplane.pool_frames = n;
+        self
+    }
+    /// Most calls at once.
+    pub fn max_calls(mut self, n: usize) -> Self {
+        self.cfg.max_calls = n;
+        self
+    }
+    /// Media timeout (`None`: never).
+    pub fn media_timeout(mut self, t: Option<Duration>) -> Self {
+        self.cfg.media_timeout = t;
+        self
+    }
+    /// Statistics collection interval.
+    pub fn check_interval(mut self, t: Duration) -> Self {
+        self.cfg.check_interval = t;
+        self
+    }
+    /// SRTP failures per interval that raise an event.
+    pub fn srtp_failure_threshold(mut self, n: u64) -> Self {
+        self.cfg.srtp_failure_threshold = n;
+        self
+    }
+    /// The whole configuration.
+    pub fn config(mut self, cfg: EngineConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+    /// Validates and starts.
+    pub fn start(self) -> Result<Engine, EngineError> {
+        Engine::start(self.cfg)
+    }
+}
+
+/// One leg of a call.
+#[derive(Debug, Clone)]
+pub struct LegConfig {
+    /// Remote RTP address if known (from SDP); learned from the first packet otherwise.
+    pub remote: Option<SocketAddr>,
+    /// Remote RTCP address if signalled separately.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// One port for RTP and RTCP (rtcp-mux) or an RTP/RTCP port pair.
+    pub rtcp_mux: bool,
+    /// SDES keys (`None`: plain RTP on this leg).
+    pub srtp: Option<LegSrtp>,
+    /// Address learning.
+    pub latch: LatchMode,
+    /// Rewriting of what is sent on this leg.
+    pub rewrite: Rewrite,
+    /// RTP clock rate of what this leg receives.
+    pub clock_rate: u32,
+}
+
+impl Default for LegConfig {
+    fn default() -> Self {
+        LegConfig {
+            remote: None,
+            remote_rtcp: None,
+            rtcp_mux: true,
+            srtp: None,
+            latch: LatchMode::default(),
+            rewrite: Rewrite::default(),
+            clock_rate: 8000,
+        }
+    }
+}
+
+/// Where a leg's media goes: what to put in SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegInfo {
+    /// Bound RTP address.
+    pub local: SocketAddr,
+    /// Advertised RTP address.
+    pub advertised: SocketAddr,
+    /// Bound RTCP address when not muxed.
+    pub local_rtcp: Option<SocketAddr>,
+}
+
+/// A created call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Id.
+    pub id: CallId,
+    /// Worker that owns it.
+    pub worker: usize,
+    /// Both legs.
+    pub legs: [LegInfo; 2],
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Deleted through the API.
+    Deleted,
+    /// No media for the configured timeout.
+    MediaTimeout,
+    /// The engine shut down.
+    Shutdown,
+}
+
+/// What the engine reports.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// A leg's remote address was learned or changed.
+    Latched {
+        /// Call.
+        call: CallId,
+        /// Leg.
+        leg: usize,
+        /// RTCP port rather than RTP.
+        rtcp: bool,
+        /// New remote.
+        addr: SocketAddr,
+    },
+    /// A call was silent for the media timeout and is being deleted.
+    MediaTimeout {
+        /// Call.
+        call: CallId,
+    },
+    /// SRTP failures on a leg above the threshold within one check interval.
+    SrtpFailures {
+        /// Call.
+        call: CallId,
+        /// Leg.
+        leg: usize,
+        /// Authentication failures in the interval.
+        auth: u64,
+        /// Replays in the interval.
+        replay: u64,
+    },
+    /// A call ended; its final numbers.
+    CallClosed {
+        /// Call.
+        call: CallId,
+        /// Why.
+        reason: CloseReason,
+        /// Final statistics.
+        stats: Box<SessionSnapshot>,
+    },
+    /// Something went wrong.
+    Error {
+        /// Call, when it concerns one.
+        call: Option<CallId>,
+        /// What.
+        message: String,
+    },
+}
+
+/// Engine errors.
+#[derive(Debug)]
+pub enum EngineError {
+    /// Bad configuration.
+    Config(String),
+    /// A limit (max calls, ports) was reached.
+    Limit(String),
+    /// No call with this id.
+    NoSuchCall(CallId),
+    /// The dataplane refused or failed.
+    Dataplane(String),
+    /// A worker did not answer in time.
+    Timeout,
+    /// The engine has stopped.
+    Stopped,
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Config(s) => write!(f, "configuration: {s}"),
+            EngineError::Limit(s) => write!(f, "limit reached: {s}"),
+            EngineError::NoSuchCall(id) => write!(f, "no call {id}"),
+            EngineError::Dataplane(s) => write!(f, "dataplane: {s}"),
+            EngineError::Timeout => write!(f, "the dataplane did not answer in time"),
+            EngineError::Stopped => write!(f, "the engine has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Statistics of the whole engine.
+#[derive(Debug, Clone)]
+pub struct EngineStats {
+    /// Calls now.
+    pub calls: usize,
+    /// Ports in use.
+    pub ports_in_use: usize,
+    /// Per-worker counters.
+    pub workers: Vec<WorkerCounters>,
+    /// Backend in use.
+    pub backend: BackendKind,
+}
+
+type Reply<T> = Sender<Result<T, EngineError>>;
+
+enum Request {
+    Create([LegConfig; 2], Reply<CallInfo>),
+    Update(CallId, usize, Box<LegUpdate>, Reply<()>),
+    Query(CallId, Reply<SessionSnapshot>),
+    Delete(CallId, Reply<SessionSnapshot>),
+    List(Reply<Vec<CallId>>),
+    Stats(Reply<EngineStats>),
+}
+
+/// The running engine. Cheap to share by reference across threads.
+#[derive(Debug)]
+pub struct Engine {
+    requests: Sender<Request>,
+    events: std::sync::Mutex<Receiver<EngineEvent>>,
+    thread: Option<JoinHandle<()>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    backend: BackendKind,
+    backend_note: Option<String>,
+}
+
+const ANSWER: Duration = Duration::from_secs(5);
+
+impl Engine {
+    /// A builder with the defaults.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// Validates `cfg`, starts the dataplane and the control thread.
+    pub fn start(cfg: EngineConfig) -> Result<Self, EngineError> {
+        cfg.validate()?;
+        let mut ports = PortAllocator::new(cfg.bind_ip, cfg.port_min, cfg.port_max)
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+        if let Some(b) = cfg.socket_buffer {
+            ports = ports.with_socket_buffer(b);
+        }
+        let dp = Dataplane::start(cfg.dataplane.clone())
+            .map_err(|e| EngineError::Dataplane(e.to_string()))?;
+        let backend = dp.backend();
+        let backend_note = dp.backend_note().map(str::to_owned);
+        let (req_tx, req_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = dp.workers().len();
+        let control = Control {
+            cfg,
+            dp: Some(dp),
+            ports,
+            calls: HashMap::new(),
+            next_id: 1,
+            load: vec![0; workers],
+            events: ev_tx,
+            pending: Vec::new(),
+            next_token: 1,
+            last_check: Instant::now(),
+            checking: None,
+        };
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rtp-control".into())
+            .spawn(move || control.run(req_rx, s))
+            .map_err(|e| EngineError::Dataplane(format!("cannot start the control thread: {e}")))?;
+        Ok(Engine {
+            requests: req_tx,
+            events: std::sync::Mutex::new(ev_rx),
+            thread: Some(thread),
+            stop,
+            backend,
+            backend_note,
+        })
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .send(make(tx))
+            .map_err(|_| EngineError::Stopped)?;
+        match rx.recv_timeout(ANSWER) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => Err(EngineError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(EngineError::Stopped),
+        }
+    }
+
+    /// The backend the workers use.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// Why the backend is not the preferred one, if so.
+    pub fn backend_note(&self) -> Option<&str> {
+        self.backend_note.as_deref()
+    }
+
+    /// Creates a call with two legs: allocates their ports on the least loaded
+    /// worker and starts relaying.
+    pub fn create_call(&self, legs: [LegConfig; 2]) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Request::Create(legs, r))
+    }
+
+    /// Changes a leg (remote address after an answer or re-offer, keys, latching,
+    /// rewriting).
+    pub fn update_leg(
+        &self,
+        call: CallId,
+        leg: usize,
+        update: LegUpdate,
+    ) -> Result<(), EngineError> {
+        self.ask(|r| Request::Update(call, leg, Box::new(update), r))
+    }
+
+    /// Current statistics of a call.
+    pub fn query(&self, call: CallId) -> Result<SessionSnapshot, EngineError> {
+        self.ask(|r| Request::Query(call, r))
+    }
+
+    /// Deletes a call, frees its ports, returns its final statistics.
+    pub fn delete_call(&self, call: CallId) -> Result<SessionSnapshot, EngineError> {
+        self.ask(|r| Request::Delete(call, r))
+    }
+
+    /// Ids of the current calls.
+    pub fn calls(&self) -> Result<Vec<CallId>, EngineError> {
+        self.ask(Request::List)
+    }
+
+    /// Engine-wide statistics.
+    pub fn stats(&self) -> Result<EngineStats, EngineError> {
+        self.ask(Request::Stats)
+    }
+
+    /// The next event, waiting up to `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Option<EngineEvent> {
+        let rx = self.events.lock().ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+
+    /// Graceful shutdown: calls are closed (with events), workers drain and stop.
+    pub fn shutdown(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+struct CallState {
+    worker: usize,
+    ports: Vec<(u16, bool)>,
+    info: CallInfo,
+    rx_total: u64,
+    last_media: Instant,
+    failures: [(u64, u64); 2],
+}
+
+enum Pending {
+    Create(CallId, Reply<CallInfo>, Instant),
+    Query(u64, Reply<SessionSnapshot>, Instant),
+    Delete(CallId, Reply<SessionSnapshot>, Instant, CloseReason),
+    Stats(u64, Vec<WorkerCounters>, usize, Reply<EngineStats>, Instant),
+}
+
+impl Pending {
+    fn since(&self) -> Instant {
+        match self {
+            Pending::Create(_, _, t)
+            | Pending::Query(_, _, t)
+            | Pending::Delete(_, _, t, _)
+            | Pending::Stats(_, _, _, _, t) => *t,
+        }
+    }
+}
+
+struct Control {
+    cfg: EngineConfig,
+    dp: Option<Dataplane>,
+    ports: PortAllocator,
+    calls: HashMap<CallId, CallState>,
+    next_id: CallId,
+    load: Vec<usize>,
+    events: Sender<EngineEvent>,
+    pending: Vec<Pending>,
+    next_token: u64,
+    last_check: Instant,
+    /// Token of the periodic statistics sweep and how many workers still owe it.
+    checking: Option<(u64, usize)>,
+}
+
+impl Control {
+    fn dp(&self) -> &Dataplane {
+        self.dp.as_ref().expect("dataplane runs until shutdown")
+    }
+
+    fn run(
+        mut self,
+        requests: Receiver<Request>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                break;
+            }
+            match requests.recv_timeout(Duration::from_millis(2)) {
+                Ok(r) => self.request(r),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while let Ok(r) = requests.try_recv() {
+                self.request(r);
+            }
+            self.worker_events();
+            self.expire_pending();
+            if self.last_check.elapsed() >= self.cfg.check_interval {
+                self.last_check = Instant::now();
+                self.sweep();
+            }
+        }
+        self.shutdown();
+    }
+
+    fn emit(&self, e: EngineEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn request(&mut self, r: Request) {
+        match r {
+            Request::Create(legs, reply) => self.create(legs, reply),
+            Request::Update(id, leg, u, reply) => {
+                let Some(c) = self.calls.get(&id) else {
+                    let _ = reply.send(Err(EngineError::NoSuchCall(id)));
+                    return;
+                };
+                let cmd = Command::UpdateLeg {
+                    session: id,
+                    leg,
+                    update: u,
+                };
+                let r = self.dp().workers()[c.worker]
+                    .send(cmd)
+                    .map_err(|_| EngineError::Limit("worker command ring full".into()));
+                let _ = reply.send(r);
+            }
+            Request::Query(id, reply) => {
+                let Some(w) = self.calls.get(&id).map(|c| c.worker) else {
+                    let _ = reply.send(Err(EngineError::NoSuchCall(id)));
+                    return;
+                };
+                let token = self.token();
+                if self.dp().workers()[w]
+                    .send(Command::Snapshot {
+                        session: Some(id),
+                        token,
+                    })
+                    .is_err()
+                {
+                    let _ = reply.send(Err(EngineError::Limit("worker command ring full".into())));
+                    return;
+                }
+                self.pending
+                    .push(Pending::Query(token, reply, Instant::now()));
+            }
+            Request::Delete(id, reply) => self.delete(id, reply, CloseReason::Deleted),
+            Request::List(reply) => {
+                let mut v: Vec<CallId> = self.calls.keys().copied().collect();
+                v.sort_unstable();
+                let _ = reply.send(Ok(v));
+            }
+            Request::Stats(reply) => {
+                let token = self.token();
+                let n = self.dp().workers().len();
+                for h in self.dp().workers() {
+                    let _ = h.send(Command::Snapshot {
+                        session: Some(u64::MAX),
+                        token,
+                    });
+                }
+                self.pending
+                    .push(Pending::Stats(token, Vec::new(), n, reply, Instant::now()));
+            }
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    fn create(&mut self, legs: [LegConfig; 2], reply: Reply<CallInfo>) {
+        if self.calls.len() >= self.cfg.max_calls {
+            let _ = reply.send(Err(EngineError::Limit(format!(
+                "max_calls ({}) reached",
+                self.cfg.max_calls
+            ))));
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut specs = Vec::with_capacity(2);
+        let mut infos = Vec::with_capacity(2);
+        let mut held = Vec::new();
+        let advertise = self.cfg.advertise_ip.unwrap_or(self.cfg.bind_ip);
+        for l in legs {
+            let pair = !l.rtcp_mux;
+            let p = match self.ports.allocate(pair) {
+                Ok(p) => p,
+                Err(e) => {
+                    for (port, pair) in held {
+                        self.ports.release(port, pair);
+                    }
+                    let _ = reply.send(Err(EngineError::Limit(format!("ports: {e}"))));
+                    return;
+                }
+            };
+            held.push((p.port, pair));
+            let local = SocketAddr::new(self.cfg.bind_ip, p.port);
+            infos.push(LegInfo {
+                local,
+                advertised: SocketAddr::new(advertise, p.port),
+                local_rtcp: pair.then(|| SocketAddr::new(self.cfg.bind_ip, p.port + 1)),
+            });
+            let mut spec = LegSpec::new(LocalBinding::PerSession {
+                rtp: p.rtp,
+                rtcp: p.rtcp,
+            });
+            spec.remote = l.remote;
+            spec.remote_rtcp = l.remote_rtcp;
+            spec.rtcp_mux = l.rtcp_mux;
+            spec.latch = l.latch;
+            spec.srtp = l.srtp;
+            spec.rewrite = l.rewrite;
+            spec.clock_rate = l.clock_rate;
+            specs.push(spec);
+        }
+        let worker = (0..self.load.len())
+            .min_by_key(|&w| self.load[w])
+            .unwrap_or(0);
+        let legs: [LegSpec; 2] = match specs.try_into() {
+            Ok(l) => l,
+            Err(_) => unreachable!("two legs"),
+        };
+        let spec = SessionSpec {
+            id,
+            legs,
+            rtcp_to_control: false,
+        };
+        if self.dp().workers()[worker]
+            .send(Command::AddSession(Box::new(spec)))
+            .is_err()
+        {
+            for (port, pair) in held {
+                self.ports.release(port, pair);
+            }
+            let _ = reply.send(Err(EngineError::Limit("worker command ring full".into())));
+            return;
+        }
+        let info = CallInfo {
+            id,
+            worker,
+            legs: [infos[0], infos[1]],
+        };
+        self.load[worker] += 1;
+        self.calls.insert(
+            id,
+            CallState {
+                worker,
+                ports: held,
+                info,
+                rx_total: 0,
+                last_media: Instant::now(),
+                failures: [(0, 0); 2],
+            },
+        );
+        self.pending
+            .push(Pending::Create(id, reply, Instant::now()));
+    }
+
+    fn delete(&mut self, id: CallId, reply: Reply<SessionSnapshot>, reason: CloseReason) {
+        let Some(c) = self.calls.get(&id) else {
+            let _ = reply.send(Err(EngineError::NoSuchCall(id)));
+            return;
+        };
+        if self.dp().workers()[c.worker]
+            .send(Command::RemoveSession(id))
+            .is_err()
+        {
+            let _ = reply.send(Err(EngineError::Limit("worker command ring full".into())));
+            return;
+        }
+        self.pending
+            .push(Pending::Delete(id, reply, Instant::now(), reason));
+    }
+
+    fn forget(&mut self, id: CallId) {
+        if let Some(c) = self.calls.remove(&id) {
+            for (port, pair) in c.ports {
+                self.ports.release(port, pair);
+            }
+            self.load[c.worker] -= 1;
+        }
+    }
+
+    fn worker_events(&mut self) {
+        let n = self.dp.as_ref().map(|d| d.workers().len()).unwrap_or(0);
+        for w in 0..n {
+            for _ in 0..4096 {
+                let Some(e) = self.dp().workers()[w].poll_event() else {
+                    break;
+                };
+                self.worker_event(w, e);
+            }
+        }
+        if let Some(dp) = &self.dp {
+            dp.clear_event_fd();
+        }
+    }
+
+    fn take_pending(&mut self, f: impl Fn(&Pending) -> bool) -> Option<Pending> {
+        let i = self.pending.iter().position(f)?;
+        Some(self.pending.swap_remove(i))
+    }
+
+    fn worker_event(&mut self, w: usize, e: Event) {
+        match e {
+            Event::SessionAdded(id) => {
+                if let Some(Pending::Create(_, reply, _)) =
+                    self.take_pending(|p| matches!(p, Pending::Create(i, _, _) if *i == id))
+                {
+                    let info = self.calls.get(&id).map(|c| c.info);
+                    let _ = reply.send(info.ok_or(EngineError::NoSuchCall(id)));
+                }
+            }
+            Event::Error { session, message } => {
+                if let Some(id) = session {
+                    if let Some(Pending::Create(_, reply, _)) =
+                        self.take_pending(|p| matches!(p, Pending::Create(i, _, _) if *i == id))
+                    {
+                        self.forget(id);
+                        let _ = reply.send(Err(EngineError::Dataplane(message)));
+                        return;
+                    }
+                }
+                self.emit(EngineEvent::Error {
+                    call: session,
+                    message,
+                });
+            }
+            Event::SessionRemoved(snap) => {
+                let id = snap.id;
+                self.forget(id);
+                let reason = match self
+                    .take_pending(|p| matches!(p, Pending::Delete(i, _, _, _) if *i == id))
+                {
+                    Some(Pending::Delete(_, reply, _, reason)) => {
+                        let _ = reply.send(Ok((*snap).clone()));
+                        reason
+                    }
+                    _ => CloseReason::Deleted,
+                };
+                self.emit(EngineEvent::CallClosed {
+                    call: id,
+                    reason,
+                    stats: snap,
+                });
+            }
+            Event::Latched {
+                session,
+                leg,
+                rtcp,
+                addr,
+            } => self.emit(EngineEvent::Latched {
+                call: session,
+                leg,
+                rtcp,
+                addr,
+            }),
+            Event::Stats {
+                token,
+                counters,
+                sessions,
+                ..
+            } => self.stats_event(w, token, *counters, sessions),
+            Event::Datagram { .. } | Event::Rtcp { .. } => {
+                // STUN/DTLS and RTCP termination arrive with the DTLS and RTCP
+                // reporting work; until then they are not requested.
+            }
+        }
+    }
+
+    fn stats_event(
+        &mut self,
+        _w: usize,
+        token: u64,
+        counters: WorkerCounters,
+        mut sessions: Vec<SessionSnapshot>,
+    ) {
+        if let Some((t, left)) = self.checking {
+            if t == token {
+                self.checking = (left > 1).then_some((t, left - 1));
+                for s in &sessions {
+                    self.check_call(s);
+                }
+                return;
+            }
+        }
+        if let Some(Pending::Query(_, reply, _)) =
+            self.take_pending(|p| matches!(p, Pending::Query(t, _, _) if *t == token))
+        {
+            let _ = reply.send(sessions.pop().ok_or(EngineError::Timeout));
+            return;
+        }
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| matches!(p, Pending::Stats(t, ..) if *t == token))
+        {
+            let done = if let Pending::Stats(_, v, n, _, _) = &mut self.pending[i] {
+                v.push(counters);
+                v.len() == *n
+            } else {
+                false
+            };
+            if done {
+                if let Pending::Stats(_, mut v, _, reply, _) = self.pending.swap_remove(i) {
+                    v.sort_by_key(|c| c.worker);
+                    let _ = reply.send(Ok(EngineStats {
+                        calls: self.calls.len(),
+                        ports_in_use: self.ports.in_use(),
+                        workers: v,
+                        backend: self.dp().backend(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Periodic: ask every worker for all its sessions.
+    fn sweep(&mut self) {
+        if self.checking.is_some() || self.calls.is_empty() {
+            return;
+        }
+        let token = self.token();
+        let n = self.dp().workers().len();
+        for h in self.dp().workers() {
+            let _ = h.send(Command::Snapshot {
+                session: None,
+                token,
+            });
+        }
+        self.checking = Some((token, n));
+    }
+
+    fn check_call(&mut self, s: &SessionSnapshot) {
+        let threshold = self.cfg.srtp_failure_threshold;
+        let timeout = self.cfg.media_timeout;
+        let Some(c) = self.calls.get_mut(&s.id) else {
+            return;
+        };
+        let rx: u64 = s
+            .legs
+            .iter()
+            .map(|l| l.counters.rx_rtp + l.counters.rx_rtcp)
+            .sum();
+        if rx != c.rx_total {
+            c.rx_total = rx;
+            c.last_media = Instant::now();
+        }
+        let mut events = Vec::new();
+        for (i, l) in s.legs.iter().enumerate() {
+            let (auth, replay) = failures(l);
+            let (pa, pr) = c.failures[i];
+            let (da, dr) = (auth - pa.min(auth), replay - pr.min(replay));
+            c.failures[i] = (auth, replay);
+            if da + dr > threshold {
+                events.push(EngineEvent::SrtpFailures {
+                    call: s.id,
+                    leg: i,
+                    auth: da,
+                    replay: dr,
+                });
+            }
+        }
+        let timed_out = timeout.is_some_and(|t| c.last_media.elapsed() >= t);
+        for e in events {
+            self.emit(e);
+        }
+        if timed_out
+            && !self
+                .pending
+                .iter()
+                .any(|p| matches!(p, Pending::Delete(i, ..) if *i == s.id))
+        {
+            self.emit(EngineEvent::MediaTimeout { call: s.id });
+            let (tx, _rx) = mpsc::channel();
+            self.delete(s.id, tx, CloseReason::MediaTimeout);
+        }
+    }
+
+    fn expire_pending(&mut self) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].since().elapsed() < ANSWER {
+                i += 1;
+                continue;
+            }
+            match self.pending.swap_remove(i) {
+                Pending::Create(id, r, _) => {
+                    let _ = r.send(Err(EngineError::Timeout));
+                    let _ = id;
+                }
+                Pending::Query(_, r, _) => {
+                    let _ = r.send(Err(EngineError::Timeout));
+                }
+                Pending::Delete(_, r, _, _) => {
+                    let _ = r.send(Err(EngineError::Timeout));
+                }
+                Pending::Stats(_, _, _, r, _) => {
+                    let _ = r.send(Err(EngineError::Timeout));
+                }
+            }
+        }
+        if let Some((t, _)) = self.checking {
+            // A sweep that never completes must not block the next one.
+            if self.last_check.elapsed() > ANSWER {
+                let _ = t;
+                self.checking = None;
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let Some(dp) = self.dp.take() else { return };
+        // Ask every worker for its sessions' final numbers, then stop them.
+        for (id, c) in &self.calls {
+            let _ = dp.workers()[c.worker].send(Command::RemoveSession(*id));
+        }
+        let handles: Vec<_> = dp.workers().to_vec();
+        dp.shutdown();
+        for h in handles {
+            while let Some(e) = h.poll_event() {
+                if let Event::SessionRemoved(snap) = e {
+                    let id = snap.id;
+                    self.emit(EngineEvent::CallClosed {
+                        call: id,
+                        reason: CloseReason::Shutdown,
+                        stats: snap,
+                    });
+                }
+            }
+        }
+        self.calls.clear();
+        for p in self.pending.drain(..) {
+            match p {
+                Pending::Create(_, r, _) => {
+                    let _ = r.send(Err(EngineError::Stopped));
+                }
+                Pending::Query(_, r, _) => {
+                    let _ = r.send(Err(EngineError::Stopped));
+                }
+                Pending::Delete(_, r, _, _) => {
+                    let _ = r.send(Err(EngineError::Stopped));
+                }
+                Pending::Stats(_, _, _, r, _) => {
+                    let _ = r.send(Err(EngineError::Stopped));
+                }
+            }
+        }
+    }
+}
+
+fn failures(l: &LegSnapshot) -> (u64, u64) {
+    (
+        l.counters.dropped(DropReason::Auth),
+        l.counters.dropped(DropReason::Replay),
+    )
+}

@@ -1,0 +1,287 @@
+//! The Engine API end to end on loopback: create, media both ways, query, update,
+//! delete (ports freed), limits, media timeout, SRTP failure events, shutdown.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rtp_control::dataplane::{BackendChoice, BackendKind, LegSrtp, LegUpdate};
+use rtp_control::{CloseReason, Engine, EngineError, EngineEvent, LegConfig};
+use rtp_core::rtp::RtpBuilder;
+use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A port range other programs are unlikely to hold: around a port the kernel
+/// just handed out.
+fn free_range(len: u16) -> (u16, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    let first = if p > 60000 { p - 2 * len } else { p + 2 };
+    (first, first + len - 1)
+}
+
+fn engine(ports: u16) -> Engine {
+    let (lo, hi) = free_range(ports);
+    Engine::builder()
+        .ports(lo, hi)
+        .backend(BackendChoice::Only(BackendKind::Mmsg))
+        .pool_frames(1024)
+        .check_interval(Duration::from_millis(50))
+        .start()
+        .expect("engine starts")
+}
+
+fn peer() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut buf = vec![0u8; 300];
+    let n = RtpBuilder::new()
+        .payload_type(8)
+        .sequence_number(seq)
+        .timestamp(u32::from(seq) * 160)
+        .ssrc(ssrc)
+        .payload(&[seq as u8; 160])
+        .emit(&mut buf)
+        .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn recv(s: &UdpSocket) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 2048];
+    loop {
+        match s.recv_from(&mut buf) {
+            Ok((n, _)) => return Some(buf[..n].to_vec()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn key(seed: u8) -> SrtpConfig {
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let k: Vec<u8> = (0..16).map(|i| seed ^ i).collect();
+    let s: Vec<u8> = (0..14).map(|i| seed.wrapping_add(i)).collect();
+    SrtpConfig::new(p, &k, &s).unwrap()
+}
+
+fn wait_event(e: &Engine, mut pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(ev) = e.next_event(Duration::from_millis(50)) {
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    }
+    panic!("event not seen");
+}
+
+#[test]
+fn a_call_relays_both_ways_and_delete_frees_its_ports() {
+    let e = engine(20);
+    let (a, b) = (peer(), peer());
+    let call = e
+        .create_call([
+            LegConfig::default(),
+            LegConfig {
+                remote: Some(b.local_addr().unwrap()),
+                rtcp_mux: false,
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    assert!(call.legs[1].local_rtcp.is_some());
+    assert_eq!(
+        call.legs[1].local_rtcp.unwrap().port(),
+        call.legs[1].local.port() + 1
+    );
+    for seq in 0..100 {
+        a.send_to(&rtp(1, seq), call.legs[0].local).unwrap();
+        assert_eq!(recv(&b).unwrap(), rtp(1, seq));
+    }
+    for seq in 0..50 {
+        b.send_to(&rtp(2, seq), call.legs[1].local).unwrap();
+        assert_eq!(recv(&a).unwrap(), rtp(2, seq));
+    }
+    let q = e.query(call.id).unwrap();
+    assert_eq!(q.legs[0].counters.rx_rtp, 100);
+    assert_eq!(q.legs[1].counters.tx_rtp, 100);
+    assert_eq!(q.legs[1].counters.rx_rtp, 50);
+    assert_eq!(e.calls().unwrap(), vec![call.id]);
+    wait_event(&e, |ev| matches!(ev, EngineEvent::Latched { leg: 0, .. }));
+    let fin = e.delete_call(call.id).unwrap();
+    assert_eq!(fin.legs[0].counters.rx_rtp, 100);
+    assert!(matches!(e.query(call.id), Err(EngineError::NoSuchCall(_))));
+    // The ports are free again.
+    assert!(UdpSocket::bind(call.legs[0].local).is_ok());
+    assert_eq!(e.stats().unwrap().ports_in_use, 0);
+    e.shutdown();
+}
+
+#[test]
+fn rtp_to_srtp_bridge_with_keys_set_by_an_update() {
+    let e = engine(20);
+    let (a, b) = (peer(), peer());
+    let call = e
+        .create_call([
+            LegConfig::default(),
+            LegConfig {
+                remote: Some(b.local_addr().unwrap()),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    // The answer brings leg 1's keys.
+    e.update_leg(
+        call.id,
+        1,
+        LegUpdate {
+            srtp: Some(Some(LegSrtp {
+                inbound: key(1),
+                outbound: key(2),
+            })),
+            ..LegUpdate::default()
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut b_rx = SrtpContext::new(key(2)).unwrap();
+    for seq in 0..50 {
+        a.send_to(&rtp(7, seq), call.legs[0].local).unwrap();
+        let mut p = recv(&b).unwrap();
+        let u = b_rx.unprotect_rtp(&mut p).expect("SRTP from the engine");
+        assert_eq!(&p[..u.len], &rtp(7, seq)[..]);
+    }
+    e.shutdown();
+}
+
+#[test]
+fn limits_are_errors_not_crashes() {
+    let (lo, hi) = free_range(4);
+    let e = Engine::builder()
+        .ports(lo, hi)
+        .max_calls(1)
+        .backend(BackendChoice::Only(BackendKind::Mmsg))
+        .pool_frames(256)
+        .start()
+        .unwrap();
+    let c = e
+        .create_call([LegConfig::default(), LegConfig::default()])
+        .unwrap();
+    assert!(matches!(
+        e.create_call([LegConfig::default(), LegConfig::default()]),
+        Err(EngineError::Limit(_))
+    ));
+    e.delete_call(c.id).unwrap();
+    e.create_call([LegConfig::default(), LegConfig::default()])
+        .unwrap();
+    e.shutdown();
+
+    // Bad configuration is refused up front, saying what to change.
+    let err = Engine::builder()
+        .ports(100, 50)
+        .start()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("port"), "{err}");
+    let err = Engine::builder()
+        .workers(0, vec![])
+        .start()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("workers"), "{err}");
+}
+
+#[test]
+fn silent_calls_time_out_and_srtp_failures_raise_events() {
+    let (lo, hi) = free_range(20);
+    let e = Engine::builder()
+        .ports(lo, hi)
+        .backend(BackendChoice::Only(BackendKind::IoUring))
+        .pool_frames(512)
+        .check_interval(Duration::from_millis(50))
+        .media_timeout(Some(Duration::from_millis(400)))
+        .srtp_failure_threshold(5)
+        .start()
+        .unwrap();
+    let (a, b) = (peer(), peer());
+    let call = e
+        .create_call([
+            LegConfig {
+                srtp: Some(LegSrtp {
+                    inbound: key(3),
+                    outbound: key(4),
+                }),
+                ..LegConfig::default()
+            },
+            LegConfig {
+                remote: Some(b.local_addr().unwrap()),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    // Packets under the wrong key.
+    let mut wrong = SrtpContext::new(key(9)).unwrap();
+    for seq in 0..40u16 {
+        let mut p = rtp(5, seq);
+        let n = p.len();
+        p.resize(n + 16, 0);
+        let n = wrong.protect_rtp(&mut p, n).unwrap();
+        a.send_to(&p[..n], call.legs[0].local).unwrap();
+    }
+    let ev = wait_event(&e, |ev| matches!(ev, EngineEvent::SrtpFailures { .. }));
+    let EngineEvent::SrtpFailures {
+        call: c, leg, auth, ..
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert_eq!((c, leg), (call.id, 0));
+    assert!(auth > 5);
+    // No valid media: the call times out and is closed with its numbers.
+    let ev = wait_event(&e, |ev| matches!(ev, EngineEvent::CallClosed { .. }));
+    let EngineEvent::CallClosed {
+        call: c,
+        reason,
+        stats,
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert_eq!((c, reason), (call.id, CloseReason::MediaTimeout));
+    assert_eq!(stats.legs[0].counters.rx_rtp, 0);
+    assert!(e.calls().unwrap().is_empty());
+    e.shutdown();
+}
+
+#[test]
+fn shutdown_closes_every_call_with_its_numbers() {
+    let e = engine(40);
+    let a = peer();
+    let b = peer();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let c = e
+            .create_call([
+                LegConfig::default(),
+                LegConfig {
+                    remote: Some(b.local_addr().unwrap()),
+                    ..LegConfig::default()
+                },
+            ])
+            .unwrap();
+        a.send_to(&rtp(1, 1), c.legs[0].local).unwrap();
+        recv(&b).unwrap();
+        ids.push(c.id);
+    }
+    let _ = SocketAddr::new(LO, 0);
+    let stats = e.stats().unwrap();
+    assert_eq!(stats.calls, 5);
+    assert_eq!(stats.workers.len(), 1);
+    drop(e); // Drop shuts down gracefully too.
+}
