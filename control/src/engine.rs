@@ -335,7 +335,7 @@ pub struct EngineStats {
 type Reply<T> = Sender<Result<T, EngineError>>;
 
 enum Request {
-    Create([LegConfig; 2], Reply<CallInfo>),
+    Create(Box<[LegConfig; 2]>, Reply<CallInfo>),
     Update(CallId, usize, Box<LegUpdate>, Reply<()>),
     Query(CallId, Reply<SessionSnapshot>),
     Delete(CallId, Reply<SessionSnapshot>),
@@ -431,7 +431,7 @@ impl Engine {
     /// Creates a call with two legs: allocates their ports on the least loaded
     /// worker and starts relaying.
     pub fn create_call(&self, legs: [LegConfig; 2]) -> Result<CallInfo, EngineError> {
-        self.ask(|r| Request::Create(legs, r))
+        self.ask(|r| Request::Create(Box::new(legs), r))
     }
 
     /// Changes a leg (remote address after an answer or re-offer, keys, latching,
@@ -570,7 +570,7 @@ impl Control {
 
     fn request(&mut self, r: Request) {
         match r {
-            Request::Create(legs, reply) => self.create(legs, reply),
+            Request::Create(legs, reply) => self.create(*legs, reply),
             Request::Update(id, leg, u, reply) => {
                 let Some(c) = self.calls.get(&id) else {
                     let _ = reply.send(Err(EngineError::NoSuchCall(id)));
