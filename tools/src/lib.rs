@@ -4,4 +4,5 @@
 //! `rtp-load`), so that their logic is testable without spawning processes.
 #![forbid(unsafe_code)]
 
+pub mod load;
 pub mod pcap;

@@ -1,0 +1,647 @@
+//! `rtp-load`: paced RTP/SRTP streams, received back from a relay or reflector,
+//! with per-packet one-way latency (a send timestamp in an RFC 8285 header
+//! extension), loss, duplicates, reordering and jitter per stream, HdrHistograms
+//! per class and in total, a live progress line, a report table, JSON, `.hgrm`
+//! files and plots.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rtp_control::dataplane::ports::udp_socket;
+use rtp_control::dataplane::sys::{MmsgBatch, RecvSlot, Received, SendMsg};
+use rtp_control::dataplane::{BackendChoice, IdlePolicy, LatchMode, LegSrtp};
+use rtp_control::{Engine, LegConfig};
+use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+use rtp_core::stats::ReceiverStats;
+
+pub mod reflect;
+pub mod report;
+pub mod schedule;
+
+pub use schedule::{Pacer, StreamClass};
+
+/// RFC 8285 one-byte extension id carrying the send time (u64 ns, big-endian).
+pub const TIMESTAMP_EXT_ID: u8 = 1;
+/// Bytes of RTP header we write: 12 fixed + 4 extension header + 12 extension body.
+pub const HEADER_LEN: usize = 28;
+const BATCH: usize = 64;
+
+/// Where the streams go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An in-process engine on loopback relays every stream (a call per stream):
+    /// the measured latency is one way through the gateway.
+    Embedded(GatewayOptions),
+    /// An external reflector that sends every packet back to its source: the
+    /// measured latency is the round trip through it.
+    Reflector(SocketAddr),
+}
+
+/// Settings of the embedded gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Backend.
+    pub backend: BackendChoice,
+    /// Workers.
+    pub workers: usize,
+    /// Cores for the workers (empty: not pinned).
+    pub cores: Vec<usize>,
+    /// Idle policy.
+    pub idle: IdlePolicy,
+    /// Port range for the calls.
+    pub ports: (u16, u16),
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            backend: BackendChoice::Auto,
+            workers: 1,
+            cores: Vec::new(),
+            idle: IdlePolicy::default(),
+            ports: (40000, 59999),
+        }
+    }
+}
+
+/// A run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Stream classes.
+    pub classes: Vec<StreamClass>,
+    /// How long to send.
+    pub duration: Duration,
+    /// SRTP profile (`None`: plain RTP).
+    pub srtp: Option<SrtpProfile>,
+    /// First SSRC (stream `i` uses `ssrc_base + i`).
+    pub ssrc_base: u32,
+    /// First sequence number of every stream.
+    pub seq_start: u16,
+    /// Where to send.
+    pub target: Target,
+    /// Print a progress line every second.
+    pub progress: bool,
+    /// How long to wait for stragglers after the last send.
+    pub drain: Duration,
+}
+
+impl LoadConfig {
+    /// Total streams.
+    pub fn streams(&self) -> usize {
+        self.classes.iter().map(|c| c.streams).sum()
+    }
+
+    /// Offered packets per second (all streams talking).
+    pub fn rate(&self) -> f64 {
+        self.classes.iter().map(StreamClass::rate).sum()
+    }
+
+    /// Checks the configuration.
+    pub fn check(&self) -> Result<(), String> {
+        if self.classes.is_empty() {
+            return Err("no stream class".into());
+        }
+        for c in &self.classes {
+            c.check()?;
+        }
+        if self.duration.is_zero() {
+            return Err("duration must be above zero".into());
+        }
+        if u64::from(self.ssrc_base) + self.streams() as u64 > u64::from(u32::MAX) {
+            return Err("ssrc_base + streams overflows 32 bits".into());
+        }
+        Ok(())
+    }
+}
+
+/// Per-stream results.
+#[derive(Debug, Clone, Default)]
+pub struct StreamResult {
+    /// Packets sent.
+    pub sent: u64,
+    /// Distinct packets received.
+    pub received: u64,
+    /// Duplicates received.
+    pub duplicates: u64,
+    /// Packets that arrived after a later one.
+    pub reordered: u64,
+    /// Interarrival jitter at the end (ms).
+    pub jitter_ms: f64,
+}
+
+impl StreamResult {
+    /// Lost packets.
+    pub fn lost(&self) -> u64 {
+        self.sent.saturating_sub(self.received)
+    }
+}
+
+/// Per-second figures.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the start.
+    pub t: u64,
+    /// Packets sent in this second.
+    pub sent: u64,
+    /// Packets received in this second.
+    pub received: u64,
+    /// Latency percentiles of this second (µs).
+    pub p50_us: f64,
+    /// 99th percentile (µs).
+    pub p99_us: f64,
+    /// Maximum (µs).
+    pub max_us: f64,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct LoadResult {
+    /// The configuration.
+    pub config: LoadConfig,
+    /// Streams, by global index.
+    pub streams: Vec<StreamResult>,
+    /// Latency histogram of each class (ns).
+    pub class_latency: Vec<Histogram<u64>>,
+    /// Latency histogram of everything (ns).
+    pub latency: Histogram<u64>,
+    /// Per-second series.
+    pub seconds: Vec<Second>,
+    /// How late the sender was against the schedule (ns).
+    pub send_lateness: Histogram<u64>,
+    /// Sends the kernel refused.
+    pub send_errors: u64,
+    /// Packets that failed SRTP authentication or were not ours.
+    pub rx_rejected: u64,
+    /// Wall time of the sending phase.
+    pub elapsed: Duration,
+    /// What the target was, for the report.
+    pub target_desc: String,
+    /// Gateway counters (embedded target).
+    pub gateway: Option<GatewaySummary>,
+}
+
+/// Numbers from the embedded gateway.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct GatewaySummary {
+    /// Backend.
+    pub backend: &'static str,
+    /// Packets the gateway received.
+    pub rx_packets: u64,
+    /// Packets it sent.
+    pub tx_packets: u64,
+    /// Frames it could not get from its pool.
+    pub pool_empty: u64,
+    /// Calls it relayed.
+    pub calls: usize,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn master(profile: SrtpProfile, seed: u64) -> SrtpConfig {
+    use rand::{Rng, SeedableRng};
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    let k: Vec<u8> = (0..profile.key_len()).map(|_| r.gen()).collect();
+    let s: Vec<u8> = (0..profile.salt_len()).map(|_| r.gen()).collect();
+    SrtpConfig::new(profile, &k, &s).expect("lengths of the profile")
+}
+
+/// Runs the load; blocks for its duration.
+pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
+    cfg.check()?;
+    let streams = cfg.streams();
+    let seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    // Keys: what we send with, and what we receive with.
+    let (tx_key, rx_key) = match cfg.srtp {
+        Some(p) => (Some(master(p, seed)), Some(master(p, seed ^ 0xA5A5))),
+        None => (None, None),
+    };
+    let buf = Some(8 << 20);
+    let local_ip = match &cfg.target {
+        Target::Reflector(a) if a.is_ipv6() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let tx_sock =
+        udp_socket(SocketAddr::new(local_ip, 0), false, buf).map_err(|e| format!("sender socket: {e}"))?;
+    let (rx_sock, dests, engine, target_desc) = match &cfg.target {
+        Target::Reflector(addr) => {
+            let rx = tx_sock.try_clone().map_err(|e| e.to_string())?;
+            // A reflector echoes our own packets: receive with the sending key.
+            (rx, vec![*addr; streams], None, format!("reflector {addr} (latency is the round trip)"))
+        }
+        Target::Embedded(g) => {
+            let rx = udp_socket(SocketAddr::new(local_ip, 0), false, buf).map_err(|e| format!("receiver socket: {e}"))?;
+            let engine = Engine::builder()
+                .ports(g.ports.0, g.ports.1)
+                .workers(g.workers, g.cores.clone())
+                .backend(g.backend)
+                .idle(g.idle)
+                .max_calls(streams.max(1))
+                .media_timeout(None)
+                .start()
+                .map_err(|e| format!("embedded gateway: {e}"))?;
+            let dests = create_calls(&engine, streams, &cfg, rx.local_addr().map_err(|e| e.to_string())?, &tx_key, &rx_key)?;
+            let desc = format!(
+                "embedded gateway ({} calls, {} backend, {} worker(s); latency is one way through it)",
+                streams,
+                engine.backend().name(),
+                g.workers
+            );
+            (rx, dests, Some(engine), desc)
+        }
+    };
+    let rx_key = match cfg.target {
+        Target::Reflector(_) => tx_key.clone(),
+        Target::Embedded(_) => rx_key,
+    };
+    rx_sock.set_nonblocking(false).map_err(|e| e.to_string())?;
+    rx_sock
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .map_err(|e| e.to_string())?;
+
+    let epoch = Instant::now();
+    let sent_total = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let cfg = cfg.clone();
+        let sent_total = sent_total.clone();
+        let done = done.clone();
+        let ctx = tx_key.map(|k| SrtpContext::new(k).expect("valid key"));
+        std::thread::Builder::new()
+            .name("rtp-load-tx".into())
+            .spawn(move || {
+                let r = send_loop(&cfg, &tx_sock, &dests, ctx, epoch, &sent_total);
+                done.store(true, Ordering::Release);
+                r
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let rx = receive_loop(&cfg, &rx_sock, rx_key, epoch, &sent_total, &done);
+    let (sent, lateness, send_errors, elapsed) = sender.join().map_err(|_| "sender thread panicked")?;
+    let gateway = engine.map(|e| {
+        let s = e.stats().ok();
+        let g = GatewaySummary {
+            backend: e.backend().name(),
+            rx_packets: s.as_ref().map(|s| s.workers.iter().map(|w| w.rx_packets).sum()).unwrap_or(0),
+            tx_packets: s.as_ref().map(|s| s.workers.iter().map(|w| w.tx_packets).sum()).unwrap_or(0),
+            pool_empty: s.as_ref().map(|s| s.workers.iter().map(|w| w.pool_empty).sum()).unwrap_or(0),
+            calls: s.as_ref().map(|s| s.calls).unwrap_or(0),
+        };
+        e.shutdown();
+        g
+    });
+    let mut streams_out = rx.streams;
+    for (s, n) in streams_out.iter_mut().zip(sent) {
+        s.sent = n;
+    }
+    Ok(LoadResult {
+        config: cfg,
+        streams: streams_out,
+        class_latency: rx.class_latency,
+        latency: rx.latency,
+        seconds: rx.seconds,
+        send_lateness: lateness,
+        send_errors,
+        rx_rejected: rx.rejected,
+        elapsed,
+        target_desc,
+        gateway,
+    })
+}
+
+/// One call per stream: leg 0 learns our sender, leg 1 sends to our receiver.
+fn create_calls(
+    engine: &Engine,
+    streams: usize,
+    cfg: &LoadConfig,
+    rx_addr: SocketAddr,
+    tx_key: &Option<SrtpConfig>,
+    rx_key: &Option<SrtpConfig>,
+) -> Result<Vec<SocketAddr>, String> {
+    // Keys the gateway uses towards the sides that never send back.
+    let unused = cfg.srtp.map(|p| master(p, 0x5eed));
+    let mut dests = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0); streams];
+    let mut clock = Vec::with_capacity(streams);
+    for c in &cfg.classes {
+        clock.extend(std::iter::repeat_n(c.clock_rate, c.streams));
+    }
+    // Several creators in parallel: each create waits for its worker's answer.
+    let threads = 16.min(streams.max(1));
+    let results: Vec<Result<Vec<(usize, SocketAddr)>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let clock = &clock;
+                let unused = &unused;
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in (t..streams).step_by(threads) {
+                        let leg0 = LegConfig {
+                            srtp: tx_key.as_ref().map(|k| LegSrtp {
+                                inbound: k.clone(),
+                                outbound: unused.clone().expect("set with SRTP"),
+                            }),
+                            clock_rate: clock[i],
+                            ..LegConfig::default()
+                        };
+                        let leg1 = LegConfig {
+                            remote: Some(rx_addr),
+                            latch: LatchMode::Fixed,
+                            srtp: rx_key.as_ref().map(|k| LegSrtp {
+                                inbound: unused.clone().expect("set with SRTP"),
+                                outbound: k.clone(),
+                            }),
+                            ..LegConfig::default()
+                        };
+                        let c = engine.create_call([leg0, leg1]).map_err(|e| format!("create call: {e}"))?;
+                        out.push((i, c.legs[0].local));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("creator panicked".into()))).collect()
+    });
+    for r in results {
+        for (i, a) in r? {
+            dests[i] = a;
+        }
+    }
+    Ok(dests)
+}
+
+type SendOutcome = (Vec<u64>, Histogram<u64>, u64, Duration);
+
+/// Writes packet `d` of its stream into `buf`; returns the plain length.
+fn build(buf: &mut [u8], class: &StreamClass, ssrc: u32, seq: u16, k: u64, marker: bool, now_ns: u64) -> usize {
+    buf[0] = 0x90; // V=2, X=1
+    buf[1] = (u8::from(marker) << 7) | (class.pt & 0x7f);
+    buf[2..4].copy_from_slice(&seq.to_be_bytes());
+    let ts = (k as u32).wrapping_mul(class.samples_per_packet());
+    buf[4..8].copy_from_slice(&ts.to_be_bytes());
+    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    buf[12..16].copy_from_slice(&[0xBE, 0xDE, 0, 3]);
+    buf[16] = (TIMESTAMP_EXT_ID << 4) | 7; // 8 bytes
+    buf[17..25].copy_from_slice(&now_ns.to_be_bytes());
+    buf[25..28].fill(0);
+    let end = HEADER_LEN + class.payload;
+    for (i, b) in buf[HEADER_LEN..end].iter_mut().enumerate() {
+        *b = (i as u8) ^ (seq as u8);
+    }
+    end
+}
+
+fn send_loop(
+    cfg: &LoadConfig,
+    sock: &UdpSocket,
+    dests: &[SocketAddr],
+    mut ctx: Option<SrtpContext>,
+    epoch: Instant,
+    sent_total: &AtomicU64,
+) -> SendOutcome {
+    let streams = cfg.streams();
+    let mut sent = vec![0u64; streams];
+    let mut lateness = histogram();
+    let mut errors = 0u64;
+    let mut pacer = Pacer::new(&cfg.classes);
+    let mut batch = MmsgBatch::new(BATCH);
+    let mut bufs = vec![[0u8; 1500]; BATCH];
+    let mut msgs: Vec<SendMsg> = Vec::with_capacity(BATCH);
+    let end_ns = cfg.duration.as_nanos() as u64;
+    let start = epoch;
+    // Wake up on time rather than up to 50 us late.
+    rtp_control::dataplane::sys::set_timer_slack_ns(1);
+    loop {
+        let mut now = start.elapsed().as_nanos() as u64;
+        if now >= end_ns {
+            // Whatever was due before the end and is still unsent (the thread
+            // was descheduled) goes now, so every run sends its exact count.
+            if pacer.next_due_ns() >= end_ns {
+                break;
+            }
+            now = end_ns - 1;
+        }
+        msgs.clear();
+        while msgs.len() < BATCH && pacer.next_due_ns() <= now && pacer.next_due_ns() < end_ns {
+            let d = pacer.next();
+            if !d.talking {
+                continue;
+            }
+            let _ = lateness.record((now - d.at_ns).max(1));
+            let class = &cfg.classes[d.class];
+            let s = d.stream;
+            let seq = cfg.seq_start.wrapping_add(sent[s] as u16);
+            let i = msgs.len();
+            let ts_ns = start.elapsed().as_nanos() as u64;
+            let mut len = build(&mut bufs[i], class, cfg.ssrc_base + s as u32, seq, d.k, d.spurt_start, ts_ns);
+            if let Some(c) = ctx.as_mut() {
+                match c.protect_rtp(&mut bufs[i], len) {
+                    Ok(n) => len = n,
+                    Err(_) => {
+                        errors += 1;
+                        continue;
+                    }
+                }
+            }
+            batch.set_iov(i, bufs[i].as_ptr(), len);
+            msgs.push(SendMsg {
+                dst: dests[s],
+                first_iov: i,
+                iov_count: 1,
+                segment: 0,
+            });
+            sent[s] += 1; // sequence numbers advance even if the send fails
+        }
+        if !msgs.is_empty() {
+            let mut done = 0;
+            while done < msgs.len() {
+                match batch.send(sock.as_raw_fd(), &msgs[done..]) {
+                    Ok(n) if n > 0 => done += n,
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        // The refused message is lost; count it and go on.
+                        errors += 1;
+                        done += 1;
+                    }
+                }
+            }
+            if done < msgs.len() {
+                errors += (msgs.len() - done) as u64;
+            }
+            sent_total.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+            continue;
+        }
+        // Nothing due: sleep until shortly before the next packet, then spin.
+        let next = pacer.next_due_ns().min(end_ns);
+        let now = start.elapsed().as_nanos() as u64;
+        if next > now + 20_000 {
+            // Sleep (the machine may have fewer cores than busy threads); the
+            // send timestamp is taken when the packet leaves, so oversleeping
+            // shows in the pacing figures, never in the latency.
+            std::thread::sleep(Duration::from_nanos(next - now - 10_000));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    (sent, lateness, errors, start.elapsed())
+}
+
+struct RxOutcome {
+    streams: Vec<StreamResult>,
+    class_latency: Vec<Histogram<u64>>,
+    latency: Histogram<u64>,
+    seconds: Vec<Second>,
+    rejected: u64,
+}
+
+/// Reads the send time from our header extension.
+fn send_time(pkt: &[u8]) -> Option<u64> {
+    let p = rtp_core::RtpPacket::new_checked(pkt).ok()?;
+    let v = p.extension(TIMESTAMP_EXT_ID)?;
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+fn receive_loop(
+    cfg: &LoadConfig,
+    sock: &UdpSocket,
+    key: Option<SrtpConfig>,
+    epoch: Instant,
+    sent_total: &AtomicU64,
+    done: &AtomicBool,
+) -> RxOutcome {
+    let streams = cfg.streams();
+    let mut class_of = Vec::with_capacity(streams);
+    let mut stats = Vec::with_capacity(streams);
+    for (ci, c) in cfg.classes.iter().enumerate() {
+        for i in 0..c.streams {
+            class_of.push(ci);
+            let ssrc = cfg.ssrc_base + (class_of.len() - 1) as u32;
+            let _ = i;
+            stats.push(ReceiverStats::with_tracker(
+                ssrc,
+                c.clock_rate,
+                rtp_core::seq::SeqTracker::with_probation(0),
+            ));
+        }
+    }
+    let mut ctx = key.map(|k| SrtpContext::new(k).expect("valid key"));
+    let mut class_latency: Vec<Histogram<u64>> = cfg.classes.iter().map(|_| histogram()).collect();
+    let mut latency = histogram();
+    let mut interval = histogram();
+    let mut seconds = Vec::new();
+    let mut batch = MmsgBatch::new(BATCH);
+    let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut got: Vec<Received> = Vec::with_capacity(BATCH);
+    let mut rejected = 0u64;
+    let mut received_total = 0u64;
+    let (mut last_sent, mut last_received) = (0u64, 0u64);
+    let mut next_tick = 1u64;
+    let mut done_at: Option<Instant> = None;
+    loop {
+        let slots: Vec<RecvSlot> = bufs
+            .iter_mut()
+            .map(|b| RecvSlot {
+                ptr: b.as_mut_ptr(),
+                cap: b.len(),
+            })
+            .collect();
+        got.clear();
+        let n = batch.recv_wait(sock.as_raw_fd(), &slots, &mut got).unwrap_or(0);
+        let now = epoch.elapsed();
+        let now_ns = now.as_nanos() as u64;
+        for (i, r) in got.iter().enumerate().take(n) {
+            let pkt = &mut bufs[i][..r.len.min(2048)];
+            let len = match ctx.as_mut() {
+                Some(c) => match c.unprotect_rtp(pkt) {
+                    Ok(u) => u.len,
+                    Err(_) => {
+                        rejected += 1;
+                        continue;
+                    }
+                },
+                None => pkt.len(),
+            };
+            let pkt = &pkt[..len];
+            let (Some(sent_ns), true) = (send_time(pkt), pkt.len() >= 12) else {
+                rejected += 1;
+                continue;
+            };
+            let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+            let idx = ssrc.wrapping_sub(cfg.ssrc_base) as usize;
+            if idx >= streams {
+                rejected += 1;
+                continue;
+            }
+            let lat = now_ns.saturating_sub(sent_ns).max(1);
+            let _ = latency.record(lat);
+            let _ = class_latency[class_of[idx]].record(lat);
+            let _ = interval.record(lat);
+            let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+            let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+            stats[idx].on_rtp(seq, ts, now);
+            received_total += 1;
+        }
+        // Once a second: the progress line and the per-second series.
+        if now >= Duration::from_secs(next_tick) {
+            let sent = sent_total.load(Ordering::Relaxed);
+            let s = Second {
+                t: next_tick,
+                sent: sent - last_sent,
+                received: received_total - last_received,
+                p50_us: interval.value_at_quantile(0.5) as f64 / 1e3,
+                p99_us: interval.value_at_quantile(0.99) as f64 / 1e3,
+                max_us: interval.max() as f64 / 1e3,
+            };
+            if cfg.progress && s.sent > 0 {
+                let loss = if sent > 0 {
+                    100.0 * (1.0 - received_total as f64 / sent as f64).max(0.0)
+                } else {
+                    0.0
+                };
+                println!(
+                    "[{:>4}s] offered {:>8} pkt/s  received {:>8} pkt/s  loss {:>6.3}%  p50 {:>8.1} us  p99 {:>8.1} us",
+                    s.t, s.sent, s.received, loss, s.p50_us, s.p99_us
+                );
+            }
+            if s.sent > 0 || s.received > 0 {
+                seconds.push(s);
+            }
+            last_sent = sent;
+            last_received = received_total;
+            interval.reset();
+            next_tick += 1;
+        }
+        if done.load(Ordering::Acquire) {
+            let d = *done_at.get_or_insert_with(Instant::now);
+            let all_in = received_total >= sent_total.load(Ordering::Relaxed);
+            if all_in || d.elapsed() >= cfg.drain {
+                break;
+            }
+        }
+    }
+    let streams_out = stats
+        .iter()
+        .map(|s| {
+            let t = s.seq();
+            StreamResult {
+                sent: 0,
+                received: t.received().saturating_sub(t.duplicates()),
+                duplicates: t.duplicates(),
+                reordered: t.out_of_order(),
+                jitter_ms: s.jitter().jitter() / f64::from(s.clock_rate()) * 1e3,
+            }
+        })
+        .collect();
+    RxOutcome {
+        streams: streams_out,
+        class_latency,
+        latency,
+        seconds,
+        rejected,
+    }
+}
