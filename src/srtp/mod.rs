@@ -802,12 +802,29 @@ impl SrtpContext {
     }
 
     /// Protects the RTP packet in `buf[..len]`; the MKI (if configured) and the tag
-    /// go into the tailroom after it. Returns the SRTP length.
+    /// go into the tailroom after it. Returns the SRTP length (with Cryptex, 4 more
+    /// for a packet that had CSRCs and no extension, see
+    /// [`SrtpConfig::with_cryptex`]).
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        // Two copies of the code, so that the Cryptex checks cost plain SRTP
+        // nothing but this branch.
+        if self.cfg.cryptex {
+            self.protect_rtp_as::<true>(buf, len)
+        } else {
+            self.protect_rtp_as::<false>(buf, len)
+        }
+    }
+
+    #[inline(always)]
+    fn protect_rtp_as<const CRYPTEX: bool>(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
         let hlen = rtp_header_len(pkt)?;
         // Decided before anything changes, so that an error leaves `buf` as it was.
-        let plan = if self.cfg.cryptex {
+        let plan = if CRYPTEX {
             cryptex::plan_protect(pkt)?
         } else {
             None
@@ -870,6 +887,18 @@ impl SrtpContext {
     /// Authenticates and decrypts the SRTP packet that fills `buf`. On error the
     /// buffer is unchanged and the stream state is not advanced.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
+        if self.cfg.cryptex {
+            self.unprotect_rtp_as::<true>(buf)
+        } else {
+            self.unprotect_rtp_as::<false>(buf)
+        }
+    }
+
+    #[inline(always)]
+    fn unprotect_rtp_as<const CRYPTEX: bool>(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Unprotected, SrtpError> {
         let tag_len = self.rtp.tag_len;
         let mki_len = self.cfg.mki_len;
         let len = buf
@@ -877,7 +906,7 @@ impl SrtpContext {
             .checked_sub(tag_len + mki_len)
             .ok_or(SrtpError::Truncated)?;
         let hlen = rtp_header_len(&buf[..len])?;
-        let ext_at = if self.cfg.cryptex {
+        let ext_at = if CRYPTEX {
             cryptex::received(&buf[..len])
         } else {
             None
