@@ -815,7 +815,7 @@ impl SrtpContext {
         }
     }
 
-    #[inline(always)]
+    #[inline]
     fn protect_rtp_as<const CRYPTEX: bool>(
         &mut self,
         buf: &mut [u8],
@@ -894,7 +894,7 @@ impl SrtpContext {
         }
     }
 
-    #[inline(always)]
+    #[inline]
     fn unprotect_rtp_as<const CRYPTEX: bool>(
         &mut self,
         buf: &mut [u8],
