@@ -339,9 +339,10 @@ impl SrtpConfig {
     /// the extension back its 0xBEDE / 0x1000 profile (an inserted empty block stays,
     /// as an empty 0xBEDE extension); every other packet is plain SRTP, since a
     /// sender may mix the two ([`Unprotected::cryptex`] tells which it was). When it
-    /// is off, a 0xC0DE packet is plain SRTP with an opaque extension: it
-    /// authenticates, but its CSRCs and extension stay encrypted and its payload
-    /// does not decrypt to the original.
+    /// is off, a 0xC0DE packet is plain SRTP with an opaque extension: with the
+    /// HMAC profiles it authenticates, but its CSRCs and extension stay encrypted
+    /// and its payload does not decrypt to the original; with GCM it fails
+    /// authentication (the AAD differs) and is left unchanged.
     pub fn with_cryptex(mut self, on: bool) -> Self {
         self.cryptex = on;
         self
