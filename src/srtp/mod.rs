@@ -8,6 +8,9 @@
 //! packet that fails leaves the buffer exactly as it was.
 //!
 //! Profiles are dispatched through an `enum`, never a trait object.
+//!
+//! Cryptex (RFC 9335, [`SrtpConfig::with_cryptex`]) extends the encrypted part of
+//! RTP packets to the CSRC list and the RFC 8285 header extensions.
 
 use core::fmt;
 use core::ops::Range;
@@ -21,6 +24,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
+mod cryptex;
 pub mod sdes;
 
 type HmacSha1 = Hmac<Sha1>;
@@ -174,6 +178,10 @@ pub enum SrtpError {
     BufferTooSmall,
     /// The packet is malformed (bad version, lengths that do not add up).
     Malformed,
+    /// Cryptex is on and the packet's header extension is not an RFC 8285 one-byte
+    /// (0xBEDE) or two-byte (0x1000, appbits zero) block, so its CSRCs and
+    /// extension cannot be encrypted (RFC 9335 4).
+    CryptexUnsupported,
 }
 
 impl fmt::Display for SrtpError {
@@ -190,6 +198,9 @@ impl fmt::Display for SrtpError {
             SrtpError::IndexExhausted => "packet index exhausted, re-key needed",
             SrtpError::BufferTooSmall => "no tailroom for the authentication tag",
             SrtpError::Malformed => "malformed RTP/RTCP packet",
+            SrtpError::CryptexUnsupported => {
+                "cryptex needs an RFC 8285 one-byte or two-byte header extension"
+            }
         })
     }
 }
@@ -207,6 +218,7 @@ pub struct SrtpConfig {
     kdr: u64,
     mki: [u8; 4],
     mki_len: usize,
+    cryptex: bool,
 }
 
 impl fmt::Debug for SrtpConfig {
@@ -218,6 +230,7 @@ impl fmt::Debug for SrtpConfig {
             .field("strict_ssrc", &self.strict_ssrc)
             .field("kdr", &self.kdr)
             .field("mki_len", &self.mki_len)
+            .field("cryptex", &self.cryptex)
             .finish_non_exhaustive()
     }
 }
@@ -244,6 +257,7 @@ impl SrtpConfig {
             kdr: 0,
             mki: [0; 4],
             mki_len: 0,
+            cryptex: false,
         })
     }
 
@@ -286,9 +300,11 @@ impl SrtpConfig {
         Ok(self)
     }
 
-    /// Bytes protect adds to an RTP packet (tag and MKI).
+    /// The most bytes protect adds to an RTP packet: tag and MKI, and with Cryptex
+    /// the 4-byte extension header inserted into packets that have CSRCs but no
+    /// header extension.
     pub fn rtp_overhead(&self) -> usize {
-        self.profile.rtp_tag_len() + self.mki_len
+        self.profile.rtp_tag_len() + self.mki_len + if self.cryptex { 4 } else { 0 }
     }
 
     /// Bytes protect adds to an RTCP packet (tag, E||index and MKI).
@@ -300,6 +316,41 @@ impl SrtpConfig {
     pub fn with_strict_ssrc(mut self, strict: bool) -> Self {
         self.strict_ssrc = strict;
         self
+    }
+
+    /// Cryptex (RFC 9335): also encrypt the CSRCs and the header extensions of RTP
+    /// packets. Off by default; turn it on only once the peer has signalled
+    /// `a=cryptex`. The same key works for every profile.
+    ///
+    /// Protect, when it is on:
+    /// - a packet with a one-byte (0xBEDE) or two-byte (0x1000) header extension
+    ///   goes out marked 0xC0DE / 0xC2DE with its CSRCs, extension body and payload
+    ///   encrypted (the 4-byte extension header stays in clear);
+    /// - a packet with CSRCs but no extension gets an empty 0xC0DE extension
+    ///   inserted after the CSRCs, as RFC 9335 requires: the payload moves 4 bytes
+    ///   towards the tailroom, so such a packet needs 4 more bytes of room
+    ///   ([`SrtpConfig::rtp_overhead`] counts them) and the returned length is 4
+    ///   more than for plain SRTP;
+    /// - a packet with neither goes out as plain SRTP;
+    /// - a packet with any other extension profile is refused with
+    ///   [`SrtpError::CryptexUnsupported`], rather than sending its CSRCs in clear.
+    ///
+    /// Unprotect, when it is on, decrypts packets marked 0xC0DE / 0xC2DE and gives
+    /// the extension back its 0xBEDE / 0x1000 profile (an inserted empty block stays,
+    /// as an empty 0xBEDE extension); every other packet is plain SRTP, since a
+    /// sender may mix the two ([`Unprotected::cryptex`] tells which it was). When it
+    /// is off, a 0xC0DE packet is plain SRTP with an opaque extension: with the
+    /// HMAC profiles it authenticates, but its CSRCs and extension stay encrypted
+    /// and its payload does not decrypt to the original; with GCM it fails
+    /// authentication (the AAD differs) and is left unchanged.
+    pub fn with_cryptex(mut self, on: bool) -> Self {
+        self.cryptex = on;
+        self
+    }
+
+    /// Whether Cryptex is on.
+    pub fn cryptex(&self) -> bool {
+        self.cryptex
     }
 
     /// The profile.
@@ -657,6 +708,9 @@ pub struct Unprotected {
     pub len: usize,
     /// Where the payload lies (RTP: after the header; RTCP: after the first 8 bytes).
     pub payload: Range<usize>,
+    /// The packet was protected with Cryptex (RFC 9335): its CSRCs and header
+    /// extension were encrypted, and the extension profile has been restored.
+    pub cryptex: bool,
 }
 
 /// SRTP/SRTCP state of one direction under one master key.
@@ -749,10 +803,35 @@ impl SrtpContext {
     }
 
     /// Protects the RTP packet in `buf[..len]`; the MKI (if configured) and the tag
-    /// go into the tailroom after it. Returns the SRTP length.
+    /// go into the tailroom after it. Returns the SRTP length (with Cryptex, 4 more
+    /// for a packet that had CSRCs and no extension, see
+    /// [`SrtpConfig::with_cryptex`]).
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        // Two copies of the code, so that the Cryptex checks cost plain SRTP
+        // nothing but this branch.
+        if self.cfg.cryptex {
+            self.protect_rtp_as::<true>(buf, len)
+        } else {
+            self.protect_rtp_as::<false>(buf, len)
+        }
+    }
+
+    #[inline]
+    fn protect_rtp_as<const CRYPTEX: bool>(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
         let hlen = rtp_header_len(pkt)?;
+        // Decided before anything changes, so that an error leaves `buf` as it was.
+        let plan = if CRYPTEX {
+            cryptex::plan_protect(pkt)?
+        } else {
+            None
+        };
+        let len_in = len;
+        let len = len + plan.map_or(0, cryptex::SendPlan::grow);
         let tag_len = self.rtp.tag_len;
         let mki = &self.cfg.mki[..self.cfg.mki_len];
         let total = len + mki.len() + tag_len;
@@ -771,17 +850,33 @@ impl SrtpContext {
         st.update(roc, seq);
         let index = (u64::from(roc) << 16) | u64::from(seq);
         let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr_rtp, false, index);
+        // With Cryptex the clear part is the fixed header and the extension header,
+        // hoisted together in front of the CSRCs while encrypting.
+        let clear = match plan {
+            Some(plan) => {
+                cryptex::apply(plan, buf, len_in);
+                cryptex::hoist(buf, plan.ext_at);
+                cryptex::HOISTED_CLEAR_LEN
+            }
+            None => hlen,
+        };
         if self.cfg.profile.is_aead() {
             // RFC 7714 8: header || ciphertext || tag || MKI.
             let iv = keys.gcm_iv(ssrc, roc, seq);
-            let (head, rest) = buf.split_at_mut(hlen);
-            let tag = keys.gcm_seal(&iv, head, &mut rest[..len - hlen]);
+            let (head, rest) = buf.split_at_mut(clear);
+            let tag = keys.gcm_seal(&iv, head, &mut rest[..len - clear]);
+            if let Some(plan) = plan {
+                cryptex::lower(buf, plan.ext_at);
+            }
             buf[len..len + 16].copy_from_slice(&tag);
             buf[len + 16..total].copy_from_slice(mki);
         } else {
             // RFC 3711 3.1: header || ciphertext || MKI || tag; the tag covers the
             // header, the ciphertext and the ROC, not the MKI.
-            keys.ctr_xor(ssrc, index, &mut buf[hlen..len]);
+            keys.ctr_xor(ssrc, index, &mut buf[clear..len]);
+            if let Some(plan) = plan {
+                cryptex::lower(buf, plan.ext_at);
+            }
             let mut mac = [0u8; 20];
             keys.mac(&[&buf[..len], &roc.to_be_bytes()], &mut mac);
             buf[len..len + mki.len()].copy_from_slice(mki);
@@ -793,6 +888,18 @@ impl SrtpContext {
     /// Authenticates and decrypts the SRTP packet that fills `buf`. On error the
     /// buffer is unchanged and the stream state is not advanced.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
+        if self.cfg.cryptex {
+            self.unprotect_rtp_as::<true>(buf)
+        } else {
+            self.unprotect_rtp_as::<false>(buf)
+        }
+    }
+
+    #[inline]
+    fn unprotect_rtp_as<const CRYPTEX: bool>(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Unprotected, SrtpError> {
         let tag_len = self.rtp.tag_len;
         let mki_len = self.cfg.mki_len;
         let len = buf
@@ -800,6 +907,11 @@ impl SrtpContext {
             .checked_sub(tag_len + mki_len)
             .ok_or(SrtpError::Truncated)?;
         let hlen = rtp_header_len(&buf[..len])?;
+        let ext_at = if CRYPTEX {
+            cryptex::received(&buf[..len])
+        } else {
+            None
+        };
         let aead = self.cfg.profile.is_aead();
         let mki_at = if aead { len + tag_len } else { len };
         if buf[mki_at..mki_at + mki_len] != self.cfg.mki[..mki_len] {
@@ -823,9 +935,22 @@ impl SrtpContext {
         let keys = keys_for(&self.cfg, &self.rtp, slot, false, index);
         if aead {
             let iv = keys.gcm_iv(ssrc, roc, seq);
-            let (head, rest) = buf.split_at_mut(hlen);
-            let (data, rest) = rest.split_at_mut(len - hlen);
-            if !keys.gcm_open(&iv, head, data, &rest[..16]) {
+            let clear = match ext_at {
+                Some(at) => {
+                    cryptex::hoist(buf, at);
+                    cryptex::HOISTED_CLEAR_LEN
+                }
+                None => hlen,
+            };
+            let (head, rest) = buf.split_at_mut(clear);
+            let (data, rest) = rest.split_at_mut(len - clear);
+            // gcm_open decrypts only what authenticates, and the hoist is undone
+            // either way: a failure leaves the buffer as it was.
+            let ok = keys.gcm_open(&iv, head, data, &rest[..16]);
+            if let Some(at) = ext_at {
+                cryptex::lower(buf, at);
+            }
+            if !ok {
                 return Err(SrtpError::AuthFailed);
             }
         } else {
@@ -834,12 +959,23 @@ impl SrtpContext {
             if !bool::from(mac[..tag_len].ct_eq(&buf[len + mki_len..])) {
                 return Err(SrtpError::AuthFailed);
             }
-            keys.ctr_xor(ssrc, index, &mut buf[hlen..len]);
+            match ext_at {
+                Some(at) => {
+                    cryptex::hoist(buf, at);
+                    keys.ctr_xor(ssrc, index, &mut buf[cryptex::HOISTED_CLEAR_LEN..len]);
+                    cryptex::lower(buf, at);
+                }
+                None => keys.ctr_xor(ssrc, index, &mut buf[hlen..len]),
+            }
+        }
+        if let Some(at) = ext_at {
+            cryptex::unmark(buf, at);
         }
         stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq);
         Ok(Unprotected {
             len,
             payload: hlen..len,
+            cryptex: ext_at.is_some(),
         })
     }
 
@@ -955,6 +1091,7 @@ impl SrtpContext {
         Ok(Unprotected {
             len,
             payload: 8..len,
+            cryptex: false,
         })
     }
 }
@@ -994,3 +1131,6 @@ fn keys_for<'s>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cryptex_tests;
