@@ -199,6 +199,28 @@ impl MmsgBatch {
         slots: &[RecvSlot],
         out: &mut Vec<Received>,
     ) -> io::Result<usize> {
+        self.recv_flags(fd, slots, out, libc::MSG_DONTWAIT)
+    }
+
+    /// Like [`recv`](Self::recv) but waits (up to the socket's receive timeout)
+    /// for the first datagram, then takes what else is queued (MSG_WAITFORONE).
+    /// The socket must be in blocking mode.
+    pub fn recv_wait(
+        &mut self,
+        fd: RawFd,
+        slots: &[RecvSlot],
+        out: &mut Vec<Received>,
+    ) -> io::Result<usize> {
+        self.recv_flags(fd, slots, out, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_flags(
+        &mut self,
+        fd: RawFd,
+        slots: &[RecvSlot],
+        out: &mut Vec<Received>,
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
         let n = slots.len().min(self.hdrs.len());
         if n == 0 {
             return Ok(0);
@@ -225,7 +247,7 @@ impl MmsgBatch {
                 fd,
                 self.hdrs.as_mut_ptr(),
                 n as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -315,6 +337,15 @@ impl MmsgBatch {
             Ok(r as usize)
         }
     }
+}
+
+/// Sets the calling thread's timer slack (how late the kernel may wake a sleeping
+/// thread so that it can batch wake-ups; 50 us by default). Pacers that sleep
+/// until a send time want 1 ns.
+pub fn set_timer_slack_ns(ns: u64) -> bool {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) takes a plain integer and affects only the
+    // calling thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
 }
 
 /// CPUs of this machine (not only those the calling thread may run on).

@@ -20,7 +20,12 @@ fn class(streams: usize, ptime_ms: u64) -> StreamClass {
     }
 }
 
-fn config(classes: Vec<StreamClass>, secs: f64, srtp: Option<SrtpProfile>, target: Target) -> LoadConfig {
+fn config(
+    classes: Vec<StreamClass>,
+    secs: f64,
+    srtp: Option<SrtpProfile>,
+    target: Target,
+) -> LoadConfig {
     LoadConfig {
         classes,
         duration: Duration::from_secs_f64(secs),
@@ -35,31 +40,66 @@ fn config(classes: Vec<StreamClass>, secs: f64, srtp: Option<SrtpProfile>, targe
 
 #[test]
 fn impairments_of_a_reflector_are_accounted_exactly() {
+    // Drops, duplicates and a fixed delay (SRTP: copies are replays).
     let refl = Reflector::spawn(ReflectConfig {
         drop_every: 10,
         duplicate_every: 13,
-        reorder_every: 17,
-        reorder_depth: 6, // more than the 5 streams: reordered within a stream
         delay: Duration::from_millis(2),
         ..ReflectConfig::default()
     })
     .unwrap();
-    let r = run(config(vec![class(5, 10)], 1.0, Some(SrtpProfile::AeadAes128Gcm), Target::Reflector(refl.addr()))).unwrap();
+    let r = run(config(
+        vec![class(5, 10)],
+        1.0,
+        Some(SrtpProfile::AeadAes128Gcm),
+        Target::Reflector(refl.addr()),
+    ))
+    .unwrap();
     let st = refl.stop().unwrap();
-    let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
-    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
-    let dups: u64 = r.streams.iter().map(|s| s.duplicates).sum();
-    let reordered: u64 = r.streams.iter().map(|s| s.reordered).sum();
+    let total = |f: fn(&rtp_tools::load::StreamResult) -> u64| r.streams.iter().map(f).sum::<u64>();
     // 5 streams x 100 packets: the schedule gives the exact count.
-    assert_eq!(sent, 500);
+    assert_eq!(total(|s| s.sent), 500);
     assert_eq!(st.received, 500);
-    assert_eq!(lost, st.dropped, "lost = dropped by the reflector");
-    assert_eq!(dups, st.duplicated, "duplicates counted");
-    assert_eq!(reordered, st.reordered, "every held-back packet arrives late in its stream");
+    assert_eq!(
+        total(|s| s.lost()),
+        st.dropped,
+        "lost = dropped by the reflector"
+    );
+    assert_eq!(total(|s| s.duplicates), st.duplicated, "duplicates counted");
+    assert_eq!(total(|s| s.reordered), 0);
     assert_eq!(r.rx_rejected, 0);
-    // Every packet was held 2 ms: no latency below that.
-    assert!(r.latency.min() >= 2_000_000, "min latency {} ns", r.latency.min());
-    assert_eq!(r.latency.len(), 500 - st.dropped + st.duplicated);
+    // Every packet was held 2 ms: no latency below that. SRTP rejects the copies
+    // as replays before their latency is read.
+    assert!(
+        r.latency.min() >= 2_000_000,
+        "min latency {} ns",
+        r.latency.min()
+    );
+    assert_eq!(r.latency.len(), 500 - st.dropped);
+
+    // Reordering within streams (held back past the stream's next packet).
+    let refl = Reflector::spawn(ReflectConfig {
+        reorder_every: 17,
+        reorder_depth: 6, // more than the 5 streams
+        ..ReflectConfig::default()
+    })
+    .unwrap();
+    let r = run(config(
+        vec![class(5, 10)],
+        1.0,
+        None,
+        Target::Reflector(refl.addr()),
+    ))
+    .unwrap();
+    let st = refl.stop().unwrap();
+    let reordered: u64 = r.streams.iter().map(|s| s.reordered).sum();
+    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
+    assert!(st.reordered >= 25);
+    assert_eq!(
+        reordered, st.reordered,
+        "every held-back packet arrives late in its stream"
+    );
+    assert_eq!(lost, 0);
 }
 
 #[test]
@@ -70,7 +110,13 @@ fn talk_spurts_and_classes_are_paced_to_the_exact_count() {
     video.payload = 1000;
     let mut talk = class(4, 20);
     talk.talk_spurt = Some((Duration::from_millis(300), Duration::from_millis(200)));
-    let r = run(config(vec![class(3, 20), video, talk], 1.0, None, Target::Reflector(refl.addr()))).unwrap();
+    let r = run(config(
+        vec![class(3, 20), video, talk],
+        1.0,
+        None,
+        Target::Reflector(refl.addr()),
+    ))
+    .unwrap();
     refl.stop().unwrap();
     let sent = |range: std::ops::Range<usize>| r.streams[range].iter().map(|s| s.sent).sum::<u64>();
     assert_eq!(sent(0..3), 150);
@@ -130,7 +176,9 @@ fn embedded_gateway_relays_srtp_without_loss_and_writes_the_report() {
     assert!(rows.len() > 10);
     assert_eq!(rows.last().unwrap()[1], 1.0);
     assert_eq!(rows.last().unwrap()[2], 2500.0);
-    assert!(rows.windows(2).all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1]));
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1]));
     for svg in ["latency.svg", "latency_over_time.svg"] {
         let s = std::fs::read_to_string(dir.join(svg)).unwrap();
         assert!(s.starts_with("<svg") && s.contains("polyline"), "{svg}");
@@ -154,8 +202,15 @@ fn the_binary_runs_the_main_job_and_the_reflector() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("embedded gateway") && stdout.contains("p99"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("embedded gateway") && stdout.contains("p99"),
+        "{stdout}"
+    );
     assert!(dir.join("report.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
     // Bad arguments are errors that say what to change.

@@ -157,7 +157,10 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
             talk_spurt: None,
         }]
     } else {
-        a.classes.iter().map(|c| StreamClass::parse(c)).collect::<Result<_, _>>()?
+        a.classes
+            .iter()
+            .map(|c| StreamClass::parse(c))
+            .collect::<Result<_, _>>()?
     };
     if let Some(t) = &a.talk_spurt {
         let (on, off) = t
@@ -175,7 +178,10 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
         })?),
     };
     if !(a.duration.is_finite() && a.duration > 0.0 && a.duration < 1e6) {
-        return Err(format!("--duration {}: must be a positive number of seconds", a.duration));
+        return Err(format!(
+            "--duration {}: must be a positive number of seconds",
+            a.duration
+        ));
     }
     let target = match a.target {
         Some(t) => Target::Reflector(t),

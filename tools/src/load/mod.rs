@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rtp_control::dataplane::ports::udp_socket;
-use rtp_control::dataplane::sys::{MmsgBatch, RecvSlot, Received, SendMsg};
+use rtp_control::dataplane::sys::{MmsgBatch, Received, RecvSlot, SendMsg};
 use rtp_control::dataplane::{BackendChoice, IdlePolicy, LatchMode, LegSrtp};
 use rtp_control::{Engine, LegConfig};
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
@@ -226,16 +226,22 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
         Target::Reflector(a) if a.is_ipv6() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
         _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
-    let tx_sock =
-        udp_socket(SocketAddr::new(local_ip, 0), false, buf).map_err(|e| format!("sender socket: {e}"))?;
+    let tx_sock = udp_socket(SocketAddr::new(local_ip, 0), false, buf)
+        .map_err(|e| format!("sender socket: {e}"))?;
     let (rx_sock, dests, engine, target_desc) = match &cfg.target {
         Target::Reflector(addr) => {
             let rx = tx_sock.try_clone().map_err(|e| e.to_string())?;
             // A reflector echoes our own packets: receive with the sending key.
-            (rx, vec![*addr; streams], None, format!("reflector {addr} (latency is the round trip)"))
+            (
+                rx,
+                vec![*addr; streams],
+                None,
+                format!("reflector {addr} (latency is the round trip)"),
+            )
         }
         Target::Embedded(g) => {
-            let rx = udp_socket(SocketAddr::new(local_ip, 0), false, buf).map_err(|e| format!("receiver socket: {e}"))?;
+            let rx = udp_socket(SocketAddr::new(local_ip, 0), false, buf)
+                .map_err(|e| format!("receiver socket: {e}"))?;
             let engine = Engine::builder()
                 .ports(g.ports.0, g.ports.1)
                 .workers(g.workers, g.cores.clone())
@@ -245,7 +251,14 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
                 .media_timeout(None)
                 .start()
                 .map_err(|e| format!("embedded gateway: {e}"))?;
-            let dests = create_calls(&engine, streams, &cfg, rx.local_addr().map_err(|e| e.to_string())?, &tx_key, &rx_key)?;
+            let dests = create_calls(
+                &engine,
+                streams,
+                &cfg,
+                rx.local_addr().map_err(|e| e.to_string())?,
+                &tx_key,
+                &rx_key,
+            )?;
             let desc = format!(
                 "embedded gateway ({} calls, {} backend, {} worker(s); latency is one way through it)",
                 streams,
@@ -282,14 +295,24 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
             .map_err(|e| e.to_string())?
     };
     let rx = receive_loop(&cfg, &rx_sock, rx_key, epoch, &sent_total, &done);
-    let (sent, lateness, send_errors, elapsed) = sender.join().map_err(|_| "sender thread panicked")?;
+    let (sent, lateness, send_errors, elapsed) =
+        sender.join().map_err(|_| "sender thread panicked")?;
     let gateway = engine.map(|e| {
         let s = e.stats().ok();
         let g = GatewaySummary {
             backend: e.backend().name(),
-            rx_packets: s.as_ref().map(|s| s.workers.iter().map(|w| w.rx_packets).sum()).unwrap_or(0),
-            tx_packets: s.as_ref().map(|s| s.workers.iter().map(|w| w.tx_packets).sum()).unwrap_or(0),
-            pool_empty: s.as_ref().map(|s| s.workers.iter().map(|w| w.pool_empty).sum()).unwrap_or(0),
+            rx_packets: s
+                .as_ref()
+                .map(|s| s.workers.iter().map(|w| w.rx_packets).sum())
+                .unwrap_or(0),
+            tx_packets: s
+                .as_ref()
+                .map(|s| s.workers.iter().map(|w| w.tx_packets).sum())
+                .unwrap_or(0),
+            pool_empty: s
+                .as_ref()
+                .map(|s| s.workers.iter().map(|w| w.pool_empty).sum())
+                .unwrap_or(0),
             calls: s.as_ref().map(|s| s.calls).unwrap_or(0),
         };
         e.shutdown();
@@ -357,14 +380,19 @@ fn create_calls(
                             }),
                             ..LegConfig::default()
                         };
-                        let c = engine.create_call([leg0, leg1]).map_err(|e| format!("create call: {e}"))?;
+                        let c = engine
+                            .create_call([leg0, leg1])
+                            .map_err(|e| format!("create call: {e}"))?;
                         out.push((i, c.legs[0].local));
                     }
                     Ok(out)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("creator panicked".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("creator panicked".into())))
+            .collect()
     });
     for r in results {
         for (i, a) in r? {
@@ -377,7 +405,15 @@ fn create_calls(
 type SendOutcome = (Vec<u64>, Histogram<u64>, u64, Duration);
 
 /// Writes packet `d` of its stream into `buf`; returns the plain length.
-fn build(buf: &mut [u8], class: &StreamClass, ssrc: u32, seq: u16, k: u64, marker: bool, now_ns: u64) -> usize {
+fn build(
+    buf: &mut [u8],
+    class: &StreamClass,
+    ssrc: u32,
+    seq: u16,
+    k: u64,
+    marker: bool,
+    now_ns: u64,
+) -> usize {
     buf[0] = 0x90; // V=2, X=1
     buf[1] = (u8::from(marker) << 7) | (class.pt & 0x7f);
     buf[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -427,7 +463,7 @@ fn send_loop(
         }
         msgs.clear();
         while msgs.len() < BATCH && pacer.next_due_ns() <= now && pacer.next_due_ns() < end_ns {
-            let d = pacer.next();
+            let d = pacer.take();
             if !d.talking {
                 continue;
             }
@@ -437,7 +473,15 @@ fn send_loop(
             let seq = cfg.seq_start.wrapping_add(sent[s] as u16);
             let i = msgs.len();
             let ts_ns = start.elapsed().as_nanos() as u64;
-            let mut len = build(&mut bufs[i], class, cfg.ssrc_base + s as u32, seq, d.k, d.spurt_start, ts_ns);
+            let mut len = build(
+                &mut bufs[i],
+                class,
+                cfg.ssrc_base + s as u32,
+                seq,
+                d.k,
+                d.spurt_start,
+                ts_ns,
+            );
             if let Some(c) = ctx.as_mut() {
                 match c.protect_rtp(&mut bufs[i], len) {
                     Ok(n) => len = n,
@@ -538,6 +582,7 @@ fn receive_loop(
     let mut bufs = vec![[0u8; 2048]; BATCH];
     let mut got: Vec<Received> = Vec::with_capacity(BATCH);
     let mut rejected = 0u64;
+    let mut srtp_dups = vec![0u64; streams];
     let mut received_total = 0u64;
     let (mut last_sent, mut last_received) = (0u64, 0u64);
     let mut next_tick = 1u64;
@@ -551,7 +596,9 @@ fn receive_loop(
             })
             .collect();
         got.clear();
-        let n = batch.recv_wait(sock.as_raw_fd(), &slots, &mut got).unwrap_or(0);
+        let n = batch
+            .recv_wait(sock.as_raw_fd(), &slots, &mut got)
+            .unwrap_or(0);
         let now = epoch.elapsed();
         let now_ns = now.as_nanos() as u64;
         for (i, r) in got.iter().enumerate().take(n) {
@@ -559,6 +606,16 @@ fn receive_loop(
             let len = match ctx.as_mut() {
                 Some(c) => match c.unprotect_rtp(pkt) {
                     Ok(u) => u.len,
+                    Err(rtp_core::srtp::SrtpError::Replayed) => {
+                        // A copy of a packet we already have: a duplicate (the
+                        // SSRC is in clear).
+                        let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+                        match srtp_dups.get_mut(ssrc.wrapping_sub(cfg.ssrc_base) as usize) {
+                            Some(d) => *d += 1,
+                            None => rejected += 1,
+                        }
+                        continue;
+                    }
                     Err(_) => {
                         rejected += 1;
                         continue;
@@ -626,12 +683,13 @@ fn receive_loop(
     }
     let streams_out = stats
         .iter()
-        .map(|s| {
+        .zip(&srtp_dups)
+        .map(|(s, &srtp_dup)| {
             let t = s.seq();
             StreamResult {
                 sent: 0,
                 received: t.received().saturating_sub(t.duplicates()),
-                duplicates: t.duplicates(),
+                duplicates: t.duplicates() + srtp_dup,
                 reordered: t.out_of_order(),
                 jitter_ms: s.jitter().jitter() / f64::from(s.clock_rate()) * 1e3,
             }

@@ -55,7 +55,9 @@ pub struct Reflector {
 impl Reflector {
     /// Binds (port 0 picks one) and starts reflecting on a thread.
     pub fn spawn(cfg: ReflectConfig) -> io::Result<Self> {
-        let listen = cfg.listen.unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal"));
+        let listen = cfg
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal"));
         let sock = rtp_control::dataplane::ports::udp_socket(listen, false, Some(8 << 20))?;
         sock.set_nonblocking(false)?;
         sock.set_read_timeout(Some(Duration::from_millis(1)))?;
@@ -86,7 +88,9 @@ impl Reflector {
     pub fn stop(mut self) -> io::Result<ReflectStats> {
         self.stop.store(true, Ordering::Release);
         match self.thread.take() {
-            Some(t) => t.join().map_err(|_| io::Error::other("reflector panicked"))?,
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("reflector panicked"))?,
             None => Ok(ReflectStats::default()),
         }
     }
@@ -101,7 +105,11 @@ impl Drop for Reflector {
     }
 }
 
-fn reflect_loop(sock: &UdpSocket, cfg: &ReflectConfig, stop: &AtomicBool) -> io::Result<ReflectStats> {
+fn reflect_loop(
+    sock: &UdpSocket,
+    cfg: &ReflectConfig,
+    stop: &AtomicBool,
+) -> io::Result<ReflectStats> {
     let start = Instant::now();
     let mut st = ReflectStats::default();
     let mut queue: VecDeque<(Instant, SocketAddr, Vec<u8>)> = VecDeque::new();
@@ -132,7 +140,13 @@ fn reflect_loop(sock: &UdpSocket, cfg: &ReflectConfig, stop: &AtomicBool) -> io:
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(e),
         }
         let now = Instant::now();

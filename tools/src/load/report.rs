@@ -112,7 +112,12 @@ pub struct Report {
     pub files: Vec<String>,
 }
 
-fn class_report(name: &str, r: &LoadResult, streams: std::ops::Range<usize>, h: &Histogram<u64>) -> ClassReport {
+fn class_report(
+    name: &str,
+    r: &LoadResult,
+    streams: std::ops::Range<usize>,
+    h: &Histogram<u64>,
+) -> ClassReport {
     let s = &r.streams[streams.clone()];
     let sent: u64 = s.iter().map(|x| x.sent).sum();
     let received: u64 = s.iter().map(|x| x.received).sum();
@@ -124,7 +129,11 @@ fn class_report(name: &str, r: &LoadResult, streams: std::ops::Range<usize>, h: 
         sent,
         received,
         lost,
-        loss_percent: if sent > 0 { 100.0 * lost as f64 / sent as f64 } else { 0.0 },
+        loss_percent: if sent > 0 {
+            100.0 * lost as f64 / sent as f64
+        } else {
+            0.0
+        },
         duplicates: s.iter().map(|x| x.duplicates).sum(),
         reordered: s.iter().map(|x| x.reordered).sum(),
         jitter_mean_ms: s.iter().map(|x| x.jitter_ms).sum::<f64>() / n,
@@ -139,14 +148,23 @@ impl Report {
         let mut classes = Vec::new();
         let mut first = 0;
         for (i, c) in r.config.classes.iter().enumerate() {
-            classes.push(class_report(&c.name, r, first..first + c.streams, &r.class_latency[i]));
+            classes.push(class_report(
+                &c.name,
+                r,
+                first..first + c.streams,
+                &r.class_latency[i],
+            ));
             first += c.streams;
         }
         let total = class_report("total", r, 0..r.streams.len(), &r.latency);
         let secs = r.elapsed.as_secs_f64().max(1e-9);
         Report {
             target: r.target_desc.clone(),
-            srtp: r.config.srtp.map(|p| p.sdes_name().to_string()).unwrap_or_else(|| "none".into()),
+            srtp: r
+                .config
+                .srtp
+                .map(|p| p.sdes_name().to_string())
+                .unwrap_or_else(|| "none".into()),
             duration_s: r.config.duration.as_secs_f64(),
             elapsed_s: r.elapsed.as_secs_f64(),
             offered_rate: r.config.rate(),
@@ -175,8 +193,20 @@ impl Report {
         let _ = writeln!(
             s,
             "{:<8} {:>7} {:>10} {:>10} {:>8} {:>8} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "class", "streams", "sent", "received", "lost", "loss%", "dup", "reord", "jitter ms", "p50 us", "p90 us",
-            "p99 us", "p99.9 us", "max us"
+            "class",
+            "streams",
+            "sent",
+            "received",
+            "lost",
+            "loss%",
+            "dup",
+            "reord",
+            "jitter ms",
+            "p50 us",
+            "p90 us",
+            "p99 us",
+            "p99.9 us",
+            "max us"
         );
         let rows = self.classes.iter().chain(std::iter::once(&self.total));
         for c in rows.filter(|c| self.classes.len() > 1 || c.name == "total") {
@@ -219,7 +249,11 @@ impl Report {
 /// reads), values in milliseconds.
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     let ms = |ns: u64| ns as f64 / 1e6;
     let mut total = 0u64;
     if !h.is_empty() {
@@ -236,7 +270,13 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
                     1.0 / (1.0 - q)
                 );
             } else {
-                let _ = writeln!(s, "{:>12.3} {:>2.12} {:>10}", ms(v.value_iterated_to()), q, total);
+                let _ = writeln!(
+                    s,
+                    "{:>12.3} {:>2.12} {:>10}",
+                    ms(v.value_iterated_to()),
+                    q,
+                    total
+                );
             }
         }
     }
@@ -246,7 +286,12 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
         h.mean() / 1e6,
         h.stdev() / 1e6
     );
-    let _ = writeln!(s, "#[Max     = {:>12.3}, Total count    = {:>12}]", ms(h.max()), h.len());
+    let _ = writeln!(
+        s,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        ms(h.max()),
+        h.len()
+    );
     let _ = writeln!(
         s,
         "#[Buckets = {:>12}, SubBuckets     = {:>12}]",

@@ -42,18 +42,29 @@ impl StreamClass {
     pub fn parse(s: &str) -> Result<Self, String> {
         let f: Vec<&str> = s.split(':').collect();
         if f.len() < 4 || f.len() > 6 {
-            return Err(format!("class {s:?}: expected NAME:STREAMS:PTIME_MS:PAYLOAD[:PT[:CLOCK_RATE]]"));
+            return Err(format!(
+                "class {s:?}: expected NAME:STREAMS:PTIME_MS:PAYLOAD[:PT[:CLOCK_RATE]]"
+            ));
         }
         let num = |i: usize, what: &str| -> Result<u64, String> {
-            f[i].parse::<u64>().map_err(|_| format!("class {s:?}: {what} {:?} is not a number", f[i]))
+            f[i].parse::<u64>()
+                .map_err(|_| format!("class {s:?}: {what} {:?} is not a number", f[i]))
         };
         let class = StreamClass {
             name: f[0].to_string(),
             streams: num(1, "streams")? as usize,
             ptime: Duration::from_millis(num(2, "ptime")?),
             payload: num(3, "payload")? as usize,
-            pt: if f.len() > 4 { num(4, "payload type")? as u8 } else { 0 },
-            clock_rate: if f.len() > 5 { num(5, "clock rate")? as u32 } else { 8000 },
+            pt: if f.len() > 4 {
+                num(4, "payload type")? as u8
+            } else {
+                0
+            },
+            clock_rate: if f.len() > 5 {
+                num(5, "clock rate")? as u32
+            } else {
+                8000
+            },
             talk_spurt: None,
         };
         class.check()?;
@@ -66,20 +77,35 @@ impl StreamClass {
             return Err(format!("class {}: needs at least one stream", self.name));
         }
         if self.ptime.is_zero() {
-            return Err(format!("class {}: packet time must be above zero", self.name));
+            return Err(format!(
+                "class {}: packet time must be above zero",
+                self.name
+            ));
         }
         if self.payload > 1400 {
-            return Err(format!("class {}: payload {} exceeds 1400 bytes", self.name, self.payload));
+            return Err(format!(
+                "class {}: payload {} exceeds 1400 bytes",
+                self.name, self.payload
+            ));
         }
         if self.pt > 127 {
-            return Err(format!("class {}: payload type {} exceeds 127", self.name, self.pt));
+            return Err(format!(
+                "class {}: payload type {} exceeds 127",
+                self.name, self.pt
+            ));
         }
         if self.clock_rate == 0 {
-            return Err(format!("class {}: clock rate must be above zero", self.name));
+            return Err(format!(
+                "class {}: clock rate must be above zero",
+                self.name
+            ));
         }
         if let Some((on, off)) = self.talk_spurt {
             if on.is_zero() || (on + off).is_zero() {
-                return Err(format!("class {}: talk spurt on-time must be above zero", self.name));
+                return Err(format!(
+                    "class {}: talk spurt on-time must be above zero",
+                    self.name
+                ));
             }
         }
         Ok(())
@@ -140,7 +166,9 @@ impl Pacer {
                     first_stream: first,
                     streams: c.streams as u64,
                     ptime_ns: c.ptime.as_nanos() as u64,
-                    spurt: c.talk_spurt.map(|(on, off)| (on.as_nanos() as u64, off.as_nanos() as u64)),
+                    spurt: c
+                        .talk_spurt
+                        .map(|(on, off)| (on.as_nanos() as u64, off.as_nanos() as u64)),
                     j: 0,
                 };
                 first += c.streams;
@@ -152,11 +180,15 @@ impl Pacer {
 
     /// When the next packet is due.
     pub fn next_due_ns(&self) -> u64 {
-        self.classes.iter().map(ClassState::due_ns).min().unwrap_or(u64::MAX)
+        self.classes
+            .iter()
+            .map(ClassState::due_ns)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Takes the next packet.
-    pub fn next(&mut self) -> Due {
+    pub fn take(&mut self) -> Due {
         let (ci, c) = self
             .classes
             .iter_mut()
@@ -209,10 +241,16 @@ mod tests {
     #[test]
     fn spreads_streams_evenly_and_never_drifts() {
         let mut p = Pacer::new(&[class(3, 20)]);
-        let d: Vec<Due> = (0..6).map(|_| p.next()).collect();
+        let d: Vec<Due> = (0..6).map(|_| p.take()).collect();
         let at: Vec<u64> = d.iter().map(|d| d.at_ns).collect();
-        assert_eq!(at, vec![0, 6_666_666, 13_333_333, 20_000_000, 26_666_666, 33_333_333]);
-        assert_eq!(d.iter().map(|d| d.stream).collect::<Vec<_>>(), vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(
+            at,
+            vec![0, 6_666_666, 13_333_333, 20_000_000, 26_666_666, 33_333_333]
+        );
+        assert_eq!(
+            d.iter().map(|d| d.stream).collect::<Vec<_>>(),
+            vec![0, 1, 2, 0, 1, 2]
+        );
         // After an hour of 50 packets/s x 1000 streams, the due time is exact.
         let mut p = Pacer::new(&[class(1000, 20)]);
         let n = 3600 * 50 * 1000u64;
@@ -225,11 +263,14 @@ mod tests {
         let mut p = Pacer::new(&[class(1, 20), class(1, 30)]);
         let seq: Vec<(u64, usize)> = (0..6)
             .map(|_| {
-                let d = p.next();
+                let d = p.take();
                 (d.at_ns / 1_000_000, d.class)
             })
             .collect();
-        assert_eq!(seq, vec![(0, 0), (0, 1), (20, 0), (30, 1), (40, 0), (60, 0)]);
+        assert_eq!(
+            seq,
+            vec![(0, 0), (0, 1), (20, 0), (30, 1), (40, 0), (60, 0)]
+        );
     }
 
     #[test]
@@ -239,7 +280,7 @@ mod tests {
         let mut p = Pacer::new(&[c]);
         let (mut on, mut starts) = (0, 0);
         for _ in 0..10 * 500 {
-            let d = p.next();
+            let d = p.take();
             on += u64::from(d.talking);
             starts += u64::from(d.spurt_start);
         }
@@ -251,9 +292,19 @@ mod tests {
     #[test]
     fn parses_classes_and_rejects_nonsense() {
         let c = StreamClass::parse("video:10:33:1200:96:90000").unwrap();
-        assert_eq!((c.streams, c.ptime, c.payload, c.pt, c.clock_rate), (10, Duration::from_millis(33), 1200, 96, 90000));
+        assert_eq!(
+            (c.streams, c.ptime, c.payload, c.pt, c.clock_rate),
+            (10, Duration::from_millis(33), 1200, 96, 90000)
+        );
         assert_eq!(c.samples_per_packet(), 2970);
-        for bad in ["a:0:20:160", "a:1:0:160", "a:1:20:9000", "a:x:20:160", "a:1:20", "a:1:20:160:200"] {
+        for bad in [
+            "a:0:20:160",
+            "a:1:0:160",
+            "a:1:20:9000",
+            "a:x:20:160",
+            "a:1:20",
+            "a:1:20:160:200",
+        ] {
             assert!(StreamClass::parse(bad).is_err(), "{bad}");
         }
     }
