@@ -6,6 +6,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// Room for an IPv4 or IPv6 socket address, as the kernel writes it.
 #[derive(Clone, Copy)]
@@ -346,6 +347,23 @@ pub fn set_timer_slack_ns(ns: u64) -> bool {
     // SAFETY: prctl(PR_SET_TIMERSLACK) takes a plain integer and affects only the
     // calling thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
+}
+
+/// Waits until `fd` is readable or `timeout` passes (nanosecond resolution, ppoll);
+/// returns whether it is readable.
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one live pollfd, a live timespec, no signal mask.
+    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    r > 0 && p.revents & libc::POLLIN != 0
 }
 
 /// CPUs of this machine (not only those the calling thread may run on).

@@ -35,6 +35,8 @@ fn config(
         target,
         progress: false,
         drain: Duration::from_millis(500),
+        busy_poll: false,
+        load_core: None,
     }
 }
 

@@ -85,9 +85,9 @@ struct RunArgs {
     /// Cores to pin the embedded gateway's workers to (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
-    /// Embedded gateway idle policy: busy, spin:MICROS, or block (the default,
-    /// as the generator, the receiver and the worker share the machine's cores).
-    #[arg(long, default_value = "block")]
+    /// Embedded gateway idle policy: busy, spin:MICROS, block, or auto (busy on
+    /// machines with at least 2 cores, block otherwise).
+    #[arg(long, default_value = "auto")]
     idle: String,
     /// Embedded gateway port range MIN-MAX.
     #[arg(long, default_value = "40000-59999")]
@@ -101,6 +101,14 @@ struct RunArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// How the generator waits between sends: busy (spins: no wake-up cost, a
+    /// whole core), sleep, or auto (busy on machines with at least 2 cores).
+    #[arg(long, default_value = "auto")]
+    poll: String,
+    /// Core to pin the generator to ("none": not pinned; default: core 0 when the
+    /// gateway workers are pinned).
+    #[arg(long)]
+    load_core: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -129,8 +137,10 @@ struct ReflectArgs {
     duration: f64,
 }
 
-fn parse_idle(s: &str) -> Result<IdlePolicy, String> {
+fn parse_idle(s: &str, many_cores: bool) -> Result<IdlePolicy, String> {
     match s {
+        "auto" if many_cores => Ok(IdlePolicy::BusyPoll),
+        "auto" => Ok(IdlePolicy::Block),
         "busy" => Ok(IdlePolicy::BusyPoll),
         "block" => Ok(IdlePolicy::Block),
         _ => {
@@ -146,6 +156,17 @@ fn parse_idle(s: &str) -> Result<IdlePolicy, String> {
 }
 
 fn config(a: &RunArgs) -> Result<LoadConfig, String> {
+    let cpus = rtp_control::dataplane::sys::online_cpus();
+    let many_cores = cpus >= 2;
+    let load_core = match a.load_core.as_deref() {
+        Some("none") => None,
+        Some(c) => Some(
+            c.parse::<usize>()
+                .map_err(|_| format!("--load-core {c:?}: a core number or none"))?,
+        ),
+        None if many_cores && a.target.is_none() && a.cores.is_empty() => Some(0),
+        None => None,
+    };
     let mut classes = if a.classes.is_empty() {
         vec![StreamClass {
             name: "streams".into(),
@@ -204,8 +225,13 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
             Target::Embedded(GatewayOptions {
                 backend,
                 workers: a.workers,
-                cores: a.cores.clone(),
-                idle: parse_idle(&a.idle)?,
+                cores: if a.cores.is_empty() && many_cores {
+                    // The worker on the last core, the generator on core 0.
+                    vec![cpus - 1]
+                } else {
+                    a.cores.clone()
+                },
+                idle: parse_idle(&a.idle, many_cores)?,
                 ports: (lo, hi),
             })
         }
@@ -219,6 +245,13 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
         target,
         progress: !a.quiet,
         drain: Duration::from_millis(500),
+        busy_poll: match a.poll.as_str() {
+            "busy" => true,
+            "sleep" => false,
+            "auto" => many_cores,
+            p => return Err(format!("--poll {p:?}: expected busy, sleep or auto")),
+        },
+        load_core,
     })
 }
 

@@ -6,8 +6,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -87,6 +85,11 @@ pub struct LoadConfig {
     pub progress: bool,
     /// How long to wait for stragglers after the last send.
     pub drain: Duration,
+    /// Spin between sends instead of sleeping in the kernel (no wake-up cost,
+    /// one core at 100%).
+    pub busy_poll: bool,
+    /// Pin the generator thread to this core.
+    pub load_core: Option<usize>,
 }
 
 impl LoadConfig {
@@ -272,31 +275,12 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
         Target::Reflector(_) => tx_key.clone(),
         Target::Embedded(_) => rx_key,
     };
-    rx_sock.set_nonblocking(false).map_err(|e| e.to_string())?;
-    rx_sock
-        .set_read_timeout(Some(Duration::from_millis(5)))
-        .map_err(|e| e.to_string())?;
-
-    let epoch = Instant::now();
-    let sent_total = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let cfg = cfg.clone();
-        let sent_total = sent_total.clone();
-        let done = done.clone();
-        let ctx = tx_key.map(|k| SrtpContext::new(k).expect("valid key"));
-        std::thread::Builder::new()
-            .name("rtp-load-tx".into())
-            .spawn(move || {
-                let r = send_loop(&cfg, &tx_sock, &dests, ctx, epoch, &sent_total);
-                done.store(true, Ordering::Release);
-                r
-            })
-            .map_err(|e| e.to_string())?
-    };
-    let rx = receive_loop(&cfg, &rx_sock, rx_key, epoch, &sent_total, &done);
-    let (sent, lateness, send_errors, elapsed) =
-        sender.join().map_err(|_| "sender thread panicked")?;
+    let ctx = tx_key.map(|k| SrtpContext::new(k).expect("valid key"));
+    let mut tx = Tx::new(&cfg, ctx);
+    let mut rx = Rx::new(&cfg, rx_key);
+    load_loop(&cfg, &tx_sock, &rx_sock, &dests, &mut tx, &mut rx);
+    let (sent, lateness, send_errors, elapsed) = (tx.sent, tx.lateness, tx.errors, tx.elapsed);
+    let rx = rx.finish();
     let gateway = engine.map(|e| {
         let s = e.stats().ok();
         let g = GatewaySummary {
@@ -402,9 +386,7 @@ fn create_calls(
     Ok(dests)
 }
 
-type SendOutcome = (Vec<u64>, Histogram<u64>, u64, Duration);
-
-/// Writes packet `d` of its stream into `buf`; returns the plain length.
+/// Writes a packet into `buf`; returns the plain length.
 fn build(
     buf: &mut [u8],
     class: &StreamClass,
@@ -431,50 +413,65 @@ fn build(
     end
 }
 
-fn send_loop(
-    cfg: &LoadConfig,
-    sock: &UdpSocket,
-    dests: &[SocketAddr],
-    mut ctx: Option<SrtpContext>,
-    epoch: Instant,
-    sent_total: &AtomicU64,
-) -> SendOutcome {
-    let streams = cfg.streams();
-    let mut sent = vec![0u64; streams];
-    let mut lateness = histogram();
-    let mut errors = 0u64;
-    let mut pacer = Pacer::new(&cfg.classes);
-    let mut batch = MmsgBatch::new(BATCH);
-    let mut bufs = vec![[0u8; 1500]; BATCH];
-    let mut msgs: Vec<SendMsg> = Vec::with_capacity(BATCH);
-    let end_ns = cfg.duration.as_nanos() as u64;
-    let start = epoch;
-    // Wake up on time rather than up to 50 us late.
-    rtp_control::dataplane::sys::set_timer_slack_ns(1);
-    loop {
-        let mut now = start.elapsed().as_nanos() as u64;
-        if now >= end_ns {
-            // Whatever was due before the end and is still unsent (the thread
-            // was descheduled) goes now, so every run sends its exact count.
-            if pacer.next_due_ns() >= end_ns {
-                break;
-            }
-            now = end_ns - 1;
+/// The sending half: pacer, SRTP, batched sendmmsg.
+struct Tx {
+    pacer: Pacer,
+    ctx: Option<SrtpContext>,
+    batch: MmsgBatch,
+    bufs: Vec<[u8; 1500]>,
+    msgs: Vec<SendMsg>,
+    sent: Vec<u64>,
+    sent_total: u64,
+    lateness: Histogram<u64>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Tx {
+    fn new(cfg: &LoadConfig, ctx: Option<SrtpContext>) -> Self {
+        Tx {
+            pacer: Pacer::new(&cfg.classes),
+            ctx,
+            batch: MmsgBatch::new(BATCH),
+            bufs: vec![[0u8; 1500]; BATCH],
+            msgs: Vec::with_capacity(BATCH),
+            sent: vec![0; cfg.streams()],
+            sent_total: 0,
+            lateness: histogram(),
+            errors: 0,
+            elapsed: Duration::ZERO,
         }
-        msgs.clear();
-        while msgs.len() < BATCH && pacer.next_due_ns() <= now && pacer.next_due_ns() < end_ns {
-            let d = pacer.take();
+    }
+
+    /// Sends one batch of what is due at `now` (and before `end`); returns how
+    /// many packets went out.
+    fn send_due(
+        &mut self,
+        cfg: &LoadConfig,
+        sock: &UdpSocket,
+        dests: &[SocketAddr],
+        epoch: Instant,
+        now: u64,
+        end: u64,
+    ) -> usize {
+        self.msgs.clear();
+        while self.msgs.len() < BATCH
+            && self.pacer.next_due_ns() <= now
+            && self.pacer.next_due_ns() < end
+        {
+            let d = self.pacer.take();
             if !d.talking {
                 continue;
             }
-            let _ = lateness.record((now - d.at_ns).max(1));
+            let _ = self.lateness.record((now - d.at_ns).max(1));
             let class = &cfg.classes[d.class];
             let s = d.stream;
-            let seq = cfg.seq_start.wrapping_add(sent[s] as u16);
-            let i = msgs.len();
-            let ts_ns = start.elapsed().as_nanos() as u64;
+            let seq = cfg.seq_start.wrapping_add(self.sent[s] as u16);
+            let i = self.msgs.len();
+            let ts_ns = epoch.elapsed().as_nanos() as u64;
+            let buf = &mut self.bufs[i];
             let mut len = build(
-                &mut bufs[i],
+                buf,
                 class,
                 cfg.ssrc_base + s as u32,
                 seq,
@@ -482,57 +479,42 @@ fn send_loop(
                 d.spurt_start,
                 ts_ns,
             );
-            if let Some(c) = ctx.as_mut() {
-                match c.protect_rtp(&mut bufs[i], len) {
+            if let Some(c) = self.ctx.as_mut() {
+                match c.protect_rtp(buf, len) {
                     Ok(n) => len = n,
                     Err(_) => {
-                        errors += 1;
+                        self.errors += 1;
                         continue;
                     }
                 }
             }
-            batch.set_iov(i, bufs[i].as_ptr(), len);
-            msgs.push(SendMsg {
+            self.batch.set_iov(i, buf.as_ptr(), len);
+            self.msgs.push(SendMsg {
                 dst: dests[s],
                 first_iov: i,
                 iov_count: 1,
                 segment: 0,
             });
-            sent[s] += 1; // sequence numbers advance even if the send fails
+            self.sent[s] += 1; // sequence numbers advance even if the send fails
         }
-        if !msgs.is_empty() {
-            let mut done = 0;
-            while done < msgs.len() {
-                match batch.send(sock.as_raw_fd(), &msgs[done..]) {
-                    Ok(n) if n > 0 => done += n,
-                    Ok(_) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        // The refused message is lost; count it and go on.
-                        errors += 1;
-                        done += 1;
-                    }
+        let n = self.msgs.len();
+        let mut done = 0;
+        while done < n {
+            match self.batch.send(sock.as_raw_fd(), &self.msgs[done..]) {
+                Ok(k) if k > 0 => done += k,
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The refused message is lost; count it and go on.
+                    self.errors += 1;
+                    done += 1;
                 }
             }
-            if done < msgs.len() {
-                errors += (msgs.len() - done) as u64;
-            }
-            sent_total.fetch_add(msgs.len() as u64, Ordering::Relaxed);
-            continue;
         }
-        // Nothing due: sleep until shortly before the next packet, then spin.
-        let next = pacer.next_due_ns().min(end_ns);
-        let now = start.elapsed().as_nanos() as u64;
-        if next > now + 20_000 {
-            // Sleep (the machine may have fewer cores than busy threads); the
-            // send timestamp is taken when the packet leaves, so oversleeping
-            // shows in the pacing figures, never in the latency.
-            std::thread::sleep(Duration::from_nanos(next - now - 10_000));
-        } else {
-            std::hint::spin_loop();
-        }
+        self.errors += (n - done) as u64;
+        self.sent_total += n as u64;
+        n
     }
-    (sent, lateness, errors, start.elapsed())
 }
 
 struct RxOutcome {
@@ -550,74 +532,101 @@ fn send_time(pkt: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.try_into().ok()?))
 }
 
-fn receive_loop(
-    cfg: &LoadConfig,
-    sock: &UdpSocket,
-    key: Option<SrtpConfig>,
-    epoch: Instant,
-    sent_total: &AtomicU64,
-    done: &AtomicBool,
-) -> RxOutcome {
-    let streams = cfg.streams();
-    let mut class_of = Vec::with_capacity(streams);
-    let mut stats = Vec::with_capacity(streams);
-    for (ci, c) in cfg.classes.iter().enumerate() {
-        for i in 0..c.streams {
-            class_of.push(ci);
-            let ssrc = cfg.ssrc_base + (class_of.len() - 1) as u32;
-            let _ = i;
-            stats.push(ReceiverStats::with_tracker(
-                ssrc,
-                c.clock_rate,
-                rtp_core::seq::SeqTracker::with_probation(0),
-            ));
+/// The receiving half: recvmmsg, SRTP, per-stream statistics, histograms.
+struct Rx {
+    ssrc_base: u32,
+    class_of: Vec<usize>,
+    stats: Vec<ReceiverStats>,
+    srtp_dups: Vec<u64>,
+    ctx: Option<SrtpContext>,
+    class_latency: Vec<Histogram<u64>>,
+    latency: Histogram<u64>,
+    interval: Histogram<u64>,
+    seconds: Vec<Second>,
+    batch: MmsgBatch,
+    bufs: Vec<[u8; 2048]>,
+    got: Vec<Received>,
+    rejected: u64,
+    received_total: u64,
+    last_sent: u64,
+    last_received: u64,
+    next_tick: u64,
+}
+
+impl Rx {
+    fn new(cfg: &LoadConfig, key: Option<SrtpConfig>) -> Self {
+        let mut class_of = Vec::with_capacity(cfg.streams());
+        let mut stats = Vec::with_capacity(cfg.streams());
+        for (ci, c) in cfg.classes.iter().enumerate() {
+            for _ in 0..c.streams {
+                let ssrc = cfg.ssrc_base + class_of.len() as u32;
+                class_of.push(ci);
+                stats.push(ReceiverStats::with_tracker(
+                    ssrc,
+                    c.clock_rate,
+                    rtp_core::seq::SeqTracker::with_probation(0),
+                ));
+            }
+        }
+        Rx {
+            ssrc_base: cfg.ssrc_base,
+            srtp_dups: vec![0; stats.len()],
+            class_of,
+            stats,
+            ctx: key.map(|k| SrtpContext::new(k).expect("valid key")),
+            class_latency: cfg.classes.iter().map(|_| histogram()).collect(),
+            latency: histogram(),
+            interval: histogram(),
+            seconds: Vec::new(),
+            batch: MmsgBatch::new(BATCH),
+            bufs: vec![[0u8; 2048]; BATCH],
+            got: Vec::with_capacity(BATCH),
+            rejected: 0,
+            received_total: 0,
+            last_sent: 0,
+            last_received: 0,
+            next_tick: 1,
         }
     }
-    let mut ctx = key.map(|k| SrtpContext::new(k).expect("valid key"));
-    let mut class_latency: Vec<Histogram<u64>> = cfg.classes.iter().map(|_| histogram()).collect();
-    let mut latency = histogram();
-    let mut interval = histogram();
-    let mut seconds = Vec::new();
-    let mut batch = MmsgBatch::new(BATCH);
-    let mut bufs = vec![[0u8; 2048]; BATCH];
-    let mut got: Vec<Received> = Vec::with_capacity(BATCH);
-    let mut rejected = 0u64;
-    let mut srtp_dups = vec![0u64; streams];
-    let mut received_total = 0u64;
-    let (mut last_sent, mut last_received) = (0u64, 0u64);
-    let mut next_tick = 1u64;
-    let mut done_at: Option<Instant> = None;
-    loop {
-        let slots: Vec<RecvSlot> = bufs
-            .iter_mut()
-            .map(|b| RecvSlot {
-                ptr: b.as_mut_ptr(),
-                cap: b.len(),
-            })
-            .collect();
-        got.clear();
-        let n = batch
-            .recv_wait(sock.as_raw_fd(), &slots, &mut got)
+
+    /// Reads and accounts one batch; returns how many datagrams it read.
+    fn drain(&mut self, sock: &UdpSocket, epoch: Instant) -> usize {
+        let slots: [RecvSlot; BATCH] = std::array::from_fn(|i| RecvSlot {
+            ptr: self.bufs[i].as_mut_ptr(),
+            cap: 2048,
+        });
+        self.got.clear();
+        let n = self
+            .batch
+            .recv(sock.as_raw_fd(), &slots, &mut self.got)
             .unwrap_or(0);
+        if n == 0 {
+            return 0;
+        }
         let now = epoch.elapsed();
         let now_ns = now.as_nanos() as u64;
-        for (i, r) in got.iter().enumerate().take(n) {
-            let pkt = &mut bufs[i][..r.len.min(2048)];
-            let len = match ctx.as_mut() {
+        let streams = self.stats.len();
+        for i in 0..n {
+            let r = self.got[i];
+            let pkt = &mut self.bufs[i][..r.len.min(2048)];
+            let len = match self.ctx.as_mut() {
                 Some(c) => match c.unprotect_rtp(pkt) {
                     Ok(u) => u.len,
                     Err(rtp_core::srtp::SrtpError::Replayed) => {
                         // A copy of a packet we already have: a duplicate (the
                         // SSRC is in clear).
                         let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
-                        match srtp_dups.get_mut(ssrc.wrapping_sub(cfg.ssrc_base) as usize) {
+                        match self
+                            .srtp_dups
+                            .get_mut(ssrc.wrapping_sub(self.ssrc_base) as usize)
+                        {
                             Some(d) => *d += 1,
-                            None => rejected += 1,
+                            None => self.rejected += 1,
                         }
                         continue;
                     }
                     Err(_) => {
-                        rejected += 1;
+                        self.rejected += 1;
                         continue;
                     }
                 },
@@ -625,81 +634,141 @@ fn receive_loop(
             };
             let pkt = &pkt[..len];
             let (Some(sent_ns), true) = (send_time(pkt), pkt.len() >= 12) else {
-                rejected += 1;
+                self.rejected += 1;
                 continue;
             };
             let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
-            let idx = ssrc.wrapping_sub(cfg.ssrc_base) as usize;
+            let idx = ssrc.wrapping_sub(self.ssrc_base) as usize;
             if idx >= streams {
-                rejected += 1;
+                self.rejected += 1;
                 continue;
             }
             let lat = now_ns.saturating_sub(sent_ns).max(1);
-            let _ = latency.record(lat);
-            let _ = class_latency[class_of[idx]].record(lat);
-            let _ = interval.record(lat);
+            let _ = self.latency.record(lat);
+            let _ = self.class_latency[self.class_of[idx]].record(lat);
+            let _ = self.interval.record(lat);
             let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
             let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-            stats[idx].on_rtp(seq, ts, now);
-            received_total += 1;
+            self.stats[idx].on_rtp(seq, ts, now);
+            self.received_total += 1;
         }
-        // Once a second: the progress line and the per-second series.
-        if now >= Duration::from_secs(next_tick) {
-            let sent = sent_total.load(Ordering::Relaxed);
-            let s = Second {
-                t: next_tick,
-                sent: sent - last_sent,
-                received: received_total - last_received,
-                p50_us: interval.value_at_quantile(0.5) as f64 / 1e3,
-                p99_us: interval.value_at_quantile(0.99) as f64 / 1e3,
-                max_us: interval.max() as f64 / 1e3,
+        n
+    }
+
+    /// Once a second: the per-second series and the progress line.
+    fn tick(&mut self, now: Duration, sent_total: u64, progress: bool) {
+        if now < Duration::from_secs(self.next_tick) {
+            return;
+        }
+        let i = &self.interval;
+        let s = Second {
+            t: self.next_tick,
+            sent: sent_total - self.last_sent,
+            received: self.received_total - self.last_received,
+            p50_us: i.value_at_quantile(0.5) as f64 / 1e3,
+            p99_us: i.value_at_quantile(0.99) as f64 / 1e3,
+            max_us: i.max() as f64 / 1e3,
+        };
+        if progress && s.sent > 0 {
+            let loss = if sent_total > 0 {
+                100.0 * (1.0 - self.received_total as f64 / sent_total as f64).max(0.0)
+            } else {
+                0.0
             };
-            if cfg.progress && s.sent > 0 {
-                let loss = if sent > 0 {
-                    100.0 * (1.0 - received_total as f64 / sent as f64).max(0.0)
-                } else {
-                    0.0
-                };
-                println!(
-                    "[{:>4}s] offered {:>8} pkt/s  received {:>8} pkt/s  loss {:>6.3}%  p50 {:>8.1} us  p99 {:>8.1} us",
-                    s.t, s.sent, s.received, loss, s.p50_us, s.p99_us
-                );
-            }
-            if s.sent > 0 || s.received > 0 {
-                seconds.push(s);
-            }
-            last_sent = sent;
-            last_received = received_total;
-            interval.reset();
-            next_tick += 1;
+            println!(
+                "[{:>4}s] offered {:>8} pkt/s  received {:>8} pkt/s  loss {:>6.3}%  p50 {:>8.1} us  p99 {:>8.1} us",
+                s.t, s.sent, s.received, loss, s.p50_us, s.p99_us
+            );
         }
-        if done.load(Ordering::Acquire) {
-            let d = *done_at.get_or_insert_with(Instant::now);
-            let all_in = received_total >= sent_total.load(Ordering::Relaxed);
-            if all_in || d.elapsed() >= cfg.drain {
+        if s.sent > 0 || s.received > 0 {
+            self.seconds.push(s);
+        }
+        self.last_sent = sent_total;
+        self.last_received = self.received_total;
+        self.interval.reset();
+        self.next_tick += 1;
+    }
+
+    fn finish(self) -> RxOutcome {
+        let streams = self
+            .stats
+            .iter()
+            .zip(&self.srtp_dups)
+            .map(|(s, &srtp_dup)| {
+                let t = s.seq();
+                StreamResult {
+                    sent: 0,
+                    received: t.received().saturating_sub(t.duplicates()),
+                    duplicates: t.duplicates() + srtp_dup,
+                    reordered: t.out_of_order(),
+                    jitter_ms: s.jitter().jitter() / f64::from(s.clock_rate()) * 1e3,
+                }
+            })
+            .collect();
+        RxOutcome {
+            streams,
+            class_latency: self.class_latency,
+            latency: self.latency,
+            seconds: self.seconds,
+            rejected: self.rejected,
+        }
+    }
+}
+
+/// One thread sends on schedule and receives in between (a machine with few
+/// cores has no spare one for a separate receiver, and a descheduled receiver
+/// would add scheduler latency to every figure). It waits in `ppoll` for the
+/// receive socket with a deadline at the next send, with a 1 ns timer slack.
+fn load_loop(
+    cfg: &LoadConfig,
+    tx_sock: &UdpSocket,
+    rx_sock: &UdpSocket,
+    dests: &[SocketAddr],
+    tx: &mut Tx,
+    rx: &mut Rx,
+) {
+    use rtp_control::dataplane::sys::{set_timer_slack_ns, wait_readable};
+    set_timer_slack_ns(1);
+    if let Some(c) = cfg.load_core {
+        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+    let epoch = Instant::now();
+    let end = cfg.duration.as_nanos() as u64;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let now = epoch.elapsed().as_nanos() as u64;
+        let sending = tx.pacer.next_due_ns() < end;
+        if sending {
+            // Whatever was due before the end and is still unsent goes now, so
+            // every run sends its exact count.
+            tx.send_due(cfg, tx_sock, dests, epoch, now.min(end - 1), end);
+        } else if drain_until.is_none() {
+            tx.elapsed = epoch.elapsed();
+            drain_until = Some(Instant::now() + cfg.drain);
+        }
+        while rx.drain(rx_sock, epoch) > 0 {}
+        rx.tick(epoch.elapsed(), tx.sent_total, cfg.progress);
+        if let Some(d) = drain_until {
+            if rx.received_total >= tx.sent_total || Instant::now() >= d {
                 break;
             }
         }
-    }
-    let streams_out = stats
-        .iter()
-        .zip(&srtp_dups)
-        .map(|(s, &srtp_dup)| {
-            let t = s.seq();
-            StreamResult {
-                sent: 0,
-                received: t.received().saturating_sub(t.duplicates()),
-                duplicates: t.duplicates() + srtp_dup,
-                reordered: t.out_of_order(),
-                jitter_ms: s.jitter().jitter() / f64::from(s.clock_rate()) * 1e3,
+        // Wait for a datagram, at most until the next send.
+        let now = epoch.elapsed().as_nanos() as u64;
+        let next = if sending {
+            tx.pacer.next_due_ns().min(end)
+        } else {
+            now + 5_000_000
+        };
+        if next > now {
+            if cfg.busy_poll {
+                std::hint::spin_loop();
+            } else {
+                wait_readable(
+                    rx_sock.as_raw_fd(),
+                    Duration::from_nanos((next - now).min(5_000_000)),
+                );
             }
-        })
-        .collect();
-    RxOutcome {
-        streams: streams_out,
-        class_latency,
-        latency,
-        seconds,
-        rejected,
+        }
     }
 }
