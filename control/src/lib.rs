@@ -4,6 +4,19 @@
 //! control thread that owns the dataplane workers' rings, port allocation, call
 //! bookkeeping, media timeouts and the event stream. DTLS-SRTP, STUN/ICE-lite and
 //! RTCP reporting arrive in later milestones.
+//!
+//! ```no_run
+//! use rtp_control::{Engine, LegConfig};
+//!
+//! let engine = Engine::builder().ports(30000, 39999).start()?;
+//! let call = engine.create_call([LegConfig::default(), LegConfig::default()])?;
+//! println!("offer {} / answer {}", call.legs[0].advertised, call.legs[1].advertised);
+//! // ... media flows; then:
+//! let stats = engine.delete_call(call.id)?;
+//! println!("{:?}", stats.legs[0].counters);
+//! engine.shutdown();
+//! # Ok::<(), rtp_control::EngineError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod engine;
