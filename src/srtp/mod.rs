@@ -445,7 +445,9 @@ fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U1
 #[derive(Clone)]
 enum Cipher {
     Cm128(Aes128),
-    Cm256(Aes256),
+    // Boxed: the AES-256 schedule (960 bytes with the software fallback) would
+    // otherwise size every context's enum.
+    Cm256(Box<Aes256>),
     Gcm128(Box<Aes128Gcm>),
     Gcm256(Box<Aes256Gcm>),
     Null,
@@ -475,7 +477,7 @@ impl SessionKeys {
                 Cipher::Cm128(Aes128::new((&*key).into()))
             }
             SrtpProfile::AesCm256HmacSha1_80 | SrtpProfile::AesCm256HmacSha1_32 => {
-                Cipher::Cm256(Aes256::new((&*key).into()))
+                Cipher::Cm256(Box::new(Aes256::new((&*key).into())))
             }
             SrtpProfile::AeadAes128Gcm => Cipher::Gcm128(Box::new(
                 <Aes128Gcm as aes_gcm::KeyInit>::new((&*key).into()),
@@ -515,7 +517,7 @@ impl SessionKeys {
         }
         match &self.cipher {
             Cipher::Cm128(c) => cm_xor(c, &iv, data),
-            Cipher::Cm256(c) => cm_xor(c, &iv, data),
+            Cipher::Cm256(c) => cm_xor(&**c, &iv, data),
             _ => {}
         }
     }
@@ -580,18 +582,22 @@ impl SessionKeys {
 #[derive(Debug, Clone)]
 struct ReplayWindow {
     bits: Box<[u64]>,
+    words: u32,
     max: Option<u64>,
 }
 
 impl ReplayWindow {
     fn new(size: usize) -> Self {
+        // The bits are allocated by the first accepted packet: a sending
+        // context's streams never need them.
         ReplayWindow {
-            bits: vec![0u64; size / 64].into_boxed_slice(),
+            bits: Box::default(),
+            words: (size / 64) as u32,
             max: None,
         }
     }
     fn size(&self) -> u64 {
-        self.bits.len() as u64 * 64
+        u64::from(self.words) * 64
     }
     fn bit(&self, idx: u64) -> (usize, u64) {
         let pos = idx % self.size();
@@ -613,6 +619,9 @@ impl ReplayWindow {
         }
     }
     fn accept(&mut self, idx: u64) {
+        if self.bits.is_empty() {
+            self.bits = vec![0u64; self.words as usize].into_boxed_slice();
+        }
         match self.max {
             Some(max) if idx <= max => {}
             Some(max) => {
@@ -683,8 +692,15 @@ impl Stream {
         u32::try_from(v).map_err(|_| SrtpError::IndexExhausted)
     }
 
-    /// Records an authenticated packet.
+    /// Records an authenticated packet (receiver: ROC, highest sequence, window).
     fn update(&mut self, roc: u32, seq: u16) {
+        self.advance(roc, seq);
+        self.window.accept((u64::from(roc) << 16) | u64::from(seq));
+    }
+
+    /// Records a sent packet (sender: ROC and highest sequence only; a sender
+    /// never checks replays, so its window is never allocated).
+    fn advance(&mut self, roc: u32, seq: u16) {
         match self.s_l {
             None => {
                 self.roc = roc;
@@ -697,7 +713,6 @@ impl Stream {
                 }
             }
         }
-        self.window.accept((u64::from(roc) << 16) | u64::from(seq));
     }
 }
 
@@ -717,7 +732,9 @@ pub struct Unprotected {
 pub struct SrtpContext {
     cfg: SrtpConfig,
     rtp: SessionKeys,
-    rtcp: SessionKeys,
+    /// Derived on the first SRTCP packet (many streams never send RTCP through a
+    /// given context, and the keys are a third of its memory).
+    rtcp: Option<Box<SessionKeys>>,
     streams: HashMap<u32, Stream>,
 }
 
@@ -761,7 +778,7 @@ impl SrtpContext {
     pub fn new(cfg: SrtpConfig) -> Result<Self, SrtpError> {
         Ok(SrtpContext {
             rtp: SessionKeys::derive(&cfg, false, 0),
-            rtcp: SessionKeys::derive(&cfg, true, 0),
+            rtcp: None,
             cfg,
             streams: HashMap::new(),
         })
@@ -847,7 +864,7 @@ impl SrtpContext {
             }
             _ => st.roc,
         };
-        st.update(roc, seq);
+        st.advance(roc, seq);
         let index = (u64::from(roc) << 16) | u64::from(seq);
         let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr_rtp, false, index);
         // With Cryptex the clear part is the fixed header and the extension header,
@@ -989,7 +1006,10 @@ impl SrtpContext {
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
-        let tag_len = self.rtcp.tag_len;
+        let rtcp = &**self
+            .rtcp
+            .get_or_insert_with(|| Box::new(SessionKeys::derive(&self.cfg, true, 0)));
+        let tag_len = rtcp.tag_len;
         let mki = &self.cfg.mki[..self.cfg.mki_len];
         let total = len + 4 + mki.len() + tag_len;
         if buf.len() < total {
@@ -997,7 +1017,7 @@ impl SrtpContext {
         }
         let ssrc = be32(buf, 4);
         let aead = self.cfg.profile.is_aead();
-        let encrypt = !matches!(self.rtcp.cipher, Cipher::Null);
+        let encrypt = !matches!(rtcp.cipher, Cipher::Null);
         let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
         let index = st.rtcp_next;
         if index > 0x7fff_ffff {
@@ -1005,13 +1025,7 @@ impl SrtpContext {
         }
         st.rtcp_next += 1;
         let e_index = (u32::from(encrypt) << 31) | index;
-        let keys = keys_for(
-            &self.cfg,
-            &self.rtcp,
-            &mut st.kdr_rtcp,
-            true,
-            u64::from(index),
-        );
+        let keys = keys_for(&self.cfg, rtcp, &mut st.kdr_rtcp, true, u64::from(index));
         if aead {
             // RFC 7714 9: header(8) || ciphertext || tag || E||index || MKI; the
             // AAD is the first 8 bytes followed by E||index.
@@ -1035,7 +1049,10 @@ impl SrtpContext {
     /// Authenticates and decrypts the SRTCP packet that fills `buf`. On error the
     /// buffer is unchanged.
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
-        let tag_len = self.rtcp.tag_len;
+        let rtcp = &**self
+            .rtcp
+            .get_or_insert_with(|| Box::new(SessionKeys::derive(&self.cfg, true, 0)));
+        let tag_len = rtcp.tag_len;
         let mki_len = self.cfg.mki_len;
         let total = buf.len();
         if total < 8 + 4 + tag_len + mki_len {
@@ -1068,7 +1085,7 @@ impl SrtpContext {
             None if self.cfg.strict_ssrc => return Err(SrtpError::UnknownSsrc),
             None => &mut scratch,
         };
-        let keys = keys_for(&self.cfg, &self.rtcp, slot, true, u64::from(index));
+        let keys = keys_for(&self.cfg, rtcp, slot, true, u64::from(index));
         if aead {
             let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
             let (body, trailer) = buf[8..].split_at_mut(len - 8);
