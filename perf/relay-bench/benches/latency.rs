@@ -1,0 +1,301 @@
+//! Perf-lab latency benchmark, all in one run:
+//!
+//! 1. Generator capacity: packets/s one `rtp-load` thread (pinned to core 0) sends
+//!    with its pacer, packet building and timestamps, plain and with SRTP, as a
+//!    ratio to a raw sendmmsg loop of prebuilt packets on the same core.
+//! 2. Tool floor: `rtp-load` through a null reflector (a busy-polled
+//!    recvmmsg -> sendmmsg-back loop on core 1) at a low rate: the latency the
+//!    tool itself adds, against which every other figure is read.
+//! 3. Relay latency: p50 / p99 / p99.9 / max through the minimal relay (the same
+//!    null reflector) and through this gateway (rtp-load's embedded engine, one
+//!    worker on core 1, plain forwarding, per-session ports), each at 10%, 50% and
+//!    90% of its own sustainable rate (the highest rate of a 10%-step ramp with
+//!    loss under 0.1%). Both are one pass through a relay.
+//!
+//! Run: `cargo bench -p relay-bench --bench latency` (about 2 minutes). Without
+//! `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtp_control::dataplane::ports::udp_socket;
+use rtp_control::dataplane::sys::{MmsgBatch, RecvSlot, SendMsg};
+use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
+use rtp_core::srtp::SrtpProfile;
+use rtp_tools::load::report::LatencySummary;
+use rtp_tools::load::{run, GatewayOptions, LoadConfig, LoadResult, StreamClass, Target};
+
+const GEN_CORE: usize = 0;
+const RELAY_CORE: usize = 1;
+
+fn class(streams: usize, rate: f64) -> StreamClass {
+    StreamClass {
+        name: "audio".into(),
+        streams,
+        ptime: Duration::from_nanos((streams as f64 / rate * 1e9) as u64),
+        payload: 160,
+        pt: 0,
+        clock_rate: 8000,
+        talk_spurt: None,
+    }
+}
+
+fn load(
+    streams: usize,
+    rate: f64,
+    secs: f64,
+    srtp: Option<SrtpProfile>,
+    target: Target,
+) -> LoadResult {
+    run(LoadConfig {
+        classes: vec![class(streams, rate)],
+        duration: Duration::from_secs_f64(secs),
+        srtp,
+        ssrc_base: 0x2000_0000,
+        seq_start: 0,
+        target,
+        progress: false,
+        drain: Duration::from_millis(300),
+        busy_poll: true,
+        load_core: Some(GEN_CORE),
+    })
+    .expect("load runs")
+}
+
+/// Raw ceiling: sendmmsg of 64 prebuilt 188-byte packets, as fast as possible.
+fn raw_sendmmsg(dst: SocketAddr, secs: f64) -> f64 {
+    core_affinity::set_for_current(core_affinity::CoreId { id: GEN_CORE });
+    let s = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(8 << 20)).unwrap();
+    let pkt = [0x80u8; 188];
+    let mut b = MmsgBatch::new(64);
+    for i in 0..64 {
+        b.set_iov(i, pkt.as_ptr(), pkt.len());
+    }
+    let msgs: Vec<SendMsg> = (0..64)
+        .map(|i| SendMsg {
+            dst,
+            first_iov: i,
+            iov_count: 1,
+            segment: 0,
+        })
+        .collect();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        n += b.send(s.as_raw_fd(), &msgs).unwrap_or(0) as u64;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A busy-polled recvmmsg -> sendmmsg reflector (the minimal relay).
+struct NullReflector {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NullReflector {
+    fn start() -> Self {
+        let sock = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(8 << 20)).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || reflect(sock, &s));
+        NullReflector {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NullReflector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reflect(sock: UdpSocket, stop: &AtomicBool) {
+    core_affinity::set_for_current(core_affinity::CoreId { id: RELAY_CORE });
+    let mut bufs = vec![[0u8; 2048]; 32];
+    let mut rx = MmsgBatch::new(32);
+    let mut tx = MmsgBatch::new(32);
+    let mut got = Vec::with_capacity(32);
+    let mut msgs = Vec::with_capacity(32);
+    while !stop.load(Ordering::Relaxed) {
+        let slots: [RecvSlot; 32] = std::array::from_fn(|i| RecvSlot {
+            ptr: bufs[i].as_mut_ptr(),
+            cap: 2048,
+        });
+        got.clear();
+        let n = rx.recv(sock.as_raw_fd(), &slots, &mut got).unwrap_or(0);
+        msgs.clear();
+        for (i, r) in got.iter().enumerate().take(n) {
+            if let Some(src) = r.src {
+                tx.set_iov(msgs.len(), bufs[i].as_ptr(), r.len);
+                msgs.push(SendMsg {
+                    dst: src,
+                    first_iov: msgs.len(),
+                    iov_count: 1,
+                    segment: 0,
+                });
+            }
+        }
+        let mut done = 0;
+        while done < msgs.len() {
+            match tx.send(sock.as_raw_fd(), &msgs[done..]) {
+                Ok(k) if k > 0 => done += k,
+                _ => break,
+            }
+        }
+    }
+}
+
+fn gateway(ports: (u16, u16)) -> Target {
+    Target::Embedded(GatewayOptions {
+        backend: BackendChoice::Only(BackendKind::IoUring),
+        workers: 1,
+        cores: vec![RELAY_CORE],
+        idle: IdlePolicy::BusyPoll,
+        ports,
+    })
+}
+
+fn loss(r: &LoadResult) -> f64 {
+    let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
+    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
+    if sent == 0 {
+        1.0
+    } else {
+        lost as f64 / sent as f64
+    }
+}
+
+/// Highest rate of a ramp (start, +step, ...) with loss < 0.1%.
+fn sustainable(
+    mk: &dyn Fn() -> Target,
+    streams: usize,
+    start: f64,
+    step: f64,
+    secs: f64,
+    max_steps: usize,
+) -> f64 {
+    let mut best = 0.0;
+    let mut rate = start;
+    for _ in 0..max_steps {
+        let r = load(streams, rate, secs, None, mk());
+        if loss(&r) >= 0.001 {
+            break;
+        }
+        best = rate;
+        rate += step;
+    }
+    best
+}
+
+fn row(name: &str, pct: u32, rate: f64, r: &LoadResult) {
+    let l = LatencySummary::of(&r.latency);
+    println!(
+        "| {name} | {pct}% | {rate:.0} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        100.0 * loss(r),
+        l.p50_us,
+        l.p99_us,
+        l.p999_us,
+        l.max_us
+    );
+}
+
+fn free_ports(n: u16) -> (u16, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    if p > 65535 - n - 10 {
+        (p - n - 10, p - 11)
+    } else {
+        (p + 1, p + n)
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (secs, streams) = if full { (3.0, 1000) } else { (0.3, 50) };
+
+    // 1. Generator capacity.
+    let sink = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(8 << 20)).unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let ceiling = raw_sendmmsg(sink_addr, secs);
+    println!(
+        "generator capacity (one thread on core {GEN_CORE}, {streams} streams, 188-byte packets):"
+    );
+    println!("| sender | pkt/s | x raw sendmmsg |");
+    println!("|---|---|---|");
+    println!("| raw sendmmsg (prebuilt packets) | {ceiling:.0} | 1.00 |");
+    for srtp in [None, Some(SrtpProfile::AesCm128HmacSha1_80)] {
+        // An offered rate far above what one thread can send; nobody answers.
+        let r = load(streams, 5e6, secs, srtp, Target::Reflector(sink_addr));
+        let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
+        let rate = sent as f64 / r.elapsed.as_secs_f64();
+        let name = srtp.map(|p| p.sdes_name()).unwrap_or("plain RTP");
+        println!("| rtp-load, {name} | {rate:.0} | {:.2} |", rate / ceiling);
+        assert!(sent > 0);
+    }
+    drop(sink);
+
+    // 2 and 3. Floor and relay latency.
+    println!();
+    println!("latency through one relay ({streams} streams, plain RTP; ramp steps of 10k pkt/s):");
+    println!("| relay | load | pkt/s | loss % | p50 us | p99 us | p99.9 us | max us |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let refl = NullReflector::start();
+    let floor = load(
+        streams.min(100),
+        2000.0,
+        secs,
+        None,
+        Target::Reflector(refl.addr),
+    );
+    row("null reflector (tool floor)", 0, 2000.0, &floor);
+    let (start, step, steps) = if full {
+        (10_000.0, 10_000.0, 30)
+    } else {
+        (2_000.0, 2_000.0, 1)
+    };
+    let minimal = sustainable(
+        &|| Target::Reflector(refl.addr),
+        streams,
+        start,
+        step,
+        secs / 2.0,
+        steps,
+    );
+    let mut min_p999 = Vec::new();
+    for pct in [10u32, 50, 90] {
+        let rate = (minimal * f64::from(pct) / 100.0).max(100.0);
+        let r = load(streams, rate, secs, None, Target::Reflector(refl.addr));
+        min_p999.push(LatencySummary::of(&r.latency).p999_us);
+        row("minimal relay", pct, rate, &r);
+    }
+    drop(refl);
+    let ports = free_ports(2 * streams as u16 + 100);
+    let gw = sustainable(&|| gateway(ports), streams, start, step, secs / 2.0, steps);
+    let mut p999 = Vec::new();
+    for pct in [10u32, 50, 90] {
+        let rate = (gw * f64::from(pct) / 100.0).max(100.0);
+        let r = load(streams, rate, secs, None, gateway(ports));
+        p999.push(LatencySummary::of(&r.latency).p999_us);
+        row("this gateway", pct, rate, &r);
+    }
+    println!();
+    println!("sustainable rate: minimal relay {minimal:.0} pkt/s, this gateway {gw:.0} pkt/s");
+    println!(
+        "p99.9 at 50% load: this gateway {:.1} us / minimal relay {:.1} us = {:.2}x (goal <= 1.5x)",
+        p999[1],
+        min_p999[1],
+        p999[1] / min_p999[1]
+    );
+}
