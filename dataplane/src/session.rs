@@ -151,6 +151,9 @@ pub struct LegUpdate {
     pub srtp: Option<Option<LegSrtp>>,
     /// New rewrite rules.
     pub rewrite: Option<Rewrite>,
+    /// Whether RTCP to the remote goes on the RTP address (an answer accepted
+    /// rtcp-mux); a leg without an RTCP socket always muxes.
+    pub rtcp_mux: Option<bool>,
 }
 
 /// Why a packet was dropped.

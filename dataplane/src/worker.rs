@@ -95,6 +95,8 @@ pub struct WorkerCounters {
     pub turns: u64,
     /// Backend counters.
     pub io: BackendCounters,
+    /// Drops of all legs (current and removed sessions) by [`DropReason`].
+    pub drops: [u64; 9],
 }
 
 /// How a worker is set up (from the dataplane configuration).
@@ -158,6 +160,8 @@ pub(crate) struct Worker {
     tx: Vec<TxPacket>,
     failed: Vec<TxFailure>,
     counters: WorkerCounters,
+    /// Drops of removed sessions' legs.
+    removed_drops: [u64; 9],
     epoch: Instant,
     now_ns: u64,
     events_pushed: bool,
@@ -217,6 +221,7 @@ impl Worker {
             tx: Vec::with_capacity(setup.batch.max(1) + COMMANDS_PER_TURN),
             failed: Vec::with_capacity(setup.batch.max(1)),
             counters,
+            removed_drops: [0; 9],
             epoch: Instant::now(),
             now_ns: 0,
             events_pushed: false,
@@ -486,6 +491,14 @@ impl Worker {
         c.pool_empty += self.pool.exhausted() + c.io.no_frame;
         c.pool_free = self.pool.available();
         c.sessions = self.by_id.len();
+        c.drops = self.removed_drops;
+        for s in self.sessions.iter().flatten() {
+            for l in &s.legs {
+                for (d, v) in c.drops.iter_mut().zip(l.counters.drops) {
+                    *d += v;
+                }
+            }
+        }
         c
     }
 
@@ -616,6 +629,11 @@ impl Worker {
         let slot = self.by_id.remove(&id)?;
         let snap = self.session_snapshot_slot(slot);
         let s = self.sessions[slot as usize].take()?;
+        for l in &s.legs {
+            for (d, v) in self.removed_drops.iter_mut().zip(l.counters.drops) {
+                *d += v;
+            }
+        }
         for (i, l) in s.legs.iter().enumerate() {
             self.release_leg(l);
             if l.shared.is_some() {
@@ -649,6 +667,9 @@ impl Worker {
         }
         if let Some(m) = u.latch {
             l.latch = m;
+        }
+        if let Some(m) = u.rtcp_mux {
+            l.rtcp_mux = m || l.rtcp_sock.is_none();
         }
         if let Some(r) = u.remote_rtcp {
             l.remote_rtcp = r;

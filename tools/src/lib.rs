@@ -4,5 +4,6 @@
 //! `rtp-load`), so that their logic is testable without spawning processes.
 #![forbid(unsafe_code)]
 
+pub mod gateway;
 pub mod load;
 pub mod pcap;

@@ -1,0 +1,447 @@
+//! `rtp-gateway`: an [`Engine`] driven by the ng control protocol over UDP and
+//! TCP, with Prometheus metrics over HTTP. Configuration comes from a TOML file
+//! (every option documented in `tools/rtp-gateway.example.toml`), overridable by
+//! flags.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rtp_control::dataplane::{BackendChoice, BackendKind, DropReason, IdlePolicy};
+use rtp_control::{Engine, EngineConfig, EngineEvent};
+use serde::Deserialize;
+
+pub mod bencode;
+pub mod ng;
+pub mod sdp;
+
+use ng::{NgOptions, NgServer};
+
+/// The configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// ng control address (UDP), loopback by default.
+    pub listen_ng: SocketAddr,
+    /// ng control address over TCP (optional).
+    pub listen_tcp_ng: Option<SocketAddr>,
+    /// Prometheus metrics address (`GET /metrics`), optional.
+    pub listen_metrics: Option<SocketAddr>,
+    /// Address media ports are bound on.
+    pub interface: IpAddr,
+    /// Address written into SDP (defaults to `interface`).
+    pub advertise: Option<IpAddr>,
+    /// First media port.
+    pub port_min: u16,
+    /// Last media port.
+    pub port_max: u16,
+    /// Dataplane workers.
+    pub workers: usize,
+    /// Cores for the workers (empty: not pinned).
+    pub cores: Vec<usize>,
+    /// `auto`, `mmsg` or `io_uring`.
+    pub backend: String,
+    /// `busy`, `spin:MICROS` or `block`.
+    pub idle: String,
+    /// Most calls at once.
+    pub max_calls: usize,
+    /// Seconds without media before a call is deleted (0: never).
+    pub media_timeout: u64,
+    /// Seconds a reply stays in the retransmission cache.
+    pub cookie_ttl: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen_ng: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2223),
+            listen_tcp_ng: None,
+            listen_metrics: None,
+            interface: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertise: None,
+            port_min: 30000,
+            port_max: 39999,
+            workers: 1,
+            cores: Vec::new(),
+            backend: "auto".into(),
+            idle: "spin:200".into(),
+            max_calls: 10_000,
+            media_timeout: 60,
+            cookie_ttl: 30,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Parses a TOML document; errors name the bad key.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| format!("configuration: {e}"))
+    }
+
+    fn engine(&self) -> Result<EngineConfig, String> {
+        let backend = match self.backend.as_str() {
+            "auto" => BackendChoice::Auto,
+            b => BackendChoice::Only(
+                b.parse::<BackendKind>()
+                    .map_err(|e| format!("backend: {e}"))?,
+            ),
+        };
+        let idle = match self.idle.as_str() {
+            "busy" => IdlePolicy::BusyPoll,
+            "block" => IdlePolicy::Block,
+            s => IdlePolicy::SpinThenPark {
+                spin: Duration::from_micros(
+                    s.strip_prefix("spin:")
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| {
+                            format!("idle = {s:?}: expected busy, block or spin:MICROS")
+                        })?,
+                ),
+            },
+        };
+        let mut c = EngineConfig {
+            bind_ip: self.interface,
+            advertise_ip: self.advertise,
+            port_min: self.port_min,
+            port_max: self.port_max,
+            max_calls: self.max_calls,
+            media_timeout: (self.media_timeout > 0)
+                .then(|| Duration::from_secs(self.media_timeout)),
+            ..EngineConfig::default()
+        };
+        c.dataplane.workers = self.workers;
+        c.dataplane.cores = self.cores.clone();
+        c.dataplane.backend = backend;
+        c.dataplane.idle = idle;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    ng: Arc<NgServer>,
+    ng_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Validates the configuration, starts the engine and the listeners.
+    pub fn start(cfg: &GatewayConfig) -> Result<Self, String> {
+        let engine = Engine::start(cfg.engine()?).map_err(|e| e.to_string())?;
+        let advertise = cfg.advertise.unwrap_or(cfg.interface);
+        let ng = Arc::new(NgServer::new(
+            engine,
+            advertise,
+            NgOptions {
+                cookie_ttl: Duration::from_secs(cfg.cookie_ttl),
+                ..NgOptions::default()
+            },
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let udp = UdpSocket::bind(cfg.listen_ng)
+            .map_err(|e| format!("listen_ng {}: {e}", cfg.listen_ng))?;
+        udp.set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        let ng_addr = udp.local_addr().map_err(|e| e.to_string())?;
+        let mut threads = Vec::new();
+        {
+            let (ng, stop) = (ng.clone(), stop.clone());
+            threads.push(spawn("ng-udp", move || serve_udp(&udp, &ng, &stop)));
+        }
+        let mut tcp_addr = None;
+        if let Some(a) = cfg.listen_tcp_ng {
+            let l = TcpListener::bind(a).map_err(|e| format!("listen_tcp_ng {a}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            tcp_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+            let (ng, stop) = (ng.clone(), stop.clone());
+            threads.push(spawn("ng-tcp", move || serve_tcp(&l, &ng, &stop)));
+        }
+        let mut metrics_addr = None;
+        if let Some(a) = cfg.listen_metrics {
+            let l = TcpListener::bind(a).map_err(|e| format!("listen_metrics {a}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+            let (ng, stop) = (ng.clone(), stop.clone());
+            threads.push(spawn("metrics", move || serve_metrics(&l, &ng, &stop)));
+        }
+        {
+            let (ng, stop) = (ng.clone(), stop.clone());
+            threads.push(spawn("events", move || {
+                while !stop.load(Ordering::Acquire) {
+                    if let Some(e) = ng.engine().next_event(Duration::from_millis(100)) {
+                        match e {
+                            EngineEvent::CallClosed { call, reason, .. } => {
+                                tracing::info!(call, ?reason, "media call closed");
+                                ng.engine_call_closed(call);
+                            }
+                            EngineEvent::MediaTimeout { call } => {
+                                tracing::info!(call, "media timeout")
+                            }
+                            EngineEvent::SrtpFailures {
+                                call,
+                                leg,
+                                auth,
+                                replay,
+                            } => {
+                                tracing::warn!(call, leg, auth, replay, "SRTP failures")
+                            }
+                            EngineEvent::Latched {
+                                call, leg, addr, ..
+                            } => {
+                                tracing::debug!(call, leg, %addr, "latched")
+                            }
+                            EngineEvent::Error { call, message } => {
+                                tracing::warn!(?call, %message, "engine error")
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(Gateway {
+            ng,
+            ng_addr,
+            tcp_addr,
+            metrics_addr,
+            stop,
+            threads,
+        })
+    }
+
+    /// The ng UDP address.
+    pub fn ng_addr(&self) -> SocketAddr {
+        self.ng_addr
+    }
+
+    /// The ng TCP address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The metrics address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The ng processor.
+    pub fn ng(&self) -> &NgServer {
+        &self.ng
+    }
+
+    /// Stops the listeners, then the engine (calls are closed and drained).
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Ok(ng) = Arc::try_unwrap(self.ng) {
+            drop(ng);
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("rtp-gateway-{name}"))
+        .spawn(f)
+        .expect("thread")
+}
+
+fn serve_udp(sock: &UdpSocket, ng: &NgServer, stop: &AtomicBool) {
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Acquire) {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if let Some(reply) = ng.handle(&buf[..n]) {
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
+fn serve_tcp(l: &TcpListener, ng: &Arc<NgServer>, stop: &Arc<AtomicBool>) {
+    while !stop.load(Ordering::Acquire) {
+        match l.accept() {
+            Ok((s, _)) => {
+                let (ng, stop) = (ng.clone(), stop.clone());
+                spawn("ng-tcp-conn", move || tcp_conn(s, &ng, &stop));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// ng over TCP: each message is `cookie <bencoded dictionary>`, back to back; a
+/// complete dictionary delimits itself.
+fn tcp_conn(mut s: TcpStream, ng: &NgServer, stop: &AtomicBool) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut acc: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 16384];
+    while !stop.load(Ordering::Acquire) {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => acc.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        }
+        if acc.len() > 1 << 20 {
+            return; // not ng
+        }
+        while let Some(end) = message_end(&acc) {
+            let msg: Vec<u8> = acc.drain(..end).collect();
+            if let Some(reply) = ng.handle(&msg) {
+                if s.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Length of the first complete `cookie <dict>` message in `acc`, if any.
+fn message_end(acc: &[u8]) -> Option<usize> {
+    let sp = acc.iter().position(|&b| b == b' ')?;
+    for end in sp + 2..=acc.len() {
+        if acc[end - 1] == b'e' && bencode::Value::decode(&acc[sp + 1..end]).is_ok() {
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn serve_metrics(l: &TcpListener, ng: &NgServer, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut req = [0u8; 1024];
+                let n = s.read(&mut req).unwrap_or(0);
+                let head = String::from_utf8_lossy(&req[..n]);
+                let (status, body) = if head.starts_with("GET /metrics") {
+                    ("200 OK", metrics(ng))
+                } else {
+                    ("404 Not Found", "not found\n".to_string())
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Prometheus text exposition of the gateway.
+pub fn metrics(ng: &NgServer) -> String {
+    let mut out = String::new();
+    let mut line = |name: &str, help: &str, kind: &str, samples: Vec<(String, u64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in samples {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    line(
+        "rtp_gateway_calls",
+        "Calls known to the ng layer.",
+        "gauge",
+        vec![(String::new(), ng.call_count() as u64)],
+    );
+    let Ok(s) = ng.engine().stats() else {
+        return out;
+    };
+    line(
+        "rtp_gateway_ports_in_use",
+        "Media ports in use.",
+        "gauge",
+        vec![(String::new(), s.ports_in_use as u64)],
+    );
+    line(
+        "rtp_gateway_legs",
+        "Media legs (two per relayed media stream).",
+        "gauge",
+        vec![(String::new(), 2 * s.calls as u64)],
+    );
+    let w = |f: &dyn Fn(&rtp_control::dataplane::WorkerCounters) -> u64| {
+        s.workers
+            .iter()
+            .map(|c| (format!("{{worker=\"{}\"}}", c.worker), f(c)))
+            .collect::<Vec<_>>()
+    };
+    line(
+        "rtp_gateway_rx_packets_total",
+        "Datagrams received.",
+        "counter",
+        w(&|c| c.rx_packets),
+    );
+    line(
+        "rtp_gateway_tx_packets_total",
+        "Datagrams sent.",
+        "counter",
+        w(&|c| c.tx_packets),
+    );
+    line(
+        "rtp_gateway_unknown_flow_total",
+        "Datagrams matching no flow.",
+        "counter",
+        w(&|c| c.unknown_flow),
+    );
+    line(
+        "rtp_gateway_pool_empty_total",
+        "Frame pool exhaustion events.",
+        "counter",
+        w(&|c| c.pool_empty),
+    );
+    line(
+        "rtp_gateway_pool_free_frames",
+        "Free frames in the pool.",
+        "gauge",
+        w(&|c| c.pool_free as u64),
+    );
+    line(
+        "rtp_gateway_event_ring_full_total",
+        "Events dropped on a full ring.",
+        "counter",
+        w(&|c| c.event_ring_full),
+    );
+    line(
+        "rtp_gateway_send_errors_total",
+        "Sends the kernel refused.",
+        "counter",
+        w(&|c| c.send_errors),
+    );
+    let mut drops = Vec::new();
+    for c in &s.workers {
+        for r in DropReason::ALL {
+            drops.push((
+                format!("{{worker=\"{}\",reason=\"{}\"}}", c.worker, r.name()),
+                c.drops[r as usize],
+            ));
+        }
+    }
+    line(
+        "rtp_gateway_dropped_packets_total",
+        "Packets dropped, by reason.",
+        "counter",
+        drops,
+    );
+    out
+}

@@ -1,0 +1,790 @@
+//! The ng control protocol (the one Kamailio's and OpenSIPS's `rtpengine` modules
+//! speak): `COOKIE <bencoded dictionary>` requests, answered with the same cookie
+//! and a bencoded dictionary whose `result` is `ok`, `pong` or `error` (with
+//! `error-reason`). Commands: ping, offer, answer, delete, query, list,
+//! statistics. Retransmitted requests (same cookie) are answered from a cache.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
+use rtp_control::{CallId, CallInfo, Engine, EngineError, LegConfig};
+use rtp_core::srtp::sdes::CryptoAttribute;
+use rtp_core::srtp::{SrtpConfig, SrtpProfile};
+
+use super::bencode::Value;
+use super::sdp::Sdp;
+
+/// One media section of a call, relayed by one engine call (leg 0 faces the side
+/// that sent the first offer, leg 1 the other side).
+#[derive(Debug, Clone)]
+struct NgMedia {
+    kind: String,
+    call: CallInfo,
+    /// Protocol on each side.
+    proto: [String; 2],
+    /// Our SDES key towards each side (what we encrypt with), if that side is secure.
+    ours: [Option<CryptoAttribute>; 2],
+    /// The keys we offered to a side (one per suite); its answer picks one by tag.
+    offered: [Vec<CryptoAttribute>; 2],
+    /// The side's rtcp-mux.
+    mux: [bool; 2],
+    /// The side's media address from its SDP.
+    remote: [Option<SocketAddr>; 2],
+}
+
+#[derive(Debug, Clone)]
+struct NgCall {
+    created: u64,
+    last_signal: u64,
+    tags: [String; 2],
+    media: Vec<NgMedia>,
+}
+
+/// Replies by cookie, with when they were made.
+type ReplyCache = HashMap<Vec<u8>, (Instant, Vec<u8>)>;
+
+/// Settings of the ng layer.
+#[derive(Debug, Clone)]
+pub struct NgOptions {
+    /// How long a reply stays in the retransmission cache.
+    pub cookie_ttl: Duration,
+    /// Most cached replies.
+    pub cookie_cache: usize,
+}
+
+impl Default for NgOptions {
+    fn default() -> Self {
+        NgOptions {
+            cookie_ttl: Duration::from_secs(30),
+            cookie_cache: 20_000,
+        }
+    }
+}
+
+/// The ng command processor over an [`Engine`].
+#[derive(Debug)]
+pub struct NgServer {
+    engine: Engine,
+    opts: NgOptions,
+    calls: Mutex<HashMap<String, NgCall>>,
+    cache: Mutex<ReplyCache>,
+    advertise: IpAddr,
+    offers: std::sync::atomic::AtomicU64,
+    answers: std::sync::atomic::AtomicU64,
+    deletes: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn error(reason: impl Into<String>) -> Value {
+    let mut d = Value::dict();
+    d.set("result", Value::str("error"))
+        .set("error-reason", Value::Bytes(reason.into().into_bytes()));
+    d
+}
+
+fn ok() -> Value {
+    let mut d = Value::dict();
+    d.set("result", Value::str("ok"));
+    d
+}
+
+fn int(v: u64) -> Value {
+    Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Suites offered towards a secure side, strongest first.
+const OFFER_SUITES: [SrtpProfile; 6] = [
+    SrtpProfile::AeadAes256Gcm,
+    SrtpProfile::AeadAes128Gcm,
+    SrtpProfile::AesCm256HmacSha1_80,
+    SrtpProfile::AesCm256HmacSha1_32,
+    SrtpProfile::AesCm128HmacSha1_80,
+    SrtpProfile::AesCm128HmacSha1_32,
+];
+
+/// A fresh SDES key of `profile` with `tag`.
+fn new_crypto(profile: SrtpProfile, tag: u32) -> CryptoAttribute {
+    use rand::RngCore;
+    let mut ks = vec![0u8; profile.key_len() + profile.salt_len()];
+    rand::thread_rng().fill_bytes(&mut ks);
+    let (k, s) = ks.split_at(profile.key_len());
+    CryptoAttribute {
+        tag,
+        profile,
+        key: k.to_vec(),
+        salt: s.to_vec(),
+        lifetime: None,
+        mki: None,
+    }
+}
+
+fn config(c: &CryptoAttribute) -> Result<SrtpConfig, String> {
+    c.to_config().map_err(|e| format!("bad SDES key: {e}"))
+}
+
+/// The first `a=crypto` line of a section whose suite we support.
+fn offered_crypto(m: &super::sdp::Media) -> Option<CryptoAttribute> {
+    m.attrs("crypto")
+        .into_iter()
+        .find_map(|v| CryptoAttribute::parse(v).ok().filter(|c| c.mki.is_none()))
+}
+
+fn media_addr(sdp: &Sdp, i: usize) -> Option<SocketAddr> {
+    let ip = sdp.media_ip(i)?;
+    let port = sdp.media[i].port;
+    (port != 0 && !ip.is_unspecified()).then(|| SocketAddr::new(ip, port))
+}
+
+fn rtcp_addr(sdp: &Sdp, i: usize) -> Option<SocketAddr> {
+    let m = &sdp.media[i];
+    let ip = sdp.media_ip(i)?;
+    if m.rtcp_mux() || ip.is_unspecified() || m.port == 0 {
+        return None;
+    }
+    Some(SocketAddr::new(
+        ip,
+        m.rtcp_port().unwrap_or(m.port.wrapping_add(1)),
+    ))
+}
+
+/// Flags of an offer or answer.
+struct Flags {
+    transport: Option<String>,
+    ice_remove: bool,
+    replace_origin: bool,
+    replace_conn: bool,
+    mux_offer: bool,
+    mux_demux: bool,
+    mux_require: bool,
+}
+
+impl Flags {
+    fn of(req: &Value) -> Self {
+        let list = |k: &str| req.get(k).map(|v| v.str_list()).unwrap_or_default();
+        let rcm = list("rtcp-mux");
+        let replace = list("replace");
+        Flags {
+            transport: req.get_str("transport-protocol").map(str::to_string),
+            ice_remove: req.get_str("ICE").is_some_and(|v| v == "remove"),
+            replace_origin: replace.contains(&"origin"),
+            replace_conn: replace
+                .iter()
+                .any(|r| *r == "session-connection" || *r == "session connection"),
+            mux_offer: rcm.contains(&"offer"),
+            mux_demux: rcm.contains(&"demux"),
+            mux_require: rcm.contains(&"require"),
+        }
+    }
+}
+
+impl NgServer {
+    /// An ng server over `engine`; SDP advertises `advertise`.
+    pub fn new(engine: Engine, advertise: IpAddr, opts: NgOptions) -> Self {
+        NgServer {
+            engine,
+            opts,
+            calls: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+            advertise,
+            offers: 0.into(),
+            answers: 0.into(),
+            deletes: 0.into(),
+            errors: 0.into(),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Handles one datagram (`cookie <bencode>`); returns the reply datagram, or
+    /// `None` when there is not even a cookie to answer to.
+    pub fn handle(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        let sp = msg.iter().position(|&b| b == b' ')?;
+        let (cookie, body) = (&msg[..sp], &msg[sp + 1..]);
+        if cookie.is_empty() {
+            return None;
+        }
+        {
+            let mut c = self.cache.lock().ok()?;
+            if let Some((t, r)) = c.get(cookie) {
+                if t.elapsed() < self.opts.cookie_ttl {
+                    return Some(r.clone());
+                }
+            }
+            if c.len() >= self.opts.cookie_cache {
+                let ttl = self.opts.cookie_ttl;
+                c.retain(|_, (t, _)| t.elapsed() < ttl);
+                if c.len() >= self.opts.cookie_cache {
+                    c.clear();
+                }
+            }
+        }
+        let reply = match Value::decode(body) {
+            Ok(req @ Value::Dict(_)) => self.command(&req),
+            Ok(_) => error("Invalid NG data format"),
+            Err(e) => {
+                tracing::warn!(%e, "malformed ng message");
+                error("Invalid NG data format")
+            }
+        };
+        if reply.get_str("result") == Some("error") {
+            self.errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut out = cookie.to_vec();
+        out.push(b' ');
+        reply.encode_into(&mut out);
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(cookie.to_vec(), (Instant::now(), out.clone()));
+        }
+        Some(out)
+    }
+
+    fn command(&self, req: &Value) -> Value {
+        let Some(cmd) = req.get_str("command") else {
+            return error("no command");
+        };
+        // Every log line of this command carries the call-id.
+        let _span =
+            tracing::info_span!("ng", call_id = req.get_str("call-id").unwrap_or("-")).entered();
+        let r = match cmd {
+            "ping" => {
+                let mut d = Value::dict();
+                d.set("result", Value::str("pong"));
+                Ok(d)
+            }
+            "offer" => self.offer(req),
+            "answer" => self.answer(req),
+            "delete" => self.delete(req),
+            "query" => self.query(req),
+            "list" => Ok(self.list(req)),
+            "statistics" => Ok(self.statistics()),
+            other => {
+                tracing::warn!(command = other, "unrecognized ng command");
+                Err("Unrecognized command".to_string())
+            }
+        };
+        match r {
+            Ok(v) => {
+                tracing::info!(command = cmd, "ok");
+                v
+            }
+            Err(e) => {
+                tracing::info!(command = cmd, error = %e, "error");
+                error(e)
+            }
+        }
+    }
+
+    fn required<'a>(req: &'a Value, key: &str) -> Result<&'a str, String> {
+        req.get_str(key)
+            .ok_or_else(|| format!("No {key} in message"))
+    }
+
+    fn offer(&self, req: &Value) -> Result<Value, String> {
+        let call_id = Self::required(req, "call-id")?;
+        let from = Self::required(req, "from-tag")?;
+        let sdp_text = Self::required(req, "sdp")?;
+        let sdp = Sdp::parse(sdp_text).map_err(|e| format!("Failed to parse SDP: {e}"))?;
+        if sdp.media.is_empty() {
+            return Err("Failed to parse SDP: no media sections".into());
+        }
+        let flags = Flags::of(req);
+        self.offers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut calls = self.calls.lock().map_err(|_| "internal error")?;
+        // Which side is offering: a new call's offerer is side 0; a re-offer may
+        // come from either tag.
+        let (side, existing) = match calls.get(call_id) {
+            Some(c) if c.tags[0] == from => (0, true),
+            Some(c) if c.tags[1] == from => (1, true),
+            Some(_) => (0, true), // a new from-tag replaces the offerer (forking)
+            None => (0, false),
+        };
+        if !existing {
+            calls.insert(
+                call_id.to_string(),
+                NgCall {
+                    created: now_unix(),
+                    last_signal: now_unix(),
+                    tags: [from.to_string(), String::new()],
+                    media: Vec::new(),
+                },
+            );
+        }
+        let call = calls.get_mut(call_id).expect("inserted above");
+        call.last_signal = now_unix();
+        if call.tags[side] != from {
+            call.tags[side] = from.to_string();
+        }
+        let mut out = sdp.clone();
+        for i in 0..sdp.media.len() {
+            let m = &sdp.media[i];
+            let remote = media_addr(&sdp, i);
+            let remote_rtcp = rtcp_addr(&sdp, i);
+            let their = if m.is_secure() {
+                offered_crypto(m)
+            } else {
+                None
+            };
+            if m.is_secure() && their.is_none() {
+                return Err(format!(
+                    "media {}: RTP/SAVP without a supported a=crypto line",
+                    i + 1
+                ));
+            }
+            let other = 1 - side;
+            let other_proto = flags.transport.clone().unwrap_or_else(|| m.proto.clone());
+            let other_secure = other_proto.contains("SAVP");
+            if i < call.media.len() {
+                // Re-offer: the offerer's address, keys or protocol may change;
+                // ports and the other side stay.
+                let nm = &mut call.media[i];
+                nm.remote[side] = remote;
+                nm.mux[side] = m.rtcp_mux();
+                nm.proto[side] = m.proto.clone();
+                let srtp = match &their {
+                    Some(c) => {
+                        let ours = nm.ours[side]
+                            .clone()
+                            .filter(|o| o.profile == c.profile)
+                            .unwrap_or_else(|| new_crypto(c.profile, c.tag));
+                        nm.ours[side] = Some(CryptoAttribute {
+                            tag: c.tag,
+                            ..ours.clone()
+                        });
+                        Some(LegSrtp {
+                            inbound: config(c)?,
+                            outbound: config(&ours)?,
+                        })
+                    }
+                    None => {
+                        nm.ours[side] = None;
+                        None
+                    }
+                };
+                self.engine
+                    .update_leg(
+                        nm.call.id,
+                        side,
+                        LegUpdate {
+                            remote: Some(remote),
+                            remote_rtcp: Some(remote_rtcp),
+                            srtp: Some(srtp),
+                            ..LegUpdate::default()
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+            } else {
+                // New media: one engine call.
+                let suite = their
+                    .as_ref()
+                    .map(|c| c.profile)
+                    .unwrap_or(SrtpProfile::AesCm128HmacSha1_80);
+                let ours_side = their.as_ref().map(|c| new_crypto(c.profile, c.tag));
+                // Towards a secure other side, one key per suite we support
+                // (strongest first, as rtpengine does); its answer picks one.
+                let offered_other: Vec<CryptoAttribute> = if other_secure {
+                    OFFER_SUITES
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &p)| new_crypto(p, i as u32 + 1))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let _ = suite;
+                let ours_other = offered_other.first().cloned();
+                let mut legs = [LegConfig::default(), LegConfig::default()];
+                legs[side] = LegConfig {
+                    remote,
+                    remote_rtcp,
+                    rtcp_mux: m.rtcp_mux(),
+                    srtp: match (&their, &ours_side) {
+                        (Some(t), Some(o)) => Some(LegSrtp {
+                            inbound: config(t)?,
+                            outbound: config(o)?,
+                        }),
+                        _ => None,
+                    },
+                    ..LegConfig::default()
+                };
+                // Towards the other side: its keys arrive with the answer; until
+                // then its inbound key is one nobody has, so nothing it sends is
+                // accepted and nothing goes to it in clear.
+                legs[other] = LegConfig {
+                    rtcp_mux: flags.mux_require,
+                    srtp: match &ours_other {
+                        Some(o) => Some(LegSrtp {
+                            inbound: config(&new_crypto(suite, 1))?,
+                            outbound: config(o)?,
+                        }),
+                        None => None,
+                    },
+                    ..LegConfig::default()
+                };
+                let info = self.engine.create_call(legs).map_err(|e| match e {
+                    EngineError::Limit(s) => format!("Ran out of resources: {s}"),
+                    e => e.to_string(),
+                })?;
+                let mut proto = [String::new(), String::new()];
+                proto[side] = m.proto.clone();
+                proto[other] = other_proto.clone();
+                let mut ours = [None, None];
+                ours[side] = ours_side;
+                ours[other] = ours_other;
+                let mut offered = [Vec::new(), Vec::new()];
+                offered[other] = offered_other;
+                let mut mux = [false, false];
+                mux[side] = m.rtcp_mux();
+                let mut rem = [None, None];
+                rem[side] = remote;
+                call.media.push(NgMedia {
+                    kind: m.kind.clone(),
+                    call: info,
+                    proto,
+                    ours,
+                    offered,
+                    mux,
+                    remote: rem,
+                });
+            }
+            // The SDP for the other side: our address and port on its leg.
+            let nm = &call.media[i];
+            let leg = nm.call.legs[1 - side];
+            let om = &mut out.media[i];
+            om.port = if m.port == 0 {
+                0
+            } else {
+                leg.advertised.port()
+            };
+            om.proto = nm.proto[1 - side].clone();
+            om.remove("crypto");
+            for c in &nm.offered[1 - side] {
+                om.lines.push(c.to_string());
+            }
+            om.remove("rtcp");
+            let offer_mux =
+                !flags.mux_demux && (flags.mux_offer || flags.mux_require || m.rtcp_mux());
+            om.remove("rtcp-mux");
+            if let Some(r) = leg.local_rtcp {
+                om.add("rtcp", Some(&r.port().to_string()));
+            }
+            if offer_mux {
+                om.add("rtcp-mux", None);
+            }
+            om.remove_ice();
+        }
+        self.finish_sdp(&mut out, &flags);
+        let mut r = ok();
+        r.set("sdp", Value::Bytes(out.render().into_bytes()));
+        Ok(r)
+    }
+
+    fn finish_sdp(&self, out: &mut Sdp, flags: &Flags) {
+        out.set_ip(self.advertise);
+        if flags.replace_origin {
+            out.set_origin_ip(self.advertise);
+        }
+        let _ = (flags.replace_conn, flags.ice_remove); // always applied
+    }
+
+    fn answer(&self, req: &Value) -> Result<Value, String> {
+        let call_id = Self::required(req, "call-id")?;
+        let from = Self::required(req, "from-tag")?;
+        let to = Self::required(req, "to-tag")?;
+        let sdp_text = Self::required(req, "sdp")?;
+        let sdp = Sdp::parse(sdp_text).map_err(|e| format!("Failed to parse SDP: {e}"))?;
+        let flags = Flags::of(req);
+        self.answers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut calls = self.calls.lock().map_err(|_| "internal error")?;
+        let call = calls.get_mut(call_id).ok_or("Unknown call-id")?;
+        // The answerer is the side that did not offer.
+        let side = if call.tags[0] == from {
+            1
+        } else if call.tags[1] == from {
+            0
+        } else {
+            return Err("Unknown from-tag".into());
+        };
+        call.tags[side] = to.to_string();
+        call.last_signal = now_unix();
+        if sdp.media.len() > call.media.len() {
+            return Err("answer has more media sections than the offer".into());
+        }
+        let mut out = sdp.clone();
+        for i in 0..sdp.media.len() {
+            let m = &sdp.media[i];
+            let nm = &mut call.media[i];
+            let remote = media_addr(&sdp, i);
+            let remote_rtcp = rtcp_addr(&sdp, i);
+            nm.remote[side] = remote;
+            nm.mux[side] = m.rtcp_mux();
+            let srtp = if nm.offered[side].is_empty() {
+                None
+            } else {
+                let their = offered_crypto(m).ok_or_else(|| {
+                    format!(
+                        "media {}: the answer has no a=crypto line for our offer",
+                        i + 1
+                    )
+                })?;
+                let ours = nm.offered[side]
+                    .iter()
+                    .find(|o| o.tag == their.tag && o.profile == their.profile)
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            "media {}: the answer picked a crypto suite we did not offer",
+                            i + 1
+                        )
+                    })?;
+                let s = LegSrtp {
+                    inbound: config(&their)?,
+                    outbound: config(&ours)?,
+                };
+                nm.ours[side] = Some(ours);
+                Some(s)
+            };
+            self.engine
+                .update_leg(
+                    nm.call.id,
+                    side,
+                    LegUpdate {
+                        remote: Some(remote),
+                        remote_rtcp: Some(remote_rtcp),
+                        srtp: Some(srtp),
+                        rtcp_mux: Some(m.rtcp_mux()),
+                        ..LegUpdate::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            // The SDP for the offerer: our address and port on its leg.
+            let offerer = 1 - side;
+            let leg = nm.call.legs[offerer];
+            let om = &mut out.media[i];
+            om.port = if m.port == 0 {
+                0
+            } else {
+                leg.advertised.port()
+            };
+            om.proto = nm.proto[offerer].clone();
+            om.remove("crypto");
+            if let Some(c) = &nm.ours[offerer] {
+                om.lines.push(c.to_string());
+            }
+            om.remove("rtcp");
+            om.remove("rtcp-mux");
+            if nm.mux[offerer] {
+                om.add("rtcp-mux", None);
+            } else if let Some(r) = leg.local_rtcp {
+                om.add("rtcp", Some(&r.port().to_string()));
+            }
+            om.remove_ice();
+        }
+        self.finish_sdp(&mut out, &flags);
+        let mut r = ok();
+        r.set("sdp", Value::Bytes(out.render().into_bytes()));
+        Ok(r)
+    }
+
+    fn totals(stats: &[(usize, SessionSnapshot)]) -> Value {
+        let (mut rp, mut rb, mut re, mut cp, mut cb) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        for (_, s) in stats {
+            for l in &s.legs {
+                rp += l.counters.rx_rtp;
+                cp += l.counters.rx_rtcp;
+                rb += l.counters.rx_bytes;
+                re += l.counters.dropped_total();
+            }
+        }
+        let _ = &mut cb;
+        let mut rtp = Value::dict();
+        rtp.set("packets", int(rp))
+            .set("bytes", int(rb))
+            .set("errors", int(re));
+        let mut rtcp = Value::dict();
+        rtcp.set("packets", int(cp))
+            .set("bytes", int(cb))
+            .set("errors", int(0));
+        let mut t = Value::dict();
+        t.set("RTP", rtp).set("RTCP", rtcp);
+        t
+    }
+
+    /// The query reply shape: created, last signal, tags (with medias and
+    /// streams), totals.
+    fn describe(call_id: &str, call: &NgCall, stats: &[(usize, SessionSnapshot)]) -> Value {
+        let mut r = ok();
+        r.set("created", int(call.created))
+            .set("last signal", int(call.last_signal))
+            .set("call-id", Value::str(call_id));
+        let mut tags = Value::dict();
+        for side in 0..2 {
+            if call.tags[side].is_empty() {
+                continue;
+            }
+            let mut medias = Vec::new();
+            for (i, m) in call.media.iter().enumerate() {
+                let leg = stats
+                    .iter()
+                    .find(|(k, _)| *k == i)
+                    .map(|(_, s)| &s.legs[side]);
+                let mut st = Value::dict();
+                st.set("packets", int(leg.map(|l| l.counters.rx_rtp).unwrap_or(0)))
+                    .set("bytes", int(leg.map(|l| l.counters.rx_bytes).unwrap_or(0)))
+                    .set(
+                        "errors",
+                        int(leg.map(|l| l.counters.dropped_total()).unwrap_or(0)),
+                    );
+                let mut stream = Value::dict();
+                stream.set("local port", int(u64::from(m.call.legs[side].local.port())));
+                let mut ep = Value::dict();
+                if let Some(a) = leg.and_then(|l| l.remote).or(m.remote[side]) {
+                    ep.set(
+                        "family",
+                        Value::str(if a.is_ipv4() { "IPv4" } else { "IPv6" }),
+                    )
+                    .set("address", Value::str(&a.ip().to_string()))
+                    .set("port", int(u64::from(a.port())));
+                }
+                stream.set("endpoint", ep).set("stats", st);
+                let mut md = Value::dict();
+                md.set("index", int(i as u64 + 1))
+                    .set("type", Value::str(&m.kind))
+                    .set("protocol", Value::str(&m.proto[side]))
+                    .set("streams", Value::List(vec![stream]));
+                medias.push(md);
+            }
+            let mut t = Value::dict();
+            t.set("tag", Value::str(&call.tags[side]))
+                .set("created", int(call.created))
+                .set("medias", Value::List(medias));
+            tags.set(&call.tags[side], t);
+        }
+        r.set("tags", tags).set("totals", Self::totals(stats));
+        r
+    }
+
+    fn snapshots(&self, call: &NgCall) -> Vec<(usize, SessionSnapshot)> {
+        call.media
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| self.engine.query(m.call.id).ok().map(|s| (i, s)))
+            .collect()
+    }
+
+    fn query(&self, req: &Value) -> Result<Value, String> {
+        let call_id = Self::required(req, "call-id")?;
+        let call = {
+            let calls = self.calls.lock().map_err(|_| "internal error")?;
+            calls.get(call_id).cloned().ok_or("Unknown call-id")?
+        };
+        let stats = self.snapshots(&call);
+        Ok(Self::describe(call_id, &call, &stats))
+    }
+
+    fn delete(&self, req: &Value) -> Result<Value, String> {
+        let call_id = Self::required(req, "call-id")?;
+        let Some(call) = self
+            .calls
+            .lock()
+            .map_err(|_| "internal error")?
+            .remove(call_id)
+        else {
+            // As rtpengine: deleting what is not there is not an error (proxies
+            // delete on every final reply), but it is flagged.
+            let mut r = ok();
+            r.set(
+                "warning",
+                Value::str("Call-ID not found or tags didn't match"),
+            );
+            return Ok(r);
+        };
+        self.deletes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut stats = Vec::new();
+        for (i, m) in call.media.iter().enumerate() {
+            if let Ok(s) = self.engine.delete_call(m.call.id) {
+                stats.push((i, s));
+            }
+        }
+        Ok(Self::describe(call_id, &call, &stats))
+    }
+
+    fn list(&self, req: &Value) -> Value {
+        let limit = req
+            .get("limit")
+            .and_then(Value::as_int)
+            .unwrap_or(32)
+            .max(0) as usize;
+        let calls = self.calls.lock().map(|c| {
+            let mut v: Vec<String> = c.keys().cloned().collect();
+            v.sort();
+            v
+        });
+        let mut r = ok();
+        r.set(
+            "calls",
+            Value::List(
+                calls
+                    .unwrap_or_default()
+                    .iter()
+                    .take(limit)
+                    .map(|c| Value::str(c))
+                    .collect(),
+            ),
+        );
+        r
+    }
+
+    fn statistics(&self) -> Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.calls.lock().map(|c| c.len()).unwrap_or(0) as u64;
+        let mut cur = Value::dict();
+        cur.set("sessionsown", int(n))
+            .set("sessionsforeign", int(0))
+            .set("sessionstotal", int(n));
+        let mut total = Value::dict();
+        total
+            .set("offers", int(self.offers.load(Relaxed)))
+            .set("answers", int(self.answers.load(Relaxed)))
+            .set("deletes", int(self.deletes.load(Relaxed)))
+            .set("errors", int(self.errors.load(Relaxed)));
+        let mut s = Value::dict();
+        s.set("currentstatistics", cur)
+            .set("totalstatistics", total);
+        let mut r = ok();
+        r.set("statistics", s);
+        r
+    }
+
+    /// Forgets the media of an engine call that the engine closed (media timeout);
+    /// a call with no media left is forgotten.
+    pub fn engine_call_closed(&self, id: CallId) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.retain(|_, c| {
+                c.media.retain(|m| m.call.id != id);
+                !c.media.is_empty()
+            });
+        }
+    }
+
+    /// Calls now (for metrics).
+    pub fn call_count(&self) -> usize {
+        self.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,673 @@
+//! rtp-gateway over the ng protocol, and the same scenarios against real
+//! rtpengine (Debian's rtpengine-daemon, userspace mode) to prove the replies have
+//! the same shape: offer/answer for plain RTP, RTP <-> SRTP (SDES), SRTP <-> SRTP,
+//! rtcp-mux demux; media both ways; query counts; delete; a re-offer that moves
+//! the offerer; bad input; retransmitted commands.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rtp_core::srtp::sdes::CryptoAttribute;
+use rtp_core::srtp::SrtpContext;
+use rtp_tools::gateway::bencode::Value;
+use rtp_tools::gateway::sdp::Sdp;
+use rtp_tools::gateway::{Gateway, GatewayConfig};
+
+// ------------------------------------------------------------------ harness
+
+fn free_range(n: u16) -> (u16, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    if p > 65535 - n - 10 {
+        (p - n - 10, p - 11)
+    } else {
+        (p + 1, p + n)
+    }
+}
+
+fn ours(max_calls: usize) -> Gateway {
+    let (lo, hi) = free_range(200);
+    Gateway::start(&GatewayConfig {
+        listen_ng: "127.0.0.1:0".parse().unwrap(),
+        port_min: lo,
+        port_max: hi,
+        backend: "mmsg".into(),
+        max_calls,
+        ..GatewayConfig::default()
+    })
+    .unwrap()
+}
+
+struct Rtpengine {
+    child: Child,
+    ng: SocketAddr,
+}
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Real rtpengine in userspace mode, or None (a skip) when it is not installed
+/// outside CI. In CI it must be there (.ci/install.sh installs it).
+fn rtpengine() -> Option<Rtpengine> {
+    if Command::new("rtpengine").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "rtpengine must be installed in CI (.ci/install.sh)"
+        );
+        eprintln!("rtpengine not installed: skipping the comparison (sudo bash .ci/install.sh)");
+        return None;
+    }
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ng = probe.local_addr().unwrap();
+    drop(probe);
+    let (lo, hi) = free_range(200);
+    let child = Command::new("rtpengine")
+        .args([
+            "--table=-1",
+            "--foreground",
+            "--interface=127.0.0.1",
+            "--no-fallback",
+            "--log-stderr",
+            "--log-level=4",
+        ])
+        .arg(format!("--listen-ng={ng}"))
+        .arg(format!("--port-min={lo}"))
+        .arg(format!("--port-max={hi}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rtpengine starts");
+    let r = Rtpengine { child, ng };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if ng_try(
+            ng,
+            &dict(&[("command", "ping")]),
+            Duration::from_millis(200),
+        )
+        .is_some()
+        {
+            return Some(r);
+        }
+    }
+    panic!("rtpengine did not answer ping");
+}
+
+fn dict(kv: &[(&str, &str)]) -> Value {
+    let mut d = Value::dict();
+    for (k, v) in kv {
+        d.set(k, Value::str(v));
+    }
+    d
+}
+
+fn ng_try(ng: SocketAddr, req: &Value, wait: Duration) -> Option<Value> {
+    static COOKIE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let c = COOKIE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut msg = format!("t{c}-{} ", std::process::id()).into_bytes();
+    let cookie_len = msg.len() - 1;
+    req.encode_into(&mut msg);
+    s.send_to(&msg, ng).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.recv(&mut buf).ok()?;
+    assert_eq!(
+        &buf[..cookie_len + 1],
+        &msg[..cookie_len + 1],
+        "reply carries the cookie"
+    );
+    Some(Value::decode(&buf[cookie_len + 1..n]).expect("reply is bencode"))
+}
+
+fn ng(addr: SocketAddr, req: &Value) -> Value {
+    ng_try(addr, req, Duration::from_secs(3)).expect("ng reply")
+}
+
+fn ok(r: &Value) -> &Value {
+    assert_eq!(r.get_str("result"), Some("ok"), "{r:?}");
+    r
+}
+
+fn sdp(port: u16, proto: &str, extra: &[String]) -> String {
+    let mut s = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    for l in extra {
+        s.push_str(l);
+        s.push_str("\r\n");
+    }
+    s.push_str("a=sendrecv\r\n");
+    s
+}
+
+fn offer(ng_addr: SocketAddr, call: &str, sdp_text: &str, extra: &[(&str, Value)]) -> Sdp {
+    let mut d = dict(&[
+        ("command", "offer"),
+        ("call-id", call),
+        ("from-tag", "caller"),
+        ("sdp", sdp_text),
+    ]);
+    for (k, v) in extra {
+        d.set(k, v.clone());
+    }
+    let r = ng(ng_addr, &d);
+    Sdp::parse(ok(&r).get_str("sdp").expect("offer reply has sdp")).unwrap()
+}
+
+fn answer(ng_addr: SocketAddr, call: &str, sdp_text: &str) -> Sdp {
+    let d = dict(&[
+        ("command", "answer"),
+        ("call-id", call),
+        ("from-tag", "caller"),
+        ("to-tag", "callee"),
+        ("sdp", sdp_text),
+    ]);
+    let r = ng(ng_addr, &d);
+    Sdp::parse(ok(&r).get_str("sdp").expect("answer reply has sdp")).unwrap()
+}
+
+fn peer() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+fn port(s: &UdpSocket) -> u16 {
+    s.local_addr().unwrap().port()
+}
+
+fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut v = vec![0x80, 0x00];
+    v.extend(seq.to_be_bytes());
+    v.extend((u32::from(seq) * 160).to_be_bytes());
+    v.extend(ssrc.to_be_bytes());
+    v.extend([seq as u8; 160]);
+    v
+}
+
+fn recv(s: &UdpSocket) -> Vec<u8> {
+    let mut buf = [0u8; 2048];
+    loop {
+        match s.recv(&mut buf) {
+            Ok(n) => return buf[..n].to_vec(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("media not relayed: {e}"),
+        }
+    }
+}
+
+/// The offered key of `suite`: its tag and a context to decrypt with.
+fn pick(m: &rtp_tools::gateway::sdp::Media, suite: &str) -> (u32, SrtpContext) {
+    let c = m
+        .attrs("crypto")
+        .into_iter()
+        .filter_map(|l| CryptoAttribute::parse(l).ok())
+        .find(|c| c.profile.sdes_name() == suite)
+        .unwrap_or_else(|| panic!("{suite} offered"));
+    (c.tag, SrtpContext::new(c.to_config().unwrap()).unwrap())
+}
+
+fn ctx_of(m: &rtp_tools::gateway::sdp::Media) -> SrtpContext {
+    let line = m
+        .attrs("crypto")
+        .into_iter()
+        .next()
+        .expect("a=crypto in the SDP");
+    SrtpContext::new(CryptoAttribute::parse(line).unwrap().to_config().unwrap()).unwrap()
+}
+
+/// Sends `n` packets from `from` to `to`, protected with `tx`, and checks that
+/// `at` receives them (decrypted with `rx`) intact.
+fn media(
+    from: &UdpSocket,
+    to: SocketAddr,
+    mut tx: Option<&mut SrtpContext>,
+    at: &UdpSocket,
+    mut rx: Option<&mut SrtpContext>,
+    ssrc: u32,
+    n: u16,
+) {
+    for seq in 0..n {
+        let plain = rtp(ssrc, seq);
+        let mut p = plain.clone();
+        if let Some(c) = tx.as_deref_mut() {
+            p.resize(plain.len() + 32, 0);
+            let len = c.protect_rtp(&mut p, plain.len()).unwrap();
+            p.truncate(len);
+        }
+        from.send_to(&p, to).unwrap();
+        let mut got = recv(at);
+        if let Some(c) = rx.as_deref_mut() {
+            let u = c
+                .unprotect_rtp(&mut got)
+                .expect("SRTP from the relay authenticates");
+            got.truncate(u.len);
+        }
+        assert_eq!(got, plain, "packet {seq}");
+    }
+}
+
+fn addr(s: &Sdp) -> SocketAddr {
+    SocketAddr::new(s.media_ip(0).unwrap(), s.media[0].port)
+}
+
+/// delete, immediately (rtpengine keeps a deleted call for 30 s by default).
+fn delete(g: SocketAddr, call: &str) -> Value {
+    let mut d = dict(&[
+        ("command", "delete"),
+        ("call-id", call),
+        ("from-tag", "caller"),
+    ]);
+    d.set("delete-delay", Value::Int(0));
+    ng(g, &d)
+}
+
+fn totals_rtp(r: &Value) -> i64 {
+    r.get("totals")
+        .and_then(|t| t.get("RTP"))
+        .and_then(|t| t.get("packets"))
+        .and_then(Value::as_int)
+        .unwrap()
+}
+
+// ------------------------------------------------------------------ scenarios
+
+fn plain_call(g: SocketAddr) {
+    let (a, b) = (peer(), peer());
+    let call = format!("plain-{}", port(&a));
+    let to_b = offer(g, &call, &sdp(port(&a), "RTP/AVP", &[]), &[]);
+    assert_eq!(to_b.media[0].proto, "RTP/AVP");
+    assert_ne!(
+        to_b.media[0].port,
+        port(&a),
+        "the offer is rewritten to the relay's port"
+    );
+    let to_a = answer(g, &call, &sdp(port(&b), "RTP/AVP", &[]));
+    media(&a, addr(&to_a), None, &b, None, 0xA, 20);
+    media(&b, addr(&to_b), None, &a, None, 0xB, 10);
+    let q = ng(g, &dict(&[("command", "query"), ("call-id", &call)]));
+    assert_eq!(totals_rtp(ok(&q)), 30, "{q:?}");
+    let tags = q.get("tags").unwrap();
+    let caller = tags.get("caller").expect("caller tag in query");
+    let medias = caller.get("medias").unwrap();
+    let Value::List(ms) = medias else { panic!() };
+    assert_eq!(ms[0].get_str("type"), Some("audio"));
+    assert!(matches!(ms[0].get("streams"), Some(Value::List(_))));
+    let list = ng(g, &dict(&[("command", "list")]));
+    assert!(ok(&list)
+        .get("calls")
+        .unwrap()
+        .str_list()
+        .contains(&call.as_str()));
+    ok(&delete(g, &call));
+    let q = ng(g, &dict(&[("command", "query"), ("call-id", &call)]));
+    assert_eq!(q.get_str("result"), Some("error"), "a deleted call is gone");
+}
+
+fn rtp_to_srtp(g: SocketAddr) {
+    let (a, b) = (peer(), peer());
+    let call = format!("sdes-{}", port(&a));
+    let to_b = offer(
+        g,
+        &call,
+        &sdp(port(&a), "RTP/AVP", &[]),
+        &[("transport-protocol", Value::str("RTP/SAVP"))],
+    );
+    assert_eq!(to_b.media[0].proto, "RTP/SAVP");
+    // B picks AES_CM_128_HMAC_SHA1_80 among the offered suites.
+    let (tag, mut b_rx) = pick(&to_b.media[0], "AES_CM_128_HMAC_SHA1_80");
+    let b_key = format!(
+        "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw"
+    );
+    let mut b_tx =
+        SrtpContext::new(CryptoAttribute::parse(&b_key).unwrap().to_config().unwrap()).unwrap();
+    let to_a = answer(
+        g,
+        &call,
+        &sdp(port(&b), "RTP/SAVP", std::slice::from_ref(&b_key)),
+    );
+    assert_eq!(to_a.media[0].proto, "RTP/AVP");
+    assert!(to_a.media[0].attrs("crypto").is_empty());
+    media(&a, addr(&to_a), None, &b, Some(&mut b_rx), 0xA, 20);
+    media(&b, addr(&to_b), Some(&mut b_tx), &a, None, 0xB, 20);
+    ok(&delete(g, &call));
+}
+
+fn srtp_both(g: SocketAddr) {
+    let (a, b) = (peer(), peer());
+    let call = format!("srtp-{}", port(&a));
+    let a_key =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+            .to_string();
+    let b_key =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw"
+            .to_string();
+    let to_b = offer(
+        g,
+        &call,
+        &sdp(port(&a), "RTP/SAVP", std::slice::from_ref(&a_key)),
+        &[],
+    );
+    let (tag, mut b_rx) = pick(&to_b.media[0], "AES_CM_128_HMAC_SHA1_80");
+    let b_key = b_key.replace("crypto:1 ", &format!("crypto:{tag} "));
+    let to_a = answer(
+        g,
+        &call,
+        &sdp(port(&b), "RTP/SAVP", std::slice::from_ref(&b_key)),
+    );
+    let mut a_rx = ctx_of(&to_a.media[0]);
+    let mut a_tx =
+        SrtpContext::new(CryptoAttribute::parse(&a_key).unwrap().to_config().unwrap()).unwrap();
+    let mut b_tx =
+        SrtpContext::new(CryptoAttribute::parse(&b_key).unwrap().to_config().unwrap()).unwrap();
+    media(
+        &a,
+        addr(&to_a),
+        Some(&mut a_tx),
+        &b,
+        Some(&mut b_rx),
+        0xA,
+        20,
+    );
+    media(
+        &b,
+        addr(&to_b),
+        Some(&mut b_tx),
+        &a,
+        Some(&mut a_rx),
+        0xB,
+        20,
+    );
+    ok(&delete(g, &call));
+}
+
+fn rtcp_demux(g: SocketAddr) {
+    let (a, b, b_rtcp) = (peer(), peer(), peer());
+    let call = format!("mux-{}", port(&a));
+    let to_b = offer(
+        g,
+        &call,
+        &sdp(port(&a), "RTP/AVP", &["a=rtcp-mux".to_string()]),
+        &[("rtcp-mux", Value::List(vec![Value::str("demux")]))],
+    );
+    let m = &to_b.media[0];
+    assert!(!m.rtcp_mux(), "demux: no rtcp-mux towards B");
+    let rtcp_port = m.rtcp_port().expect("a separate RTCP port towards B");
+    let to_a = answer(
+        g,
+        &call,
+        &sdp(port(&b), "RTP/AVP", &[format!("a=rtcp:{}", port(&b_rtcp))]),
+    );
+    assert!(
+        to_a.media[0].rtcp_mux(),
+        "the offerer's rtcp-mux is accepted"
+    );
+    media(&a, addr(&to_a), None, &b, None, 0xA, 5);
+    // B's RTCP on the separate port reaches A on its one (muxed) port.
+    let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 0xB];
+    b_rtcp
+        .send_to(&rr, SocketAddr::new(to_b.media_ip(0).unwrap(), rtcp_port))
+        .unwrap();
+    assert_eq!(recv(&a), rr.to_vec());
+    ok(&delete(g, &call));
+}
+
+fn reoffer_moves_the_offerer(g: SocketAddr) {
+    let (a, a2, b) = (peer(), peer(), peer());
+    let call = format!("re-{}", port(&a));
+    let to_b = offer(g, &call, &sdp(port(&a), "RTP/AVP", &[]), &[]);
+    let to_a = answer(g, &call, &sdp(port(&b), "RTP/AVP", &[]));
+    media(&a, addr(&to_a), None, &b, None, 0xA, 5);
+    // The offerer moves to another port (e.g. after a hold/unhold re-INVITE).
+    let to_b2 = offer(g, &call, &sdp(port(&a2), "RTP/AVP", &[]), &[]);
+    // (rtp-gateway keeps B's relay port; rtpengine may move it: B follows the
+    // re-offer's SDP either way.)
+    let _ = &to_b;
+    let to_a2 = answer(g, &call, &sdp(port(&b), "RTP/AVP", &[]));
+    media(&a2, addr(&to_a2), None, &b, None, 0xA, 5);
+    media(&b, addr(&to_b2), None, &a2, None, 0xB, 5);
+    ok(&delete(g, &call));
+}
+
+fn bad_input_gets_error_replies(g: SocketAddr) {
+    let err = |r: Value| {
+        assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+        assert!(r.get_str("error-reason").is_some(), "{r:?}");
+    };
+    err(ng(g, &dict(&[("command", "no-such-command")])));
+    err(ng(
+        g,
+        &dict(&[
+            ("command", "offer"),
+            ("from-tag", "x"),
+            ("sdp", &sdp(4000, "RTP/AVP", &[])),
+        ]),
+    ));
+    err(ng(
+        g,
+        &dict(&[
+            ("command", "answer"),
+            ("call-id", "never-offered"),
+            ("from-tag", "x"),
+            ("to-tag", "y"),
+            ("sdp", &sdp(4000, "RTP/AVP", &[])),
+        ]),
+    ));
+    // Deleting an unknown call is "ok" with a warning (proxies delete on every
+    // final reply).
+    let d = delete(g, "never-offered");
+    assert_eq!(d.get_str("result"), Some("ok"));
+    assert!(d.get_str("warning").is_some(), "{d:?}");
+    // Malformed bencode: still an error reply with the cookie.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send_to(b"bad1 d7:command", g).unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.recv(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"bad1 "));
+    err(Value::decode(&buf[5..n]).unwrap());
+    // Still serving.
+    assert_eq!(
+        ng(g, &dict(&[("command", "ping")])).get_str("result"),
+        Some("pong")
+    );
+}
+
+fn all_scenarios(g: SocketAddr) {
+    assert_eq!(
+        ng(g, &dict(&[("command", "ping")])).get_str("result"),
+        Some("pong")
+    );
+    plain_call(g);
+    rtp_to_srtp(g);
+    srtp_both(g);
+    rtcp_demux(g);
+    reoffer_moves_the_offerer(g);
+    bad_input_gets_error_replies(g);
+    let st = ng(g, &dict(&[("command", "statistics")]));
+    let cur = ok(&st)
+        .get("statistics")
+        .and_then(|s| s.get("currentstatistics"))
+        .expect("statistics shape");
+    assert_eq!(
+        cur.get("sessionsown").and_then(Value::as_int),
+        Some(0),
+        "every call deleted"
+    );
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn rtp_gateway_passes_every_scenario() {
+    let gw = ours(100);
+    all_scenarios(gw.ng_addr());
+    // Nothing leaked: no calls, no ports.
+    let s = gw.ng().engine().stats().unwrap();
+    assert_eq!((s.calls, s.ports_in_use), (0, 0));
+    gw.shutdown();
+}
+
+#[test]
+fn real_rtpengine_passes_the_same_scenarios() {
+    let Some(r) = rtpengine() else { return };
+    all_scenarios(r.ng);
+}
+
+#[test]
+fn limits_retransmissions_and_bad_sdp() {
+    let gw = ours(3);
+    let g = gw.ng_addr();
+    // Absurd or missing media.
+    for bad in [
+        "v=0\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n".to_string(),
+        "v=0\r\nm=audio 99999 RTP/AVP 0\r\n".to_string(),
+        "not sdp at all".to_string(),
+        sdp(4000, "RTP/SAVP", &[]), // secure without a key
+    ] {
+        let r = ng(
+            g,
+            &dict(&[
+                ("command", "offer"),
+                ("call-id", "bad"),
+                ("from-tag", "f"),
+                ("sdp", &bad),
+            ]),
+        );
+        assert_eq!(r.get_str("result"), Some("error"), "{bad:?}: {r:?}");
+    }
+    // A flood of offers past max_calls: errors, not a crash.
+    let mut refused = 0;
+    for i in 0..10 {
+        let r = ng(
+            g,
+            &dict(&[
+                ("command", "offer"),
+                ("call-id", &format!("flood{i}")),
+                ("from-tag", "f"),
+                ("sdp", &sdp(4000 + i, "RTP/AVP", &[])),
+            ]),
+        );
+        if r.get_str("result") == Some("error") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 7);
+    // A retransmitted offer (same cookie) is answered from the cache: same reply,
+    // no second call.
+    let msg = {
+        let mut m = b"same-cookie ".to_vec();
+        dict(&[("command", "ping")]).encode_into(&mut m);
+        m
+    };
+    let a = gw.ng().handle(&msg).unwrap();
+    let b = gw.ng().handle(&msg).unwrap();
+    assert_eq!(a, b);
+    for i in 0..10 {
+        let _ = ng(
+            g,
+            &dict(&[("command", "delete"), ("call-id", &format!("flood{i}"))]),
+        );
+    }
+    let _ = ng(g, &dict(&[("command", "delete"), ("call-id", "bad")]));
+    std::thread::sleep(Duration::from_millis(50));
+    let s = gw.ng().engine().stats().unwrap();
+    assert_eq!((s.calls, s.ports_in_use, gw.ng().call_count()), (0, 0, 0));
+    // Metrics are served over HTTP.
+    let text = rtp_tools::gateway::metrics(gw.ng());
+    assert!(text.contains("rtp_gateway_calls 0"), "{text}");
+    assert!(text.contains("rtp_gateway_dropped_packets_total{worker=\"0\",reason=\"auth\"}"));
+    gw.shutdown();
+}
+
+#[test]
+fn the_example_config_parses_and_bad_configs_are_refused() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/rtp-gateway.example.toml"
+    ))
+    .unwrap();
+    let c = GatewayConfig::from_toml(&text).unwrap();
+    assert_eq!((c.port_min, c.port_max, c.workers), (30000, 39999, 1));
+    let e = GatewayConfig::from_toml("prot_min = 5").unwrap_err();
+    assert!(e.contains("prot_min"), "{e}");
+    let bad = GatewayConfig {
+        port_min: 500,
+        port_max: 100,
+        ..GatewayConfig::default()
+    };
+    let e = Gateway::start(&bad).unwrap_err();
+    assert!(e.contains("port"), "{e}");
+}
+
+#[test]
+fn the_daemon_serves_ng_and_metrics_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (lo, hi) = free_range(50);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtp-gateway"))
+        .args([
+            "--listen-ng",
+            "127.0.0.1:0",
+            "--listen-metrics",
+            "127.0.0.1:0",
+            "--backend",
+            "mmsg",
+        ])
+        .arg(format!("--port-min={lo}"))
+        .arg(format!("--port-max={hi}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut ng_addr, mut metrics) = (None, None);
+    while ng_addr.is_none() || metrics.is_none() {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the daemon exited early"
+        );
+        if let Some(a) = line.trim().strip_prefix("NG_ADDR=") {
+            ng_addr = Some(a.parse::<SocketAddr>().unwrap());
+        }
+        if let Some(a) = line.trim().strip_prefix("METRICS_ADDR=") {
+            metrics = Some(a.parse::<SocketAddr>().unwrap());
+        }
+    }
+    let g = ng_addr.unwrap();
+    assert_eq!(
+        ng(g, &dict(&[("command", "ping")])).get_str("result"),
+        Some("pong")
+    );
+    plain_call(g);
+    let mut s = std::net::TcpStream::connect(metrics.unwrap()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("rtp_gateway_rx_packets_total{worker=\"0\"} 30"),
+        "{body}"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
