@@ -671,3 +671,49 @@ fn the_daemon_serves_ng_and_metrics_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// rtp-load sets its streams up over ng: through this gateway and through
+/// rtpengine, SRTP end to end, no loss at a modest rate.
+#[test]
+fn rtp_load_over_ng_through_both_relays() {
+    use rtp_core::srtp::SrtpProfile;
+    use rtp_tools::load::{run, LoadConfig, StreamClass, Target};
+    let cfg = |target| LoadConfig {
+        classes: vec![StreamClass {
+            name: "audio".into(),
+            streams: 20,
+            ptime: Duration::from_millis(20),
+            payload: 160,
+            pt: 0,
+            clock_rate: 8000,
+            talk_spurt: None,
+        }],
+        duration: Duration::from_secs(1),
+        srtp: Some(SrtpProfile::AesCm128HmacSha1_80),
+        ssrc_base: 0x7000,
+        seq_start: 1,
+        target,
+        progress: false,
+        drain: Duration::from_millis(500),
+        busy_poll: false,
+        load_core: None,
+    };
+    let gw = ours(100);
+    let mut relays = vec![("rtp-gateway", gw.ng_addr())];
+    let rtpe = rtpengine();
+    if let Some(r) = &rtpe {
+        relays.push(("rtpengine", r.ng));
+    }
+    for (name, addr) in relays {
+        let r = run(cfg(Target::Ng(addr))).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
+        let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
+        assert_eq!(sent, 1000, "{name}");
+        assert_eq!(lost, 0, "{name}");
+        assert_eq!(r.rx_rejected, 0, "{name}: every packet authenticated");
+    }
+    // The calls were deleted afterwards.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(gw.ng().call_count(), 0);
+    gw.shutdown();
+}

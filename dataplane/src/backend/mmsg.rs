@@ -162,6 +162,12 @@ impl IoBackend for MmsgBackend {
                 woken = self.poll(Duration::ZERO)?;
             }
         }
+        if woken {
+            // A command was queued before whatever arrived with it: the worker
+            // applies it first (e.g. a leg's new remote before the packet that
+            // the peer sent after hearing the answer).
+            return Ok(true);
+        }
         let target = rx.len() + max;
         while rx.len() < target {
             let Some(&id) = self.ready.front() else { break };

@@ -440,12 +440,17 @@ impl IoBackend for UringBackend {
                     let Some(c) = cq.next() else { break };
                     batch[n] = (c.user_data(), c.result(), c.flags());
                     n += 1;
+                    if c.user_data() >> OP_SHIFT == OP_WAKE {
+                        // Commands queued before what follows: let the worker
+                        // apply them first.
+                        break;
+                    }
                 }
             }
             for &(u, r, f) in &batch[..n] {
                 woken |= self.complete(pool, u, r, f, rx, failed);
             }
-            if n < batch.len() || rx.len() >= target {
+            if woken || n < batch.len() || rx.len() >= target {
                 break;
             }
         }

@@ -74,8 +74,12 @@ struct RunArgs {
     #[arg(long, default_value = "embedded", conflicts_with = "target")]
     gateway: String,
     /// Send to an external reflector instead (latency is then the round trip).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ng")]
     target: Option<SocketAddr>,
+    /// Set the calls up over the ng protocol on this relay (rtp-gateway or
+    /// rtpengine), one per stream, and measure one way through it.
+    #[arg(long)]
+    ng: Option<SocketAddr>,
     /// Embedded gateway backend: auto, mmsg or io_uring.
     #[arg(long, default_value = "auto")]
     backend: String,
@@ -164,7 +168,7 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
             c.parse::<usize>()
                 .map_err(|_| format!("--load-core {c:?}: a core number or none"))?,
         ),
-        None if many_cores && a.target.is_none() && a.cores.is_empty() => Some(0),
+        None if many_cores && a.target.is_none() && a.ng.is_none() && a.cores.is_empty() => Some(0),
         None => None,
     };
     let mut classes = if a.classes.is_empty() {
@@ -204,9 +208,10 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
             a.duration
         ));
     }
-    let target = match a.target {
-        Some(t) => Target::Reflector(t),
-        None => {
+    let target = match (a.target, a.ng) {
+        (Some(t), _) => Target::Reflector(t),
+        (None, Some(n)) => Target::Ng(n),
+        (None, None) => {
             if a.gateway != "embedded" {
                 return Err(format!(
                     "--gateway {:?}: only \"embedded\" is available (use --target ADDR for a reflector)",

@@ -15,6 +15,7 @@ use rtp_control::{Engine, EngineConfig, EngineEvent};
 use serde::Deserialize;
 
 pub mod bencode;
+pub mod client;
 pub mod ng;
 pub mod sdp;
 

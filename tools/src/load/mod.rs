@@ -13,7 +13,10 @@ use rtp_control::dataplane::ports::udp_socket;
 use rtp_control::dataplane::sys::{MmsgBatch, Received, RecvSlot, SendMsg};
 use rtp_control::dataplane::{BackendChoice, IdlePolicy, LatchMode, LegSrtp};
 use rtp_control::{Engine, LegConfig};
+use rtp_core::srtp::sdes::CryptoAttribute;
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+
+use crate::gateway::client::NgClient;
 use rtp_core::stats::ReceiverStats;
 
 pub mod reflect;
@@ -37,6 +40,10 @@ pub enum Target {
     /// An external reflector that sends every packet back to its source: the
     /// measured latency is the round trip through it.
     Reflector(SocketAddr),
+    /// A relay set up over the ng control protocol (rtp-gateway or rtpengine):
+    /// one call per stream, offered by our sender and answered by our receiver;
+    /// the measured latency is one way through the relay.
+    Ng(SocketAddr),
 }
 
 /// Settings of the embedded gateway.
@@ -206,12 +213,96 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-fn master(profile: SrtpProfile, seed: u64) -> SrtpConfig {
+fn master_attr(profile: SrtpProfile, seed: u64) -> CryptoAttribute {
     use rand::{Rng, SeedableRng};
     let mut r = rand::rngs::StdRng::seed_from_u64(seed);
-    let k: Vec<u8> = (0..profile.key_len()).map(|_| r.gen()).collect();
-    let s: Vec<u8> = (0..profile.salt_len()).map(|_| r.gen()).collect();
-    SrtpConfig::new(profile, &k, &s).expect("lengths of the profile")
+    CryptoAttribute {
+        tag: 1,
+        profile,
+        key: (0..profile.key_len()).map(|_| r.gen()).collect(),
+        salt: (0..profile.salt_len()).map(|_| r.gen()).collect(),
+        lifetime: None,
+        mki: None,
+    }
+}
+
+fn master(profile: SrtpProfile, seed: u64) -> SrtpConfig {
+    master_attr(profile, seed)
+        .to_config()
+        .expect("lengths of the profile")
+}
+
+/// One ng call per stream, set up by several clients in parallel; returns where
+/// each stream is sent and the relay's key towards our receiver for each.
+fn ng_calls(
+    server: SocketAddr,
+    cfg: &LoadConfig,
+    tx: SocketAddr,
+    rx: SocketAddr,
+    seed: u64,
+) -> Result<(Vec<SocketAddr>, Vec<Option<SrtpConfig>>, Vec<String>), String> {
+    let streams = cfg.streams();
+    let a_key = cfg.srtp.map(|p| master_attr(p, seed));
+    let b_key = cfg.srtp.map(|p| master_attr(p, seed ^ 0xB));
+    let mut pts = Vec::with_capacity(streams);
+    for c in &cfg.classes {
+        pts.extend(std::iter::repeat_n(c.pt, c.streams));
+    }
+    let ids: Vec<String> = (0..streams)
+        .map(|i| format!("rtp-load-{}-{seed:x}-{i}", std::process::id()))
+        .collect();
+    let threads = 8.min(streams.max(1));
+    let results: Vec<Result<Vec<(usize, SocketAddr, Option<SrtpConfig>)>, String>> =
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (ids, pts, a_key, b_key) = (&ids, &pts, &a_key, &b_key);
+                    s.spawn(move || {
+                        let mut c = NgClient::new(server).map_err(|e| e.to_string())?;
+                        let mut out = Vec::new();
+                        for i in (t..streams).step_by(threads) {
+                            let (dst, relay_key) =
+                                c.stream(&ids[i], tx, rx, pts[i], a_key.as_ref(), b_key.as_ref())?;
+                            let k = relay_key
+                                .map(|k| k.to_config().map_err(|e| e.to_string()))
+                                .transpose()?;
+                            out.push((i, dst, k));
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("ng client panicked".into()))
+                })
+                .collect()
+        });
+    let mut dests = vec![rx; streams];
+    let mut keys = vec![None; streams];
+    for r in results {
+        for (i, d, k) in r? {
+            dests[i] = d;
+            keys[i] = k;
+        }
+    }
+    Ok((dests, keys, ids))
+}
+
+fn ng_delete(server: SocketAddr, ids: &[String]) {
+    let threads = 8.min(ids.len().max(1));
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                if let Ok(mut c) = NgClient::new(server) {
+                    for id in ids.iter().skip(t).step_by(threads) {
+                        let _ = c.delete(id);
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// Runs the load; blocks for its duration.
@@ -231,7 +322,24 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
     };
     let tx_sock = udp_socket(SocketAddr::new(local_ip, 0), false, buf)
         .map_err(|e| format!("sender socket: {e}"))?;
+    let mut per_stream_keys: Vec<Option<SrtpConfig>> = Vec::new();
+    let mut ng_ids: Vec<String> = Vec::new();
     let (rx_sock, dests, engine, target_desc) = match &cfg.target {
+        Target::Ng(server) => {
+            let rx = udp_socket(SocketAddr::new(local_ip, 0), false, buf)
+                .map_err(|e| format!("receiver socket: {e}"))?;
+            let tx_addr = tx_sock.local_addr().map_err(|e| e.to_string())?;
+            let rx_addr = rx.local_addr().map_err(|e| e.to_string())?;
+            let (dests, keys, ids) = ng_calls(*server, &cfg, tx_addr, rx_addr, seed)?;
+            per_stream_keys = keys;
+            ng_ids = ids;
+            (
+                rx,
+                dests,
+                None,
+                format!("relay at ng {server} ({streams} calls; latency is one way through it)"),
+            )
+        }
         Target::Reflector(addr) => {
             let rx = tx_sock.try_clone().map_err(|e| e.to_string())?;
             // A reflector echoes our own packets: receive with the sending key.
@@ -274,13 +382,27 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
     let rx_key = match cfg.target {
         Target::Reflector(_) => tx_key.clone(),
         Target::Embedded(_) => rx_key,
+        Target::Ng(_) => None,
+    };
+    // ng: the sender's key is the one offered; the relay chose one key per call
+    // towards the receiver.
+    let tx_key = match cfg.target {
+        Target::Ng(_) => cfg.srtp.map(|p| master(p, seed)),
+        _ => tx_key,
     };
     let ctx = tx_key.map(|k| SrtpContext::new(k).expect("valid key"));
     let mut tx = Tx::new(&cfg, ctx);
     let mut rx = Rx::new(&cfg, rx_key);
+    rx.per_stream = per_stream_keys
+        .into_iter()
+        .map(|k| k.map(|k| SrtpContext::new(k).expect("valid key")))
+        .collect();
     load_loop(&cfg, &tx_sock, &rx_sock, &dests, &mut tx, &mut rx);
     let (sent, lateness, send_errors, elapsed) = (tx.sent, tx.lateness, tx.errors, tx.elapsed);
     let rx = rx.finish();
+    if let Target::Ng(server) = cfg.target {
+        ng_delete(server, &ng_ids);
+    }
     let gateway = engine.map(|e| {
         let s = e.stats().ok();
         let g = GatewaySummary {
@@ -539,6 +661,8 @@ struct Rx {
     stats: Vec<ReceiverStats>,
     srtp_dups: Vec<u64>,
     ctx: Option<SrtpContext>,
+    /// One context per stream (ng: the relay keys each call separately).
+    per_stream: Vec<Option<SrtpContext>>,
     class_latency: Vec<Histogram<u64>>,
     latency: Histogram<u64>,
     interval: Histogram<u64>,
@@ -574,6 +698,7 @@ impl Rx {
             class_of,
             stats,
             ctx: key.map(|k| SrtpContext::new(k).expect("valid key")),
+            per_stream: Vec::new(),
             class_latency: cfg.classes.iter().map(|_| histogram()).collect(),
             latency: histogram(),
             interval: histogram(),
@@ -609,7 +734,15 @@ impl Rx {
         for i in 0..n {
             let r = self.got[i];
             let pkt = &mut self.bufs[i][..r.len.min(2048)];
-            let len = match self.ctx.as_mut() {
+            let ctx = if self.per_stream.is_empty() || pkt.len() < 12 {
+                self.ctx.as_mut()
+            } else {
+                let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+                self.per_stream
+                    .get_mut(ssrc.wrapping_sub(self.ssrc_base) as usize)
+                    .and_then(Option::as_mut)
+            };
+            let len = match ctx {
                 Some(c) => match c.unprotect_rtp(pkt) {
                     Ok(u) => u.len,
                     Err(rtp_core::srtp::SrtpError::Replayed) => {
