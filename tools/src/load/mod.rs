@@ -232,6 +232,12 @@ fn master(profile: SrtpProfile, seed: u64) -> SrtpConfig {
         .expect("lengths of the profile")
 }
 
+/// What setting up the ng calls gives: per stream, where to send and the key to
+/// decrypt with at the receiver; and the call-ids.
+type NgCalls = (Vec<SocketAddr>, Vec<Option<SrtpConfig>>, Vec<String>);
+/// One stream set up by one ng client: index, destination, receiver key.
+type NgStream = (usize, SocketAddr, Option<SrtpConfig>);
+
 /// One ng call per stream, set up by several clients in parallel; returns where
 /// each stream is sent and the relay's key towards our receiver for each.
 fn ng_calls(
@@ -240,7 +246,7 @@ fn ng_calls(
     tx: SocketAddr,
     rx: SocketAddr,
     seed: u64,
-) -> Result<(Vec<SocketAddr>, Vec<Option<SrtpConfig>>, Vec<String>), String> {
+) -> Result<NgCalls, String> {
     let streams = cfg.streams();
     let a_key = cfg.srtp.map(|p| master_attr(p, seed));
     let b_key = cfg.srtp.map(|p| master_attr(p, seed ^ 0xB));
@@ -252,33 +258,32 @@ fn ng_calls(
         .map(|i| format!("rtp-load-{}-{seed:x}-{i}", std::process::id()))
         .collect();
     let threads = 8.min(streams.max(1));
-    let results: Vec<Result<Vec<(usize, SocketAddr, Option<SrtpConfig>)>, String>> =
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (ids, pts, a_key, b_key) = (&ids, &pts, &a_key, &b_key);
-                    s.spawn(move || {
-                        let mut c = NgClient::new(server).map_err(|e| e.to_string())?;
-                        let mut out = Vec::new();
-                        for i in (t..streams).step_by(threads) {
-                            let (dst, relay_key) =
-                                c.stream(&ids[i], tx, rx, pts[i], a_key.as_ref(), b_key.as_ref())?;
-                            let k = relay_key
-                                .map(|k| k.to_config().map_err(|e| e.to_string()))
-                                .transpose()?;
-                            out.push((i, dst, k));
-                        }
-                        Ok(out)
-                    })
+    let results: Vec<Result<Vec<NgStream>, String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let (ids, pts, a_key, b_key) = (&ids, &pts, &a_key, &b_key);
+                s.spawn(move || {
+                    let mut c = NgClient::new(server).map_err(|e| e.to_string())?;
+                    let mut out = Vec::new();
+                    for i in (t..streams).step_by(threads) {
+                        let (dst, relay_key) =
+                            c.stream(&ids[i], tx, rx, pts[i], a_key.as_ref(), b_key.as_ref())?;
+                        let k = relay_key
+                            .map(|k| k.to_config().map_err(|e| e.to_string()))
+                            .transpose()?;
+                        out.push((i, dst, k));
+                    }
+                    Ok(out)
                 })
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("ng client panicked".into()))
-                })
-                .collect()
-        });
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("ng client panicked".into()))
+            })
+            .collect()
+    });
     let mut dests = vec![rx; streams];
     let mut keys = vec![None; streams];
     for r in results {
