@@ -697,6 +697,7 @@ fn rtp_load_over_ng_through_both_relays() {
         drain: Duration::from_millis(500),
         busy_poll: false,
         load_core: None,
+        plain_sender: false,
     };
     let gw = ours(100);
     let mut relays = vec![("rtp-gateway", gw.ng_addr())];

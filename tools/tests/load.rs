@@ -37,6 +37,7 @@ fn config(
         drain: Duration::from_millis(500),
         busy_poll: false,
         load_core: None,
+        plain_sender: false,
     }
 }
 

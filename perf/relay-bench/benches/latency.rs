@@ -61,6 +61,7 @@ fn load(
         drain: Duration::from_millis(300),
         busy_poll: true,
         load_core: Some(GEN_CORE),
+        plain_sender: false,
     })
     .expect("load runs")
 }

@@ -80,6 +80,10 @@ struct RunArgs {
     /// rtpengine), one per stream, and measure one way through it.
     #[arg(long)]
     ng: Option<SocketAddr>,
+    /// With --ng and --srtp: send plain RTP, the relay encrypts towards the
+    /// receiver (RTP -> SRTP).
+    #[arg(long, requires = "ng")]
+    rtp_to_srtp: bool,
     /// Embedded gateway backend: auto, mmsg or io_uring.
     #[arg(long, default_value = "auto")]
     backend: String,
@@ -257,6 +261,7 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
             p => return Err(format!("--poll {p:?}: expected busy, sleep or auto")),
         },
         load_core,
+        plain_sender: a.rtp_to_srtp,
     })
 }
 

@@ -87,9 +87,10 @@ impl NgClient {
     }
 
     /// Sets up a one-way stream from `a` to `b` through the relay: an offer from
-    /// `a` and an answer from `b`. With `key` (A's SDES key), both sides are
-    /// RTP/SAVP: `b_key` is B's own key (sent in the answer). Returns where A
-    /// must send, and the relay's key towards B (to decrypt at B).
+    /// `a` and an answer from `b`. A side is RTP/SAVP when it has a key (`key`
+    /// for A, `b_key` for B, each side's own sending key), RTP/AVP otherwise, so
+    /// RTP -> SRTP is `(None, Some(..))`. Returns where A must send, and the
+    /// relay's key towards B (to decrypt at B).
     pub fn stream(
         &mut self,
         call_id: &str,
@@ -99,8 +100,13 @@ impl NgClient {
         key: Option<&CryptoAttribute>,
         b_key: Option<&CryptoAttribute>,
     ) -> Result<(SocketAddr, Option<CryptoAttribute>), String> {
-        let proto = if key.is_some() { "RTP/SAVP" } else { "RTP/AVP" };
-        let body = |addr: SocketAddr, crypto: Option<String>| {
+        let a_proto = if key.is_some() { "RTP/SAVP" } else { "RTP/AVP" };
+        let b_proto = if b_key.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        };
+        let body = |addr: SocketAddr, proto: &str, crypto: Option<String>| {
             let fam = if addr.is_ipv4() { "IP4" } else { "IP6" };
             let mut s = format!(
                 "v=0\r\no=- 1 1 IN {fam} {ip}\r\ns=rtp-load\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} {proto} {pt}\r\n",
@@ -119,13 +125,16 @@ impl NgClient {
             .set("command", Value::str("offer"))
             .set("call-id", Value::str(call_id))
             .set("from-tag", Value::str("a"))
-            .set("transport-protocol", Value::str(proto))
-            .set("sdp", Value::str(&body(a, key.map(|k| k.to_string()))));
+            .set("transport-protocol", Value::str(b_proto))
+            .set(
+                "sdp",
+                Value::str(&body(a, a_proto, key.map(|k| k.to_string()))),
+            );
         let r = self.checked(&offer)?;
         let to_b = Sdp::parse(r.get_str("sdp").ok_or("offer reply without sdp")?)?;
         let m = to_b.media.first().ok_or("offer reply without media")?;
         // B accepts the relay's key of our suite (the relay may offer several).
-        let relay_key = match key {
+        let relay_key = match b_key {
             Some(k) => Some(
                 m.attrs("crypto")
                     .into_iter()
@@ -151,7 +160,7 @@ impl NgClient {
             .set("call-id", Value::str(call_id))
             .set("from-tag", Value::str("a"))
             .set("to-tag", Value::str("b"))
-            .set("sdp", Value::str(&body(b, answer_crypto)));
+            .set("sdp", Value::str(&body(b, b_proto, answer_crypto)));
         let r = self.checked(&answer)?;
         let to_a = Sdp::parse(r.get_str("sdp").ok_or("answer reply without sdp")?)?;
         let ip = to_a.media_ip(0).ok_or("answer reply without address")?;

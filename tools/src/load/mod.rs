@@ -97,6 +97,9 @@ pub struct LoadConfig {
     pub busy_poll: bool,
     /// Pin the generator thread to this core.
     pub load_core: Option<usize>,
+    /// With SRTP and an ng relay: send plain RTP and have the relay encrypt
+    /// towards the receiver (RTP -> SRTP).
+    pub plain_sender: bool,
 }
 
 impl LoadConfig {
@@ -248,7 +251,10 @@ fn ng_calls(
     seed: u64,
 ) -> Result<NgCalls, String> {
     let streams = cfg.streams();
-    let a_key = cfg.srtp.map(|p| master_attr(p, seed));
+    let a_key = cfg
+        .srtp
+        .filter(|_| !cfg.plain_sender)
+        .map(|p| master_attr(p, seed));
     let b_key = cfg.srtp.map(|p| master_attr(p, seed ^ 0xB));
     let mut pts = Vec::with_capacity(streams);
     for c in &cfg.classes {
@@ -392,7 +398,10 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
     // ng: the sender's key is the one offered; the relay chose one key per call
     // towards the receiver.
     let tx_key = match cfg.target {
-        Target::Ng(_) => cfg.srtp.map(|p| master(p, seed)),
+        Target::Ng(_) => cfg
+            .srtp
+            .filter(|_| !cfg.plain_sender)
+            .map(|p| master(p, seed)),
         _ => tx_key,
     };
     let ctx = tx_key.map(|k| SrtpContext::new(k).expect("valid key"));

@@ -1,0 +1,343 @@
+//! rtp-gateway against rtpengine (Debian's rtpengine-daemon, userspace, one media
+//! thread), both set up over ng by the same load generator, in one run:
+//!
+//! (a) highest relayed packets/s with loss under 0.1%, plain and RTP -> SRTP
+//!     (AES_CM_128_HMAC_SHA1_80 towards the receiver);
+//! (b) relay CPU time per relayed packet at fixed offered loads of 40k and 60k
+//!     packets/s (rtp-gateway with a blocking and with a spin-then-park worker);
+//! (c) one-way latency p50 / p99 / p99.9 at 50% of rtpengine's plain maximum;
+//! (d) the highest rate at which p99 one-way latency stays at or under 1 ms.
+//!
+//! 1,000 calls (one per stream), 20 ms packets of 160 bytes of payload (188-byte
+//! packets: rtp-load adds a 16-byte send-time extension). Each relay runs on core
+//! 1 (the gateway's worker pinned there, rtpengine under `taskset -c 1` with
+//! `--num-threads=1`); the generator and receiver share one thread on core 0.
+//! CPU time is read from /proc (rtpengine: the process; rtp-gateway: its worker,
+//! control and ng threads).
+//!
+//! Run: `cargo bench -p relay-bench --bench vs_rtpengine` (about 10 minutes).
+//! Without `--bench` it does a short smoke run (and skips rtpengine if it is not
+//! installed outside CI).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rtp_core::srtp::SrtpProfile;
+use rtp_tools::gateway::bencode::Value;
+use rtp_tools::gateway::client::NgClient;
+use rtp_tools::gateway::{Gateway, GatewayConfig};
+use rtp_tools::load::report::LatencySummary;
+use rtp_tools::load::{run, LoadConfig, LoadResult, StreamClass, Target};
+
+const GEN_CORE: usize = 0;
+const RELAY_CORE: usize = 1;
+const TICK: f64 = 0.01; // /proc CPU times are in 1/100 s
+
+fn free_range(n: u16) -> (u16, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    if p > 65535 - n - 10 {
+        (p - n - 10, p - 11)
+    } else {
+        (p + 1, p + n)
+    }
+}
+
+enum Relay {
+    Ours(Gateway),
+    Rtpengine(Child, SocketAddr),
+}
+
+impl Relay {
+    fn ng(&self) -> SocketAddr {
+        match self {
+            Relay::Ours(g) => g.ng_addr(),
+            Relay::Rtpengine(_, a) => *a,
+        }
+    }
+
+    /// CPU seconds used so far by the relay.
+    fn cpu(&self) -> f64 {
+        let stat = |path: &str| -> f64 {
+            let s = std::fs::read_to_string(path).unwrap_or_default();
+            // Fields after the parenthesised command name.
+            let rest = s.rsplit(')').next().unwrap_or("");
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            (t(11) + t(12)) * TICK
+        };
+        match self {
+            Relay::Rtpengine(c, _) => stat(&format!("/proc/{}/stat", c.id())),
+            Relay::Ours(_) => {
+                let mut total = 0.0;
+                for e in std::fs::read_dir("/proc/self/task")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                    if comm.starts_with("rtp-worker")
+                        || comm.starts_with("rtp-control")
+                        || comm.starts_with("rtp-gateway")
+                    {
+                        total += stat(&e.path().join("stat").to_string_lossy());
+                    }
+                }
+                total
+            }
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Relay::Ours(g) => g.shutdown(),
+            Relay::Rtpengine(mut c, _) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn ours(idle: &str, streams: usize) -> Relay {
+    let (lo, hi) = free_range(2 * streams as u16 + 200);
+    let g = Gateway::start(&GatewayConfig {
+        listen_ng: "127.0.0.1:0".parse().unwrap(),
+        port_min: lo,
+        port_max: hi,
+        cores: vec![RELAY_CORE],
+        backend: "io_uring".into(),
+        idle: idle.into(),
+        max_calls: streams + 100,
+        media_timeout: 0,
+        ..GatewayConfig::default()
+    })
+    .expect("gateway starts");
+    Relay::Ours(g)
+}
+
+fn rtpengine(streams: usize) -> Option<Relay> {
+    if Command::new("rtpengine").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "rtpengine must be installed in CI"
+        );
+        println!("rtpengine not installed: its column is skipped (sudo bash .ci/install.sh)");
+        return None;
+    }
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ng = probe.local_addr().unwrap();
+    drop(probe);
+    let (lo, hi) = free_range(4 * streams as u16 + 200);
+    let child = Command::new("taskset")
+        .args(["-c", &RELAY_CORE.to_string(), "rtpengine"])
+        .args([
+            "--table=-1",
+            "--foreground",
+            "--interface=127.0.0.1",
+            "--no-fallback",
+        ])
+        .args([
+            "--num-threads=1",
+            "--log-level=3",
+            "--log-stderr",
+            "--delete-delay=0",
+        ])
+        .arg(format!("--listen-ng={ng}"))
+        .arg(format!("--port-min={lo}"))
+        .arg(format!("--port-max={hi}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rtpengine starts");
+    let mut c = NgClient::new(ng).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut ping = Value::dict();
+    ping.set("command", Value::str("ping"));
+    while Instant::now() < deadline {
+        if c.request(&ping).is_ok() {
+            return Some(Relay::Rtpengine(child, ng));
+        }
+    }
+    panic!("rtpengine did not answer");
+}
+
+fn load(
+    relay: &Relay,
+    streams: usize,
+    rate: f64,
+    secs: f64,
+    rtp_to_srtp: bool,
+) -> (LoadResult, f64) {
+    let cfg = LoadConfig {
+        classes: vec![StreamClass {
+            name: "audio".into(),
+            streams,
+            ptime: Duration::from_nanos((streams as f64 / rate * 1e9) as u64),
+            payload: 160,
+            pt: 0,
+            clock_rate: 8000,
+            talk_spurt: None,
+        }],
+        duration: Duration::from_secs_f64(secs),
+        srtp: rtp_to_srtp.then_some(SrtpProfile::AesCm128HmacSha1_80),
+        ssrc_base: 0x3000_0000,
+        seq_start: 0,
+        target: Target::Ng(relay.ng()),
+        progress: false,
+        drain: Duration::from_millis(300),
+        busy_poll: true,
+        load_core: Some(GEN_CORE),
+        plain_sender: true,
+    };
+    // Relay CPU over the whole run, call set-up and deletion included (the
+    // caller subtracts a run without media to isolate the per-packet cost).
+    let cpu0 = relay.cpu();
+    let r = run(cfg).expect("load runs");
+    let cpu = relay.cpu() - cpu0;
+    (r, cpu)
+}
+
+fn loss(r: &LoadResult) -> f64 {
+    let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
+    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
+    if sent == 0 {
+        1.0
+    } else {
+        lost as f64 / sent as f64
+    }
+}
+
+fn received(r: &LoadResult) -> u64 {
+    r.streams.iter().map(|s| s.received).sum()
+}
+
+/// Highest rate of a ramp with loss < 0.1% (and p99 <= `p99_us` when given).
+fn ramp(
+    relay: &Relay,
+    streams: usize,
+    start: f64,
+    step: f64,
+    steps: usize,
+    secs: f64,
+    srtp: bool,
+    p99_us: Option<f64>,
+) -> f64 {
+    let mut best = 0.0;
+    let mut rate = start;
+    for _ in 0..steps {
+        let (r, _) = load(relay, streams, rate, secs, srtp);
+        let p99 = LatencySummary::of(&r.latency).p99_us;
+        if loss(&r) >= 0.001 || p99_us.is_some_and(|m| p99 > m) {
+            break;
+        }
+        best = rate;
+        rate += step;
+    }
+    best
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (streams, secs, start, step, steps) = if full {
+        (1000, 2.0, 20_000.0, 10_000.0, 20)
+    } else {
+        (20, 0.3, 2_000.0, 1_000.0, 1)
+    };
+    let fixed: &[f64] = if full {
+        &[40_000.0, 60_000.0]
+    } else {
+        &[1_000.0]
+    };
+    let mut relays: Vec<Box<dyn Fn() -> Option<Relay>>> = vec![
+        Box::new(move || Some(ours("block", streams))),
+        Box::new(move || Some(ours("spin:200", streams))),
+        Box::new(move || rtpengine(streams)),
+    ];
+    let labels = ["rtp-gateway (block)", "rtp-gateway (spin:200)", "rtpengine"];
+    println!(
+        "rtp-gateway vs rtpengine: {streams} calls, one relay core, generator on core {GEN_CORE}"
+    );
+    let mut maxima = Vec::new();
+    for (i, mk) in relays.drain(..).enumerate() {
+        let Some(relay) = mk() else { continue };
+        let label = labels[i];
+        let plain = ramp(&relay, streams, start, step, steps, secs, false, None);
+        let srtp = ramp(&relay, streams, start, step, steps, secs, true, None);
+        let mut cpu = Vec::new();
+        // CPU of set-up and teardown alone (a run of 10 ms), subtracted below.
+        let (_, setup) = load(&relay, streams, 1000.0, 0.01, false);
+        for &rate in fixed {
+            let (r, c) = load(&relay, streams, rate, secs * 2.0, false);
+            let per = (c - setup).max(0.0) / received(&r).max(1) as f64;
+            cpu.push((rate, per * 1e6));
+        }
+        let ms_rate = ramp(
+            &relay,
+            streams,
+            start / 2.0,
+            step,
+            steps,
+            secs,
+            false,
+            Some(1000.0),
+        );
+        println!(
+            "{label}: max plain {plain:.0} pkt/s, max RTP->SRTP {srtp:.0} pkt/s, p99<=1ms up to {ms_rate:.0} pkt/s, CPU us/pkt {}",
+            cpu.iter().map(|(r, c)| format!("{c:.2} at {r:.0}")).collect::<Vec<_>>().join(", ")
+        );
+        maxima.push((label, relay, plain, srtp, cpu, ms_rate));
+    }
+    // (c) latency at 50% of rtpengine's plain maximum (or of the first relay's).
+    let reference = maxima
+        .iter()
+        .find(|m| m.0 == "rtpengine")
+        .or(maxima.first())
+        .map(|m| m.2)
+        .unwrap_or(start);
+    let half = (reference / 2.0).max(1000.0);
+    println!();
+    println!("| relay | max plain pkt/s | max RTP->SRTP pkt/s | CPU us/pkt at 40k | CPU us/pkt at 60k | p50 us @50% | p99 us @50% | p99.9 us @50% | p99<=1ms rate |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for (label, relay, plain, srtp, cpu, ms_rate) in maxima {
+        let (r, _) = load(&relay, streams, half, secs * 1.5, false);
+        let l = LatencySummary::of(&r.latency);
+        let c = |i: usize| {
+            cpu.get(i)
+                .map(|x| format!("{:.2}", x.1))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "| {label} | {plain:.0} | {srtp:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {ms_rate:.0} |",
+            c(0),
+            c(1),
+            l.p50_us,
+            l.p99_us,
+            l.p999_us
+        );
+        rows.push((label, plain, srtp, cpu, l.p999_us, ms_rate));
+        relay.stop();
+    }
+    if let Some(e) = rows.iter().find(|r| r.0 == "rtpengine").cloned() {
+        println!();
+        println!("ratios to rtpengine (goals: plain >= 1.25, RTP->SRTP >= 1.5, CPU <= 0.5, p99.9 <= 1.0, 1ms-p99 rate >= 2.5):");
+        for r in rows.iter().filter(|r| r.0 != "rtpengine") {
+            let cpu_ratio = |i: usize| match (r.3.get(i), e.3.get(i)) {
+                (Some(a), Some(b)) => format!("{:.2}", a.1 / b.1),
+                _ => "-".into(),
+            };
+            println!(
+                "  {}: plain {:.2}, RTP->SRTP {:.2}, CPU {} / {}, p99.9 {:.2}, 1ms-p99 rate {:.2}",
+                r.0,
+                r.1 / e.1.max(1.0),
+                r.2 / e.2.max(1.0),
+                cpu_ratio(0),
+                cpu_ratio(1),
+                r.4 / e.4.max(1e-9),
+                r.5 / e.5.max(1.0)
+            );
+        }
+    }
+}
