@@ -151,15 +151,17 @@ fn rtpengine(streams: usize) -> Option<Relay> {
         .stderr(Stdio::null())
         .spawn()
         .expect("rtpengine starts");
+    let relay = Relay::Rtpengine(child, ng);
     let mut c = NgClient::new(ng).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut ping = Value::dict();
     ping.set("command", Value::str("ping"));
     while Instant::now() < deadline {
         if c.request(&ping).is_ok() {
-            return Some(Relay::Rtpengine(child, ng));
+            return Some(relay);
         }
     }
+    relay.stop();
     panic!("rtpengine did not answer");
 }
 
@@ -213,17 +215,23 @@ fn received(r: &LoadResult) -> u64 {
     r.streams.iter().map(|s| s.received).sum()
 }
 
-/// Highest rate of a ramp with loss < 0.1% (and p99 <= `p99_us` when given).
-fn ramp(
-    relay: &Relay,
-    streams: usize,
+/// A rate ramp: start, step, number of steps, seconds per step.
+#[derive(Clone, Copy)]
+struct Ramp {
     start: f64,
     step: f64,
     steps: usize,
     secs: f64,
-    srtp: bool,
-    p99_us: Option<f64>,
-) -> f64 {
+}
+
+/// Highest rate of a ramp with loss < 0.1% (and p99 <= `p99_us` when given).
+fn ramp(relay: &Relay, streams: usize, ramp: Ramp, srtp: bool, p99_us: Option<f64>) -> f64 {
+    let Ramp {
+        start,
+        step,
+        steps,
+        secs,
+    } = ramp;
     let mut best = 0.0;
     let mut rate = start;
     for _ in 0..steps {
@@ -263,8 +271,14 @@ fn main() {
     for (i, mk) in relays.drain(..).enumerate() {
         let Some(relay) = mk() else { continue };
         let label = labels[i];
-        let plain = ramp(&relay, streams, start, step, steps, secs, false, None);
-        let srtp = ramp(&relay, streams, start, step, steps, secs, true, None);
+        let rp = Ramp {
+            start,
+            step,
+            steps,
+            secs,
+        };
+        let plain = ramp(&relay, streams, rp, false, None);
+        let srtp = ramp(&relay, streams, rp, true, None);
         let mut cpu = Vec::new();
         // CPU of set-up and teardown alone (a run of 10 ms), subtracted below.
         let (_, setup) = load(&relay, streams, 1000.0, 0.01, false);
@@ -276,10 +290,10 @@ fn main() {
         let ms_rate = ramp(
             &relay,
             streams,
-            start / 2.0,
-            step,
-            steps,
-            secs,
+            Ramp {
+                start: start / 2.0,
+                ..rp
+            },
             false,
             Some(1000.0),
         );
