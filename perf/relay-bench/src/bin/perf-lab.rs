@@ -1,0 +1,332 @@
+//! The perf lab: runs the scenario matrix of a TOML file (streams x rate x relay x
+//! backend x SRTP profile) with `rtp-load`, writes every run's report, histogram
+//! and plots under `perf/results/<scenario>/<run>/`, and prints a summary table
+//! (also written as `summary.md`).
+//!
+//! `cargo run --release -p relay-bench --bin perf-lab -- perf/scenarios/smoke.toml [RESULTS_ROOT]`
+//!
+//! Relays: `minimal` (a busy-polled recvmmsg -> sendmmsg reflector: the kernel's
+//! ceiling), `gateway` (rtp-load's embedded engine), `rtp-gateway` (the daemon's
+//! library over ng) and `rtpengine` (Debian's rtpengine-daemon in userspace over
+//! ng; skipped with a note when not installed).
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtp_control::dataplane::ports::udp_socket;
+use rtp_control::dataplane::sys::{MmsgBatch, RecvSlot, SendMsg};
+use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
+use rtp_core::srtp::SrtpProfile;
+use rtp_tools::gateway::{Gateway, GatewayConfig};
+use rtp_tools::load::{report, run, GatewayOptions, LoadConfig, StreamClass, Target};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scenario {
+    /// Folder name under perf/results/.
+    name: String,
+    /// Seconds per run.
+    #[serde(default = "default_duration")]
+    duration: f64,
+    /// Packet time (ms) and payload (bytes) of every stream.
+    #[serde(default = "default_ptime")]
+    ptime_ms: u64,
+    #[serde(default = "default_payload")]
+    payload: usize,
+    /// The matrix.
+    streams: Vec<usize>,
+    /// Offered packets/s (the packet time is derived: streams / rate).
+    rates: Vec<f64>,
+    /// minimal, gateway, rtp-gateway, rtpengine.
+    relays: Vec<String>,
+    /// mmsg, io_uring (for the relays of this project).
+    #[serde(default = "default_backends")]
+    backends: Vec<String>,
+    /// SRTP profiles (SDES names) or "none".
+    #[serde(default = "default_srtp")]
+    srtp: Vec<String>,
+    /// Core of the relay and of the generator.
+    #[serde(default = "default_relay_core")]
+    relay_core: usize,
+    #[serde(default)]
+    load_core: usize,
+}
+
+fn default_duration() -> f64 {
+    5.0
+}
+fn default_ptime() -> u64 {
+    20
+}
+fn default_payload() -> usize {
+    160
+}
+fn default_backends() -> Vec<String> {
+    vec!["io_uring".into()]
+}
+fn default_srtp() -> Vec<String> {
+    vec!["none".into()]
+}
+fn default_relay_core() -> usize {
+    1
+}
+
+struct Minimal {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Minimal {
+    fn start(core: usize) -> Self {
+        let sock = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(8 << 20)).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            let mut bufs = vec![[0u8; 2048]; 32];
+            let (mut rx, mut tx) = (MmsgBatch::new(32), MmsgBatch::new(32));
+            let (mut got, mut msgs) = (Vec::with_capacity(32), Vec::with_capacity(32));
+            while !s.load(Ordering::Relaxed) {
+                let slots: [RecvSlot; 32] = std::array::from_fn(|i| RecvSlot {
+                    ptr: bufs[i].as_mut_ptr(),
+                    cap: 2048,
+                });
+                got.clear();
+                let n = rx.recv(sock.as_raw_fd(), &slots, &mut got).unwrap_or(0);
+                msgs.clear();
+                for (i, r) in got.iter().enumerate().take(n) {
+                    if let Some(src) = r.src {
+                        tx.set_iov(msgs.len(), bufs[i].as_ptr(), r.len);
+                        msgs.push(SendMsg {
+                            dst: src,
+                            first_iov: msgs.len(),
+                            iov_count: 1,
+                            segment: 0,
+                        });
+                    }
+                }
+                let _ = tx.send(sock.as_raw_fd(), &msgs);
+            }
+        });
+        Minimal {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Minimal {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Rtpengine(Child, SocketAddr);
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_range(n: u16) -> (u16, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    if p > 65535 - n - 10 {
+        (p - n - 10, p - 11)
+    } else {
+        (p + 1, p + n)
+    }
+}
+
+fn rtpengine(core: usize, streams: usize) -> Option<Rtpengine> {
+    if Command::new("rtpengine").arg("--version").output().is_err() {
+        return None;
+    }
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ng = probe.local_addr().unwrap();
+    drop(probe);
+    let (lo, hi) = free_range(4 * streams as u16 + 200);
+    let child = Command::new("taskset")
+        .args(["-c", &core.to_string(), "rtpengine"])
+        .args([
+            "--table=-1",
+            "--foreground",
+            "--interface=127.0.0.1",
+            "--no-fallback",
+        ])
+        .args([
+            "--num-threads=1",
+            "--log-level=3",
+            "--log-stderr",
+            "--delete-delay=0",
+        ])
+        .arg(format!("--listen-ng={ng}"))
+        .arg(format!("--port-min={lo}"))
+        .arg(format!("--port-max={hi}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let r = Rtpengine(child, ng);
+    std::thread::sleep(Duration::from_millis(500));
+    Some(r)
+}
+
+fn backend(b: &str) -> Result<BackendKind, String> {
+    b.parse::<BackendKind>()
+}
+
+fn main() -> Result<(), String> {
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "perf/scenarios/smoke.toml".into());
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let sc: Scenario = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let root = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "perf/results".into());
+    let out: PathBuf = Path::new(&root).join(&sc.name);
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "scenario {} ({path}), {} s per run",
+        sc.name, sc.duration
+    );
+    let _ = writeln!(
+        table,
+        "| relay | backend | srtp | streams | offered pkt/s | received pkt/s | loss % | p50 us | p99 us | p99.9 us | max us |"
+    );
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|---|");
+    print!("{table}");
+    for relay in &sc.relays {
+        let backends: Vec<&String> = if relay == "minimal" || relay == "rtpengine" {
+            vec![&sc.backends[0]]
+        } else {
+            sc.backends.iter().collect()
+        };
+        for be in backends {
+            for srtp in &sc.srtp {
+                let profile = match srtp.as_str() {
+                    "none" => None,
+                    s => Some(
+                        SrtpProfile::from_sdes_name(s)
+                            .ok_or_else(|| format!("unknown SRTP profile {s}"))?,
+                    ),
+                };
+                for &streams in &sc.streams {
+                    for &rate in &sc.rates {
+                        // Keep what each run needs alive for its duration.
+                        let mut _minimal = None;
+                        let mut _gw = None;
+                        let mut _rtpe = None;
+                        let target = match relay.as_str() {
+                            "minimal" => {
+                                let m = Minimal::start(sc.relay_core);
+                                let t = Target::Reflector(m.addr);
+                                _minimal = Some(m);
+                                t
+                            }
+                            "gateway" => {
+                                let (lo, hi) = free_range(2 * streams as u16 + 100);
+                                Target::Embedded(GatewayOptions {
+                                    backend: BackendChoice::Only(backend(be)?),
+                                    workers: 1,
+                                    cores: vec![sc.relay_core],
+                                    idle: IdlePolicy::BusyPoll,
+                                    ports: (lo, hi),
+                                })
+                            }
+                            "rtp-gateway" => {
+                                let (lo, hi) = free_range(2 * streams as u16 + 100);
+                                let g = Gateway::start(&GatewayConfig {
+                                    listen_ng: "127.0.0.1:0".parse().unwrap(),
+                                    port_min: lo,
+                                    port_max: hi,
+                                    cores: vec![sc.relay_core],
+                                    backend: be.clone(),
+                                    max_calls: streams + 10,
+                                    media_timeout: 0,
+                                    ..GatewayConfig::default()
+                                })?;
+                                let t = Target::Ng(g.ng_addr());
+                                _gw = Some(g);
+                                t
+                            }
+                            "rtpengine" => match rtpengine(sc.relay_core, streams) {
+                                Some(r) => {
+                                    let t = Target::Ng(r.1);
+                                    _rtpe = Some(r);
+                                    t
+                                }
+                                None => {
+                                    println!("| rtpengine | - | - | - | - | not installed (sudo bash .ci/install.sh) | | | | | |");
+                                    continue;
+                                }
+                            },
+                            other => return Err(format!("unknown relay {other:?}")),
+                        };
+                        let cfg = LoadConfig {
+                            classes: vec![StreamClass {
+                                name: "audio".into(),
+                                streams,
+                                ptime: Duration::from_nanos((streams as f64 / rate * 1e9) as u64),
+                                payload: sc.payload,
+                                pt: 0,
+                                clock_rate: 8000,
+                                talk_spurt: None,
+                            }],
+                            duration: Duration::from_secs_f64(sc.duration),
+                            srtp: profile,
+                            ssrc_base: 0x4000_0000,
+                            seq_start: 0,
+                            target,
+                            progress: false,
+                            drain: Duration::from_millis(500),
+                            busy_poll: true,
+                            load_core: Some(sc.load_core),
+                            plain_sender: false,
+                        };
+                        let _ = sc.ptime_ms;
+                        let t0 = Instant::now();
+                        let r = run(cfg)?;
+                        let dir = out.join(format!("{relay}-{be}-{srtp}-{streams}x{rate:.0}"));
+                        let rep = report::write_all(&r, &dir)?;
+                        let t = &rep.total;
+                        let row = format!(
+                            "| {relay} | {be} | {srtp} | {streams} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                            rep.send_rate,
+                            rep.receive_rate,
+                            t.loss_percent,
+                            t.latency.p50_us,
+                            t.latency.p99_us,
+                            t.latency.p999_us,
+                            t.latency.max_us
+                        );
+                        println!("{row}");
+                        let _ = writeln!(table, "{row}");
+                        let _ = t0;
+                    }
+                }
+            }
+        }
+    }
+    std::fs::write(out.join("summary.md"), &table).map_err(|e| e.to_string())?;
+    println!("results under {}", out.display());
+    Ok(())
+}
