@@ -5,5 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub mod gateway;
+pub mod interop;
 pub mod load;
 pub mod pcap;

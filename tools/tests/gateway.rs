@@ -5,7 +5,7 @@
 //! the offerer; bad input; retransmitted commands.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtp_core::srtp::sdes::CryptoAttribute;
@@ -16,15 +16,7 @@ use rtp_tools::gateway::{Gateway, GatewayConfig};
 
 // ------------------------------------------------------------------ harness
 
-fn free_range(n: u16) -> (u16, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    if p > 65535 - n - 10 {
-        (p - n - 10, p - 11)
-    } else {
-        (p + 1, p + n)
-    }
-}
+use rtp_tools::interop::{free_port_range as free_range, Rtpengine};
 
 fn ours(max_calls: usize) -> Gateway {
     let (lo, hi) = free_range(200);
@@ -39,22 +31,10 @@ fn ours(max_calls: usize) -> Gateway {
     .unwrap()
 }
 
-struct Rtpengine {
-    child: Child,
-    ng: SocketAddr,
-}
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Real rtpengine in userspace mode, or None (a skip) when it is not installed
 /// outside CI. In CI it must be there (.ci/install.sh installs it).
 fn rtpengine() -> Option<Rtpengine> {
-    if Command::new("rtpengine").arg("--version").output().is_err() {
+    if !Rtpengine::installed() {
         assert!(
             std::env::var("CI").is_err(),
             "rtpengine must be installed in CI (.ci/install.sh)"
@@ -62,40 +42,7 @@ fn rtpengine() -> Option<Rtpengine> {
         eprintln!("rtpengine not installed: skipping the comparison (sudo bash .ci/install.sh)");
         return None;
     }
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let ng = probe.local_addr().unwrap();
-    drop(probe);
-    let (lo, hi) = free_range(200);
-    let child = Command::new("rtpengine")
-        .args([
-            "--table=-1",
-            "--foreground",
-            "--interface=127.0.0.1",
-            "--no-fallback",
-            "--log-stderr",
-            "--log-level=4",
-        ])
-        .arg(format!("--listen-ng={ng}"))
-        .arg(format!("--port-min={lo}"))
-        .arg(format!("--port-max={hi}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rtpengine starts");
-    let r = Rtpengine { child, ng };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if ng_try(
-            ng,
-            &dict(&[("command", "ping")]),
-            Duration::from_millis(200),
-        )
-        .is_some()
-        {
-            return Some(r);
-        }
-    }
-    panic!("rtpengine did not answer ping");
+    Some(Rtpengine::start(None, 50).expect("rtpengine starts"))
 }
 
 fn dict(kv: &[(&str, &str)]) -> Value {
@@ -517,7 +464,7 @@ fn rtp_gateway_passes_every_scenario() {
 #[test]
 fn real_rtpengine_passes_the_same_scenarios() {
     let Some(r) = rtpengine() else { return };
-    all_scenarios(r.ng);
+    all_scenarios(r.ng());
 }
 
 #[test]
@@ -703,7 +650,7 @@ fn rtp_load_over_ng_through_both_relays() {
     let mut relays = vec![("rtp-gateway", gw.ng_addr())];
     let rtpe = rtpengine();
     if let Some(r) = &rtpe {
-        relays.push(("rtpengine", r.ng));
+        relays.push(("rtpengine", r.ng()));
     }
     for (name, addr) in relays {
         let r = run(cfg(Target::Ng(addr))).unwrap_or_else(|e| panic!("{name}: {e}"));

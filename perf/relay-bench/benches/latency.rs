@@ -15,16 +15,16 @@
 //! Run: `cargo bench -p relay-bench --bench latency` (about 2 minutes). Without
 //! `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use relay_bench::MinimalRelay;
 use rtp_control::dataplane::ports::udp_socket;
-use rtp_control::dataplane::sys::{MmsgBatch, RecvSlot, SendMsg};
+use rtp_control::dataplane::sys::{MmsgBatch, SendMsg};
 use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
 use rtp_core::srtp::SrtpProfile;
+use rtp_tools::interop::free_port_range;
 use rtp_tools::load::report::LatencySummary;
 use rtp_tools::load::{run, GatewayOptions, LoadConfig, LoadResult, StreamClass, Target};
 
@@ -91,73 +91,6 @@ fn raw_sendmmsg(dst: SocketAddr, secs: f64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// A busy-polled recvmmsg -> sendmmsg reflector (the minimal relay).
-struct NullReflector {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl NullReflector {
-    fn start() -> Self {
-        let sock = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(8 << 20)).unwrap();
-        let addr = sock.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || reflect(sock, &s));
-        NullReflector {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for NullReflector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn reflect(sock: UdpSocket, stop: &AtomicBool) {
-    core_affinity::set_for_current(core_affinity::CoreId { id: RELAY_CORE });
-    let mut bufs = vec![[0u8; 2048]; 32];
-    let mut rx = MmsgBatch::new(32);
-    let mut tx = MmsgBatch::new(32);
-    let mut got = Vec::with_capacity(32);
-    let mut msgs = Vec::with_capacity(32);
-    while !stop.load(Ordering::Relaxed) {
-        let slots: [RecvSlot; 32] = std::array::from_fn(|i| RecvSlot {
-            ptr: bufs[i].as_mut_ptr(),
-            cap: 2048,
-        });
-        got.clear();
-        let n = rx.recv(sock.as_raw_fd(), &slots, &mut got).unwrap_or(0);
-        msgs.clear();
-        for (i, r) in got.iter().enumerate().take(n) {
-            if let Some(src) = r.src {
-                tx.set_iov(msgs.len(), bufs[i].as_ptr(), r.len);
-                msgs.push(SendMsg {
-                    dst: src,
-                    first_iov: msgs.len(),
-                    iov_count: 1,
-                    segment: 0,
-                });
-            }
-        }
-        let mut done = 0;
-        while done < msgs.len() {
-            match tx.send(sock.as_raw_fd(), &msgs[done..]) {
-                Ok(k) if k > 0 => done += k,
-                _ => break,
-            }
-        }
-    }
-}
-
 fn gateway(ports: (u16, u16)) -> Target {
     Target::Embedded(GatewayOptions {
         backend: BackendChoice::Only(BackendKind::IoUring),
@@ -212,16 +145,6 @@ fn row(name: &str, pct: u32, rate: f64, r: &LoadResult) {
     );
 }
 
-fn free_ports(n: u16) -> (u16, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    if p > 65535 - n - 10 {
-        (p - n - 10, p - 11)
-    } else {
-        (p + 1, p + n)
-    }
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (secs, streams) = if full { (3.0, 1000) } else { (0.3, 50) };
@@ -252,13 +175,13 @@ fn main() {
     println!("latency through one relay ({streams} streams, plain RTP; ramp steps of 10k pkt/s):");
     println!("| relay | load | pkt/s | loss % | p50 us | p99 us | p99.9 us | max us |");
     println!("|---|---|---|---|---|---|---|---|");
-    let refl = NullReflector::start();
+    let refl = MinimalRelay::start(RELAY_CORE);
     let floor = load(
         streams.min(100),
         2000.0,
         secs,
         None,
-        Target::Reflector(refl.addr),
+        Target::Reflector(refl.addr()),
     );
     row("null reflector (tool floor)", 0, 2000.0, &floor);
     let (start, step, steps) = if full {
@@ -267,7 +190,7 @@ fn main() {
         (2_000.0, 2_000.0, 1)
     };
     let minimal = sustainable(
-        &|| Target::Reflector(refl.addr),
+        &|| Target::Reflector(refl.addr()),
         streams,
         start,
         step,
@@ -277,12 +200,12 @@ fn main() {
     let mut min_p999 = Vec::new();
     for pct in [10u32, 50, 90] {
         let rate = (minimal * f64::from(pct) / 100.0).max(100.0);
-        let r = load(streams, rate, secs, None, Target::Reflector(refl.addr));
+        let r = load(streams, rate, secs, None, Target::Reflector(refl.addr()));
         min_p999.push(LatencySummary::of(&r.latency).p999_us);
         row("minimal relay", pct, rate, &r);
     }
     drop(refl);
-    let ports = free_ports(2 * streams as u16 + 100);
+    let ports = free_port_range(2 * streams as u16 + 100);
     let gw = sustainable(&|| gateway(ports), streams, start, step, secs / 2.0, steps);
     let mut p999 = Vec::new();
     for pct in [10u32, 50, 90] {

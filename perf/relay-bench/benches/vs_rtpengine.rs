@@ -19,14 +19,12 @@
 //! Without `--bench` it does a short smoke run (and skips rtpengine if it is not
 //! installed outside CI).
 
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use rtp_core::srtp::SrtpProfile;
-use rtp_tools::gateway::bencode::Value;
-use rtp_tools::gateway::client::NgClient;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
+use rtp_tools::interop::{free_port_range, Rtpengine};
 use rtp_tools::load::report::LatencySummary;
 use rtp_tools::load::{run, LoadConfig, LoadResult, StreamClass, Target};
 
@@ -34,26 +32,16 @@ const GEN_CORE: usize = 0;
 const RELAY_CORE: usize = 1;
 const TICK: f64 = 0.01; // /proc CPU times are in 1/100 s
 
-fn free_range(n: u16) -> (u16, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    if p > 65535 - n - 10 {
-        (p - n - 10, p - 11)
-    } else {
-        (p + 1, p + n)
-    }
-}
-
 enum Relay {
     Ours(Gateway),
-    Rtpengine(Child, SocketAddr),
+    Rtpengine(Rtpengine),
 }
 
 impl Relay {
     fn ng(&self) -> SocketAddr {
         match self {
             Relay::Ours(g) => g.ng_addr(),
-            Relay::Rtpengine(_, a) => *a,
+            Relay::Rtpengine(r) => r.ng(),
         }
     }
 
@@ -68,7 +56,7 @@ impl Relay {
             (t(11) + t(12)) * TICK
         };
         match self {
-            Relay::Rtpengine(c, _) => stat(&format!("/proc/{}/stat", c.id())),
+            Relay::Rtpengine(r) => stat(&format!("/proc/{}/stat", r.pid())),
             Relay::Ours(_) => {
                 let mut total = 0.0;
                 for e in std::fs::read_dir("/proc/self/task")
@@ -92,16 +80,13 @@ impl Relay {
     fn stop(self) {
         match self {
             Relay::Ours(g) => g.shutdown(),
-            Relay::Rtpengine(mut c, _) => {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            Relay::Rtpengine(r) => drop(r),
         }
     }
 }
 
 fn ours(idle: &str, streams: usize) -> Relay {
-    let (lo, hi) = free_range(2 * streams as u16 + 200);
+    let (lo, hi) = free_port_range(2 * streams as u16 + 200);
     let g = Gateway::start(&GatewayConfig {
         listen_ng: "127.0.0.1:0".parse().unwrap(),
         port_min: lo,
@@ -118,7 +103,7 @@ fn ours(idle: &str, streams: usize) -> Relay {
 }
 
 fn rtpengine(streams: usize) -> Option<Relay> {
-    if Command::new("rtpengine").arg("--version").output().is_err() {
+    if !Rtpengine::installed() {
         assert!(
             std::env::var("CI").is_err(),
             "rtpengine must be installed in CI"
@@ -126,43 +111,9 @@ fn rtpengine(streams: usize) -> Option<Relay> {
         println!("rtpengine not installed: its column is skipped (sudo bash .ci/install.sh)");
         return None;
     }
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let ng = probe.local_addr().unwrap();
-    drop(probe);
-    let (lo, hi) = free_range(4 * streams as u16 + 200);
-    let child = Command::new("taskset")
-        .args(["-c", &RELAY_CORE.to_string(), "rtpengine"])
-        .args([
-            "--table=-1",
-            "--foreground",
-            "--interface=127.0.0.1",
-            "--no-fallback",
-        ])
-        .args([
-            "--num-threads=1",
-            "--log-level=3",
-            "--log-stderr",
-            "--delete-delay=0",
-        ])
-        .arg(format!("--listen-ng={ng}"))
-        .arg(format!("--port-min={lo}"))
-        .arg(format!("--port-max={hi}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rtpengine starts");
-    let relay = Relay::Rtpengine(child, ng);
-    let mut c = NgClient::new(ng).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut ping = Value::dict();
-    ping.set("command", Value::str("ping"));
-    while Instant::now() < deadline {
-        if c.request(&ping).is_ok() {
-            return Some(relay);
-        }
-    }
-    relay.stop();
-    panic!("rtpengine did not answer");
+    Some(Relay::Rtpengine(
+        Rtpengine::start(Some(RELAY_CORE), streams).expect("rtpengine starts"),
+    ))
 }
 
 fn load(

@@ -11,19 +11,14 @@
 //! ng; skipped with a note when not installed).
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtp_control::dataplane::ports::udp_socket;
-use rtp_control::dataplane::sys::{MmsgBatch, RecvSlot, SendMsg};
+use relay_bench::MinimalRelay;
 use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
 use rtp_core::srtp::SrtpProfile;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
+use rtp_tools::interop::{free_port_range, Rtpengine};
 use rtp_tools::load::{report, run, GatewayOptions, LoadConfig, StreamClass, Target};
 use serde::Deserialize;
 
@@ -78,115 +73,6 @@ fn default_relay_core() -> usize {
     1
 }
 
-struct Minimal {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Minimal {
-    fn start(core: usize) -> Self {
-        let sock = udp_socket("127.0.0.1:0".parse().unwrap(), false, Some(8 << 20)).unwrap();
-        let addr = sock.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            core_affinity::set_for_current(core_affinity::CoreId { id: core });
-            let mut bufs = vec![[0u8; 2048]; 32];
-            let (mut rx, mut tx) = (MmsgBatch::new(32), MmsgBatch::new(32));
-            let (mut got, mut msgs) = (Vec::with_capacity(32), Vec::with_capacity(32));
-            while !s.load(Ordering::Relaxed) {
-                let slots: [RecvSlot; 32] = std::array::from_fn(|i| RecvSlot {
-                    ptr: bufs[i].as_mut_ptr(),
-                    cap: 2048,
-                });
-                got.clear();
-                let n = rx.recv(sock.as_raw_fd(), &slots, &mut got).unwrap_or(0);
-                msgs.clear();
-                for (i, r) in got.iter().enumerate().take(n) {
-                    if let Some(src) = r.src {
-                        tx.set_iov(msgs.len(), bufs[i].as_ptr(), r.len);
-                        msgs.push(SendMsg {
-                            dst: src,
-                            first_iov: msgs.len(),
-                            iov_count: 1,
-                            segment: 0,
-                        });
-                    }
-                }
-                let _ = tx.send(sock.as_raw_fd(), &msgs);
-            }
-        });
-        Minimal {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Minimal {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Rtpengine(Child, SocketAddr);
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_range(n: u16) -> (u16, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    if p > 65535 - n - 10 {
-        (p - n - 10, p - 11)
-    } else {
-        (p + 1, p + n)
-    }
-}
-
-fn rtpengine(core: usize, streams: usize) -> Option<Rtpengine> {
-    if Command::new("rtpengine").arg("--version").output().is_err() {
-        return None;
-    }
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let ng = probe.local_addr().unwrap();
-    drop(probe);
-    let (lo, hi) = free_range(4 * streams as u16 + 200);
-    let child = Command::new("taskset")
-        .args(["-c", &core.to_string(), "rtpengine"])
-        .args([
-            "--table=-1",
-            "--foreground",
-            "--interface=127.0.0.1",
-            "--no-fallback",
-        ])
-        .args([
-            "--num-threads=1",
-            "--log-level=3",
-            "--log-stderr",
-            "--delete-delay=0",
-        ])
-        .arg(format!("--listen-ng={ng}"))
-        .arg(format!("--port-min={lo}"))
-        .arg(format!("--port-max={hi}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let r = Rtpengine(child, ng);
-    std::thread::sleep(Duration::from_millis(500));
-    Some(r)
-}
-
 fn backend(b: &str) -> Result<BackendKind, String> {
     b.parse::<BackendKind>()
 }
@@ -237,13 +123,13 @@ fn main() -> Result<(), String> {
                         let mut _rtpe = None;
                         let target = match relay.as_str() {
                             "minimal" => {
-                                let m = Minimal::start(sc.relay_core);
-                                let t = Target::Reflector(m.addr);
+                                let m = MinimalRelay::start(sc.relay_core);
+                                let t = Target::Reflector(m.addr());
                                 _minimal = Some(m);
                                 t
                             }
                             "gateway" => {
-                                let (lo, hi) = free_range(2 * streams as u16 + 100);
+                                let (lo, hi) = free_port_range(2 * streams as u16 + 100);
                                 Target::Embedded(GatewayOptions {
                                     backend: BackendChoice::Only(backend(be)?),
                                     workers: 1,
@@ -253,7 +139,7 @@ fn main() -> Result<(), String> {
                                 })
                             }
                             "rtp-gateway" => {
-                                let (lo, hi) = free_range(2 * streams as u16 + 100);
+                                let (lo, hi) = free_port_range(2 * streams as u16 + 100);
                                 let g = Gateway::start(&GatewayConfig {
                                     listen_ng: "127.0.0.1:0".parse().unwrap(),
                                     port_min: lo,
@@ -268,9 +154,12 @@ fn main() -> Result<(), String> {
                                 _gw = Some(g);
                                 t
                             }
-                            "rtpengine" => match rtpengine(sc.relay_core, streams) {
+                            "rtpengine" => match Rtpengine::installed()
+                                .then(|| Rtpengine::start(Some(sc.relay_core), streams))
+                                .transpose()?
+                            {
                                 Some(r) => {
-                                    let t = Target::Ng(r.1);
+                                    let t = Target::Ng(r.ng());
                                     _rtpe = Some(r);
                                     t
                                 }
