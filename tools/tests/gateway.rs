@@ -371,7 +371,15 @@ fn reoffer_moves_the_offerer(g: SocketAddr) {
     let to_b = offer(g, &call, &sdp(port(&a), "RTP/AVP", &[]), &[]);
     let to_a = answer(g, &call, &sdp(port(&b), "RTP/AVP", &[]));
     media(&a, addr(&to_a), None, &b, None, 0xA, 5);
-    // The offerer moves to another port (e.g. after a hold/unhold re-INVITE).
+    // Hold (c=0.0.0.0, sendonly) and its answer: the call stays.
+    let hold = sdp(port(&a), "RTP/AVP", &[]).replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0");
+    offer(g, &call, &hold.replace("a=sendrecv", "a=sendonly"), &[]);
+    answer(
+        g,
+        &call,
+        &sdp(port(&b), "RTP/AVP", &[]).replace("a=sendrecv", "a=recvonly"),
+    );
+    // The offerer comes back from hold on another port.
     let to_b2 = offer(g, &call, &sdp(port(&a2), "RTP/AVP", &[]), &[]);
     // (rtp-gateway keeps B's relay port; rtpengine may move it: B follows the
     // re-offer's SDP either way.)
