@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use crate::gateway::bencode::Value;
 use crate::gateway::client::NgClient;
 
-/// `n` consecutive ports next to one the kernel just handed out (other programs
-/// on a shared machine hold many ports; allocators skip the ones in use).
+/// `n` (at most 30,000) consecutive ports next to one the kernel just handed out
+/// (other programs on a shared machine hold many ports; allocators skip the ones
+/// in use).
 pub fn free_port_range(n: u16) -> (u16, u16) {
+    let n = n.min(30_000);
     let s = UdpSocket::bind("127.0.0.1:0").expect("loopback bind");
     let p = s.local_addr().expect("bound").port();
     if p > 65535 - n - 10 {

@@ -86,7 +86,8 @@ impl Relay {
 }
 
 fn ours(idle: &str, streams: usize) -> Relay {
-    let (lo, hi) = free_port_range(2 * streams as u16 + 200);
+    // Four ports per call: an RTP/RTCP pair on each side.
+    let (lo, hi) = free_port_range(4 * streams as u16 + 200);
     let g = Gateway::start(&GatewayConfig {
         listen_ng: "127.0.0.1:0".parse().unwrap(),
         port_min: lo,

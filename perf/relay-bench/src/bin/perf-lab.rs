@@ -139,7 +139,7 @@ fn main() -> Result<(), String> {
                                 })
                             }
                             "rtp-gateway" => {
-                                let (lo, hi) = free_port_range(2 * streams as u16 + 100);
+                                let (lo, hi) = free_port_range(4 * streams as u16 + 200);
                                 let g = Gateway::start(&GatewayConfig {
                                     listen_ng: "127.0.0.1:0".parse().unwrap(),
                                     port_min: lo,
