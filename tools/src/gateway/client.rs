@@ -17,7 +17,7 @@ pub struct NgClient {
     sock: UdpSocket,
     server: SocketAddr,
     next: u64,
-    tag: u32,
+    tag: u64,
 }
 
 impl NgClient {
@@ -32,7 +32,9 @@ impl NgClient {
         .expect("literal");
         let sock = UdpSocket::bind(bind)?;
         sock.set_read_timeout(Some(Duration::from_millis(1000)))?;
-        let tag = std::process::id() ^ (sock.local_addr()?.port() as u32) << 16;
+        // Cookies must never repeat while a server may still cache a reply to
+        // an earlier one (30 s for rtpengine and rtp-gateway): a random tag.
+        let tag = rand::random::<u64>();
         Ok(NgClient {
             sock,
             server,
