@@ -673,3 +673,50 @@ fn rtp_load_over_ng_through_both_relays() {
     assert_eq!(gw.ng().call_count(), 0);
     gw.shutdown();
 }
+
+#[test]
+fn ng_over_tcp_answers_back_to_back_messages() {
+    use std::io::{Read, Write};
+    let (lo, hi) = free_range(20);
+    let gw = Gateway::start(&GatewayConfig {
+        listen_ng: "127.0.0.1:0".parse().unwrap(),
+        listen_tcp_ng: Some("127.0.0.1:0".parse().unwrap()),
+        port_min: lo,
+        port_max: hi,
+        backend: "mmsg".into(),
+        ..GatewayConfig::default()
+    })
+    .unwrap();
+    let mut s = std::net::TcpStream::connect(gw.tcp_addr().unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    // Two messages in one write, the second split across writes.
+    s.write_all(b"t1 d7:command4:pingee2 d7:comm").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"and4:liste").unwrap();
+    let want_a = b"t1 d6:result4:ponge".to_vec();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while got.len() < want_a.len() + 20 && Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        got.starts_with(&want_a),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let rest = &got[want_a.len()..];
+    assert!(
+        rest.starts_with(b"e2 "),
+        "{}",
+        String::from_utf8_lossy(rest)
+    );
+    let list = Value::decode(&rest[3..]).unwrap();
+    assert_eq!(list.get_str("result"), Some("ok"));
+    drop(s);
+    gw.shutdown();
+}
