@@ -28,14 +28,7 @@ fn plain_forwarding_both_ways_every_backend_v4_and_v6() {
             let (leg0, addr0, _) = per_session_leg(ip, false);
             let (mut leg1, addr1, _) = per_session_leg(ip, false);
             leg1.remote = Some(b.local_addr().unwrap());
-            add_session(
-                h,
-                SessionSpec {
-                    id: 1,
-                    legs: [leg0, leg1],
-                    rtcp_to_control: false,
-                },
-            );
+            add_session(h, pair(1, leg0, leg1));
             let got = flow(&a, addr0, None, &b, None, 0x1111, 100, 200);
             assert_intact(&got, 0x1111, 100, 200);
             // The reply goes to the address leg 0 latched.
@@ -68,14 +61,7 @@ fn transform_case(backend: BackendKind, p0: Option<SrtpProfile>, p1: Option<Srtp
     leg0.srtp = p0.map(|p| leg_srtp(p, 1, 2));
     leg1.srtp = p1.map(|p| leg_srtp(p, 3, 4));
     leg1.remote = Some(b.local_addr().unwrap());
-    add_session(
-        h,
-        SessionSpec {
-            id: 9,
-            legs: [leg0, leg1],
-            rtcp_to_control: false,
-        },
-    );
+    add_session(h, pair(9, leg0, leg1));
     // A encrypts with leg 0's inbound key; B decrypts with leg 1's outbound key.
     let mut a_tx = p0.map(|p| ctx(p, 1));
     let mut b_rx = p1.map(|p| ctx(p, 4));
@@ -272,14 +258,7 @@ fn shared_port_steering_puts_a_flow_on_the_predicted_worker() {
             leg0.latch = LatchMode::Fixed;
             let (mut leg1, _, _) = per_session_leg(V4, false);
             leg1.remote = Some(b.local_addr().unwrap());
-            add_session(
-                h,
-                SessionSpec {
-                    id: 100 + round,
-                    legs: [leg0, leg1],
-                    rtcp_to_control: false,
-                },
-            );
+            add_session(h, pair(100 + round, leg0, leg1));
             let got = flow(&a, shared, None, &b, None, 0x5000 + round as u32, 0, 50);
             assert_intact(&got, 0x5000 + round as u32, 0, 50);
         }
@@ -299,14 +278,7 @@ fn bad_traffic_is_counted_and_harms_no_legitimate_stream() {
         let (mut leg1, addr1, _) = per_session_leg(V4, false);
         leg0.srtp = Some(leg_srtp(CM, 1, 2));
         leg1.remote = Some(b.local_addr().unwrap());
-        add_session(
-            h,
-            SessionSpec {
-                id: 42,
-                legs: [leg0, leg1],
-                rtcp_to_control: false,
-            },
-        );
+        add_session(h, pair(42, leg0, leg1));
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut a_tx = ctx(CM, 1);
         let mut wrong = ctx(CM, 99);
@@ -396,14 +368,7 @@ fn srtp_leg_relatches_on_authenticated_packets_and_plain_leg_after_silence() {
         leg1.latch = LatchMode::Learn {
             relatch_after: Duration::from_millis(200),
         };
-        add_session(
-            h,
-            SessionSpec {
-                id: 8,
-                legs: [leg0, leg1],
-                rtcp_to_control: false,
-            },
-        );
+        add_session(h, pair(8, leg0, leg1));
         let mut a_tx = ctx(CM, 1);
         let mut a_rx = ctx(CM, 2);
         // B latches leg 1 (A not known yet: dropped as no_remote), A latches leg 0.
@@ -453,14 +418,7 @@ fn rewriting_ssrc_sequence_and_payload_type() {
         seq_offset: 1000,
         pt_map: vec![(0, 8)],
     };
-    add_session(
-        h,
-        SessionSpec {
-            id: 2,
-            legs: [leg0, leg1],
-            rtcp_to_control: false,
-        },
-    );
+    add_session(h, pair(2, leg0, leg1));
     let got = flow(&a, addr0, None, &b, None, 0x1, 65_000, 20);
     assert_eq!(got.len(), 20);
     for (i, p) in got.iter().enumerate() {
@@ -486,14 +444,7 @@ fn stun_and_dtls_go_to_the_control_plane_and_it_can_answer_on_the_leg() {
         let a = peer(V4);
         let (leg0, addr0, _) = per_session_leg(V4, false);
         let (leg1, _, _) = per_session_leg(V4, false);
-        add_session(
-            h,
-            SessionSpec {
-                id: 4,
-                legs: [leg0, leg1],
-                rtcp_to_control: false,
-            },
-        );
+        add_session(h, pair(4, leg0, leg1));
         let hello = [22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         a.send_to(&hello, addr0).unwrap();
         let e = wait_event(h, "DTLS datagram", |e| matches!(e, Event::Datagram { .. }));
@@ -527,14 +478,7 @@ fn bad_commands_get_errors_and_other_sessions_keep_flowing() {
     let (leg0, addr0, _) = per_session_leg(V4, false);
     let (mut leg1, _, _) = per_session_leg(V4, false);
     leg1.remote = Some(b.local_addr().unwrap());
-    add_session(
-        h,
-        SessionSpec {
-            id: 1,
-            legs: [leg0, leg1],
-            rtcp_to_control: false,
-        },
-    );
+    add_session(h, pair(1, leg0, leg1));
     // Duplicate id, unknown shared index, removal of an unknown session.
     let (dup0, _, _) = per_session_leg(V4, false);
     let (dup1, _, _) = per_session_leg(V4, false);
@@ -595,14 +539,7 @@ fn graceful_shutdown_relays_everything_already_received() {
         let (mut leg1, _, _) = per_session_leg(V4, false);
         leg1.remote = Some(b.local_addr().unwrap());
         leg1.latch = LatchMode::Fixed;
-        add_session(
-            h,
-            SessionSpec {
-                id: 1,
-                legs: [leg0, leg1],
-                rtcp_to_control: false,
-            },
-        );
+        add_session(h, pair(1, leg0, leg1));
         for seq in 0..400u16 {
             a.send_to(&rtp(0x51, seq, 160), addr0).unwrap();
         }
@@ -670,14 +607,7 @@ fn bundled_streams_from_one_address_are_told_apart_by_ssrc() {
             leg0.remote = Some(a.local_addr().unwrap());
             let (mut leg1, _, _) = per_session_leg(V4, false);
             leg1.remote = Some(sink.local_addr().unwrap());
-            add_session(
-                h,
-                SessionSpec {
-                    id: 20 + i as u64,
-                    legs: [leg0, leg1],
-                    rtcp_to_control: false,
-                },
-            );
+            add_session(h, pair(20 + i as u64, leg0, leg1));
         }
         for round in 0..3u16 {
             for (i, sink) in sinks.iter().enumerate() {

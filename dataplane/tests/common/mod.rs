@@ -54,6 +54,15 @@ pub fn add_session(h: &WorkerHandle, spec: rtp_dataplane::SessionSpec) {
     }
 }
 
+/// A session of two legs without RTCP copies to the control plane.
+pub fn pair(id: u64, a: LegSpec, b: LegSpec) -> rtp_dataplane::SessionSpec {
+    rtp_dataplane::SessionSpec {
+        id,
+        legs: [a, b],
+        rtcp_to_control: false,
+    }
+}
+
 pub fn snapshot(h: &WorkerHandle, id: u64) -> SessionSnapshot {
     static TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let token = TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
