@@ -662,8 +662,8 @@ fn rtp_load_over_ng_through_both_relays() {
     }
     for (name, addr) in relays {
         let r = run(cfg(Target::Ng(addr))).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
-        let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
+        let sent = r.sent();
+        let lost = r.lost();
         assert_eq!(sent, 1000, "{name}");
         assert_eq!(lost, 0, "{name}");
         assert_eq!(r.rx_rejected, 0, "{name}: every packet authenticated");

@@ -96,7 +96,7 @@ fn impairments_of_a_reflector_are_accounted_exactly() {
     .unwrap();
     let st = refl.stop().unwrap();
     let reordered: u64 = r.streams.iter().map(|s| s.reordered).sum();
-    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
+    let lost = r.lost();
     assert!(st.reordered >= 25);
     assert_eq!(
         reordered, st.reordered,
@@ -127,7 +127,7 @@ fn talk_spurts_and_classes_are_paced_to_the_exact_count() {
     // Talking 3/5 of the time: about 120 of 200 slots.
     let t = sent(5..9);
     assert!((100..=140).contains(&t), "talk-spurt packets {t}");
-    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
+    let lost = r.lost();
     assert_eq!(lost, 0);
     assert_eq!(r.class_latency.len(), 3);
     assert_eq!(r.class_latency[1].len(), 50);
@@ -155,8 +155,8 @@ fn embedded_gateway_relays_srtp_without_loss_and_writes_the_report() {
         ..GatewayOptions::default()
     });
     let r = run(cfg).unwrap();
-    let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
-    let received: u64 = r.streams.iter().map(|s| s.received).sum();
+    let sent = r.sent();
+    let received = r.received();
     assert_eq!(sent, 2500);
     assert_eq!(received, sent, "no loss through the gateway at 2,500 pkt/s");
     let g = r.gateway.unwrap();

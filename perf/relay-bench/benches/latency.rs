@@ -101,16 +101,6 @@ fn gateway(ports: (u16, u16)) -> Target {
     })
 }
 
-fn loss(r: &LoadResult) -> f64 {
-    let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
-    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
-    if sent == 0 {
-        1.0
-    } else {
-        lost as f64 / sent as f64
-    }
-}
-
 /// Highest rate of a ramp (start, +step, ...) with loss < 0.1%.
 fn sustainable(
     mk: &dyn Fn() -> Target,
@@ -126,7 +116,7 @@ fn sustainable(
         let r = load(streams, rate, secs, None, mk());
         // Overload shows as a standing queue before it shows as loss (the
         // sockets buffer seconds of packets): p99 above 10 ms counts as overload.
-        if loss(&r) >= 0.001 || LatencySummary::of(&r.latency).p99_us > 10_000.0 {
+        if r.loss_ratio() >= 0.001 || LatencySummary::of(&r.latency).p99_us > 10_000.0 {
             break;
         }
         best = rate;
@@ -139,7 +129,7 @@ fn row(name: &str, pct: u32, rate: f64, r: &LoadResult) {
     let l = LatencySummary::of(&r.latency);
     println!(
         "| {name} | {pct}% | {rate:.0} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} |",
-        100.0 * loss(r),
+        100.0 * r.loss_ratio(),
         l.p50_us,
         l.p99_us,
         l.p999_us,
@@ -164,7 +154,7 @@ fn main() {
     for srtp in [None, Some(SrtpProfile::AesCm128HmacSha1_80)] {
         // An offered rate far above what one thread can send; nobody answers.
         let r = load(streams, 5e6, secs, srtp, Target::Reflector(sink_addr));
-        let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
+        let sent = r.sent();
         let rate = sent as f64 / r.elapsed.as_secs_f64();
         let name = srtp.map(|p| p.sdes_name()).unwrap_or("plain RTP");
         println!("| rtp-load, {name} | {rate:.0} | {:.2} |", rate / ceiling);

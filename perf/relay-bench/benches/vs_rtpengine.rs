@@ -154,20 +154,6 @@ fn load(
     (r, cpu)
 }
 
-fn loss(r: &LoadResult) -> f64 {
-    let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
-    let lost: u64 = r.streams.iter().map(|s| s.lost()).sum();
-    if sent == 0 {
-        1.0
-    } else {
-        lost as f64 / sent as f64
-    }
-}
-
-fn received(r: &LoadResult) -> u64 {
-    r.streams.iter().map(|s| s.received).sum()
-}
-
 /// A rate ramp: start, step, number of steps, seconds per step.
 #[derive(Clone, Copy)]
 struct Ramp {
@@ -191,12 +177,12 @@ fn ramp(relay: &Relay, streams: usize, ramp: Ramp, srtp: bool, p99_us: Option<f6
     let mut rate = start;
     for _ in 0..steps {
         let (r, _) = load(relay, streams, rate, secs, srtp);
-        let sent: u64 = r.streams.iter().map(|s| s.sent).sum();
+        let sent = r.sent();
         let achieved = sent as f64 / r.elapsed.as_secs_f64().max(1e-9);
         let p99 = LatencySummary::of(&r.latency).p99_us;
         // Overload shows as a standing queue before it shows as loss (the
         // sockets buffer seconds of packets): p99 above 10 ms counts as overload.
-        if loss(&r) >= 0.001 || p99 > p99_us.unwrap_or(10_000.0) {
+        if r.loss_ratio() >= 0.001 || p99 > p99_us.unwrap_or(10_000.0) {
             return (best, false);
         }
         best = achieved;
@@ -247,7 +233,7 @@ fn main() {
         let (_, setup) = load(&relay, streams, 1000.0, 0.01, false);
         for &rate in fixed {
             let (r, c) = load(&relay, streams, rate, secs * 2.0, false);
-            let per = (c - setup).max(0.0) / received(&r).max(1) as f64;
+            let per = (c - setup).max(0.0) / r.received().max(1) as f64;
             cpu.push((rate, per * 1e6));
         }
         let (ms_rate, _) = ramp(

@@ -157,6 +157,36 @@ fn rtcp_addr(sdp: &Sdp, i: usize) -> Option<SocketAddr> {
     ))
 }
 
+/// Rewrites one media section for the side that receives it: our advertised
+/// port on its leg (0 stays 0), its protocol and SDES keys, `a=rtcp` with our RTCP
+/// port when `rtcp_line` and the leg has one, `a=rtcp-mux` when `mux`; ICE
+/// attributes are removed (this relay does not do ICE).
+fn rewrite_media(
+    om: &mut super::sdp::Media,
+    port: u16,
+    leg: rtp_control::LegInfo,
+    proto: &str,
+    keys: &[CryptoAttribute],
+    mux: bool,
+    rtcp_line: bool,
+) {
+    om.port = if port == 0 { 0 } else { leg.advertised.port() };
+    om.proto = proto.to_string();
+    om.remove("crypto");
+    for c in keys {
+        om.lines.push(c.to_string());
+    }
+    om.remove("rtcp");
+    om.remove("rtcp-mux");
+    if let Some(r) = leg.local_rtcp.filter(|_| rtcp_line) {
+        om.add("rtcp", Some(&r.port().to_string()));
+    }
+    if mux {
+        om.add("rtcp-mux", None);
+    }
+    om.remove_ice();
+}
+
 /// Flags of an offer or answer.
 struct Flags {
     transport: Option<String>,
@@ -375,18 +405,7 @@ impl NgServer {
                         None
                     }
                 };
-                self.engine
-                    .update_leg(
-                        nm.call.id,
-                        side,
-                        LegUpdate {
-                            remote: Some(remote),
-                            remote_rtcp: Some(remote_rtcp),
-                            srtp: Some(srtp),
-                            ..LegUpdate::default()
-                        },
-                    )
-                    .map_err(|e| e.to_string())?;
+                self.update_side(nm.call.id, side, remote, remote_rtcp, srtp, m.rtcp_mux())?;
             } else {
                 // New media: one engine call.
                 let suite = their
@@ -461,36 +480,51 @@ impl NgServer {
                     remote: rem,
                 });
             }
-            // The SDP for the other side: our address and port on its leg.
+            // The SDP for the other side: our address and port on its leg; its
+            // RTCP on a separate port (a=rtcp), rtcp-mux offered when asked.
             let nm = &call.media[i];
-            let leg = nm.call.legs[1 - side];
-            let om = &mut out.media[i];
-            om.port = if m.port == 0 {
-                0
-            } else {
-                leg.advertised.port()
-            };
-            om.proto = nm.proto[1 - side].clone();
-            om.remove("crypto");
-            for c in &nm.offered[1 - side] {
-                om.lines.push(c.to_string());
-            }
-            om.remove("rtcp");
             let offer_mux =
                 !flags.mux_demux && (flags.mux_offer || flags.mux_require || m.rtcp_mux());
-            om.remove("rtcp-mux");
-            if let Some(r) = leg.local_rtcp {
-                om.add("rtcp", Some(&r.port().to_string()));
-            }
-            if offer_mux {
-                om.add("rtcp-mux", None);
-            }
-            om.remove_ice();
+            rewrite_media(
+                &mut out.media[i],
+                m.port,
+                nm.call.legs[1 - side],
+                &nm.proto[1 - side],
+                &nm.offered[1 - side],
+                offer_mux,
+                true,
+            );
         }
         self.finish_sdp(&mut out, &flags);
         let mut r = ok();
         r.set("sdp", Value::Bytes(out.render().into_bytes()));
         Ok(r)
+    }
+
+    /// Applies what one side's SDP says (address, RTCP address, keys, rtcp-mux)
+    /// to its leg of an engine call.
+    fn update_side(
+        &self,
+        call: CallId,
+        side: usize,
+        remote: Option<SocketAddr>,
+        remote_rtcp: Option<SocketAddr>,
+        srtp: Option<LegSrtp>,
+        rtcp_mux: bool,
+    ) -> Result<(), String> {
+        self.engine
+            .update_leg(
+                call,
+                side,
+                LegUpdate {
+                    remote: Some(remote),
+                    remote_rtcp: Some(remote_rtcp),
+                    srtp: Some(srtp),
+                    rtcp_mux: Some(rtcp_mux),
+                    ..LegUpdate::default()
+                },
+            )
+            .map_err(|e| e.to_string())
     }
 
     fn finish_sdp(&self, out: &mut Sdp, flags: &Flags) {
@@ -559,41 +593,19 @@ impl NgServer {
                 nm.ours[side] = Some(ours);
                 Some(s)
             };
-            self.engine
-                .update_leg(
-                    nm.call.id,
-                    side,
-                    LegUpdate {
-                        remote: Some(remote),
-                        remote_rtcp: Some(remote_rtcp),
-                        srtp: Some(srtp),
-                        rtcp_mux: Some(m.rtcp_mux()),
-                        ..LegUpdate::default()
-                    },
-                )
-                .map_err(|e| e.to_string())?;
-            // The SDP for the offerer: our address and port on its leg.
+            self.update_side(nm.call.id, side, remote, remote_rtcp, srtp, m.rtcp_mux())?;
+            // The SDP for the offerer: our address and port on its leg; rtcp-mux
+            // when it offered it, else its RTCP port.
             let offerer = 1 - side;
-            let leg = nm.call.legs[offerer];
-            let om = &mut out.media[i];
-            om.port = if m.port == 0 {
-                0
-            } else {
-                leg.advertised.port()
-            };
-            om.proto = nm.proto[offerer].clone();
-            om.remove("crypto");
-            if let Some(c) = &nm.ours[offerer] {
-                om.lines.push(c.to_string());
-            }
-            om.remove("rtcp");
-            om.remove("rtcp-mux");
-            if nm.mux[offerer] {
-                om.add("rtcp-mux", None);
-            } else if let Some(r) = leg.local_rtcp {
-                om.add("rtcp", Some(&r.port().to_string()));
-            }
-            om.remove_ice();
+            rewrite_media(
+                &mut out.media[i],
+                m.port,
+                nm.call.legs[offerer],
+                &nm.proto[offerer],
+                nm.ours[offerer].as_slice(),
+                nm.mux[offerer],
+                !nm.mux[offerer],
+            );
         }
         self.finish_sdp(&mut out, &flags);
         let mut r = ok();

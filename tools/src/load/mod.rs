@@ -212,6 +212,31 @@ pub struct GatewaySummary {
     pub calls: usize,
 }
 
+impl LoadResult {
+    /// Packets sent, all streams.
+    pub fn sent(&self) -> u64 {
+        self.streams.iter().map(|s| s.sent).sum()
+    }
+
+    /// Distinct packets received, all streams.
+    pub fn received(&self) -> u64 {
+        self.streams.iter().map(|s| s.received).sum()
+    }
+
+    /// Packets lost, all streams.
+    pub fn lost(&self) -> u64 {
+        self.streams.iter().map(StreamResult::lost).sum()
+    }
+
+    /// Lost / sent (1 when nothing was sent).
+    pub fn loss_ratio(&self) -> f64 {
+        match self.sent() {
+            0 => 1.0,
+            n => self.lost() as f64 / n as f64,
+        }
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
