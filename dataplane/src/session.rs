@@ -105,6 +105,10 @@ pub struct LegSpec {
     pub latch: LatchMode,
     /// SRTP keys, or `None` for plain RTP (also used to pass SRTP through opaquely).
     pub srtp: Option<LegSrtp>,
+    /// The leg is secure but its keys come later (DTLS-SRTP): until `srtp` is set by
+    /// an update, media received or to be sent on it is dropped
+    /// ([`DropReason::NoKeys`]), never relayed in the clear.
+    pub keys_pending: bool,
     /// Rewriting of packets sent on this leg.
     pub rewrite: Rewrite,
     /// RTP clock rate of the media received on this leg (for jitter).
@@ -121,6 +125,7 @@ impl LegSpec {
             rtcp_mux: true,
             latch: LatchMode::default(),
             srtp: None,
+            keys_pending: false,
             rewrite: Rewrite::default(),
             clock_rate: 8000,
         }
@@ -147,8 +152,11 @@ pub struct LegUpdate {
     pub remote_rtcp: Option<Option<SocketAddr>>,
     /// New latch mode.
     pub latch: Option<LatchMode>,
-    /// New SRTP keys (`Some(None)` turns SRTP off).
+    /// New SRTP keys (`Some(None)` turns SRTP off). Installing keys ends
+    /// [`LegSpec::keys_pending`].
     pub srtp: Option<Option<LegSrtp>>,
+    /// Marks the leg as waiting for keys again (a DTLS re-handshake) or not.
+    pub keys_pending: Option<bool>,
     /// New rewrite rules.
     pub rewrite: Option<Rewrite>,
     /// Whether RTCP to the remote goes on the RTP address (an answer accepted
@@ -178,11 +186,14 @@ pub enum DropReason {
     SendError,
     /// Protecting for the other leg failed (no tailroom, index exhausted).
     Protect,
+    /// The leg is secure but its keys are not installed yet (DTLS-SRTP before the
+    /// handshake completed): nothing is relayed in the clear.
+    NoKeys,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Auth,
         DropReason::Replay,
         DropReason::Malformed,
@@ -192,6 +203,7 @@ impl DropReason {
         DropReason::RingFull,
         DropReason::SendError,
         DropReason::Protect,
+        DropReason::NoKeys,
     ];
 
     /// Metric label.
@@ -206,6 +218,7 @@ impl DropReason {
             DropReason::RingFull => "ring_full",
             DropReason::SendError => "send_error",
             DropReason::Protect => "protect",
+            DropReason::NoKeys => "no_keys",
         }
     }
 
@@ -235,7 +248,7 @@ pub struct LegCounters {
     pub tx_bytes: u64,
     /// Drops of packets received on this leg (or, for `SendError`, `NoRemote`,
     /// `Protect`, of packets to be sent on it), by [`DropReason`].
-    pub drops: [u64; 9],
+    pub drops: [u64; DropReason::ALL.len()],
 }
 
 impl LegCounters {
@@ -325,6 +338,7 @@ pub(crate) struct Leg {
     pub last_rx_ns: u64,
     pub srtp_in: Option<Box<SrtpContext>>,
     pub srtp_out: Option<Box<SrtpContext>>,
+    pub keys_pending: bool,
     pub rewrite: Rewrite,
     pub clock_rate: u32,
     pub counters: LegCounters,
@@ -337,6 +351,7 @@ impl Leg {
             Some(s) => {
                 self.srtp_in = Some(Box::new(SrtpContext::new(s.inbound.clone())?));
                 self.srtp_out = Some(Box::new(SrtpContext::new(s.outbound.clone())?));
+                self.keys_pending = false;
             }
             None => {
                 self.srtp_in = None;

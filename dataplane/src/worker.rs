@@ -96,7 +96,7 @@ pub struct WorkerCounters {
     /// Backend counters.
     pub io: BackendCounters,
     /// Drops of all legs (current and removed sessions) by [`DropReason`].
-    pub drops: [u64; 9],
+    pub drops: [u64; DropReason::ALL.len()],
 }
 
 /// How a worker is set up (from the dataplane configuration).
@@ -161,7 +161,7 @@ pub(crate) struct Worker {
     failed: Vec<TxFailure>,
     counters: WorkerCounters,
     /// Drops of removed sessions' legs.
-    removed_drops: [u64; 9],
+    removed_drops: [u64; DropReason::ALL.len()],
     epoch: Instant,
     now_ns: u64,
     events_pushed: bool,
@@ -221,7 +221,7 @@ impl Worker {
             tx: Vec::with_capacity(setup.batch.max(1) + COMMANDS_PER_TURN),
             failed: Vec::with_capacity(setup.batch.max(1)),
             counters,
-            removed_drops: [0; 9],
+            removed_drops: [0; DropReason::ALL.len()],
             epoch: Instant::now(),
             now_ns: 0,
             events_pushed: false,
@@ -603,6 +603,7 @@ impl Worker {
             last_rx_ns: 0,
             srtp_in: None,
             srtp_out: None,
+            keys_pending: spec.keys_pending,
             rewrite: spec.rewrite,
             clock_rate: spec.clock_rate.max(1),
             counters: Default::default(),
@@ -658,6 +659,9 @@ impl Worker {
             .as_mut()
             .ok_or("session slot empty")?;
         let l = &mut s.legs[leg];
+        if let Some(p) = u.keys_pending {
+            l.keys_pending = p;
+        }
         if let Some(srtp) = &u.srtp {
             l.set_srtp(srtp.as_ref())
                 .map_err(|e| format!("bad SRTP keys: {e}"))?;
@@ -760,6 +764,10 @@ impl Worker {
             .as_mut()
             .ok_or("session slot empty")?;
         let l = &mut s.legs[leg];
+        if protect && l.keys_pending {
+            l.counters.drop(DropReason::NoKeys);
+            return Err("leg is waiting for its keys".into());
+        }
         let (sock, dst) = if rtcp {
             l.rtcp_target().ok_or("leg has no RTCP destination yet")?
         } else {
@@ -964,6 +972,12 @@ impl Worker {
             }
         }
 
+        if inl.keys_pending {
+            inl.counters.drop(DropReason::NoKeys);
+            self.pool.free(p.frame);
+            return;
+        }
+
         // Authenticate and decrypt in place, or check the plain packet.
         let pkt = &mut frame[start..start + len];
         let checked = match inl.srtp_in.as_mut() {
@@ -1050,6 +1064,10 @@ impl Worker {
             outl.remote.map(|r| (outl.rtp_sock, r))
         };
         let forwarded = match target {
+            _ if outl.keys_pending => {
+                outl.counters.drop(DropReason::NoKeys);
+                false
+            }
             None => {
                 outl.counters.drop(DropReason::NoRemote);
                 false

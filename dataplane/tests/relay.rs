@@ -10,7 +10,7 @@ use common::*;
 use rtp_core::srtp::SrtpProfile;
 use rtp_dataplane::{
     BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, LatchMode, LegSpec,
-    LocalBinding, Rewrite, SessionSpec,
+    LegUpdate, LocalBinding, Rewrite, SessionSpec,
 };
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -616,6 +616,56 @@ fn bundled_streams_from_one_address_are_told_apart_by_ssrc() {
                 assert_intact(&got, ssrc, round * 10, 10);
             }
         }
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn a_leg_waiting_for_dtls_keys_relays_nothing_in_the_clear_until_keys_arrive() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, b) = (peer(V4), peer(V4));
+        // Leg 0 is plain; leg 1 is secure but its keys come later (DTLS-SRTP).
+        let (mut leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg0.remote = Some(a.local_addr().unwrap());
+        leg1.remote = Some(b.local_addr().unwrap());
+        leg1.keys_pending = true;
+        add_session(h, pair(21, leg0, leg1));
+        // Plain media towards the pending leg is not sent in the clear ...
+        assert!(flow(&a, addr0, None, &b, None, 0xA, 1, 16).is_empty());
+        // ... and what arrives on it is not relayed.
+        assert!(flow(&b, addr1, None, &a, None, 0xB, 1, 16).is_empty());
+        let s = snapshot(h, 21);
+        assert_eq!(s.legs[1].counters.dropped(DropReason::NoKeys), 32);
+        // Locally generated RTCP that asks for protection is refused too.
+        h.send(Command::SendOnLeg {
+            session: 21,
+            leg: 1,
+            data: rr(0x77),
+            rtcp: true,
+            protect: true,
+            to: None,
+        })
+        .unwrap();
+        wait_event(h, "refusal", |e| matches!(e, Event::Error { .. }));
+        // The handshake completes: keys installed, media flows, encrypted.
+        h.send(Command::UpdateLeg {
+            session: 21,
+            leg: 1,
+            update: Box::new(LegUpdate {
+                srtp: Some(Some(leg_srtp(CM, 5, 6))),
+                ..LegUpdate::default()
+            }),
+        })
+        .unwrap();
+        let mut b_rx = ctx(CM, 6);
+        let got = flow(&a, addr0, None, &b, Some(&mut b_rx), 0xA, 100, 30);
+        assert_intact(&got, 0xA, 100, 30);
+        let mut b_tx = ctx(CM, 5);
+        let back = flow(&b, addr1, Some(&mut b_tx), &a, None, 0xB, 100, 30);
+        assert_intact(&back, 0xB, 100, 30);
         dp.shutdown();
     }
 }
