@@ -9,12 +9,17 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rtp_core::demux::PacketKind;
+use rtp_core::srtp::SrtpProfile;
 use rtp_dataplane::ports::PortAllocator;
 use rtp_dataplane::{
     BackendChoice, BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy,
     LatchMode, LegSnapshot, LegSpec, LegSrtp, LegUpdate, LocalBinding, Rewrite, SessionSnapshot,
     SessionSpec, WorkerCounters,
 };
+
+use crate::dtls::{Certificate, CipherSuite, DtlsConfig, Fingerprint};
+use crate::dtls_legs::{DtlsCounters, DtlsLegParams, DtlsLegs, Outcome};
 
 /// A call, as the engine names it.
 pub type CallId = u64;
@@ -44,6 +49,11 @@ pub struct EngineConfig {
     pub check_interval: Duration,
     /// SO_RCVBUF/SO_SNDBUF of media sockets.
     pub socket_buffer: Option<usize>,
+    /// DTLS settings of DTLS-SRTP legs (MTU, timeouts, suites, SRTP profiles).
+    pub dtls: DtlsConfig,
+    /// Certificate and private key (PEM) of DTLS-SRTP legs; `None` generates a
+    /// self-signed ECDSA P-256 certificate at start.
+    pub dtls_certificate: Option<(String, String)>,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +69,8 @@ impl Default for EngineConfig {
             srtp_failure_threshold: 100,
             check_interval: Duration::from_secs(1),
             socket_buffer: Some(1 << 20),
+            dtls: DtlsConfig::default(),
+            dtls_certificate: None,
         }
     }
 }
@@ -87,9 +99,32 @@ impl EngineConfig {
                 ));
             }
         }
+        if self.dtls.mtu < 256 {
+            return bad(format!(
+                "dtls.mtu {} is too small: at least 256 bytes",
+                self.dtls.mtu
+            ));
+        }
+        if self.dtls.initial_timeout.is_zero() || self.dtls.handshake_timeout.is_zero() {
+            return bad("dtls timeouts must be above zero".into());
+        }
+        if self.dtls.srtp_profiles.is_empty() || self.dtls.cipher_suites.is_empty() {
+            return bad("dtls needs at least one SRTP profile and one cipher suite".into());
+        }
         self.dataplane
             .validate()
             .map_err(|e| EngineError::Config(format!("dataplane: {e}")))
+    }
+
+    /// The DTLS certificate: loaded from the configured PEM or generated.
+    fn certificate(&self) -> Result<Certificate, EngineError> {
+        match &self.dtls_certificate {
+            Some((cert, key)) => Certificate::from_pem(cert, key).map_err(|e| {
+                EngineError::Config(format!("dtls_certificate: cannot load the PEM: {e}"))
+            }),
+            None => Certificate::generate()
+                .map_err(|e| EngineError::Config(format!("cannot generate a certificate: {e}"))),
+        }
     }
 }
 
@@ -167,6 +202,18 @@ impl EngineBuilder {
         self.cfg = cfg;
         self
     }
+    /// DTLS settings of DTLS-SRTP legs.
+    pub fn dtls(mut self, d: DtlsConfig) -> Self {
+        self.cfg.dtls = d;
+        self
+    }
+
+    /// The DTLS certificate and key (PEM) instead of a generated one.
+    pub fn dtls_certificate(mut self, cert_pem: String, key_pem: String) -> Self {
+        self.cfg.dtls_certificate = Some((cert_pem, key_pem));
+        self
+    }
+
     /// Validates and starts.
     pub fn start(self) -> Result<Engine, EngineError> {
         Engine::start(self.cfg)
@@ -190,6 +237,9 @@ pub struct LegConfig {
     pub rewrite: Rewrite,
     /// RTP clock rate of what this leg receives.
     pub clock_rate: u32,
+    /// DTLS-SRTP on this leg (`srtp` must then be `None`): the keys come from a
+    /// handshake the engine runs; until then nothing is relayed to or from it.
+    pub dtls: Option<DtlsLegParams>,
 }
 
 impl Default for LegConfig {
@@ -202,6 +252,7 @@ impl Default for LegConfig {
             latch: LatchMode::default(),
             rewrite: Rewrite::default(),
             clock_rate: 8000,
+            dtls: None,
         }
     }
 }
@@ -237,6 +288,8 @@ pub enum CloseReason {
     MediaTimeout,
     /// The engine shut down.
     Shutdown,
+    /// A DTLS-SRTP handshake failed (timeout, fingerprint mismatch, alert).
+    DtlsFailed,
 }
 
 /// What the engine reports.
@@ -268,6 +321,29 @@ pub enum EngineEvent {
         auth: u64,
         /// Replays in the interval.
         replay: u64,
+    },
+    /// A DTLS-SRTP handshake completed and its keys are being installed.
+    DtlsConnected {
+        /// Call.
+        call: CallId,
+        /// Leg.
+        leg: usize,
+        /// Negotiated SRTP profile.
+        profile: SrtpProfile,
+        /// Negotiated DTLS cipher suite.
+        cipher: CipherSuite,
+        /// Fingerprint of the peer's certificate.
+        peer_fingerprint: Fingerprint,
+    },
+    /// A DTLS-SRTP handshake failed: no keys were installed and the call is
+    /// closed ([`CloseReason::DtlsFailed`]).
+    DtlsFailed {
+        /// Call.
+        call: CallId,
+        /// Leg.
+        leg: usize,
+        /// What went wrong.
+        reason: String,
     },
     /// A call ended; its final numbers.
     CallClosed {
@@ -330,6 +406,8 @@ pub struct EngineStats {
     pub workers: Vec<WorkerCounters>,
     /// Backend in use.
     pub backend: BackendKind,
+    /// DTLS handshakes.
+    pub dtls: DtlsCounters,
 }
 
 type Reply<T> = Sender<Result<T, EngineError>>;
@@ -337,6 +415,7 @@ type Reply<T> = Sender<Result<T, EngineError>>;
 enum Request {
     Create(Box<[LegConfig; 2]>, Reply<CallInfo>),
     Update(CallId, usize, Box<LegUpdate>, Reply<()>),
+    SetDtls(CallId, usize, DtlsLegParams, Reply<()>),
     Query(CallId, Reply<SessionSnapshot>),
     Delete(CallId, Reply<SessionSnapshot>),
     List(Reply<Vec<CallId>>),
@@ -352,6 +431,7 @@ pub struct Engine {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     backend: BackendKind,
     backend_note: Option<String>,
+    fingerprint: Fingerprint,
 }
 
 const ANSWER: Duration = Duration::from_secs(5);
@@ -365,6 +445,9 @@ impl Engine {
     /// Validates `cfg`, starts the dataplane and the control thread.
     pub fn start(cfg: EngineConfig) -> Result<Self, EngineError> {
         cfg.validate()?;
+        let cert = cfg.certificate()?;
+        let dtls = DtlsLegs::new(cfg.dtls.clone(), cert);
+        let fingerprint = dtls.fingerprint().clone();
         let mut ports = PortAllocator::new(cfg.bind_ip, cfg.port_min, cfg.port_max)
             .map_err(|e| EngineError::Config(e.to_string()))?;
         if let Some(b) = cfg.socket_buffer {
@@ -390,6 +473,8 @@ impl Engine {
             next_token: 1,
             last_check: Instant::now(),
             checking: None,
+            dtls,
+            outcomes: Vec::new(),
         };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -403,6 +488,7 @@ impl Engine {
             stop,
             backend,
             backend_note,
+            fingerprint,
         })
     }
 
@@ -443,6 +529,23 @@ impl Engine {
         update: LegUpdate,
     ) -> Result<(), EngineError> {
         self.ask(|r| Request::Update(call, leg, Box::new(update), r))
+    }
+
+    /// Sets a DTLS-SRTP leg's role and expected peer fingerprint (an answer
+    /// decided `a=setup`, or a re-offer changed them). A client leg starts its
+    /// handshake once it has a remote address.
+    pub fn set_dtls(
+        &self,
+        call: CallId,
+        leg: usize,
+        params: DtlsLegParams,
+    ) -> Result<(), EngineError> {
+        self.ask(|r| Request::SetDtls(call, leg, params, r))
+    }
+
+    /// The fingerprint of the engine's DTLS certificate (`a=fingerprint`).
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
     }
 
     /// Current statistics of a call.
@@ -530,6 +633,10 @@ struct Control {
     last_check: Instant,
     /// Token of the periodic statistics sweep and how many workers still owe it.
     checking: Option<(u64, usize)>,
+    /// DTLS-SRTP legs and their handshakes.
+    dtls: DtlsLegs,
+    /// Scratch list of what the DTLS legs asked for.
+    outcomes: Vec<Outcome>,
 }
 
 impl Control {
@@ -555,6 +662,10 @@ impl Control {
                 self.request(r);
             }
             self.worker_events();
+            let mut out = std::mem::take(&mut self.outcomes);
+            self.dtls.timers(Instant::now(), &mut out);
+            self.apply(&mut out);
+            self.outcomes = out;
             self.expire_pending();
             if self.last_check.elapsed() >= self.cfg.check_interval {
                 self.last_check = Instant::now();
@@ -576,6 +687,7 @@ impl Control {
                     let _ = reply.send(Err(EngineError::NoSuchCall(id)));
                     return;
                 };
+                let remote = u.remote;
                 let cmd = Command::UpdateLeg {
                     session: id,
                     leg,
@@ -584,7 +696,31 @@ impl Control {
                 let r = self.dp().workers()[c.worker]
                     .send(cmd)
                     .map_err(|_| EngineError::Limit("worker command ring full".into()));
+                if let (Ok(()), Some(remote)) = (&r, remote) {
+                    let mut out = std::mem::take(&mut self.outcomes);
+                    self.dtls
+                        .remote_changed(id, leg, remote, Instant::now(), &mut out);
+                    self.apply(&mut out);
+                    self.outcomes = out;
+                }
                 let _ = reply.send(r);
+            }
+            Request::SetDtls(id, leg, params, reply) => {
+                if !self.calls.contains_key(&id) {
+                    let _ = reply.send(Err(EngineError::NoSuchCall(id)));
+                    return;
+                }
+                let mut out = std::mem::take(&mut self.outcomes);
+                let known = self.dtls.set(id, leg, params, Instant::now(), &mut out);
+                self.apply(&mut out);
+                self.outcomes = out;
+                let _ = reply.send(if known {
+                    Ok(())
+                } else {
+                    Err(EngineError::Config(format!(
+                        "leg {leg} of call {id} was not created as a DTLS-SRTP leg"
+                    )))
+                });
             }
             Request::Query(id, reply) => {
                 let Some(w) = self.calls.get(&id).map(|c| c.worker) else {
@@ -641,6 +777,17 @@ impl Control {
         }
         let id = self.next_id;
         self.next_id += 1;
+        if legs.iter().any(|l| l.dtls.is_some() && l.srtp.is_some()) {
+            let _ = reply.send(Err(EngineError::Config(
+                "a leg has either SDES keys (srtp) or DTLS-SRTP (dtls), not both".into(),
+            )));
+            return;
+        }
+        let dtls: Vec<(usize, DtlsLegParams, Option<SocketAddr>)> = legs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.dtls.clone().map(|d| (i, d, l.remote)))
+            .collect();
         let mut specs = Vec::with_capacity(2);
         let mut infos = Vec::with_capacity(2);
         let mut held = Vec::new();
@@ -673,6 +820,7 @@ impl Control {
             spec.rtcp_mux = l.rtcp_mux;
             spec.latch = l.latch;
             spec.srtp = l.srtp;
+            spec.keys_pending = l.dtls.is_some();
             spec.rewrite = l.rewrite;
             spec.clock_rate = l.clock_rate;
             specs.push(spec);
@@ -718,6 +866,57 @@ impl Control {
         );
         self.pending
             .push(Pending::Create(id, reply, Instant::now()));
+        let mut out = std::mem::take(&mut self.outcomes);
+        for (leg, params, remote) in dtls {
+            self.dtls
+                .add(id, leg, worker, params, remote, Instant::now(), &mut out);
+        }
+        self.apply(&mut out);
+        self.outcomes = out;
+    }
+
+    /// Carries out what the DTLS legs asked for.
+    fn apply(&mut self, out: &mut Vec<Outcome>) {
+        for o in out.drain(..) {
+            match o {
+                Outcome::Command(w, cmd) => {
+                    // A full ring loses a handshake datagram; retransmission
+                    // recovers it. Losing keys would not recover: report it.
+                    let keys = matches!(cmd, Command::UpdateLeg { .. });
+                    if let (Err(_), true) = (self.dp().workers()[w].send(cmd), keys) {
+                        self.emit(EngineEvent::Error {
+                            call: None,
+                            message: "worker command ring full: DTLS keys not installed".into(),
+                        });
+                    }
+                }
+                Outcome::Connected { call, leg, keys } => {
+                    self.emit(EngineEvent::DtlsConnected {
+                        call,
+                        leg,
+                        profile: keys.srtp_profile,
+                        cipher: keys.cipher_suite,
+                        peer_fingerprint: keys.peer_fingerprint.clone(),
+                    });
+                }
+                Outcome::Failed { call, leg, error } => {
+                    self.emit(EngineEvent::DtlsFailed {
+                        call,
+                        leg,
+                        reason: error.to_string(),
+                    });
+                    if self.calls.contains_key(&call)
+                        && !self
+                            .pending
+                            .iter()
+                            .any(|p| matches!(p, Pending::Delete(i, ..) if *i == call))
+                    {
+                        let (tx, _rx) = mpsc::channel();
+                        self.delete(call, tx, CloseReason::DtlsFailed);
+                    }
+                }
+            }
+        }
     }
 
     fn delete(&mut self, id: CallId, reply: Reply<SessionSnapshot>, reason: CloseReason) {
@@ -737,6 +936,7 @@ impl Control {
     }
 
     fn forget(&mut self, id: CallId) {
+        self.dtls.remove_call(id);
         if let Some(c) = self.calls.remove(&id) {
             for (port, pair) in c.ports {
                 self.ports.release(port, pair);
@@ -825,9 +1025,21 @@ impl Control {
                 sessions,
                 ..
             } => self.stats_event(w, token, *counters, sessions),
+            Event::Datagram {
+                leg: Some((call, leg)),
+                kind: PacketKind::Dtls,
+                src,
+                data,
+                ..
+            } => {
+                let mut out = std::mem::take(&mut self.outcomes);
+                self.dtls
+                    .datagram(call, leg, src, &data, Instant::now(), &mut out);
+                self.apply(&mut out);
+                self.outcomes = out;
+            }
             Event::Datagram { .. } | Event::Rtcp { .. } => {
-                // STUN/DTLS and RTCP termination arrive with the DTLS and RTCP
-                // reporting work; until then they are not requested.
+                // STUN (ICE-lite) and RTCP termination are not handled here yet.
             }
         }
     }
@@ -873,6 +1085,7 @@ impl Control {
                         ports_in_use: self.ports.in_use(),
                         workers: v,
                         backend: self.dp().backend(),
+                        dtls: self.dtls.counters,
                     }));
                 }
             }

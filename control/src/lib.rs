@@ -2,8 +2,8 @@
 //!
 //! The control plane: [`Engine`], the API an embedding program uses, with the
 //! control thread that owns the dataplane workers' rings, port allocation, call
-//! bookkeeping, media timeouts and the event stream. DTLS-SRTP, STUN/ICE-lite and
-//! RTCP reporting arrive in later milestones.
+//! bookkeeping, media timeouts and the event stream; [`dtls`], the sans-IO DTLS 1.2
+//! implementation whose handshakes the control thread runs for DTLS-SRTP legs.
 //!
 //! ```no_run
 //! use rtp_control::{Engine, LegConfig};
@@ -19,8 +19,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod dtls;
+mod dtls_legs;
 pub mod engine;
 
+pub use dtls_legs::{DtlsCounters, DtlsLegParams};
 pub use engine::{
     CallId, CallInfo, CloseReason, Engine, EngineBuilder, EngineConfig, EngineError, EngineEvent,
     EngineStats, LegConfig, LegInfo,

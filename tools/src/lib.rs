@@ -4,6 +4,7 @@
 //! `rtp-load`), so that their logic is testable without spawning processes.
 #![forbid(unsafe_code)]
 
+pub mod dtls_tool;
 pub mod gateway;
 pub mod interop;
 pub mod load;

@@ -10,12 +10,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
-use rtp_control::{CallId, CallInfo, Engine, EngineError, LegConfig};
+use rtp_control::dtls::{Fingerprint, Role};
+use rtp_control::{CallId, CallInfo, DtlsLegParams, Engine, EngineError, LegConfig};
 use rtp_core::srtp::sdes::CryptoAttribute;
 use rtp_core::srtp::{SrtpConfig, SrtpProfile};
 
 use super::bencode::Value;
-use super::sdp::Sdp;
+use super::sdp::{is_dtls_proto, Sdp};
 
 /// One media section of a call, relayed by one engine call (leg 0 faces the side
 /// that sent the first offer, leg 1 the other side).
@@ -33,6 +34,9 @@ struct NgMedia {
     mux: [bool; 2],
     /// The side's media address from its SDP.
     remote: [Option<SocketAddr>; 2],
+    /// Our `a=setup` towards a DTLS-SRTP side (`actpass` until its answer
+    /// decides); `None` for SDES and plain sides.
+    setup: [Option<&'static str>; 2],
 }
 
 #[derive(Debug, Clone)]
@@ -157,24 +161,49 @@ fn rtcp_addr(sdp: &Sdp, i: usize) -> Option<SocketAddr> {
     ))
 }
 
-/// Rewrites one media section for the side that receives it: our advertised
-/// port on its leg (0 stays 0), its protocol and SDES keys, `a=rtcp` with our RTCP
-/// port when `rtcp_line` and the leg has one, `a=rtcp-mux` when `mux`; ICE
-/// attributes are removed (this relay does not do ICE).
-fn rewrite_media(
-    om: &mut super::sdp::Media,
+/// What one rewritten media section says to the side that receives it.
+struct MediaOut<'a> {
+    /// The port the section had (0 stays 0: a rejected or disabled stream).
     port: u16,
+    /// Our leg towards that side.
     leg: rtp_control::LegInfo,
-    proto: &str,
-    keys: &[CryptoAttribute],
+    /// Its protocol.
+    proto: &'a str,
+    /// Our SDES keys (`a=crypto`).
+    keys: &'a [CryptoAttribute],
+    /// `a=rtcp-mux`.
     mux: bool,
+    /// `a=rtcp` with our RTCP port, when the leg has one.
     rtcp_line: bool,
-) {
+    /// DTLS-SRTP: our `a=setup` and `a=fingerprint`.
+    dtls: Option<(&'a str, &'a Fingerprint)>,
+}
+
+/// Rewrites one media section for the side that receives it: our advertised
+/// port on its leg, its protocol with SDES keys or DTLS setup and fingerprint,
+/// RTCP attributes; ICE attributes are removed (this relay does not do ICE).
+fn rewrite_media(om: &mut super::sdp::Media, o: MediaOut<'_>) {
+    let MediaOut {
+        port,
+        leg,
+        proto,
+        keys,
+        mux,
+        rtcp_line,
+        dtls,
+    } = o;
     om.port = if port == 0 { 0 } else { leg.advertised.port() };
     om.proto = proto.to_string();
     om.remove("crypto");
     for c in keys {
         om.lines.push(c.to_string());
+    }
+    for a in ["fingerprint", "setup", "tls-id"] {
+        om.remove(a);
+    }
+    if let Some((setup, fp)) = dtls {
+        om.add("fingerprint", Some(&fp.to_string()));
+        om.add("setup", Some(setup));
     }
     om.remove("rtcp");
     om.remove("rtcp-mux");
@@ -185,6 +214,36 @@ fn rewrite_media(
         om.add("rtcp-mux", None);
     }
     om.remove_ice();
+}
+
+/// A DTLS-SRTP side's `a=fingerprint` and `a=setup` (media level, else session
+/// level; an absent `a=setup` means `active`, RFC 4145): the leg's parameters
+/// and our own `a=setup` in reply (`actpass` and `passive` make us the client).
+fn dtls_params(sdp: &Sdp, i: usize) -> Result<(DtlsLegParams, &'static str), String> {
+    let fp = sdp
+        .media_or_session_attr(i, "fingerprint")
+        .ok_or_else(|| format!("media {}: UDP/TLS/RTP/SAVP without a=fingerprint", i + 1))?;
+    let fp: Fingerprint = fp
+        .trim()
+        .parse()
+        .map_err(|e| format!("media {}: bad a=fingerprint: {e}", i + 1))?;
+    let (role, ours) = match sdp.media_or_session_attr(i, "setup").map(str::trim) {
+        Some("actpass") | Some("passive") => (Role::Client, "active"),
+        Some("active") | None => (Role::Server, "passive"),
+        Some(other) => {
+            return Err(format!(
+                "media {}: a=setup:{other} is not supported (actpass, active or passive)",
+                i + 1
+            ))
+        }
+    };
+    Ok((
+        DtlsLegParams {
+            role: Some(role),
+            fingerprint: Some(fp),
+        },
+        ours,
+    ))
 }
 
 /// Flags of an offer or answer.
@@ -364,12 +423,17 @@ impl NgServer {
             let m = &sdp.media[i];
             let remote = media_addr(&sdp, i);
             let remote_rtcp = rtcp_addr(&sdp, i);
-            let their = if m.is_secure() {
+            let their_dtls = if m.is_dtls() {
+                Some(dtls_params(&sdp, i)?)
+            } else {
+                None
+            };
+            let their = if m.is_secure() && !m.is_dtls() {
                 offered_crypto(m)
             } else {
                 None
             };
-            if m.is_secure() && their.is_none() {
+            if m.is_secure() && !m.is_dtls() && their.is_none() {
                 return Err(format!(
                     "media {}: RTP/SAVP without a supported a=crypto line",
                     i + 1
@@ -377,7 +441,8 @@ impl NgServer {
             }
             let other = 1 - side;
             let other_proto = flags.transport.clone().unwrap_or_else(|| m.proto.clone());
-            let other_secure = other_proto.contains("SAVP");
+            let other_dtls = is_dtls_proto(&other_proto);
+            let other_secure = other_proto.contains("SAVP") && !other_dtls;
             if i < call.media.len() {
                 // Re-offer: the offerer's address, keys or protocol may change;
                 // ports and the other side stay.
@@ -385,27 +450,50 @@ impl NgServer {
                 nm.remote[side] = remote;
                 nm.mux[side] = m.rtcp_mux();
                 nm.proto[side] = m.proto.clone();
-                let srtp = match &their {
-                    Some(c) => {
-                        let ours = nm.ours[side]
-                            .clone()
-                            .filter(|o| o.profile == c.profile)
-                            .unwrap_or_else(|| new_crypto(c.profile, c.tag));
-                        nm.ours[side] = Some(CryptoAttribute {
-                            tag: c.tag,
-                            ..ours.clone()
-                        });
-                        Some(LegSrtp {
-                            inbound: config(c)?,
-                            outbound: config(&ours)?,
-                        })
+                if let Some((params, ours)) = their_dtls {
+                    if nm.setup[side].is_none() {
+                        return Err(format!(
+                            "media {}: a re-offer cannot switch a stream to DTLS-SRTP",
+                            i + 1
+                        ));
                     }
-                    None => {
-                        nm.ours[side] = None;
-                        None
-                    }
-                };
-                self.update_side(nm.call.id, side, remote, remote_rtcp, srtp, m.rtcp_mux())?;
+                    nm.setup[side] = Some(ours);
+                    nm.ours[side] = None;
+                    // The DTLS keys stay; unchanged parameters keep the association.
+                    self.update_side(nm.call.id, side, remote, remote_rtcp, None, m.rtcp_mux())?;
+                    self.engine
+                        .set_dtls(nm.call.id, side, params)
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    let srtp = match &their {
+                        Some(c) => {
+                            let ours = nm.ours[side]
+                                .clone()
+                                .filter(|o| o.profile == c.profile)
+                                .unwrap_or_else(|| new_crypto(c.profile, c.tag));
+                            nm.ours[side] = Some(CryptoAttribute {
+                                tag: c.tag,
+                                ..ours.clone()
+                            });
+                            Some(LegSrtp {
+                                inbound: config(c)?,
+                                outbound: config(&ours)?,
+                            })
+                        }
+                        None => {
+                            nm.ours[side] = None;
+                            None
+                        }
+                    };
+                    self.update_side(
+                        nm.call.id,
+                        side,
+                        remote,
+                        remote_rtcp,
+                        Some(srtp),
+                        m.rtcp_mux(),
+                    )?;
+                }
             } else {
                 // New media: one engine call.
                 let suite = their
@@ -438,6 +526,7 @@ impl NgServer {
                         }),
                         _ => None,
                     },
+                    dtls: their_dtls.as_ref().map(|(p, _)| p.clone()),
                     ..LegConfig::default()
                 };
                 // Towards the other side: its keys arrive with the answer; until
@@ -445,6 +534,8 @@ impl NgServer {
                 // accepted and nothing goes to it in clear.
                 legs[other] = LegConfig {
                     rtcp_mux: flags.mux_require,
+                    // DTLS towards the other side: its answer decides the roles.
+                    dtls: other_dtls.then(DtlsLegParams::default),
                     srtp: match &ours_other {
                         Some(o) => Some(LegSrtp {
                             inbound: config(&new_crypto(suite, 1))?,
@@ -470,6 +561,9 @@ impl NgServer {
                 mux[side] = m.rtcp_mux();
                 let mut rem = [None, None];
                 rem[side] = remote;
+                let mut setup = [None, None];
+                setup[side] = their_dtls.as_ref().map(|(_, ours)| *ours);
+                setup[other] = other_dtls.then_some("actpass");
                 call.media.push(NgMedia {
                     kind: m.kind.clone(),
                     call: info,
@@ -478,6 +572,7 @@ impl NgServer {
                     offered,
                     mux,
                     remote: rem,
+                    setup,
                 });
             }
             // The SDP for the other side: our address and port on its leg; its
@@ -485,14 +580,18 @@ impl NgServer {
             let nm = &call.media[i];
             let offer_mux =
                 !flags.mux_demux && (flags.mux_offer || flags.mux_require || m.rtcp_mux());
+            let fp = self.engine.fingerprint();
             rewrite_media(
                 &mut out.media[i],
-                m.port,
-                nm.call.legs[1 - side],
-                &nm.proto[1 - side],
-                &nm.offered[1 - side],
-                offer_mux,
-                true,
+                MediaOut {
+                    port: m.port,
+                    leg: nm.call.legs[1 - side],
+                    proto: &nm.proto[1 - side],
+                    keys: &nm.offered[1 - side],
+                    mux: offer_mux,
+                    rtcp_line: true,
+                    dtls: nm.setup[1 - side].map(|s| (s, fp)),
+                },
             );
         }
         self.finish_sdp(&mut out, &flags);
@@ -509,7 +608,7 @@ impl NgServer {
         side: usize,
         remote: Option<SocketAddr>,
         remote_rtcp: Option<SocketAddr>,
-        srtp: Option<LegSrtp>,
+        srtp: Option<Option<LegSrtp>>,
         rtcp_mux: bool,
     ) -> Result<(), String> {
         self.engine
@@ -519,7 +618,7 @@ impl NgServer {
                 LegUpdate {
                     remote: Some(remote),
                     remote_rtcp: Some(remote_rtcp),
-                    srtp: Some(srtp),
+                    srtp,
                     rtcp_mux: Some(rtcp_mux),
                     ..LegUpdate::default()
                 },
@@ -529,6 +628,10 @@ impl NgServer {
 
     fn finish_sdp(&self, out: &mut Sdp, flags: &Flags) {
         out.set_ip(self.advertise);
+        // DTLS attributes are per media section in what we send.
+        for a in ["fingerprint", "setup", "tls-id"] {
+            out.remove_session_attr(a);
+        }
         if flags.replace_origin {
             out.set_origin_ip(self.advertise);
         }
@@ -567,8 +670,24 @@ impl NgServer {
             let remote_rtcp = rtcp_addr(&sdp, i);
             nm.remote[side] = remote;
             nm.mux[side] = m.rtcp_mux();
-            let srtp = if nm.offered[side].is_empty() {
+            let mut dtls = None;
+            let srtp = if nm.setup[side].is_some() {
+                // We offered DTLS-SRTP: the answer's a=setup decides the roles.
+                if !m.is_dtls() && m.port != 0 {
+                    return Err(format!(
+                        "media {}: we offered UDP/TLS/RTP/SAVP and the answer has {}",
+                        i + 1,
+                        m.proto
+                    ));
+                }
+                if m.port != 0 {
+                    let (params, ours) = dtls_params(&sdp, i)?;
+                    nm.setup[side] = Some(ours);
+                    dtls = Some(params);
+                }
                 None
+            } else if nm.offered[side].is_empty() {
+                Some(None)
             } else {
                 let their = offered_crypto(m).ok_or_else(|| {
                     format!(
@@ -591,20 +710,29 @@ impl NgServer {
                     outbound: config(&ours)?,
                 };
                 nm.ours[side] = Some(ours);
-                Some(s)
+                Some(Some(s))
             };
             self.update_side(nm.call.id, side, remote, remote_rtcp, srtp, m.rtcp_mux())?;
+            if let Some(params) = dtls {
+                self.engine
+                    .set_dtls(nm.call.id, side, params)
+                    .map_err(|e| e.to_string())?;
+            }
             // The SDP for the offerer: our address and port on its leg; rtcp-mux
             // when it offered it, else its RTCP port.
             let offerer = 1 - side;
+            let fp = self.engine.fingerprint();
             rewrite_media(
                 &mut out.media[i],
-                m.port,
-                nm.call.legs[offerer],
-                &nm.proto[offerer],
-                nm.ours[offerer].as_slice(),
-                nm.mux[offerer],
-                !nm.mux[offerer],
+                MediaOut {
+                    port: m.port,
+                    leg: nm.call.legs[offerer],
+                    proto: &nm.proto[offerer],
+                    keys: nm.ours[offerer].as_slice(),
+                    mux: nm.mux[offerer],
+                    rtcp_line: !nm.mux[offerer],
+                    dtls: nm.setup[offerer].map(|s| (s, fp)),
+                },
             );
         }
         self.finish_sdp(&mut out, &flags);

@@ -51,6 +51,11 @@ const ICE_ATTRS: [&str; 6] = [
     "remote-candidates",
 ];
 
+/// Whether a media protocol is DTLS-SRTP (`UDP/TLS/RTP/SAVP(F)`).
+pub fn is_dtls_proto(proto: &str) -> bool {
+    proto.starts_with("UDP/TLS/RTP/SAVP")
+}
+
 fn attr_name(line: &str) -> Option<(&str, Option<&str>)> {
     let a = line.strip_prefix("a=")?;
     Some(match a.split_once(':') {
@@ -176,6 +181,25 @@ impl Sdp {
         }
     }
 
+    /// `a=name` of media section `i`, or of the session when the section has none
+    /// (`a=fingerprint` and `a=setup` may be given for the whole session).
+    pub fn media_or_session_attr(&self, i: usize, name: &str) -> Option<&str> {
+        if let Some(v) = self.media.get(i)?.attrs(name).first() {
+            return Some(v);
+        }
+        self.session
+            .iter()
+            .filter_map(|l| attr_name(l))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.unwrap_or(""))
+    }
+
+    /// Removes session-level `a=name` lines.
+    pub fn remove_session_attr(&mut self, name: &str) {
+        self.session
+            .retain(|l| attr_name(l).is_none_or(|(n, _)| n != name));
+    }
+
     /// Rewrites the origin's address (`replace: origin`).
     pub fn set_origin_ip(&mut self, ip: IpAddr) {
         for l in self.session.iter_mut().filter(|l| l.starts_with("o=")) {
@@ -251,9 +275,14 @@ impl Media {
         Direction::SendRecv
     }
 
-    /// Whether the protocol is secure (SAVP/SAVPF).
+    /// Whether the protocol is secure (SAVP/SAVPF, SDES or DTLS).
     pub fn is_secure(&self) -> bool {
         self.proto.contains("SAVP")
+    }
+
+    /// Whether the protocol is DTLS-SRTP (`UDP/TLS/RTP/SAVP` or `.../SAVPF`).
+    pub fn is_dtls(&self) -> bool {
+        is_dtls_proto(&self.proto)
     }
 
     /// Removes the ICE attributes (`ICE: remove`).

@@ -1,0 +1,369 @@
+//! DTLS-SRTP legs: the control thread runs every handshake.
+//!
+//! A leg whose keys come from DTLS is created in the dataplane with
+//! `keys_pending`, so nothing is relayed to or from it in the clear. Its DTLS
+//! datagrams arrive here over the event ring ([`Event::Datagram`] with the
+//! owning leg); what the endpoint answers goes back out with
+//! [`Command::SendOnLeg`]. When the handshake completes, the exported keys are
+//! installed into the owning worker with one [`Command::UpdateLeg`]; a failure
+//! (timeout, fingerprint mismatch, fatal alert) is reported and the call closed.
+//!
+//! Timers cost O(log n) per due retransmission: a heap of deadlines, checked
+//! against each endpoint's current deadline when they come due (stale entries
+//! are skipped).
+//!
+//! [`Event::Datagram`]: rtp_dataplane::Event::Datagram
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rtp_dataplane::{Command, LegSrtp, LegUpdate};
+
+use crate::dtls::{
+    Certificate, DtlsConfig, DtlsEndpoint, DtlsError, DtlsEvent, DtlsKeys, Fingerprint, Role,
+};
+use crate::engine::CallId;
+
+/// How a leg takes part in DTLS-SRTP.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DtlsLegParams {
+    /// Our role: the DTLS client (`a=setup:active`) sends the ClientHello, the
+    /// server (`a=setup:passive`) waits for it. `None` while undecided (we
+    /// offered `actpass` and the answer has not come): media stays blocked.
+    pub role: Option<Role>,
+    /// The peer's certificate fingerprint from its `a=fingerprint`; the
+    /// handshake fails without keys when the certificate does not match.
+    /// `None` accepts any certificate (only for tests and trusted peers).
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What the control thread must do after feeding the DTLS legs.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Send this command to the worker that owns the call.
+    Command(usize, Command),
+    /// A handshake completed and its keys were queued for installation.
+    Connected {
+        call: CallId,
+        leg: usize,
+        keys: Box<DtlsKeys>,
+    },
+    /// A handshake failed; the call should be closed.
+    Failed {
+        call: CallId,
+        leg: usize,
+        error: DtlsError,
+    },
+}
+
+/// Counters of the DTLS side of the control thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DtlsCounters {
+    /// Handshakes started (client hellos sent or first client hello received).
+    pub started: u64,
+    /// Handshakes completed with keys installed.
+    pub completed: u64,
+    /// Handshakes failed (timeout, mismatch, alert, bad keys).
+    pub failed: u64,
+    /// DTLS datagrams ignored: no DTLS leg, role undecided, or from a source
+    /// other than the one the handshake runs with.
+    pub ignored: u64,
+}
+
+#[derive(Debug)]
+struct Leg {
+    worker: usize,
+    params: DtlsLegParams,
+    /// Remote RTP address from signalling (where a client sends its hello).
+    remote: Option<SocketAddr>,
+    /// The address the handshake runs with.
+    peer: Option<SocketAddr>,
+    endpoint: Option<DtlsEndpoint>,
+    connected: bool,
+}
+
+/// Every DTLS-SRTP leg of the engine.
+#[derive(Debug)]
+pub(crate) struct DtlsLegs {
+    config: Arc<DtlsConfig>,
+    cert: Arc<Certificate>,
+    fingerprint: Fingerprint,
+    legs: HashMap<(CallId, usize), Leg>,
+    timers: BinaryHeap<Reverse<(Instant, CallId, usize)>>,
+    pub counters: DtlsCounters,
+}
+
+impl DtlsLegs {
+    pub fn new(config: DtlsConfig, cert: Certificate) -> Self {
+        let fingerprint = cert.fingerprint();
+        DtlsLegs {
+            config: Arc::new(config),
+            cert: Arc::new(cert),
+            fingerprint,
+            legs: HashMap::new(),
+            timers: BinaryHeap::new(),
+            counters: DtlsCounters::default(),
+        }
+    }
+
+    /// Our certificate's fingerprint, for `a=fingerprint`.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    /// Handshakes in progress or connected legs.
+    pub fn len(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// A new DTLS leg of a call owned by `worker`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        call: CallId,
+        leg: usize,
+        worker: usize,
+        params: DtlsLegParams,
+        remote: Option<SocketAddr>,
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) {
+        self.legs.insert(
+            (call, leg),
+            Leg {
+                worker,
+                params,
+                remote,
+                peer: None,
+                endpoint: None,
+                connected: false,
+            },
+        );
+        self.maybe_start_client(call, leg, now, out);
+    }
+
+    /// New role or fingerprint (an answer decided `a=setup`, a re-offer).
+    /// Unchanged parameters keep the association; changed ones restart the
+    /// handshake (the old keys stay installed until new ones replace them).
+    pub fn set(
+        &mut self,
+        call: CallId,
+        leg: usize,
+        params: DtlsLegParams,
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) -> bool {
+        let Some(l) = self.legs.get_mut(&(call, leg)) else {
+            return false;
+        };
+        if l.params != params {
+            l.params = params;
+            l.endpoint = None;
+            l.peer = None;
+            l.connected = false;
+        }
+        self.maybe_start_client(call, leg, now, out);
+        true
+    }
+
+    /// The signalled remote address changed.
+    pub fn remote_changed(
+        &mut self,
+        call: CallId,
+        leg: usize,
+        remote: Option<SocketAddr>,
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) {
+        if let Some(l) = self.legs.get_mut(&(call, leg)) {
+            l.remote = remote;
+            self.maybe_start_client(call, leg, now, out);
+        }
+    }
+
+    /// Forgets every leg of a call.
+    pub fn remove_call(&mut self, call: CallId) {
+        self.legs.remove(&(call, 0));
+        self.legs.remove(&(call, 1));
+    }
+
+    /// A DTLS datagram arrived on a leg.
+    pub fn datagram(
+        &mut self,
+        call: CallId,
+        leg: usize,
+        src: SocketAddr,
+        data: &[u8],
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) {
+        let Some(l) = self.legs.get_mut(&(call, leg)) else {
+            self.counters.ignored += 1;
+            return;
+        };
+        match (l.params.role, &mut l.endpoint) {
+            (None, _) => {
+                self.counters.ignored += 1;
+                return;
+            }
+            (Some(Role::Server), None) => {
+                l.endpoint = Some(DtlsEndpoint::server(
+                    self.config.clone(),
+                    self.cert.clone(),
+                    l.params.fingerprint.clone(),
+                    now,
+                ));
+                l.peer = Some(src);
+                self.counters.started += 1;
+            }
+            (Some(Role::Client), None) => {
+                // A hello from the peer before we know where to send ours:
+                // start now, towards the address it came from.
+                if l.remote.is_none() {
+                    l.remote = Some(src);
+                }
+                self.maybe_start_client(call, leg, now, out);
+                let Some(l) = self.legs.get_mut(&(call, leg)) else {
+                    return;
+                };
+                if l.endpoint.is_none() {
+                    self.counters.ignored += 1;
+                    return;
+                }
+            }
+            (Some(_), Some(_)) if l.peer != Some(src) => {
+                // The handshake runs with one address; a connected leg whose
+                // peer moved (a NAT rebinding) re-keys through signalling.
+                self.counters.ignored += 1;
+                return;
+            }
+            (Some(_), Some(_)) => {}
+        }
+        if let Some(ep) = self.legs.get_mut(&(call, leg)).and_then(|l| l.endpoint.as_mut()) {
+            ep.handle_datagram(data, now);
+        }
+        self.flush(call, leg, out);
+    }
+
+    /// Runs the retransmission and handshake timers that are due.
+    pub fn timers(&mut self, now: Instant, out: &mut Vec<Outcome>) {
+        while let Some(&Reverse((at, call, leg))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let due = self
+                .legs
+                .get(&(call, leg))
+                .and_then(|l| l.endpoint.as_ref())
+                .and_then(DtlsEndpoint::poll_timeout)
+                .is_some_and(|t| t <= now);
+            if due {
+                if let Some(ep) = self.legs.get_mut(&(call, leg)).and_then(|l| l.endpoint.as_mut()) {
+                    ep.handle_timeout(now);
+                }
+                self.flush(call, leg, out);
+            }
+        }
+    }
+
+    fn maybe_start_client(&mut self, call: CallId, leg: usize, now: Instant, out: &mut Vec<Outcome>) {
+        let Some(l) = self.legs.get_mut(&(call, leg)) else {
+            return;
+        };
+        if l.params.role != Some(Role::Client) || l.endpoint.is_some() {
+            return;
+        }
+        let Some(remote) = l.remote else { return };
+        l.endpoint = Some(DtlsEndpoint::client(
+            self.config.clone(),
+            self.cert.clone(),
+            l.params.fingerprint.clone(),
+            now,
+        ));
+        l.peer = Some(remote);
+        self.counters.started += 1;
+        self.flush(call, leg, out);
+    }
+
+    /// Sends what the endpoint wants sent, handles its events and arms its timer.
+    fn flush(&mut self, call: CallId, leg: usize, out: &mut Vec<Outcome>) {
+        let Some(l) = self.legs.get_mut(&(call, leg)) else {
+            return;
+        };
+        let worker = l.worker;
+        let peer = l.peer;
+        let Some(ep) = l.endpoint.as_mut() else { return };
+        while let Some(data) = ep.poll_transmit() {
+            out.push(Outcome::Command(
+                worker,
+                Command::SendOnLeg {
+                    session: call,
+                    leg,
+                    data,
+                    rtcp: false,
+                    protect: false,
+                    to: peer,
+                },
+            ));
+        }
+        let mut failed = None;
+        while let Some(e) = ep.poll_event() {
+            match e {
+                DtlsEvent::Connected(keys) if !l.connected => match keys.srtp_configs() {
+                    Ok((outbound, inbound)) => {
+                        l.connected = true;
+                        self.counters.completed += 1;
+                        out.push(Outcome::Command(
+                            worker,
+                            Command::UpdateLeg {
+                                session: call,
+                                leg,
+                                update: Box::new(LegUpdate {
+                                    srtp: Some(Some(LegSrtp { inbound, outbound })),
+                                    // Media flows with the address the handshake ran with.
+                                    remote: peer.map(Some),
+                                    ..LegUpdate::default()
+                                }),
+                            },
+                        ));
+                        out.push(Outcome::Connected { call, leg, keys });
+                    }
+                    Err(e) => failed = Some(e),
+                },
+                DtlsEvent::Connected(_) | DtlsEvent::ApplicationData(_) | DtlsEvent::Closed => {}
+                DtlsEvent::Failed(e) => failed = Some(e),
+            }
+        }
+        if let Some(error) = failed {
+            self.counters.failed += 1;
+            // The final alert goes out before the state is freed.
+            while let Some(data) = ep.poll_transmit() {
+                out.push(Outcome::Command(
+                    worker,
+                    Command::SendOnLeg {
+                        session: call,
+                        leg,
+                        data,
+                        rtcp: false,
+                        protect: false,
+                        to: peer,
+                    },
+                ));
+            }
+            l.endpoint = None;
+            out.push(Outcome::Failed { call, leg, error });
+            return;
+        }
+        if ep.is_closed() {
+            l.endpoint = None;
+            return;
+        }
+        if let Some(t) = ep.poll_timeout() {
+            self.timers.push(Reverse((t, call, leg)));
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! `rtp-dtls` as people use it: against itself (with SRTP echo proving the keys)
+//! and against OpenSSL's `s_server` / `s_client` (`-dtls1_2 -use_srtp
+//! -keymatexport EXTRACTOR-dtls_srtp`), comparing the exported keying material
+//! and the fingerprints. Ports are picked at run time; every process started is
+//! killed by PID when the test ends, pass or fail.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rtp-dtls");
+
+/// Kills the child when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have_openssl() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "openssl must be installed in CI (.ci/install.sh)"
+        );
+        eprintln!("openssl not installed: skipping (sudo bash .ci/install.sh)");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rtp-dtls-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A self-signed certificate made by OpenSSL: (cert, key) paths.
+fn openssl_cert(dir: &Path, name: &str, rsa: bool) -> (PathBuf, PathBuf) {
+    let (c, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=peer"]);
+    if rsa {
+        cmd.args(["-newkey", "rsa:2048"]);
+    } else {
+        cmd.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
+    }
+    let st = cmd
+        .arg("-keyout")
+        .arg(&k)
+        .arg("-out")
+        .arg(&c)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req");
+    (c, k)
+}
+
+fn openssl_fingerprint(cert: &Path) -> String {
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    format!("sha-256 {}", s.trim().rsplit('=').next().unwrap())
+}
+
+fn kv(out: &str) -> HashMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The keying material OpenSSL printed, upper-case hex.
+fn openssl_material(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Keying material: "))
+        .map(|h| h.trim().to_uppercase())
+}
+
+fn openssl_profile(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("SRTP Extension negotiated, profile="))
+        .map(str::to_string)
+}
+
+/// Starts `rtp-dtls server` on port 0 and returns it with the port it bound.
+fn tool_server(args: &[&str]) -> (Proc, u16, BufReader<std::process::ChildStdout>) {
+    let mut c = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--timeout", "15"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("LISTEN=")
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("LISTEN= line, got {line:?}"));
+    (Proc(c), port, out)
+}
+
+fn rest(mut r: BufReader<std::process::ChildStdout>, p: &mut Proc) -> String {
+    let mut s = String::new();
+    let _ = std::io::Read::read_to_string(&mut r, &mut s);
+    let _ = p.0.wait();
+    s
+}
+
+#[test]
+fn rtp_dtls_against_itself_agrees_on_keys_and_echoes_srtp() {
+    for profiles in ["SRTP_AES128_CM_SHA1_80", "SRTP_AEAD_AES_256_GCM"] {
+        let (mut srv, port, out) = tool_server(&["--cookies", "--profiles", profiles]);
+        let cli = Command::new(BIN)
+            .args(["client", "--connect", &format!("127.0.0.1:{port}")])
+            .args(["--echo", "20", "--mtu", "300", "--timeout", "15"])
+            .args(["--profiles", "SRTP_AES128_CM_SHA1_80:SRTP_AEAD_AES_256_GCM"])
+            .output()
+            .unwrap();
+        let c = kv(&String::from_utf8_lossy(&cli.stdout));
+        assert!(cli.status.success(), "client: {c:?}");
+        let s = kv(&rest(out, &mut srv));
+        assert_eq!(c["KEYING_MATERIAL"], s["KEYING_MATERIAL"]);
+        assert_eq!(c["SRTP_PROFILE"], profiles, "the server's preference wins");
+        assert_eq!(c["PEER_FINGERPRINT"], s["LOCAL_FINGERPRINT"]);
+        assert_eq!(s["PEER_FINGERPRINT"], c["LOCAL_FINGERPRINT"]);
+        assert_eq!(c["SRTP_ECHOED"], "20");
+        assert_eq!(c["EMS"], "yes");
+    }
+}
+
+#[test]
+fn rtp_dtls_client_against_openssl_s_server() {
+    if !have_openssl() {
+        return;
+    }
+    let dir = workdir("cli");
+    for (rsa, cipher) in [
+        (false, "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        (true, "ECDHE-RSA-AES256-GCM-SHA384"),
+    ] {
+        let (cert, key) = openssl_cert(&dir, if rsa { "rsa" } else { "ec" }, rsa);
+        let port = free_port();
+        let mut srv = Proc(
+            Command::new("openssl")
+                .args([
+                    "s_server",
+                    "-dtls1_2",
+                    "-accept",
+                    &format!("127.0.0.1:{port}"),
+                ])
+                .args(["-naccept", "1", "-verify", "1", "-mtu", "1200"])
+                .args(["-use_srtp", "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80"])
+                .args([
+                    "-keymatexport",
+                    "EXTRACTOR-dtls_srtp",
+                    "-keymatexportlen",
+                    "56",
+                ])
+                .args(["-cipher", cipher])
+                .arg("-cert")
+                .arg(&cert)
+                .arg("-key")
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let cli = Command::new(BIN)
+            .args([
+                "client",
+                "--connect",
+                &format!("127.0.0.1:{port}"),
+                "--timeout",
+                "10",
+            ])
+            .args(["--expect-fingerprint", &openssl_fingerprint(&cert)])
+            .output()
+            .unwrap();
+        let c = kv(&String::from_utf8_lossy(&cli.stdout));
+        assert!(cli.status.success(), "{cipher}: {c:?}");
+        // s_server prints the keys right after the handshake; then stop it.
+        let mut so = BufReader::new(srv.0.stdout.take().unwrap());
+        let (mut text, deadline) = (String::new(), Instant::now() + Duration::from_secs(5));
+        while Instant::now() < deadline && !text.contains("Keying material:") {
+            let mut l = String::new();
+            if so.read_line(&mut l).unwrap_or(0) == 0 {
+                break;
+            }
+            text.push_str(&l);
+        }
+        drop(srv);
+        assert_eq!(c["CIPHER"], cipher);
+        assert_eq!(Some(c["SRTP_PROFILE"].clone()), openssl_profile(&text));
+        assert_eq!(c["SRTP_PROFILE"], "SRTP_AEAD_AES_128_GCM", "server order");
+        assert_eq!(
+            Some(c["KEYING_MATERIAL"].clone()),
+            openssl_material(&text),
+            "{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn openssl_s_client_against_rtp_dtls_server_with_cookies_and_fragments() {
+    if !have_openssl() {
+        return;
+    }
+    let dir = workdir("srv");
+    let (cert, key) = openssl_cert(&dir, "cli", false);
+    let (mut srv, port, out) = tool_server(&["--cookies", "--mtu", "300"]);
+    let o = Command::new("openssl")
+        .args([
+            "s_client",
+            "-dtls1_2",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["-noservername", "-mtu", "300"])
+        .args(["-use_srtp", "SRTP_AES128_CM_SHA1_32:SRTP_AES128_CM_SHA1_80"])
+        .args([
+            "-keymatexport",
+            "EXTRACTOR-dtls_srtp",
+            "-keymatexportlen",
+            "60",
+        ])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let s = kv(&rest(out, &mut srv));
+    assert_eq!(
+        s.get("ROLE").map(String::as_str),
+        Some("server"),
+        "{s:?}\n{text}"
+    );
+    assert_eq!(Some(s["KEYING_MATERIAL"].clone()), openssl_material(&text));
+    assert_eq!(Some(s["SRTP_PROFILE"].clone()), openssl_profile(&text));
+    assert_eq!(s["PEER_FINGERPRINT"], openssl_fingerprint(&cert));
+    let _ = std::fs::remove_dir_all(dir);
+}
