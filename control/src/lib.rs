@@ -19,6 +19,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod dtls;
 pub mod engine;
 
 pub use engine::{
