@@ -1,0 +1,1228 @@
+//! The DTLS 1.2 client/server state machine with flights and retransmission
+//! (RFC 6347 4.2.4).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_core::{OsRng, RngCore};
+use rtp_core::srtp::SrtpProfile;
+use subtle::ConstantTimeEq;
+
+use super::cert::{PeerKey, ECDSA_P256_SHA256, SIG_ALGS};
+use super::crypto::{self, RecordCipher};
+use super::ecdhe::EphemeralKey;
+use super::fragment::{Message, PushResult, Reassembler};
+use super::messages::*;
+use super::record::{
+    parse_records, write_record, ReplayWindow, CT_ALERT, CT_APPLICATION_DATA,
+    CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE, DTLS12, HEADER_LEN,
+};
+use super::{
+    Certificate, CipherSuite, DtlsConfig, DtlsError, DtlsEvent, DtlsKeys, Fingerprint,
+    FingerprintAlgorithm, NamedGroup, Role,
+};
+
+/// Alert descriptions we send.
+mod alert {
+    pub(super) const CLOSE_NOTIFY: u8 = 0;
+    pub(super) const UNEXPECTED_MESSAGE: u8 = 10;
+    pub(super) const HANDSHAKE_FAILURE: u8 = 40;
+    pub(super) const BAD_CERTIFICATE: u8 = 42;
+    pub(super) const ILLEGAL_PARAMETER: u8 = 47;
+    pub(super) const DECODE_ERROR: u8 = 50;
+    pub(super) const DECRYPT_ERROR: u8 = 51;
+    pub(super) const PROTOCOL_VERSION: u8 = 70;
+    pub(super) const INTERNAL_ERROR: u8 = 80;
+    pub(super) const NO_RENEGOTIATION: u8 = 100;
+}
+
+/// The most datagrams queued for transmission; older ones are dropped beyond it.
+const MAX_QUEUED_DATAGRAMS: usize = 128;
+/// The most HelloVerifyRequests a client follows.
+const MAX_HELLO_VERIFY: u8 = 4;
+/// Smallest usable MTU (we clamp below it).
+const MIN_MTU: usize = 64;
+
+/// Where the handshake stands: the next message we expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    ClientWaitServerHello,
+    ClientWaitCertificate,
+    ClientWaitKeyExchange,
+    ClientWaitHelloDone,
+    ClientWaitCcs,
+    ClientWaitFinished,
+    ServerWaitClientHello,
+    ServerWaitCertificate,
+    ServerWaitKeyExchange,
+    ServerWaitCertificateVerify,
+    ServerWaitCcs,
+    ServerWaitFinished,
+    Connected,
+    Closed,
+    Failed,
+}
+
+/// One message of a flight, kept for retransmission.
+#[derive(Debug, Clone)]
+enum OutMsg {
+    Handshake {
+        msg_type: u8,
+        seq: u16,
+        epoch: u16,
+        body: Vec<u8>,
+    },
+    ChangeCipherSpec,
+}
+
+/// Per-handshake secrets and negotiation results, dropped once done.
+#[derive(Debug, Default)]
+struct Handshake {
+    transcript: Vec<u8>,
+    client_random: [u8; 32],
+    server_random: [u8; 32],
+    suite: Option<CipherSuite>,
+    group: Option<NamedGroup>,
+    profile: Option<SrtpProfile>,
+    ems: bool,
+    client_hello: Option<ClientHello>,
+    hello_verify_count: u8,
+    peer_cert: Option<Vec<u8>>,
+    peer_key: Option<PeerKey>,
+    cert_requested: bool,
+    ecdhe: Option<EphemeralKey>,
+    server_public: Vec<u8>,
+    master: Vec<u8>,
+    pending_read: Option<RecordCipher>,
+}
+
+type Fail = (u8, DtlsError);
+
+fn decode(e: DtlsError) -> Fail {
+    (alert::DECODE_ERROR, e)
+}
+
+/// A DTLS 1.2 client or server. See the module documentation.
+pub struct DtlsEndpoint {
+    role: Role,
+    config: Arc<DtlsConfig>,
+    cert: Arc<Certificate>,
+    expected_peer: Option<Fingerprint>,
+    state: State,
+    hs: Option<Box<Handshake>>,
+    send_seq: u16,
+    write_epoch: u16,
+    write_seq: [u64; 2],
+    write_cipher: Option<RecordCipher>,
+    read_epoch: u16,
+    read_cipher: Option<RecordCipher>,
+    replay: [ReplayWindow; 2],
+    reasm: Reassembler,
+    flight: Vec<OutMsg>,
+    /// message_seq of the first message of the peer's last flight: seeing it
+    /// again means the peer lost our answer.
+    peer_flight_first: Option<u16>,
+    retransmit_at: Option<Instant>,
+    rto: Duration,
+    deadline: Instant,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<DtlsEvent>,
+    dropped_records: u64,
+    retransmissions: u64,
+}
+
+impl fmt::Debug for DtlsEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DtlsEndpoint")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("write_epoch", &self.write_epoch)
+            .field("read_epoch", &self.read_epoch)
+            .field("queued", &self.out.len())
+            .field("dropped_records", &self.dropped_records)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DtlsEndpoint {
+    fn new(
+        role: Role,
+        config: Arc<DtlsConfig>,
+        cert: Arc<Certificate>,
+        expected_peer: Option<Fingerprint>,
+        now: Instant,
+    ) -> Self {
+        let reasm = Reassembler::new(config.max_handshake_message, config.max_buffered_fragments);
+        DtlsEndpoint {
+            role,
+            rto: config.initial_timeout,
+            deadline: now + config.handshake_timeout,
+            config,
+            cert,
+            expected_peer,
+            state: match role {
+                Role::Client => State::ClientWaitServerHello,
+                Role::Server => State::ServerWaitClientHello,
+            },
+            hs: Some(Box::default()),
+            send_seq: 0,
+            write_epoch: 0,
+            write_seq: [0; 2],
+            write_cipher: None,
+            read_epoch: 0,
+            read_cipher: None,
+            replay: Default::default(),
+            reasm,
+            flight: Vec::new(),
+            peer_flight_first: None,
+            retransmit_at: None,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            dropped_records: 0,
+            retransmissions: 0,
+        }
+    }
+
+    /// A client; queues the ClientHello.
+    pub fn client(
+        config: Arc<DtlsConfig>,
+        cert: Arc<Certificate>,
+        expected_peer: Option<Fingerprint>,
+        now: Instant,
+    ) -> Self {
+        let mut ep = Self::new(Role::Client, config, cert, expected_peer, now);
+        let cfg = ep.config.clone();
+        let mut random = [0u8; 32];
+        OsRng.fill_bytes(&mut random);
+        let ch = ClientHello {
+            version: DTLS12,
+            random,
+            session_id: Vec::new(),
+            cookie: Vec::new(),
+            cipher_suites: cfg.cipher_suites.iter().map(|s| s.id()).collect(),
+            compression: vec![0],
+            groups: Some(cfg.groups.iter().map(|g| g.id()).collect()),
+            point_formats: Some(vec![0]),
+            sig_algs: Some(SIG_ALGS.to_vec()),
+            srtp_profiles: Some(
+                cfg.srtp_profiles
+                    .iter()
+                    .filter_map(|p| p.dtls_id())
+                    .collect(),
+            ),
+            ems: true,
+            renegotiation_info: Some(Vec::new()),
+        };
+        if let Some(hs) = ep.hs.as_mut() {
+            hs.client_random = random;
+            hs.client_hello = Some(ch);
+        }
+        ep.send_client_hello(now);
+        ep
+    }
+
+    /// A server waiting for a ClientHello (with or without a cookie: the endpoint
+    /// never sends HelloVerifyRequest itself, see [`super::CookieKeys`]).
+    pub fn server(
+        config: Arc<DtlsConfig>,
+        cert: Arc<Certificate>,
+        expected_peer: Option<Fingerprint>,
+        now: Instant,
+    ) -> Self {
+        Self::new(Role::Server, config, cert, expected_peer, now)
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// True once the handshake completed (until closed).
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// True when failed or closed: the owner may drop the endpoint.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed | State::Failed)
+    }
+
+    /// Records dropped so far (malformed, replayed, undecryptable, early epoch).
+    pub fn dropped_records(&self) -> u64 {
+        self.dropped_records
+    }
+
+    /// Flights retransmitted so far (timer or peer retransmission).
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
+    }
+
+    /// The next datagram to send (each at most `mtu` bytes).
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<DtlsEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Closed | State::Failed => None,
+            State::Connected => self.retransmit_at,
+            _ => Some(match self.retransmit_at {
+                Some(t) => t.min(self.deadline),
+                None => self.deadline,
+            }),
+        }
+    }
+
+    /// Retransmits the last flight when its timer expired; fails the handshake
+    /// after `handshake_timeout`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        if self.state != State::Connected && now >= self.deadline {
+            self.fail(None, DtlsError::Timeout);
+            return;
+        }
+        if let Some(t) = self.retransmit_at {
+            if now >= t {
+                self.transmit_flight();
+                self.retransmissions += 1;
+                self.rto = (self.rto * 2).min(self.config.max_timeout);
+                self.retransmit_at = Some(now + self.rto);
+            }
+        }
+    }
+
+    /// Sends application data (one record; must fit the MTU).
+    pub fn send_application_data(&mut self, data: &[u8]) -> Result<(), DtlsError> {
+        match self.state {
+            State::Connected => {}
+            State::Closed | State::Failed => return Err(DtlsError::Closed),
+            _ => return Err(DtlsError::NotConnected),
+        }
+        let overhead = self.write_cipher.as_ref().map_or(0, |c| c.overhead());
+        if HEADER_LEN + overhead + data.len() > self.mtu() {
+            return Err(DtlsError::TooLarge);
+        }
+        let mut d = Vec::new();
+        self.push_record(&mut d, CT_APPLICATION_DATA, 1, data);
+        self.queue(d);
+        Ok(())
+    }
+
+    /// Queues close_notify and closes the endpoint.
+    pub fn close(&mut self) {
+        if self.is_closed() {
+            return;
+        }
+        self.send_alert(1, alert::CLOSE_NOTIFY);
+        self.state = State::Closed;
+        self.events.push_back(DtlsEvent::Closed);
+        self.free();
+    }
+
+    fn mtu(&self) -> usize {
+        self.config.mtu.max(MIN_MTU)
+    }
+
+    fn queue(&mut self, d: Vec<u8>) {
+        if self.out.len() >= MAX_QUEUED_DATAGRAMS {
+            self.out.pop_front();
+        }
+        self.out.push_back(d);
+    }
+
+    /// Appends one record in `epoch` (protected if epoch 1).
+    fn push_record(&mut self, out: &mut Vec<u8>, ct: u8, epoch: u16, plain: &[u8]) {
+        let e = epoch.min(1) as usize;
+        let seq = self.write_seq[e];
+        self.write_seq[e] += 1;
+        let es = ((epoch as u64) << 48) | seq;
+        match (epoch, &self.write_cipher) {
+            (0, _) => write_record(out, ct, DTLS12, 0, seq, plain),
+            (_, Some(c)) => {
+                let body = c.seal(es, ct, plain);
+                write_record(out, ct, DTLS12, epoch, seq, &body);
+            }
+            // Epoch 1 without keys cannot happen: keys are installed before any
+            // epoch-1 message is queued.
+            (_, None) => {}
+        }
+    }
+
+    fn send_alert(&mut self, level: u8, desc: u8) {
+        let mut d = Vec::new();
+        let epoch = if self.write_cipher.is_some() {
+            self.write_epoch
+        } else {
+            0
+        };
+        self.push_record(&mut d, CT_ALERT, epoch, &[level, desc]);
+        self.queue(d);
+    }
+
+    fn free(&mut self) {
+        self.hs = None;
+        self.flight = Vec::new();
+        self.reasm.clear();
+        self.retransmit_at = None;
+        self.read_cipher = None;
+        self.write_cipher = None;
+    }
+
+    /// Fails the endpoint, sending a fatal alert if `alert` is given.
+    fn fail(&mut self, alert: Option<u8>, err: DtlsError) {
+        if self.is_closed() {
+            return;
+        }
+        if let Some(a) = alert {
+            self.send_alert(2, a);
+        }
+        self.state = State::Failed;
+        self.events.push_back(DtlsEvent::Failed(err));
+        self.free();
+    }
+
+    // ------------------------------------------------------------ flights
+
+    /// Adds a handshake message to the transcript and returns it for a flight.
+    fn hs_message(&mut self, msg_type: u8, epoch: u16, body: Vec<u8>) -> OutMsg {
+        let seq = self.send_seq;
+        self.send_seq = self.send_seq.wrapping_add(1);
+        if let Some(hs) = self.hs.as_mut() {
+            hs.transcript
+                .extend_from_slice(&full_message(msg_type, seq, &body));
+        }
+        OutMsg::Handshake {
+            msg_type,
+            seq,
+            epoch,
+            body,
+        }
+    }
+
+    /// Sends a new flight; with `expect_reply` the retransmission timer runs.
+    fn send_flight(&mut self, flight: Vec<OutMsg>, expect_reply: bool, now: Instant) {
+        self.flight = flight;
+        self.rto = self.config.initial_timeout;
+        self.retransmit_at = expect_reply.then(|| now + self.rto);
+        self.transmit_flight();
+    }
+
+    /// (Re)transmits the current flight: fragments to fit the MTU, fresh record
+    /// sequence numbers, records packed into datagrams.
+    fn transmit_flight(&mut self) {
+        let mtu = self.mtu();
+        let flight = std::mem::take(&mut self.flight);
+        let mut dgram: Vec<u8> = Vec::with_capacity(mtu);
+        for m in &flight {
+            match m {
+                OutMsg::ChangeCipherSpec => {
+                    if dgram.len() + HEADER_LEN + 1 > mtu {
+                        self.queue(std::mem::take(&mut dgram));
+                    }
+                    self.push_record(&mut dgram, CT_CHANGE_CIPHER_SPEC, 0, &[1]);
+                }
+                OutMsg::Handshake {
+                    msg_type,
+                    seq,
+                    epoch,
+                    body,
+                } => {
+                    let overhead = if *epoch > 0 {
+                        self.write_cipher.as_ref().map_or(0, |c| c.overhead())
+                    } else {
+                        0
+                    };
+                    let per_record = HEADER_LEN + HS_HEADER_LEN + overhead;
+                    let mut off = 0;
+                    loop {
+                        let mut room = mtu.saturating_sub(dgram.len() + per_record);
+                        if room == 0 || (room < body.len() - off && room < 32 && !dgram.is_empty())
+                        {
+                            // Too little space left: start a new datagram.
+                            self.queue(std::mem::take(&mut dgram));
+                            room = mtu.saturating_sub(per_record).max(1);
+                        }
+                        let n = room.min(body.len() - off);
+                        let mut plain = Vec::with_capacity(HS_HEADER_LEN + n);
+                        put_hs_header(&mut plain, *msg_type, body.len(), *seq, off, n);
+                        plain.extend_from_slice(&body[off..off + n]);
+                        self.push_record(&mut dgram, CT_HANDSHAKE, *epoch, &plain);
+                        off += n;
+                        if off >= body.len() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if !dgram.is_empty() {
+            self.queue(dgram);
+        }
+        self.flight = flight;
+    }
+
+    fn send_client_hello(&mut self, now: Instant) {
+        let Some(body) = self
+            .hs
+            .as_ref()
+            .and_then(|h| h.client_hello.as_ref())
+            .map(|c| c.encode())
+        else {
+            return;
+        };
+        if let Some(hs) = self.hs.as_mut() {
+            // RFC 6347 4.2.1: the transcript starts at the ClientHello with the cookie.
+            hs.transcript.clear();
+        }
+        let m = self.hs_message(HT_CLIENT_HELLO, 0, body);
+        if let OutMsg::Handshake { seq, .. } = &m {
+            // The server answers with message_seq equal to our ClientHello's.
+            self.reasm.reset_to(*seq);
+        }
+        self.send_flight(vec![m], true, now);
+    }
+
+    // ------------------------------------------------------------ input
+
+    /// Processes one datagram from the peer. Never panics; malformed or
+    /// unauthentic records are counted and dropped, protocol violations fail the
+    /// handshake with an alert.
+    pub fn handle_datagram(&mut self, datagram: &[u8], now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        let (records, cut) = parse_records(datagram);
+        if cut {
+            self.dropped_records += 1;
+        }
+        for rec in records {
+            if self.is_closed() {
+                return;
+            }
+            let plain;
+            let body: &[u8] = match rec.epoch {
+                0 => {
+                    if !self.replay[0].check(rec.seq) {
+                        self.dropped_records += 1;
+                        continue;
+                    }
+                    self.replay[0].mark(rec.seq);
+                    rec.body
+                }
+                1 if self.read_epoch == 1 => {
+                    let Some(c) = self.read_cipher.as_ref() else {
+                        self.dropped_records += 1;
+                        continue;
+                    };
+                    if !self.replay[1].check(rec.seq) {
+                        self.dropped_records += 1;
+                        continue;
+                    }
+                    match c.open(rec.epoch_seq(), rec.content_type, rec.body) {
+                        Some(p) => plain = p,
+                        None => {
+                            self.dropped_records += 1;
+                            continue;
+                        }
+                    }
+                    self.replay[1].mark(rec.seq);
+                    &plain
+                }
+                _ => {
+                    // A future epoch (keys not yet known) or garbage.
+                    self.dropped_records += 1;
+                    continue;
+                }
+            };
+            let result = match rec.content_type {
+                CT_CHANGE_CIPHER_SPEC => {
+                    self.on_change_cipher_spec(rec.epoch, body);
+                    Ok(())
+                }
+                CT_ALERT => {
+                    self.on_alert(rec.epoch, body);
+                    Ok(())
+                }
+                CT_HANDSHAKE => self.on_handshake_record(rec.epoch, body, now),
+                CT_APPLICATION_DATA => {
+                    if rec.epoch == 1 && self.state == State::Connected {
+                        self.events
+                            .push_back(DtlsEvent::ApplicationData(body.to_vec()));
+                    } else {
+                        self.dropped_records += 1;
+                    }
+                    Ok(())
+                }
+                _ => {
+                    self.dropped_records += 1;
+                    Ok(())
+                }
+            };
+            if let Err((a, e)) = result {
+                self.fail(Some(a), e);
+            }
+        }
+    }
+
+    fn on_change_cipher_spec(&mut self, epoch: u16, body: &[u8]) {
+        if epoch != 0 || body != [1] {
+            self.dropped_records += 1;
+            return;
+        }
+        let next = match self.state {
+            State::ClientWaitCcs => State::ClientWaitFinished,
+            State::ServerWaitCcs => State::ServerWaitFinished,
+            // Early (messages before it still missing) or a retransmission:
+            // the peer's retransmission of the whole flight recovers.
+            _ => return,
+        };
+        if let Some(c) = self.hs.as_mut().and_then(|h| h.pending_read.take()) {
+            self.read_cipher = Some(c);
+            self.read_epoch = 1;
+            self.state = next;
+        }
+    }
+
+    fn on_alert(&mut self, epoch: u16, body: &[u8]) {
+        if body.len() != 2 {
+            self.dropped_records += 1;
+            return;
+        }
+        if epoch == 0 && self.read_epoch == 1 {
+            // Unauthenticated alert after the switch: ignore.
+            self.dropped_records += 1;
+            return;
+        }
+        let (level, description) = (body[0], body[1]);
+        if description == alert::CLOSE_NOTIFY {
+            if self.state == State::Connected {
+                self.send_alert(1, alert::CLOSE_NOTIFY);
+                self.state = State::Closed;
+                self.events.push_back(DtlsEvent::Closed);
+                self.free();
+            } else {
+                self.fail(None, DtlsError::AlertReceived { level, description });
+            }
+        } else if level == 2 {
+            self.fail(None, DtlsError::AlertReceived { level, description });
+        }
+        // Other warnings (no_renegotiation, ...) are ignored.
+    }
+
+    fn on_handshake_record(&mut self, epoch: u16, body: &[u8], now: Instant) -> Result<(), Fail> {
+        let frags = match parse_fragments(body) {
+            Ok(f) => f,
+            Err(_) => {
+                self.dropped_records += 1;
+                return Ok(());
+            }
+        };
+        let mut retransmit = false;
+        for f in &frags {
+            if self.state == State::ServerWaitClientHello
+                && f.msg_type == HT_CLIENT_HELLO
+                && f.message_seq != self.reasm.next_seq()
+                && f.message_seq < 8
+            {
+                // A stateless (cookie) server's endpoint starts at the client's
+                // second ClientHello.
+                self.reasm.reset_to(f.message_seq);
+            }
+            match self.reasm.push(f, epoch) {
+                PushResult::Old => {
+                    if Some(f.message_seq) == self.peer_flight_first && f.offset == 0 {
+                        retransmit = true;
+                    }
+                }
+                PushResult::Dropped => self.dropped_records += 1,
+                PushResult::Buffered => {}
+            }
+        }
+        if retransmit && !self.flight.is_empty() {
+            self.transmit_flight();
+            self.retransmissions += 1;
+        }
+        while let Some(m) = self.reasm.pop() {
+            if self.state == State::Connected {
+                // Renegotiation is not supported.
+                self.send_alert(1, alert::NO_RENEGOTIATION);
+                continue;
+            }
+            self.process(m, now)?;
+            if self.is_closed() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, m: Message, now: Instant) -> Result<(), Fail> {
+        let expect_epoch = if m.msg_type == HT_FINISHED { 1 } else { 0 };
+        if m.epoch != expect_epoch {
+            return Err((
+                alert::UNEXPECTED_MESSAGE,
+                DtlsError::UnexpectedMessage(format!(
+                    "handshake message {} in epoch {}",
+                    m.msg_type, m.epoch
+                )),
+            ));
+        }
+        let unexpected = |s: State| {
+            Err((
+                alert::UNEXPECTED_MESSAGE,
+                DtlsError::UnexpectedMessage(format!(
+                    "handshake message type {} while in {s:?}",
+                    m.msg_type
+                )),
+            ))
+        };
+        match (self.state, m.msg_type) {
+            (State::ClientWaitServerHello, HT_HELLO_VERIFY_REQUEST) => {
+                self.client_on_hello_verify(&m, now)
+            }
+            (State::ClientWaitServerHello, HT_SERVER_HELLO) => self.client_on_server_hello(&m),
+            (State::ClientWaitCertificate, HT_CERTIFICATE) => {
+                self.add_transcript(&m);
+                self.on_peer_certificate(&m.body)?;
+                self.state = State::ClientWaitKeyExchange;
+                Ok(())
+            }
+            (State::ClientWaitKeyExchange, HT_SERVER_KEY_EXCHANGE) => {
+                self.client_on_server_key_exchange(&m)
+            }
+            (State::ClientWaitHelloDone, HT_CERTIFICATE_REQUEST) => {
+                let hs = self.hs_mut()?;
+                if hs.cert_requested {
+                    return unexpected(State::ClientWaitHelloDone);
+                }
+                let algs = parse_certificate_request(&m.body).map_err(decode)?;
+                if !algs.contains(&ECDSA_P256_SHA256) {
+                    return Err((
+                        alert::HANDSHAKE_FAILURE,
+                        DtlsError::HandshakeFailure(
+                            "server does not accept ecdsa_secp256r1_sha256 client signatures"
+                                .into(),
+                        ),
+                    ));
+                }
+                hs.cert_requested = true;
+                self.add_transcript(&m);
+                Ok(())
+            }
+            (State::ClientWaitHelloDone, HT_SERVER_HELLO_DONE) => {
+                if !m.body.is_empty() {
+                    return Err(decode(DtlsError::Decode(
+                        "ServerHelloDone not empty".into(),
+                    )));
+                }
+                self.add_transcript(&m);
+                self.client_send_key_exchange(now)
+            }
+            (State::ClientWaitFinished, HT_FINISHED) => {
+                self.verify_peer_finished(&m)?;
+                self.add_transcript(&m);
+                self.retransmit_at = None;
+                self.connected()
+            }
+            (State::ServerWaitClientHello, HT_CLIENT_HELLO) => self.server_on_client_hello(&m, now),
+            (State::ServerWaitCertificate, HT_CERTIFICATE) => {
+                self.peer_flight_first = Some(m.seq);
+                self.add_transcript(&m);
+                self.on_peer_certificate(&m.body)?;
+                self.state = State::ServerWaitKeyExchange;
+                Ok(())
+            }
+            (State::ServerWaitKeyExchange, HT_CLIENT_KEY_EXCHANGE) => {
+                if !self.config.require_client_certificate {
+                    self.peer_flight_first = Some(m.seq);
+                }
+                self.server_on_client_key_exchange(&m)
+            }
+            (State::ServerWaitCertificateVerify, HT_CERTIFICATE_VERIFY) => {
+                let (scheme, sig) = parse_signed(&m.body).map_err(decode)?;
+                if !SIG_ALGS.contains(&scheme) {
+                    return Err((
+                        alert::ILLEGAL_PARAMETER,
+                        DtlsError::HandshakeFailure(format!(
+                            "CertificateVerify with unoffered scheme {scheme:#06x}"
+                        )),
+                    ));
+                }
+                let hs = self.hs_ref()?;
+                let key = hs.peer_key.as_ref().ok_or((
+                    alert::INTERNAL_ERROR,
+                    DtlsError::HandshakeFailure("no peer key".into()),
+                ))?;
+                key.verify(scheme, &hs.transcript, &sig)
+                    .map_err(|e| (alert::DECRYPT_ERROR, e))?;
+                self.add_transcript(&m);
+                self.state = State::ServerWaitCcs;
+                Ok(())
+            }
+            (State::ServerWaitFinished, HT_FINISHED) => {
+                self.verify_peer_finished(&m)?;
+                self.add_transcript(&m);
+                let suite = self.suite()?;
+                let hs = self.hs_ref()?;
+                let vd = crypto::verify_data(suite, &hs.master, false, &hs.transcript);
+                let fin = self.hs_message(HT_FINISHED, 1, vd.to_vec());
+                self.write_epoch = 1;
+                self.send_flight(vec![OutMsg::ChangeCipherSpec, fin], false, now);
+                self.connected()
+            }
+            (s, _) => unexpected(s),
+        }
+    }
+
+    fn hs_mut(&mut self) -> Result<&mut Handshake, Fail> {
+        self.hs.as_deref_mut().ok_or((
+            alert::INTERNAL_ERROR,
+            DtlsError::HandshakeFailure("handshake state gone".into()),
+        ))
+    }
+
+    fn hs_ref(&self) -> Result<&Handshake, Fail> {
+        self.hs.as_deref().ok_or((
+            alert::INTERNAL_ERROR,
+            DtlsError::HandshakeFailure("handshake state gone".into()),
+        ))
+    }
+
+    fn suite(&self) -> Result<CipherSuite, Fail> {
+        self.hs_ref()?.suite.ok_or((
+            alert::INTERNAL_ERROR,
+            DtlsError::HandshakeFailure("no cipher suite".into()),
+        ))
+    }
+
+    fn add_transcript(&mut self, m: &Message) {
+        if let Some(hs) = self.hs.as_mut() {
+            hs.transcript
+                .extend_from_slice(&full_message(m.msg_type, m.seq, &m.body));
+        }
+    }
+
+    fn on_peer_certificate(&mut self, body: &[u8]) -> Result<(), Fail> {
+        let chain = parse_certificate(body).map_err(decode)?;
+        let Some(leaf) = chain.into_iter().next() else {
+            return Err((alert::HANDSHAKE_FAILURE, DtlsError::NoCertificate));
+        };
+        if let Some(expected) = &self.expected_peer {
+            let got = Fingerprint::of_der(expected.algorithm, &leaf);
+            if got != *expected {
+                return Err((
+                    alert::BAD_CERTIFICATE,
+                    DtlsError::FingerprintMismatch {
+                        expected: expected.clone(),
+                        got,
+                    },
+                ));
+            }
+        }
+        let key = PeerKey::from_certificate(&leaf).map_err(|e| (alert::BAD_CERTIFICATE, e))?;
+        let hs = self.hs_mut()?;
+        if let Some(suite) = hs.suite {
+            if suite.is_ecdsa() != key.is_ecdsa() {
+                return Err((
+                    alert::BAD_CERTIFICATE,
+                    DtlsError::BadCertificate(format!("certificate key type does not fit {suite}")),
+                ));
+            }
+        }
+        hs.peer_key = Some(key);
+        hs.peer_cert = Some(leaf);
+        Ok(())
+    }
+
+    fn verify_peer_finished(&mut self, m: &Message) -> Result<(), Fail> {
+        let suite = self.suite()?;
+        let hs = self.hs_ref()?;
+        let peer_is_client = self.role == Role::Server;
+        let want = crypto::verify_data(suite, &hs.master, peer_is_client, &hs.transcript);
+        if m.body.len() != 12 || !bool::from(want.ct_eq(&m.body[..])) {
+            return Err((alert::DECRYPT_ERROR, DtlsError::BadFinished));
+        }
+        Ok(())
+    }
+
+    fn connected(&mut self) -> Result<(), Fail> {
+        let role = self.role;
+        let hs = self.hs_ref()?;
+        let missing = |what: &str| {
+            (
+                alert::INTERNAL_ERROR,
+                DtlsError::HandshakeFailure(format!("missing {what} at completion")),
+            )
+        };
+        let suite = hs.suite.ok_or_else(|| missing("suite"))?;
+        let profile = hs.profile.ok_or_else(|| missing("SRTP profile"))?;
+        let group = hs.group.ok_or_else(|| missing("group"))?;
+        // Empty only when the server did not ask for a client certificate.
+        let peer_cert = hs.peer_cert.clone().unwrap_or_default();
+        let mut randoms = hs.client_random.to_vec();
+        randoms.extend_from_slice(&hs.server_random);
+        let mut keys = DtlsKeys {
+            role,
+            cipher_suite: suite,
+            group,
+            srtp_profile: profile,
+            extended_master_secret: hs.ems,
+            keying_material: Vec::new(),
+            peer_fingerprint: Fingerprint::of_der(FingerprintAlgorithm::Sha256, &peer_cert),
+            peer_certificate: peer_cert,
+            master_secret: hs.master.clone(),
+            randoms,
+        };
+        keys.keying_material = keys.export(
+            "EXTRACTOR-dtls_srtp",
+            2 * (profile.key_len() + profile.salt_len()),
+        );
+        self.state = State::Connected;
+        self.events.push_back(DtlsEvent::Connected(Box::new(keys)));
+        // Keep only what retransmissions need: the last flight and the ciphers.
+        self.hs = None;
+        self.reasm.clear();
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ client
+
+    fn client_on_hello_verify(&mut self, m: &Message, now: Instant) -> Result<(), Fail> {
+        let cookie = parse_hello_verify_request(&m.body).map_err(decode)?;
+        let hs = self.hs_mut()?;
+        hs.hello_verify_count += 1;
+        if hs.hello_verify_count > MAX_HELLO_VERIFY || cookie.len() > 255 {
+            return Err((
+                alert::HANDSHAKE_FAILURE,
+                DtlsError::HandshakeFailure("too many HelloVerifyRequests".into()),
+            ));
+        }
+        if let Some(ch) = hs.client_hello.as_mut() {
+            ch.cookie = cookie;
+        }
+        self.send_client_hello(now);
+        Ok(())
+    }
+
+    fn client_on_server_hello(&mut self, m: &Message) -> Result<(), Fail> {
+        let sh = ServerHello::parse(&m.body).map_err(decode)?;
+        if sh.version != DTLS12 {
+            return Err((alert::PROTOCOL_VERSION, DtlsError::ProtocolVersion));
+        }
+        let cfg = self.config.clone();
+        let suite = CipherSuite::from_id(sh.cipher_suite)
+            .filter(|s| cfg.cipher_suites.contains(s))
+            .ok_or((
+                alert::ILLEGAL_PARAMETER,
+                DtlsError::HandshakeFailure(format!(
+                    "server chose unoffered suite {:#06x}",
+                    sh.cipher_suite
+                )),
+            ))?;
+        if sh.compression != 0 {
+            return Err((
+                alert::ILLEGAL_PARAMETER,
+                DtlsError::HandshakeFailure("server chose compression".into()),
+            ));
+        }
+        let profile = match sh.srtp_profile {
+            None => return Err((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedSrtpProfile)),
+            Some(id) => SrtpProfile::from_dtls_id(id)
+                .filter(|p| cfg.srtp_profiles.contains(p))
+                .ok_or((
+                    alert::ILLEGAL_PARAMETER,
+                    DtlsError::HandshakeFailure(format!(
+                        "server chose unoffered SRTP profile {id:#06x}"
+                    )),
+                ))?,
+        };
+        if sh
+            .renegotiation_info
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
+            return Err((
+                alert::HANDSHAKE_FAILURE,
+                DtlsError::HandshakeFailure("non-empty renegotiation_info".into()),
+            ));
+        }
+        self.peer_flight_first = Some(m.seq);
+        let hs = self.hs_mut()?;
+        hs.server_random = sh.random;
+        hs.suite = Some(suite);
+        hs.profile = Some(profile);
+        hs.ems = sh.ems;
+        hs.client_hello = None;
+        self.add_transcript(m);
+        self.state = State::ClientWaitCertificate;
+        Ok(())
+    }
+
+    fn client_on_server_key_exchange(&mut self, m: &Message) -> Result<(), Fail> {
+        let ske = ServerKeyExchange::parse(&m.body).map_err(decode)?;
+        let group = NamedGroup::from_id(ske.group)
+            .filter(|g| self.config.groups.contains(g))
+            .ok_or((
+                alert::ILLEGAL_PARAMETER,
+                DtlsError::HandshakeFailure(format!("server chose unoffered group {}", ske.group)),
+            ))?;
+        if !SIG_ALGS.contains(&ske.scheme) {
+            return Err((
+                alert::ILLEGAL_PARAMETER,
+                DtlsError::HandshakeFailure(format!(
+                    "ServerKeyExchange with unoffered scheme {:#06x}",
+                    ske.scheme
+                )),
+            ));
+        }
+        let hs = self.hs_mut()?;
+        let mut signed = hs.client_random.to_vec();
+        signed.extend_from_slice(&hs.server_random);
+        signed.extend_from_slice(&ServerKeyExchange::params(ske.group, &ske.public));
+        let key = hs.peer_key.as_ref().ok_or((
+            alert::INTERNAL_ERROR,
+            DtlsError::HandshakeFailure("no server key".into()),
+        ))?;
+        key.verify(ske.scheme, &signed, &ske.signature)
+            .map_err(|e| (alert::DECRYPT_ERROR, e))?;
+        hs.group = Some(group);
+        hs.server_public = ske.public;
+        self.add_transcript(m);
+        self.state = State::ClientWaitHelloDone;
+        Ok(())
+    }
+
+    fn client_send_key_exchange(&mut self, now: Instant) -> Result<(), Fail> {
+        let suite = self.suite()?;
+        let cert_der = self.cert.der().to_vec();
+        let (group, requested, server_public) = {
+            let hs = self.hs_ref()?;
+            (
+                hs.group.ok_or((
+                    alert::UNEXPECTED_MESSAGE,
+                    DtlsError::UnexpectedMessage("ServerHelloDone before ServerKeyExchange".into()),
+                ))?,
+                hs.cert_requested,
+                hs.server_public.clone(),
+            )
+        };
+        let mut flight = Vec::new();
+        if requested {
+            flight.push(self.hs_message(HT_CERTIFICATE, 0, encode_certificate(&[&cert_der])));
+        }
+        let eph = EphemeralKey::generate(group);
+        let cke = encode_client_key_exchange(eph.public());
+        let pms = eph
+            .agree(&server_public)
+            .map_err(|e| (alert::ILLEGAL_PARAMETER, e))?;
+        flight.push(self.hs_message(HT_CLIENT_KEY_EXCHANGE, 0, cke));
+        self.derive_keys(suite, &pms)?;
+        if requested {
+            let sig = self.cert.sign(&self.hs_ref()?.transcript);
+            flight.push(self.hs_message(
+                HT_CERTIFICATE_VERIFY,
+                0,
+                encode_signed(ECDSA_P256_SHA256, &sig),
+            ));
+        }
+        flight.push(OutMsg::ChangeCipherSpec);
+        let hs = self.hs_ref()?;
+        let vd = crypto::verify_data(suite, &hs.master, true, &hs.transcript);
+        flight.push(self.hs_message(HT_FINISHED, 1, vd.to_vec()));
+        self.write_epoch = 1;
+        self.state = State::ClientWaitCcs;
+        self.send_flight(flight, true, now);
+        Ok(())
+    }
+
+    /// Master secret and both directions' ciphers; the write cipher is installed
+    /// at once (epoch-1 messages are queued after the CCS), the read cipher on the
+    /// peer's CCS.
+    fn derive_keys(&mut self, suite: CipherSuite, pms: &[u8]) -> Result<(), Fail> {
+        let role = self.role;
+        let hs = self.hs_mut()?;
+        let session_hash = hs
+            .ems
+            .then(|| crypto::transcript_hash(suite, &hs.transcript));
+        hs.master = crypto::master_secret(
+            suite,
+            pms,
+            &hs.client_random,
+            &hs.server_random,
+            session_hash.as_deref(),
+        );
+        let (client, server) =
+            crypto::key_block(suite, &hs.master, &hs.client_random, &hs.server_random);
+        let (write, read) = match role {
+            Role::Client => (client, server),
+            Role::Server => (server, client),
+        };
+        hs.pending_read = Some(read);
+        self.write_cipher = Some(write);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ server
+
+    fn server_on_client_hello(&mut self, m: &Message, now: Instant) -> Result<(), Fail> {
+        let ch = ClientHello::parse(&m.body).map_err(decode)?;
+        // DTLS versions count down: 0xFEFD is 1.2, 0xFEFF is 1.0. A 1.3 client
+        // still says 0xFEFD here (and offers 1.3 in supported_versions, ignored).
+        if ch.version > DTLS12 {
+            return Err((alert::PROTOCOL_VERSION, DtlsError::ProtocolVersion));
+        }
+        if !ch.compression.contains(&0) {
+            return Err((
+                alert::ILLEGAL_PARAMETER,
+                DtlsError::HandshakeFailure("client does not offer null compression".into()),
+            ));
+        }
+        let cfg = self.config.clone();
+        // Our certificate is ECDSA, so only ECDSA suites are possible.
+        let suite = cfg
+            .cipher_suites
+            .iter()
+            .copied()
+            .find(|s| s.is_ecdsa() && ch.cipher_suites.contains(&s.id()))
+            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedCipherSuite))?;
+        let client_groups = ch.groups.clone().unwrap_or_else(|| vec![23]);
+        let group = cfg
+            .groups
+            .iter()
+            .copied()
+            .find(|g| client_groups.contains(&g.id()))
+            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedGroup))?;
+        if let Some(pf) = &ch.point_formats {
+            if !pf.contains(&0) {
+                return Err((
+                    alert::ILLEGAL_PARAMETER,
+                    DtlsError::HandshakeFailure(
+                        "client does not accept uncompressed points".into(),
+                    ),
+                ));
+            }
+        }
+        if let Some(algs) = &ch.sig_algs {
+            if !algs.contains(&ECDSA_P256_SHA256) {
+                return Err((
+                    alert::HANDSHAKE_FAILURE,
+                    DtlsError::HandshakeFailure(
+                        "client does not accept ecdsa_secp256r1_sha256".into(),
+                    ),
+                ));
+            }
+        }
+        let offered = ch
+            .srtp_profiles
+            .as_ref()
+            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedSrtpProfile))?;
+        let profile = cfg
+            .srtp_profiles
+            .iter()
+            .copied()
+            .find(|p| p.dtls_id().is_some_and(|id| offered.contains(&id)))
+            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedSrtpProfile))?;
+        let secure_reneg =
+            ch.renegotiation_info.is_some() || ch.cipher_suites.contains(&SCSV_RENEGOTIATION);
+        if ch
+            .renegotiation_info
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
+            return Err((
+                alert::HANDSHAKE_FAILURE,
+                DtlsError::HandshakeFailure("non-empty renegotiation_info".into()),
+            ));
+        }
+
+        self.peer_flight_first = Some(m.seq);
+        // Our message_seq continues from the client's (1 after a cookie exchange).
+        self.send_seq = m.seq;
+        let mut server_random = [0u8; 32];
+        OsRng.fill_bytes(&mut server_random);
+        {
+            let hs = self.hs_mut()?;
+            hs.client_random = ch.random;
+            hs.server_random = server_random;
+            hs.suite = Some(suite);
+            hs.group = Some(group);
+            hs.profile = Some(profile);
+            hs.ems = ch.ems;
+            hs.transcript.clear();
+        }
+        self.add_transcript(m);
+
+        let sh = ServerHello {
+            version: DTLS12,
+            random: server_random,
+            session_id: Vec::new(),
+            cipher_suite: suite.id(),
+            compression: 0,
+            srtp_profile: profile.dtls_id(),
+            ems: ch.ems,
+            renegotiation_info: secure_reneg.then(Vec::new),
+            point_formats: ch.point_formats.as_ref().map(|_| vec![0]),
+            extension_types: Vec::new(),
+        };
+        let mut flight = vec![self.hs_message(HT_SERVER_HELLO, 0, sh.encode())];
+        let cert_der = self.cert.der().to_vec();
+        flight.push(self.hs_message(HT_CERTIFICATE, 0, encode_certificate(&[&cert_der])));
+        let eph = EphemeralKey::generate(group);
+        let mut signed = ch.random.to_vec();
+        signed.extend_from_slice(&server_random);
+        signed.extend_from_slice(&ServerKeyExchange::params(group.id(), eph.public()));
+        let ske = ServerKeyExchange {
+            group: group.id(),
+            public: eph.public().to_vec(),
+            scheme: ECDSA_P256_SHA256,
+            signature: self.cert.sign(&signed),
+        };
+        flight.push(self.hs_message(HT_SERVER_KEY_EXCHANGE, 0, ske.encode()));
+        if cfg.require_client_certificate {
+            flight.push(self.hs_message(
+                HT_CERTIFICATE_REQUEST,
+                0,
+                encode_certificate_request(&SIG_ALGS),
+            ));
+        }
+        flight.push(self.hs_message(HT_SERVER_HELLO_DONE, 0, Vec::new()));
+        self.hs_mut()?.ecdhe = Some(eph);
+        self.state = if cfg.require_client_certificate {
+            State::ServerWaitCertificate
+        } else {
+            State::ServerWaitKeyExchange
+        };
+        self.send_flight(flight, true, now);
+        Ok(())
+    }
+
+    fn server_on_client_key_exchange(&mut self, m: &Message) -> Result<(), Fail> {
+        let public = parse_client_key_exchange(&m.body).map_err(decode)?;
+        let suite = self.suite()?;
+        let eph = self.hs_mut()?.ecdhe.take().ok_or((
+            alert::INTERNAL_ERROR,
+            DtlsError::HandshakeFailure("no ECDHE key".into()),
+        ))?;
+        let pms = eph
+            .agree(&public)
+            .map_err(|e| (alert::ILLEGAL_PARAMETER, e))?;
+        self.add_transcript(m);
+        self.derive_keys(suite, &pms)?;
+        self.state = if self.hs_ref()?.peer_key.is_some() {
+            State::ServerWaitCertificateVerify
+        } else {
+            State::ServerWaitCcs
+        };
+        Ok(())
+    }
+}
