@@ -114,11 +114,6 @@ impl DtlsLegs {
         &self.fingerprint
     }
 
-    /// Handshakes in progress or connected legs.
-    pub fn len(&self) -> usize {
-        self.legs.len()
-    }
-
     /// A new DTLS leg of a call owned by `worker`.
     #[allow(clippy::too_many_arguments)]
     pub fn add(
@@ -242,7 +237,11 @@ impl DtlsLegs {
             }
             (Some(_), Some(_)) => {}
         }
-        if let Some(ep) = self.legs.get_mut(&(call, leg)).and_then(|l| l.endpoint.as_mut()) {
+        if let Some(ep) = self
+            .legs
+            .get_mut(&(call, leg))
+            .and_then(|l| l.endpoint.as_mut())
+        {
             ep.handle_datagram(data, now);
         }
         self.flush(call, leg, out);
@@ -262,7 +261,11 @@ impl DtlsLegs {
                 .and_then(DtlsEndpoint::poll_timeout)
                 .is_some_and(|t| t <= now);
             if due {
-                if let Some(ep) = self.legs.get_mut(&(call, leg)).and_then(|l| l.endpoint.as_mut()) {
+                if let Some(ep) = self
+                    .legs
+                    .get_mut(&(call, leg))
+                    .and_then(|l| l.endpoint.as_mut())
+                {
                     ep.handle_timeout(now);
                 }
                 self.flush(call, leg, out);
@@ -270,7 +273,13 @@ impl DtlsLegs {
         }
     }
 
-    fn maybe_start_client(&mut self, call: CallId, leg: usize, now: Instant, out: &mut Vec<Outcome>) {
+    fn maybe_start_client(
+        &mut self,
+        call: CallId,
+        leg: usize,
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) {
         let Some(l) = self.legs.get_mut(&(call, leg)) else {
             return;
         };
@@ -296,7 +305,9 @@ impl DtlsLegs {
         };
         let worker = l.worker;
         let peer = l.peer;
-        let Some(ep) = l.endpoint.as_mut() else { return };
+        let Some(ep) = l.endpoint.as_mut() else {
+            return;
+        };
         while let Some(data) = ep.poll_transmit() {
             out.push(Outcome::Command(
                 worker,

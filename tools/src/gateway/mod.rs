@@ -202,6 +202,18 @@ impl Gateway {
                             EngineEvent::Error { call, message } => {
                                 tracing::warn!(?call, %message, "engine error")
                             }
+                            EngineEvent::DtlsConnected {
+                                call,
+                                leg,
+                                profile,
+                                cipher,
+                                ..
+                            } => {
+                                tracing::info!(call, leg, ?profile, %cipher, "DTLS-SRTP keys installed")
+                            }
+                            EngineEvent::DtlsFailed { call, leg, reason } => {
+                                tracing::warn!(call, leg, %reason, "DTLS-SRTP handshake failed")
+                            }
                         }
                     }
                 }
