@@ -830,8 +830,10 @@ impl DtlsEndpoint {
             }
         }
         let key = PeerKey::from_certificate(&leaf).map_err(|e| (alert::BAD_CERTIFICATE, e))?;
+        let is_client = self.role == Role::Client;
         let hs = self.hs_mut()?;
-        if let Some(suite) = hs.suite {
+        // The server's key must fit the suite; a client may use any key type.
+        if let Some(suite) = hs.suite.filter(|_| is_client) {
             if suite.is_ecdsa() != key.is_ecdsa() {
                 return Err((
                     alert::BAD_CERTIFICATE,
