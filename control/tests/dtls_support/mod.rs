@@ -50,6 +50,9 @@ pub struct SideLog {
     pub max_datagram: usize,
 }
 
+/// Decides to drop a datagram: (from client?, index of the datagram from that side, bytes).
+pub type DropFilter = Box<dyn FnMut(bool, usize, &[u8]) -> bool>;
+
 pub struct Pair {
     pub client: DtlsEndpoint,
     pub server: DtlsEndpoint,
@@ -62,7 +65,7 @@ pub struct Pair {
     pub c: SideLog,
     pub s: SideLog,
     /// Hook deciding to drop a datagram: (from client?, index of datagram from that side, bytes).
-    pub filter: Option<Box<dyn FnMut(bool, usize, &[u8]) -> bool>>,
+    pub filter: Option<DropFilter>,
 }
 
 pub fn certs() -> (Arc<Certificate>, Arc<Certificate>) {
