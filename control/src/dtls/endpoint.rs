@@ -129,6 +129,8 @@ pub struct DtlsEndpoint {
     deadline: Instant,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<DtlsEvent>,
+    /// Sequence number of the record being processed.
+    current_record_seq: u64,
     dropped_records: u64,
     retransmissions: u64,
 }
@@ -180,6 +182,7 @@ impl DtlsEndpoint {
             retransmit_at: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            current_record_seq: 0,
             dropped_records: 0,
             retransmissions: 0,
         }
@@ -544,6 +547,7 @@ impl DtlsEndpoint {
                     continue;
                 }
             };
+            self.current_record_seq = rec.seq;
             let result = match rec.content_type {
                 CT_CHANGE_CIPHER_SPEC => {
                     self.on_change_cipher_spec(rec.epoch, body);
@@ -912,6 +916,9 @@ impl DtlsEndpoint {
         if let Some(ch) = hs.client_hello.as_mut() {
             ch.cookie = cookie;
         }
+        // The HelloVerifyRequest came from a stateless responder that reused our
+        // record sequence number; the server endpoint numbers its records anew.
+        self.replay[0] = ReplayWindow::default();
         self.send_client_hello(now);
         Ok(())
     }
@@ -1150,6 +1157,9 @@ impl DtlsEndpoint {
         self.peer_flight_first = Some(m.seq);
         // Our message_seq continues from the client's (1 after a cookie exchange).
         self.send_seq = m.seq;
+        // RFC 6347 4.2.1: continue from the ClientHello's record sequence number
+        // (a client that saw a HelloVerifyRequest with that number accepts ours).
+        self.write_seq[0] = self.write_seq[0].max(self.current_record_seq);
         let mut server_random = [0u8; 32];
         OsRng.fill_bytes(&mut server_random);
         {
