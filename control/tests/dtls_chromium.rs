@@ -9,7 +9,11 @@ use std::time::Instant;
 use rtp_control::dtls::{Certificate, CipherSuite, DtlsConfig, DtlsEndpoint};
 
 fn fixture() -> Vec<Vec<u8>> {
-    let raw = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chromium_client_hello.bin")).unwrap();
+    let raw = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/chromium_client_hello.bin"
+    ))
+    .unwrap();
     let mut out = Vec::new();
     let mut i = 0;
     while i < raw.len() {
@@ -37,8 +41,13 @@ fn messages(datagrams: &[Vec<u8>]) -> BTreeMap<u16, (u8, Vec<u8>)> {
             let body = &d[i + 13..i + 13 + len];
             let mut j = 0;
             while j < body.len() {
-                let (ty, total, seq, off, fl) =
-                    (body[j], u24(&body[j + 1..]), u16::from_be_bytes([body[j + 4], body[j + 5]]), u24(&body[j + 6..]), u24(&body[j + 9..]));
+                let (ty, total, seq, off, fl) = (
+                    body[j],
+                    u24(&body[j + 1..]),
+                    u16::from_be_bytes([body[j + 4], body[j + 5]]),
+                    u24(&body[j + 6..]),
+                    u24(&body[j + 9..]),
+                );
                 let e = parts.entry(seq).or_insert_with(|| (ty, vec![0; total]));
                 e.1[off..off + fl].copy_from_slice(&body[j + 12..j + 12 + fl]);
                 j += 12 + fl;
@@ -75,8 +84,16 @@ fn check_flight(flight: &[Vec<u8>], mtu: usize) {
     assert!(flight.iter().all(|d| d.len() <= mtu));
     let msgs = messages(flight);
     let types: Vec<u8> = msgs.values().map(|m| m.0).collect();
-    assert_eq!(types, vec![2, 11, 12, 13, 14], "SH, Certificate, SKE, CertificateRequest, SHD");
-    assert_eq!(*msgs.keys().next().unwrap(), 0, "ServerHello message_seq = ClientHello's");
+    assert_eq!(
+        types,
+        vec![2, 11, 12, 13, 14],
+        "SH, Certificate, SKE, CertificateRequest, SHD"
+    );
+    assert_eq!(
+        *msgs.keys().next().unwrap(),
+        0,
+        "ServerHello message_seq = ClientHello's"
+    );
     let sh = &msgs[&0].1;
     assert_eq!(&sh[..2], &[0xFE, 0xFD], "ServerHello version DTLS 1.2");
     let sid_len = sh[34] as usize;
@@ -95,10 +112,21 @@ fn check_flight(flight: &[Vec<u8>], mtu: usize) {
         exts.insert(ty, e[4..4 + n].to_vec());
         e = &e[4 + n..];
     }
-    assert_eq!(exts.get(&14), Some(&vec![0, 2, 0, 1, 0]), "use_srtp: SRTP_AES128_CM_HMAC_SHA1_80, no MKI");
+    assert_eq!(
+        exts.get(&14),
+        Some(&vec![0, 2, 0, 1, 0]),
+        "use_srtp: SRTP_AES128_CM_HMAC_SHA1_80, no MKI"
+    );
     assert_eq!(exts.get(&23), Some(&vec![]), "extended_master_secret");
-    assert_eq!(exts.get(&0xff01), Some(&vec![0]), "empty renegotiation_info");
-    assert!(!exts.contains_key(&43), "no supported_versions: this is DTLS 1.2");
+    assert_eq!(
+        exts.get(&0xff01),
+        Some(&vec![0]),
+        "empty renegotiation_info"
+    );
+    assert!(
+        !exts.contains_key(&43),
+        "no supported_versions: this is DTLS 1.2"
+    );
     // ServerKeyExchange: named curve x25519 (Chromium's first classical group we share).
     let ske = &msgs[&2].1;
     assert_eq!(&ske[..4], &[3, 0, 29, 32]);
@@ -119,7 +147,10 @@ fn chromium_client_hello_fragments_reversed() {
 
 #[test]
 fn chromium_client_hello_duplicated_with_small_mtu() {
-    let cfg = DtlsConfig { mtu: 400, ..DtlsConfig::default() };
+    let cfg = DtlsConfig {
+        mtu: 400,
+        ..DtlsConfig::default()
+    };
     let flight = server_flight(&[1, 1, 0, 0], cfg);
     check_flight(&flight, 400);
     assert!(flight.len() >= 2);

@@ -40,6 +40,8 @@ mod alert {
 
 /// The most datagrams queued for transmission; older ones are dropped beyond it.
 const MAX_QUEUED_DATAGRAMS: usize = 128;
+/// The most undelivered events (application data beyond it is dropped).
+const MAX_QUEUED_EVENTS: usize = 256;
 /// The most HelloVerifyRequests a client follows.
 const MAX_HELLO_VERIFY: u8 = 4;
 /// Smallest usable MTU (we clamp below it).
@@ -255,6 +257,18 @@ impl DtlsEndpoint {
     /// Records dropped so far (malformed, replayed, undecryptable, early epoch).
     pub fn dropped_records(&self) -> u64 {
         self.dropped_records
+    }
+
+    /// Bytes held for handshake reassembly (bounded by `max_buffered_fragments`).
+    #[doc(hidden)]
+    pub fn buffered_handshake_bytes(&self) -> usize {
+        self.reasm.buffered()
+    }
+
+    /// Datagrams waiting in the transmit queue (bounded).
+    #[doc(hidden)]
+    pub fn queued_datagrams(&self) -> usize {
+        self.out.len()
     }
 
     /// Flights retransmitted so far (timer or peer retransmission).
@@ -559,7 +573,10 @@ impl DtlsEndpoint {
                 }
                 CT_HANDSHAKE => self.on_handshake_record(rec.epoch, body, now),
                 CT_APPLICATION_DATA => {
-                    if rec.epoch == 1 && self.state == State::Connected {
+                    if rec.epoch == 1
+                        && self.state == State::Connected
+                        && self.events.len() < MAX_QUEUED_EVENTS
+                    {
                         self.events
                             .push_back(DtlsEvent::ApplicationData(body.to_vec()));
                     } else {
