@@ -40,6 +40,8 @@ mod alert {
 
 /// The most datagrams queued for transmission; older ones are dropped beyond it.
 const MAX_QUEUED_DATAGRAMS: usize = 128;
+/// The most undelivered events (application data beyond it is dropped).
+const MAX_QUEUED_EVENTS: usize = 256;
 /// The most HelloVerifyRequests a client follows.
 const MAX_HELLO_VERIFY: u8 = 4;
 /// Smallest usable MTU (we clamp below it).
@@ -129,6 +131,8 @@ pub struct DtlsEndpoint {
     deadline: Instant,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<DtlsEvent>,
+    /// Sequence number of the record being processed.
+    current_record_seq: u64,
     dropped_records: u64,
     retransmissions: u64,
 }
@@ -180,6 +184,7 @@ impl DtlsEndpoint {
             retransmit_at: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            current_record_seq: 0,
             dropped_records: 0,
             retransmissions: 0,
         }
@@ -252,6 +257,18 @@ impl DtlsEndpoint {
     /// Records dropped so far (malformed, replayed, undecryptable, early epoch).
     pub fn dropped_records(&self) -> u64 {
         self.dropped_records
+    }
+
+    /// Bytes held for handshake reassembly (bounded by `max_buffered_fragments`).
+    #[doc(hidden)]
+    pub fn buffered_handshake_bytes(&self) -> usize {
+        self.reasm.buffered()
+    }
+
+    /// Datagrams waiting in the transmit queue (bounded).
+    #[doc(hidden)]
+    pub fn queued_datagrams(&self) -> usize {
+        self.out.len()
     }
 
     /// Flights retransmitted so far (timer or peer retransmission).
@@ -544,6 +561,7 @@ impl DtlsEndpoint {
                     continue;
                 }
             };
+            self.current_record_seq = rec.seq;
             let result = match rec.content_type {
                 CT_CHANGE_CIPHER_SPEC => {
                     self.on_change_cipher_spec(rec.epoch, body);
@@ -555,7 +573,10 @@ impl DtlsEndpoint {
                 }
                 CT_HANDSHAKE => self.on_handshake_record(rec.epoch, body, now),
                 CT_APPLICATION_DATA => {
-                    if rec.epoch == 1 && self.state == State::Connected {
+                    if rec.epoch == 1
+                        && self.state == State::Connected
+                        && self.events.len() < MAX_QUEUED_EVENTS
+                    {
                         self.events
                             .push_back(DtlsEvent::ApplicationData(body.to_vec()));
                     } else {
@@ -830,8 +851,10 @@ impl DtlsEndpoint {
             }
         }
         let key = PeerKey::from_certificate(&leaf).map_err(|e| (alert::BAD_CERTIFICATE, e))?;
+        let is_client = self.role == Role::Client;
         let hs = self.hs_mut()?;
-        if let Some(suite) = hs.suite {
+        // The server's key must fit the suite; a client may use any key type.
+        if let Some(suite) = hs.suite.filter(|_| is_client) {
             if suite.is_ecdsa() != key.is_ecdsa() {
                 return Err((
                     alert::BAD_CERTIFICATE,
@@ -910,6 +933,9 @@ impl DtlsEndpoint {
         if let Some(ch) = hs.client_hello.as_mut() {
             ch.cookie = cookie;
         }
+        // The HelloVerifyRequest came from a stateless responder that reused our
+        // record sequence number; the server endpoint numbers its records anew.
+        self.replay[0] = ReplayWindow::default();
         self.send_client_hello(now);
         Ok(())
     }
@@ -1148,6 +1174,9 @@ impl DtlsEndpoint {
         self.peer_flight_first = Some(m.seq);
         // Our message_seq continues from the client's (1 after a cookie exchange).
         self.send_seq = m.seq;
+        // RFC 6347 4.2.1: continue from the ClientHello's record sequence number
+        // (a client that saw a HelloVerifyRequest with that number accepts ours).
+        self.write_seq[0] = self.write_seq[0].max(self.current_record_seq);
         let mut server_random = [0u8; 32];
         OsRng.fill_bytes(&mut server_random);
         {

@@ -79,6 +79,11 @@ impl Reassembler {
         }
     }
 
+    /// Bytes reserved for buffered messages.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered
+    }
+
     /// The message_seq of the next message to deliver.
     pub(crate) fn next_seq(&self) -> u16 {
         self.next_seq

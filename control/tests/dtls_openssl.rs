@@ -1,0 +1,663 @@
+//! Interop with OpenSSL 3 (`openssl s_server` / `s_client`, DTLS 1.2 + use_srtp):
+//! both roles, every suite, every SRTP profile, fragmentation on both sides,
+//! client certificates (ECDSA and RSA), the cookie exchange. Keying material and
+//! fingerprints must equal what OpenSSL reports.
+//!
+//! Without `openssl` the test prints a note and passes, unless `CI` is set.
+
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtp_control::dtls::{
+    Certificate, CipherSuite, CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint, DtlsEvent,
+    DtlsKeys, Fingerprint, NamedGroup,
+};
+use rtp_core::srtp::SrtpProfile;
+
+/// Kills the child by its PID when dropped (also on panic).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl_ok() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("openssl is required in CI (apt-get install openssl)");
+        }
+        eprintln!("note: openssl not installed, DTLS interop test skipped");
+    }
+    ok
+}
+
+struct Work {
+    dir: PathBuf,
+}
+
+impl Work {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("rtp-dtls-openssl-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let w = Work { dir };
+        w.run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ec.key",
+            "-out",
+            "ec.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=openssl-ec",
+        ]);
+        w.run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "rsa.key",
+            "-out",
+            "rsa.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=openssl-rsa",
+        ]);
+        w
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// "sha-256 AB:CD:..." of a PEM certificate file, computed by OpenSSL.
+    fn fingerprint(&self, pem_file: &Path) -> Fingerprint {
+        let s = self.run(&[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            pem_file.to_str().unwrap(),
+        ]);
+        let hex = s.trim().rsplit('=').next().unwrap();
+        format!("sha-256 {hex}").parse().unwrap()
+    }
+
+    /// The fingerprint of the first PEM certificate in an s_server/s_client log.
+    fn fingerprint_in_log(&self, log: &str, name: &str) -> Option<Fingerprint> {
+        let start = log.find("-----BEGIN CERTIFICATE-----")?;
+        let end = log[start..].find("-----END CERTIFICATE-----")? + start + 25;
+        let f = self.path(name);
+        fs::write(&f, &log[start..end]).unwrap();
+        Some(self.fingerprint(&f))
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn openssl_profile(p: SrtpProfile) -> &'static str {
+    match p {
+        SrtpProfile::AesCm128HmacSha1_80 => "SRTP_AES128_CM_SHA1_80",
+        SrtpProfile::AesCm128HmacSha1_32 => "SRTP_AES128_CM_SHA1_32",
+        SrtpProfile::AeadAes128Gcm => "SRTP_AEAD_AES_128_GCM",
+        SrtpProfile::AeadAes256Gcm => "SRTP_AEAD_AES_256_GCM",
+        _ => unreachable!(),
+    }
+}
+
+fn field<'a>(log: &'a str, prefix: &str) -> Option<&'a str> {
+    log.lines()
+        .find_map(|l| l.trim_start().strip_prefix(prefix))
+        .map(str::trim)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+/// Runs our endpoint on a real socket until `done` or the deadline.
+struct Driver {
+    sock: UdpSocket,
+    ep: Option<DtlsEndpoint>,
+    peer: Option<SocketAddr>,
+    cookies: Option<CookieKeys>,
+    server_cfg: Option<(Arc<DtlsConfig>, Arc<Certificate>)>,
+    keys: Option<Box<DtlsKeys>>,
+    failed: Option<String>,
+    closed: bool,
+    max_sent: usize,
+}
+
+impl Driver {
+    fn step(&mut self, until: Instant) {
+        let now = Instant::now();
+        if let Some(ep) = self.ep.as_mut() {
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
+            }
+            while let Some(d) = ep.poll_transmit() {
+                self.max_sent = self.max_sent.max(d.len());
+                if let Some(p) = self.peer {
+                    let _ = self.sock.send_to(&d, p);
+                }
+            }
+            while let Some(ev) = ep.poll_event() {
+                match ev {
+                    DtlsEvent::Connected(k) => self.keys = Some(k),
+                    DtlsEvent::Failed(e) => self.failed = Some(e.to_string()),
+                    DtlsEvent::Closed => self.closed = true,
+                    DtlsEvent::ApplicationData(_) => {}
+                }
+            }
+        }
+        let mut wait = until
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(20));
+        if let Some(t) = self.ep.as_ref().and_then(|e| e.poll_timeout()) {
+            wait = wait.min(t.saturating_duration_since(Instant::now()));
+        }
+        self.sock
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+            let now = Instant::now();
+            if self.ep.is_none() {
+                let (cfg, cert) = self.server_cfg.clone().unwrap();
+                let accept = match &self.cookies {
+                    None => true,
+                    Some(c) => match c.check(from, &buf[..n]) {
+                        CookieVerdict::Respond(hvr) => {
+                            let _ = self.sock.send_to(&hvr, from);
+                            false
+                        }
+                        CookieVerdict::Accept => true,
+                        CookieVerdict::Drop => false,
+                    },
+                };
+                if accept {
+                    self.peer = Some(from);
+                    self.ep = Some(DtlsEndpoint::server(cfg, cert, None, now));
+                }
+            }
+            if Some(from) == self.peer {
+                if let Some(ep) = self.ep.as_mut() {
+                    ep.handle_datagram(&buf[..n], now);
+                }
+            }
+        }
+    }
+}
+
+fn our_cfg(mtu: usize) -> DtlsConfig {
+    DtlsConfig {
+        mtu,
+        initial_timeout: Duration::from_millis(300),
+        ..DtlsConfig::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    name: &'static str,
+    /// OpenSSL's certificate: "ec" or "rsa".
+    ossl_cert: &'static str,
+    cipher: Option<CipherSuite>,
+    profiles: Vec<SrtpProfile>,
+    ossl_mtu: Option<u32>,
+    our_mtu: usize,
+    extra: Vec<&'static str>,
+    groups: Vec<NamedGroup>,
+    cookies: bool,
+}
+
+impl Case {
+    fn new(name: &'static str) -> Self {
+        Case {
+            name,
+            ossl_cert: "ec",
+            cipher: None,
+            profiles: vec![SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm],
+            ossl_mtu: Some(1200),
+            our_mtu: 1200,
+            extra: vec![],
+            groups: vec![NamedGroup::X25519, NamedGroup::Secp256r1],
+            cookies: false,
+        }
+    }
+
+    fn ossl_args(&self, w: &Work) -> Vec<String> {
+        let mut a: Vec<String> = vec!["-dtls1_2".into(), "-use_srtp".into()];
+        a.push(
+            self.profiles
+                .iter()
+                .map(|p| openssl_profile(*p))
+                .collect::<Vec<_>>()
+                .join(":"),
+        );
+        a.extend(
+            [
+                "-keymatexport",
+                "EXTRACTOR-dtls_srtp",
+                "-keymatexportlen",
+                "88",
+            ]
+            .map(String::from),
+        );
+        if let Some(m) = self.ossl_mtu {
+            a.extend(["-mtu".into(), m.to_string()]);
+        }
+        if let Some(c) = self.cipher {
+            a.extend(["-cipher".into(), c.openssl_name().into()]);
+        }
+        a.extend([
+            "-cert".into(),
+            w.path(&format!("{}.crt", self.ossl_cert))
+                .to_str()
+                .unwrap()
+                .into(),
+            "-key".into(),
+            w.path(&format!("{}.key", self.ossl_cert))
+                .to_str()
+                .unwrap()
+                .into(),
+        ]);
+        a.extend(self.extra.iter().map(|s| s.to_string()));
+        a
+    }
+}
+
+/// Compares our result with OpenSSL's log; returns an error text on mismatch.
+fn compare(
+    w: &Work,
+    case: &Case,
+    keys: &DtlsKeys,
+    log: &str,
+    our_cert: &Certificate,
+) -> Result<(), String> {
+    let km = field(log, "Keying material:").ok_or("OpenSSL printed no keying material")?;
+    let n = keys.keying_material.len();
+    if !km.starts_with(&hex(&keys.keying_material)) || km.len() != 176 {
+        return Err(format!(
+            "keying material differs:\n ours    {}\n openssl {}",
+            hex(&keys.keying_material),
+            &km[..2 * n.min(km.len() / 2)]
+        ));
+    }
+    let prof = field(log, "SRTP Extension negotiated, profile=").ok_or("no SRTP profile in log")?;
+    if prof != openssl_profile(keys.srtp_profile) {
+        return Err(format!(
+            "profile: ours {:?} openssl {prof}",
+            keys.srtp_profile
+        ));
+    }
+    let cipher = field(log, "CIPHER is ")
+        .or_else(|| log.lines().find_map(|l| l.split("Cipher is ").nth(1)))
+        .ok_or("no cipher in log")?
+        .trim();
+    if cipher != keys.cipher_suite.openssl_name() {
+        return Err(format!(
+            "cipher: ours {} openssl {cipher}",
+            keys.cipher_suite
+        ));
+    }
+    if let Some(c) = case.cipher {
+        if c != keys.cipher_suite {
+            return Err(format!("expected {c}, got {}", keys.cipher_suite));
+        }
+    }
+    if let Some(ems) = field(log, "Extended master secret:") {
+        if (ems == "yes") != keys.extended_master_secret {
+            return Err(format!(
+                "EMS: ours {} openssl {ems}",
+                keys.extended_master_secret
+            ));
+        }
+    }
+    let want_peer = w.fingerprint(&w.path(&format!("{}.crt", case.ossl_cert)));
+    if keys.peer_fingerprint != want_peer {
+        return Err(format!(
+            "peer fingerprint: ours {} openssl {want_peer}",
+            keys.peer_fingerprint
+        ));
+    }
+    // OpenSSL saw our certificate.
+    let seen = w.fingerprint_in_log(log, &format!("{}-seen.pem", case.name));
+    if seen.as_ref() != Some(&our_cert.fingerprint()) {
+        return Err(format!(
+            "OpenSSL saw {seen:?}, we are {}",
+            our_cert.fingerprint()
+        ));
+    }
+    Ok(())
+}
+
+/// OpenSSL is the server, we are the client.
+fn run_ossl_server(w: &Work, case: &Case) -> Result<String, String> {
+    let port = free_port();
+    let out = w.path(&format!("{}.server.out", case.name));
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_server")
+        .args([
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-naccept",
+            "1",
+            "-verify",
+            "1",
+        ])
+        .args(case.ossl_args(w))
+        .stdin(Stdio::piped()) // kept open: s_server quits on stdin EOF
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(w.path(&format!("{}.server.err", case.name))).unwrap());
+    let _proc = Proc(cmd.spawn().map_err(|e| e.to_string())?);
+    let cert = Arc::new(Certificate::generate().unwrap());
+    let cfg = DtlsConfig {
+        groups: case.groups.clone(),
+        ..our_cfg(case.our_mtu)
+    };
+    let mut d = Driver {
+        sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+        ep: Some(DtlsEndpoint::client(
+            Arc::new(cfg),
+            cert.clone(),
+            None,
+            Instant::now(),
+        )),
+        peer: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        cookies: None,
+        server_cfg: None,
+        keys: None,
+        failed: None,
+        closed: false,
+        max_sent: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && d.keys.is_none() && d.failed.is_none() {
+        d.step(deadline);
+    }
+    // Wait for OpenSSL's report.
+    let log_deadline = Instant::now() + Duration::from_secs(5);
+    let mut log = String::new();
+    while Instant::now() < log_deadline {
+        log = fs::read_to_string(&out).unwrap_or_default();
+        if log.contains("Keying material:") || d.failed.is_some() {
+            break;
+        }
+        d.step(log_deadline);
+    }
+    let err = fs::read_to_string(w.path(&format!("{}.server.err", case.name))).unwrap_or_default();
+    if let Some(f) = d.failed {
+        return Err(format!("we failed: {f}\nopenssl: {err}"));
+    }
+    let keys = d
+        .keys
+        .ok_or_else(|| format!("no handshake\nopenssl: {err}"))?;
+    if d.max_sent > case.our_mtu {
+        return Err(format!(
+            "we sent {} bytes > mtu {}",
+            d.max_sent, case.our_mtu
+        ));
+    }
+    compare(w, case, &keys, &log, &cert).map_err(|e| format!("{e}\nopenssl stderr: {err}"))?;
+    Ok(format!(
+        "{} {:?} {:?} ems={}",
+        keys.cipher_suite, keys.srtp_profile, keys.group, keys.extended_master_secret
+    ))
+}
+
+/// OpenSSL is the client, we are the server.
+fn run_ossl_client(w: &Work, case: &Case) -> Result<String, String> {
+    let cert = Arc::new(Certificate::generate().unwrap());
+    let cfg = DtlsConfig {
+        groups: case.groups.clone(),
+        ..our_cfg(case.our_mtu)
+    };
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let out = w.path(&format!("{}.client.out", case.name));
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_client")
+        .args(["-connect", &format!("127.0.0.1:{port}"), "-noservername"])
+        .args(case.ossl_args(w))
+        .stdin(Stdio::null()) // handshake, print, close_notify, exit
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(w.path(&format!("{}.client.err", case.name))).unwrap());
+    let mut proc = Proc(cmd.spawn().map_err(|e| e.to_string())?);
+    let mut d = Driver {
+        sock,
+        ep: None,
+        peer: None,
+        cookies: case.cookies.then(|| CookieKeys::new(Instant::now())),
+        server_cfg: Some((Arc::new(cfg), cert.clone())),
+        keys: None,
+        failed: None,
+        closed: false,
+        max_sent: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut exited = false;
+    while Instant::now() < deadline && d.failed.is_none() {
+        d.step(deadline);
+        if let Ok(Some(_)) = proc.0.try_wait() {
+            exited = true;
+            // Drain what is left (its close_notify).
+            let t = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < t {
+                d.step(t);
+            }
+            break;
+        }
+    }
+    let log = fs::read_to_string(&out).unwrap_or_default();
+    let err = fs::read_to_string(w.path(&format!("{}.client.err", case.name))).unwrap_or_default();
+    if let Some(f) = d.failed {
+        return Err(format!("we failed: {f}\nopenssl: {err}"));
+    }
+    let keys = d
+        .keys
+        .ok_or_else(|| format!("no handshake (s_client exited: {exited})\nopenssl: {err}"))?;
+    if d.max_sent > case.our_mtu {
+        return Err(format!(
+            "we sent {} bytes > mtu {}",
+            d.max_sent, case.our_mtu
+        ));
+    }
+    compare(w, case, &keys, &log, &cert).map_err(|e| format!("{e}\nopenssl stderr: {err}"))?;
+    if !d.closed {
+        return Err("no close_notify from s_client seen".into());
+    }
+    Ok(format!(
+        "{} {:?} {:?} ems={}",
+        keys.cipher_suite, keys.srtp_profile, keys.group, keys.extended_master_secret
+    ))
+}
+
+fn all_profiles() -> [SrtpProfile; 4] {
+    [
+        SrtpProfile::AesCm128HmacSha1_80,
+        SrtpProfile::AesCm128HmacSha1_32,
+        SrtpProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm,
+    ]
+}
+
+fn report(results: Vec<(String, Result<String, String>)>) {
+    let mut failed = 0;
+    for (name, r) in &results {
+        match r {
+            Ok(s) => eprintln!("PASS {name}: {s}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAIL {name}: {e}");
+            }
+        }
+    }
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} OpenSSL cases failed",
+        results.len()
+    );
+}
+
+#[test]
+fn we_are_client_openssl_is_server() {
+    if !openssl_ok() {
+        return;
+    }
+    let w = Work::new();
+    let mut cases = Vec::new();
+    for suite in CipherSuite::ALL {
+        let mut c = Case::new(Box::leak(
+            format!("client-{}", suite.openssl_name()).into_boxed_str(),
+        ));
+        c.cipher = Some(suite);
+        c.ossl_cert = if suite.is_ecdsa() { "ec" } else { "rsa" };
+        cases.push(c);
+    }
+    for p in all_profiles() {
+        let mut c = Case::new(Box::leak(
+            format!("client-{}", openssl_profile(p)).into_boxed_str(),
+        ));
+        c.profiles = vec![p];
+        cases.push(c);
+    }
+    let mut c = Case::new("client-openssl-mtu0-fragments");
+    c.ossl_mtu = None;
+    cases.push(c);
+    let mut c = Case::new("client-our-mtu-300");
+    c.our_mtu = 300;
+    c.ossl_mtu = Some(300);
+    cases.push(c);
+    let mut c = Case::new("client-p256-only");
+    c.groups = vec![NamedGroup::Secp256r1];
+    cases.push(c);
+    for sig in [
+        "rsa_pkcs1_sha256",
+        "rsa_pkcs1_sha384",
+        "rsa_pkcs1_sha512",
+        "rsa_pss_rsae_sha256",
+        "rsa_pss_rsae_sha384",
+        "rsa_pss_rsae_sha512",
+    ] {
+        let mut c = Case::new(Box::leak(format!("client-rsa-{sig}").into_boxed_str()));
+        c.ossl_cert = "rsa";
+        // -client_sigalgs keeps ecdsa_secp256r1_sha256 in the CertificateRequest.
+        c.extra = vec!["-sigalgs", sig, "-client_sigalgs", "ecdsa_secp256r1_sha256"];
+        cases.push(c);
+    }
+    let mut c = Case::new("client-ecdsa-sha384");
+    c.extra = vec![
+        "-sigalgs",
+        "ecdsa_secp384r1_sha384",
+        "-client_sigalgs",
+        "ecdsa_secp256r1_sha256",
+    ];
+    cases.push(c);
+    let results = cases
+        .iter()
+        .map(|c| (c.name.to_string(), run_ossl_server(&w, c)))
+        .collect();
+    report(results);
+}
+
+#[test]
+fn we_are_server_openssl_is_client() {
+    if !openssl_ok() {
+        return;
+    }
+    let w = Work::new();
+    let mut cases = Vec::new();
+    for suite in CipherSuite::ALL.into_iter().filter(|s| s.is_ecdsa()) {
+        let mut c = Case::new(Box::leak(
+            format!("server-{}", suite.openssl_name()).into_boxed_str(),
+        ));
+        c.cipher = Some(suite);
+        cases.push(c);
+    }
+    for p in all_profiles() {
+        let mut c = Case::new(Box::leak(
+            format!("server-{}", openssl_profile(p)).into_boxed_str(),
+        ));
+        c.profiles = vec![p];
+        cases.push(c);
+    }
+    let mut c = Case::new("server-cookie-exchange");
+    c.cookies = true;
+    cases.push(c);
+    let mut c = Case::new("server-openssl-mtu-256");
+    c.ossl_mtu = Some(256);
+    cases.push(c);
+    let mut c = Case::new("server-our-mtu-300");
+    c.our_mtu = 300;
+    cases.push(c);
+    let mut c = Case::new("server-p256-only");
+    c.groups = vec![NamedGroup::Secp256r1];
+    cases.push(c);
+    // RSA client certificates: we verify CertificateVerify with RSA.
+    for sig in [
+        None,
+        Some("rsa_pkcs1_sha256"),
+        Some("rsa_pss_rsae_sha256"),
+        Some("rsa_pkcs1_sha512"),
+    ] {
+        let mut c = Case::new(Box::leak(
+            format!("server-rsa-client-cert-{}", sig.unwrap_or("default")).into_boxed_str(),
+        ));
+        c.ossl_cert = "rsa";
+        if let Some(s) = sig {
+            c.extra = vec!["-client_sigalgs", s];
+        }
+        cases.push(c);
+    }
+    let results = cases
+        .iter()
+        .map(|c| (c.name.to_string(), run_ossl_client(&w, c)))
+        .collect();
+    report(results);
+}
