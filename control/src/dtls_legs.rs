@@ -308,19 +308,6 @@ impl DtlsLegs {
         let Some(ep) = l.endpoint.as_mut() else {
             return;
         };
-        while let Some(data) = ep.poll_transmit() {
-            out.push(Outcome::Command(
-                worker,
-                Command::SendOnLeg {
-                    session: call,
-                    leg,
-                    data,
-                    rtcp: false,
-                    protect: false,
-                    to: peer,
-                },
-            ));
-        }
         let mut failed = None;
         while let Some(e) = ep.poll_event() {
             match e {
@@ -351,24 +338,15 @@ impl DtlsLegs {
         }
         if let Some(error) = failed {
             self.counters.failed += 1;
-            // The final alert goes out before the state is freed.
-            while let Some(data) = ep.poll_transmit() {
-                out.push(Outcome::Command(
-                    worker,
-                    Command::SendOnLeg {
-                        session: call,
-                        leg,
-                        data,
-                        rtcp: false,
-                        protect: false,
-                        to: peer,
-                    },
-                ));
-            }
+            // Pending datagrams and the final alert go out before the state is freed.
+            transmit(ep, worker, call, leg, peer, out);
             l.endpoint = None;
             out.push(Outcome::Failed { call, leg, error });
             return;
         }
+        // Transmit after the keys are queued: the peer cannot see our final
+        // flight before the worker has the keys that go with it.
+        transmit(ep, worker, call, leg, peer, out);
         if ep.is_closed() {
             l.endpoint = None;
             return;
@@ -376,5 +354,29 @@ impl DtlsLegs {
         if let Some(t) = ep.poll_timeout() {
             self.timers.push(Reverse((t, call, leg)));
         }
+    }
+}
+
+/// Queues every datagram the endpoint wants sent on the leg.
+fn transmit(
+    ep: &mut DtlsEndpoint,
+    worker: usize,
+    call: CallId,
+    leg: usize,
+    peer: Option<SocketAddr>,
+    out: &mut Vec<Outcome>,
+) {
+    while let Some(data) = ep.poll_transmit() {
+        out.push(Outcome::Command(
+            worker,
+            Command::SendOnLeg {
+                session: call,
+                leg,
+                data,
+                rtcp: false,
+                protect: false,
+                to: peer,
+            },
+        ));
     }
 }

@@ -140,7 +140,8 @@ fn rest(mut r: BufReader<std::process::ChildStdout>, p: &mut Proc) -> String {
 #[test]
 fn rtp_dtls_against_itself_agrees_on_keys_and_echoes_srtp() {
     for profiles in ["SRTP_AES128_CM_SHA1_80", "SRTP_AEAD_AES_256_GCM"] {
-        let (mut srv, port, out) = tool_server(&["--cookies", "--profiles", profiles]);
+        let (mut srv, port, out) =
+            tool_server(&["--cookies", "--echo", "20", "--profiles", profiles]);
         let cli = Command::new(BIN)
             .args(["client", "--connect", &format!("127.0.0.1:{port}")])
             .args(["--echo", "20", "--mtu", "300", "--timeout", "15"])

@@ -14,6 +14,11 @@ use rtp_tools::gateway::bencode::Value;
 use rtp_tools::gateway::sdp::Sdp;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
 
+use std::sync::Arc;
+
+use rtp_control::dtls::{Certificate, DtlsConfig, DtlsEndpoint, Fingerprint};
+use rtp_tools::dtls_tool::{drive_handshake, Handshake};
+
 // ------------------------------------------------------------------ harness
 
 use rtp_tools::interop::{free_port_range as free_range, Rtpengine};
@@ -434,6 +439,119 @@ fn bad_input_gets_error_replies(g: SocketAddr) {
     );
 }
 
+/// The relay's DTLS attributes in an SDP it produced: fingerprint and setup.
+fn relay_dtls(s: &Sdp) -> (Fingerprint, String) {
+    let fp = s
+        .media_or_session_attr(0, "fingerprint")
+        .expect("a=fingerprint")
+        .parse()
+        .expect("fingerprint parses");
+    let setup = s.media_or_session_attr(0, "setup").expect("a=setup");
+    (fp, setup.to_string())
+}
+
+/// SRTP contexts (tx, rx) from a completed handshake.
+fn dtls_ctx(hs: &Handshake) -> (SrtpContext, SrtpContext) {
+    let (out, inb) = hs.keys.srtp_configs().unwrap();
+    (
+        SrtpContext::new(out).unwrap(),
+        SrtpContext::new(inb).unwrap(),
+    )
+}
+
+/// A plain caller, a DTLS-SRTP callee (transport-protocol UDP/TLS/RTP/SAVPF): the
+/// relay offers actpass, the callee answers active and connects.
+fn dtls_towards_the_answerer(g: SocketAddr) {
+    let (a, b) = (peer(), peer());
+    let call = format!("dtls-b-{}", port(&a));
+    let to_b = offer(
+        g,
+        &call,
+        &sdp(port(&a), "RTP/AVP", &[]),
+        &[("transport-protocol", Value::str("UDP/TLS/RTP/SAVPF"))],
+    );
+    assert_eq!(to_b.media[0].proto, "UDP/TLS/RTP/SAVPF");
+    // (rtpengine also offers SDES keys on a DTLS offer unless told SDES-off.)
+    let (relay_fp, setup) = relay_dtls(&to_b);
+    assert_eq!(setup, "actpass");
+    let cert = Certificate::generate().unwrap();
+    let b_sdp = sdp(
+        port(&b),
+        "UDP/TLS/RTP/SAVPF",
+        &[
+            format!("a=fingerprint:{}", cert.fingerprint()),
+            "a=setup:active".into(),
+            "a=rtcp-mux".into(),
+        ],
+    );
+    let to_a = answer(g, &call, &b_sdp);
+    assert_eq!(to_a.media[0].proto, "RTP/AVP");
+    assert!(to_a.media[0].attrs("fingerprint").is_empty());
+    let ep = DtlsEndpoint::client(
+        Arc::new(DtlsConfig::default()),
+        Arc::new(cert),
+        Some(relay_fp),
+        Instant::now(),
+    );
+    let hs = drive_handshake(
+        &b,
+        ep,
+        Some(addr(&to_b)),
+        Instant::now() + Duration::from_secs(10),
+    )
+    .expect("the callee's handshake with the relay completes");
+    b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (mut b_tx, mut b_rx) = dtls_ctx(&hs);
+    media(&a, addr(&to_a), None, &b, Some(&mut b_rx), 0xA, 20);
+    media(&b, addr(&to_b), Some(&mut b_tx), &a, None, 0xB, 20);
+    ok(&delete(g, &call));
+}
+
+/// A DTLS-SRTP caller (actpass), a plain callee: the relay answers active and
+/// connects to the caller's address from its SDP.
+fn dtls_from_the_offerer(g: SocketAddr) {
+    let (a, b) = (peer(), peer());
+    let call = format!("dtls-a-{}", port(&a));
+    let cert = Certificate::generate().unwrap();
+    let a_sdp = sdp(
+        port(&a),
+        "UDP/TLS/RTP/SAVPF",
+        &[
+            format!("a=fingerprint:{}", cert.fingerprint()),
+            "a=setup:actpass".into(),
+            "a=rtcp-mux".into(),
+        ],
+    );
+    let to_b = offer(
+        g,
+        &call,
+        &a_sdp,
+        &[("transport-protocol", Value::str("RTP/AVP"))],
+    );
+    assert_eq!(to_b.media[0].proto, "RTP/AVP");
+    assert!(to_b.media_or_session_attr(0, "fingerprint").is_none());
+    let to_a = answer(g, &call, &sdp(port(&b), "RTP/AVP", &[]));
+    assert_eq!(to_a.media[0].proto, "UDP/TLS/RTP/SAVPF");
+    let (relay_fp, setup) = relay_dtls(&to_a);
+    assert_eq!(setup, "active", "the relay connects to an actpass offerer");
+    let ep = DtlsEndpoint::server(
+        Arc::new(DtlsConfig::default()),
+        Arc::new(cert),
+        Some(relay_fp),
+        Instant::now(),
+    );
+    let hs = drive_handshake(&a, ep, None, Instant::now() + Duration::from_secs(10))
+        .expect("the relay's handshake with the caller completes");
+    assert_eq!(hs.peer, addr(&to_a));
+    a.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // The relay installs its keys when our Finished reaches it.
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut a_tx, mut a_rx) = dtls_ctx(&hs);
+    media(&a, addr(&to_a), Some(&mut a_tx), &b, None, 0xA, 20);
+    media(&b, addr(&to_b), None, &a, Some(&mut a_rx), 0xB, 20);
+    ok(&delete(g, &call));
+}
+
 fn all_scenarios(g: SocketAddr) {
     assert_eq!(
         ng(g, &dict(&[("command", "ping")])).get_str("result"),
@@ -444,6 +562,8 @@ fn all_scenarios(g: SocketAddr) {
     srtp_both(g);
     rtcp_demux(g);
     reoffer_moves_the_offerer(g);
+    dtls_towards_the_answerer(g);
+    dtls_from_the_offerer(g);
     bad_input_gets_error_replies(g);
     let st = ng(g, &dict(&[("command", "statistics")]));
     let cur = ok(&st)
