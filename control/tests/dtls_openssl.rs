@@ -47,11 +47,28 @@ struct Work {
     dir: PathBuf,
 }
 
+impl Drop for Work {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Work {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("rtp-dtls-openssl-{}", std::process::id()));
+        // One directory per test (the tests of this file run in parallel).
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rtp-dtls-openssl-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("no-ems.cnf"),
+            "openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n[ssl_sect]\n\
+             system_default = system_default_sect\n[system_default_sect]\nOptions = -ExtendedMasterSecret\n",
+        )
+        .unwrap();
         let w = Work { dir };
         w.run(&[
             "req",
@@ -253,6 +270,8 @@ struct Case {
     extra: Vec<&'static str>,
     groups: Vec<NamedGroup>,
     cookies: bool,
+    /// Turn extended_master_secret off in OpenSSL (OPENSSL_CONF).
+    no_ems: bool,
 }
 
 impl Case {
@@ -267,6 +286,7 @@ impl Case {
             extra: vec![],
             groups: vec![NamedGroup::X25519, NamedGroup::Secp256r1],
             cookies: false,
+            no_ems: false,
         }
     }
 
@@ -308,6 +328,12 @@ impl Case {
         ]);
         a.extend(self.extra.iter().map(|s| s.to_string()));
         a
+    }
+
+    fn env(&self, w: &Work, cmd: &mut Command) {
+        if self.no_ems {
+            cmd.env("OPENSSL_CONF", w.path("no-ems.cnf"));
+        }
     }
 }
 
@@ -391,8 +417,9 @@ fn run_ossl_server(w: &Work, case: &Case) -> Result<String, String> {
             "1",
         ])
         .args(case.ossl_args(w))
-        .stdin(Stdio::piped()) // kept open: s_server quits on stdin EOF
-        .stdout(fs::File::create(&out).unwrap())
+        .stdin(Stdio::piped()); // kept open: s_server quits on stdin EOF
+    case.env(w, &mut cmd);
+    cmd.stdout(fs::File::create(&out).unwrap())
         .stderr(fs::File::create(w.path(&format!("{}.server.err", case.name))).unwrap());
     let _proc = Proc(cmd.spawn().map_err(|e| e.to_string())?);
     let cert = Arc::new(Certificate::generate().unwrap());
@@ -464,8 +491,9 @@ fn run_ossl_client(w: &Work, case: &Case) -> Result<String, String> {
     cmd.arg("s_client")
         .args(["-connect", &format!("127.0.0.1:{port}"), "-noservername"])
         .args(case.ossl_args(w))
-        .stdin(Stdio::null()) // handshake, print, close_notify, exit
-        .stdout(fs::File::create(&out).unwrap())
+        .stdin(Stdio::null()); // handshake, print, close_notify, exit
+    case.env(w, &mut cmd);
+    cmd.stdout(fs::File::create(&out).unwrap())
         .stderr(fs::File::create(w.path(&format!("{}.client.err", case.name))).unwrap());
     let mut proc = Proc(cmd.spawn().map_err(|e| e.to_string())?);
     let mut d = Driver {
@@ -591,6 +619,9 @@ fn we_are_client_openssl_is_server() {
         c.extra = vec!["-sigalgs", sig, "-client_sigalgs", "ecdsa_secp256r1_sha256"];
         cases.push(c);
     }
+    let mut c = Case::new("client-openssl-without-ems");
+    c.no_ems = true;
+    cases.push(c);
     let mut c = Case::new("client-ecdsa-sha384");
     c.extra = vec![
         "-sigalgs",
@@ -627,6 +658,9 @@ fn we_are_server_openssl_is_client() {
         c.profiles = vec![p];
         cases.push(c);
     }
+    let mut c = Case::new("server-openssl-without-ems");
+    c.no_ems = true;
+    cases.push(c);
     let mut c = Case::new("server-cookie-exchange");
     c.cookies = true;
     cases.push(c);
@@ -660,4 +694,51 @@ fn we_are_server_openssl_is_client() {
         .map(|c| (c.name.to_string(), run_ossl_client(&w, c)))
         .collect();
     report(results);
+}
+
+#[test]
+fn certificate_from_openssl_pem() {
+    if !openssl_ok() {
+        return;
+    }
+    let w = Work::new();
+    // PKCS#8 ("PRIVATE KEY"), as `openssl req -newkey ec` writes it.
+    let pem = |f: &str| fs::read_to_string(w.path(f)).unwrap();
+    let c = Certificate::from_pem(&pem("ec.crt"), &pem("ec.key")).unwrap();
+    assert_eq!(c.fingerprint(), w.fingerprint(&w.path("ec.crt")));
+    // SEC1 ("EC PRIVATE KEY" after an "EC PARAMETERS" block).
+    w.run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-out",
+        "sec1.key",
+    ]);
+    w.run(&[
+        "req", "-new", "-x509", "-key", "sec1.key", "-out", "sec1.crt", "-days", "30", "-subj",
+        "/CN=sec1",
+    ]);
+    assert!(pem("sec1.key").contains("BEGIN EC PARAMETERS"));
+    let s = Certificate::from_pem(&pem("sec1.crt"), &pem("sec1.key")).unwrap();
+    assert_eq!(s.fingerprint(), w.fingerprint(&w.path("sec1.crt")));
+    // Wrong key, RSA key, garbage: errors.
+    assert!(Certificate::from_pem(&pem("ec.crt"), &pem("sec1.key")).is_err());
+    assert!(Certificate::from_pem(&pem("rsa.crt"), &pem("rsa.key")).is_err());
+    assert!(Certificate::from_pem("nonsense", &pem("ec.key")).is_err());
+    // The loaded certificates work in a handshake (in memory).
+    let now = Instant::now();
+    let cfg = Arc::new(DtlsConfig::default());
+    let (c, s) = (Arc::new(c), Arc::new(s));
+    let mut client = DtlsEndpoint::client(cfg.clone(), c.clone(), Some(s.fingerprint()), now);
+    let mut server = DtlsEndpoint::server(cfg, s, Some(c.fingerprint()), now);
+    for _ in 0..4 {
+        while let Some(d) = client.poll_transmit() {
+            server.handle_datagram(&d, now);
+        }
+        while let Some(d) = server.poll_transmit() {
+            client.handle_datagram(&d, now);
+        }
+    }
+    assert!(client.is_connected() && server.is_connected());
 }

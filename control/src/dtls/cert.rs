@@ -172,8 +172,16 @@ impl Certificate {
                 pem.label
             )));
         }
-        let secret = if key_pem.contains("BEGIN EC PRIVATE KEY") {
-            p256::SecretKey::from_sec1_pem(key_pem)
+        const SEC1_BEGIN: &str = "-----BEGIN EC PRIVATE KEY-----";
+        const SEC1_END: &str = "-----END EC PRIVATE KEY-----";
+        let secret = if let Some(start) = key_pem.find(SEC1_BEGIN) {
+            // `openssl ecparam -genkey` puts an EC PARAMETERS block first: take
+            // only the key block.
+            let end = key_pem[start..]
+                .find(SEC1_END)
+                .map(|e| start + e + SEC1_END.len())
+                .ok_or_else(|| DtlsError::Certificate("unterminated EC PRIVATE KEY".into()))?;
+            p256::SecretKey::from_sec1_pem(&key_pem[start..end])
                 .map_err(|e| DtlsError::Certificate(format!("SEC1 EC key: {e}")))?
         } else {
             p256::SecretKey::from_pkcs8_pem(key_pem)

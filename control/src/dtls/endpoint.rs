@@ -463,12 +463,15 @@ impl DtlsEndpoint {
                     let mut off = 0;
                     loop {
                         let mut room = mtu.saturating_sub(dgram.len() + per_record);
-                        if room == 0 || (room < body.len() - off && room < 32 && !dgram.is_empty())
+                        if !dgram.is_empty()
+                            && (room == 0 || (room < body.len() - off && room < 32))
                         {
                             // Too little space left: start a new datagram.
                             self.queue(std::mem::take(&mut dgram));
-                            room = mtu.saturating_sub(per_record).max(1);
+                            room = mtu.saturating_sub(per_record);
                         }
+                        // MIN_MTU leaves room for at least one byte per record.
+                        let room = room.max(1);
                         let n = room.min(body.len() - off);
                         let mut plain = Vec::with_capacity(HS_HEADER_LEN + n);
                         put_hs_header(&mut plain, *msg_type, body.len(), *seq, off, n);

@@ -7,6 +7,8 @@ use super::messages::Fragment;
 
 /// How far ahead of the next expected message we buffer.
 const MAX_AHEAD: u16 = 16;
+/// The most disjoint byte ranges one message may be in (tiny-fragment floods).
+const MAX_RANGES: usize = 64;
 
 #[derive(Debug)]
 struct Partial {
@@ -127,6 +129,12 @@ impl Reassembler {
             return PushResult::Dropped;
         }
         p.add(f.offset, f.body);
+        if p.have.len() > MAX_RANGES {
+            // Too scattered: forget it; the peer's retransmission starts afresh.
+            self.partial.remove(&f.message_seq);
+            self.buffered -= f.length;
+            return PushResult::Dropped;
+        }
         PushResult::Buffered
     }
 
@@ -192,6 +200,16 @@ mod tests {
         assert_eq!(r.push(&frag(5, 11, 0, &[0; 5]), 0), PushResult::Dropped);
         // Limits.
         assert_eq!(r.push(&frag(6, 1001, 0, &[]), 0), PushResult::Dropped);
+        let before = r.buffered();
+        let mut last = PushResult::Buffered;
+        for i in 0..100 {
+            last = r.push(&frag(7, 1000, i * 3, &[1]), 0);
+            if last == PushResult::Dropped {
+                break;
+            }
+        }
+        assert_eq!(last, PushResult::Dropped, "scattered fragments are dropped");
+        assert_eq!(r.buffered(), before);
         assert_eq!(r.push(&frag(100, 10, 0, &[]), 0), PushResult::Dropped);
     }
 }

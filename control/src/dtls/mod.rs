@@ -194,7 +194,8 @@ impl NamedGroup {
 /// Endpoint configuration, shared (`Arc`) between endpoints.
 #[derive(Debug, Clone)]
 pub struct DtlsConfig {
-    /// Largest datagram we emit (UDP payload), default 1200.
+    /// Largest datagram we emit (UDP payload), default 1200. Values below 64 are
+    /// treated as 64 (the smallest that fits an encrypted handshake fragment).
     pub mtu: usize,
     /// First retransmission timeout (RFC 6347 4.2.4.1), default 1 s; doubles per retransmission.
     pub initial_timeout: Duration,
