@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod rtcp;
 
 pub use engine::{
     CallId, CallInfo, CloseReason, Engine, EngineBuilder, EngineConfig, EngineError, EngineEvent,
