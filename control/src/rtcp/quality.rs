@@ -263,9 +263,18 @@ impl RtcpReception {
 }
 
 /// RTT = arrival - LSR - DLSR in compact NTP (RFC 3550 6.4.1); `None` when the
-/// result is negative or above [`MAX_RTT`].
+/// LSR lies in the future, DLSR exceeds the time since the LSR (which modular
+/// arithmetic would otherwise turn into a plausible value), or the result is
+/// above [`MAX_RTT`].
 pub fn rtt_sample(arrival_compact: u32, lsr: u32, dlsr: u32) -> Option<Duration> {
-    let r = rtp_core::stats::rtt(arrival_compact, lsr, dlsr)?;
+    if lsr == 0 {
+        return None;
+    }
+    let elapsed = arrival_compact.wrapping_sub(lsr);
+    if (elapsed as i32) < 0 || dlsr > elapsed {
+        return None;
+    }
+    let r = compact_to_duration(elapsed - dlsr);
     (r <= MAX_RTT).then_some(r)
 }
 
@@ -309,9 +318,4 @@ pub fn estimate_mos(
     let delay = clean(rtt_ms.unwrap_or(0.0)) / 2.0 + jb;
     let r = r_factor(codec, delay, loss_pct, 1.0);
     (mos_from_r(r), r)
-}
-
-/// `compact_to_duration` re-exported for callers computing DLSR by hand.
-pub fn compact(d: u32) -> Duration {
-    compact_to_duration(d)
 }

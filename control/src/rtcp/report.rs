@@ -222,11 +222,9 @@ impl Reporter {
     /// The VoIP metrics block for `rx` (RFC 3611 4.7).
     pub fn voip_metrics(&self, rx: &ReceptionState, rtt: Option<Duration>) -> VoipMetrics {
         let frac = |a: u64, b: u64| {
-            if b == 0 {
-                0
-            } else {
-                ((a.min(b) * 256) / b).min(255) as u8
-            }
+            (a.min(b) * 256)
+                .checked_div(b)
+                .map_or(0, |v| v.min(255) as u8)
         };
         let lost = rx.lost.max(0) as u64;
         let c = rx.burst;
