@@ -10,6 +10,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rtp_dataplane::ports::PortAllocator;
+
+use crate::reporting::{LegRtcpStats, Outgoing, Reporting, RtcpConfig, RtcpMode};
+use crate::rtcp::{QualityAlert, QualityThresholds};
 use rtp_dataplane::{
     BackendChoice, BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy,
     LatchMode, LegSnapshot, LegSpec, LegSrtp, LegUpdate, LocalBinding, Rewrite, SessionSnapshot,
@@ -44,6 +47,8 @@ pub struct EngineConfig {
     pub check_interval: Duration,
     /// SO_RCVBUF/SO_SNDBUF of media sockets.
     pub socket_buffer: Option<usize>,
+    /// Thresholds of the quality alarms ([`EngineEvent::Quality`]).
+    pub quality_thresholds: QualityThresholds,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +64,7 @@ impl Default for EngineConfig {
             srtp_failure_threshold: 100,
             check_interval: Duration::from_secs(1),
             socket_buffer: Some(1 << 20),
+            quality_thresholds: QualityThresholds::default(),
         }
     }
 }
@@ -190,6 +196,8 @@ pub struct LegConfig {
     pub rewrite: Rewrite,
     /// RTP clock rate of what this leg receives.
     pub clock_rate: u32,
+    /// RTCP handling and reporting (a call terminates RTCP when either leg asks).
+    pub rtcp: RtcpConfig,
 }
 
 impl Default for LegConfig {
@@ -202,6 +210,7 @@ impl Default for LegConfig {
             latch: LatchMode::default(),
             rewrite: Rewrite::default(),
             clock_rate: 8000,
+            rtcp: RtcpConfig::default(),
         }
     }
 }
@@ -268,6 +277,16 @@ pub enum EngineEvent {
         auth: u64,
         /// Replays in the interval.
         replay: u64,
+    },
+    /// A quality alarm on a leg was raised or cleared (loss or jitter above, MOS
+    /// below the configured thresholds, with hysteresis).
+    Quality {
+        /// Call.
+        call: CallId,
+        /// Leg (what this leg receives).
+        leg: usize,
+        /// The alarm.
+        alert: QualityAlert,
     },
     /// A call ended; its final numbers.
     CallClosed {
@@ -341,6 +360,7 @@ enum Request {
     Delete(CallId, Reply<SessionSnapshot>),
     List(Reply<Vec<CallId>>),
     Stats(Reply<EngineStats>),
+    Rtcp(CallId, Reply<[LegRtcpStats; 2]>),
 }
 
 /// The running engine. Cheap to share by reference across threads.
@@ -378,6 +398,7 @@ impl Engine {
         let (ev_tx, ev_rx) = mpsc::channel();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let workers = dp.workers().len();
+        let cfg_thresholds = cfg.quality_thresholds;
         let control = Control {
             cfg,
             dp: Some(dp),
@@ -390,6 +411,8 @@ impl Engine {
             next_token: 1,
             last_check: Instant::now(),
             checking: None,
+            reporting: Reporting::new(cfg_thresholds),
+            outgoing: Vec::new(),
         };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -465,6 +488,13 @@ impl Engine {
         self.ask(Request::Stats)
     }
 
+    /// RTCP figures and quality of a call's legs (loss, jitter, RTT, MOS,
+    /// bitrate, reports sent and received, counters), as of the last statistics
+    /// sweep and the RTCP received since.
+    pub fn rtcp_stats(&self, call: CallId) -> Result<[LegRtcpStats; 2], EngineError> {
+        self.ask(|r| Request::Rtcp(call, r))
+    }
+
     /// The next event, waiting up to `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<EngineEvent> {
         let rx = self.events.lock().ok()?;
@@ -530,6 +560,9 @@ struct Control {
     last_check: Instant,
     /// Token of the periodic statistics sweep and how many workers still owe it.
     checking: Option<(u64, usize)>,
+    /// RTCP reporting and call quality.
+    reporting: Reporting,
+    outgoing: Vec<Outgoing>,
 }
 
 impl Control {
@@ -555,6 +588,7 @@ impl Control {
                 self.request(r);
             }
             self.worker_events();
+            self.rtcp_tick();
             self.expire_pending();
             if self.last_check.elapsed() >= self.cfg.check_interval {
                 self.last_check = Instant::now();
@@ -562,6 +596,31 @@ impl Control {
             }
         }
         self.shutdown();
+    }
+
+    /// Sends the RTCP reports that are due.
+    fn rtcp_tick(&mut self) {
+        let mut out = std::mem::take(&mut self.outgoing);
+        self.reporting.poll(Instant::now(), &mut out);
+        self.send_rtcp(&mut out);
+        self.outgoing = out;
+    }
+
+    fn send_rtcp(&mut self, out: &mut Vec<Outgoing>) {
+        for o in out.drain(..) {
+            let Some(h) = self.dp.as_ref().and_then(|d| d.workers().get(o.worker)) else {
+                continue;
+            };
+            // A full ring loses this report; the next one follows the schedule.
+            let _ = h.send(Command::SendOnLeg {
+                session: o.call,
+                leg: o.leg,
+                data: o.data,
+                rtcp: true,
+                protect: true,
+                to: None,
+            });
+        }
     }
 
     fn emit(&self, e: EngineEvent) {
@@ -611,6 +670,9 @@ impl Control {
                 v.sort_unstable();
                 let _ = reply.send(Ok(v));
             }
+            Request::Rtcp(id, reply) => {
+                let _ = reply.send(self.reporting.stats(id).ok_or(EngineError::NoSuchCall(id)));
+            }
             Request::Stats(reply) => {
                 let token = self.token();
                 let n = self.dp().workers().len();
@@ -641,6 +703,8 @@ impl Control {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let rtcp = [legs[0].rtcp.clone(), legs[1].rtcp.clone()];
+        let clock_rates = [legs[0].clock_rate, legs[1].clock_rate];
         let mut specs = Vec::with_capacity(2);
         let mut infos = Vec::with_capacity(2);
         let mut held = Vec::new();
@@ -684,10 +748,16 @@ impl Control {
             Ok(l) => l,
             Err(_) => unreachable!("two legs"),
         };
+        let terminate = rtcp.iter().any(|c| c.mode == RtcpMode::Terminate);
         let spec = SessionSpec {
             id,
             legs,
             rtcp_to_control: false,
+            rtcp_mode: if terminate {
+                rtp_dataplane::RtcpMode::Terminate
+            } else {
+                rtp_dataplane::RtcpMode::Forward
+            },
         };
         if self.dp().workers()[worker]
             .send(Command::AddSession(Box::new(spec)))
@@ -705,6 +775,13 @@ impl Control {
             legs: [infos[0], infos[1]],
         };
         self.load[worker] += 1;
+        self.reporting.add_call(
+            id,
+            worker,
+            [&rtcp[0], &rtcp[1]],
+            clock_rates,
+            Instant::now(),
+        );
         self.calls.insert(
             id,
             CallState {
@@ -725,7 +802,11 @@ impl Control {
             let _ = reply.send(Err(EngineError::NoSuchCall(id)));
             return;
         };
-        if self.dp().workers()[c.worker]
+        let worker = c.worker;
+        // Terminated RTCP ends with a BYE on each leg, queued before the removal.
+        let mut byes = self.reporting.end_call(id);
+        self.send_rtcp(&mut byes);
+        if self.dp().workers()[worker]
             .send(Command::RemoveSession(id))
             .is_err()
         {
@@ -743,6 +824,7 @@ impl Control {
             }
             self.load[c.worker] -= 1;
         }
+        self.reporting.forget(id);
     }
 
     fn worker_events(&mut self) {
@@ -825,9 +907,12 @@ impl Control {
                 sessions,
                 ..
             } => self.stats_event(w, token, *counters, sessions),
-            Event::Datagram { .. } | Event::Rtcp { .. } => {
-                // STUN/DTLS and RTCP termination arrive with the DTLS and RTCP
-                // reporting work; until then they are not requested.
+            Event::Rtcp { session, leg, data } => {
+                self.reporting.on_rtcp(session, leg, &data, Instant::now());
+            }
+            Event::Datagram { .. } => {
+                // STUN/DTLS arrive with the DTLS work; until then they are not
+                // requested.
             }
         }
     }
@@ -842,8 +927,18 @@ impl Control {
         if let Some((t, left)) = self.checking {
             if t == token {
                 self.checking = (left > 1).then_some((t, left - 1));
+                let mut alerts = Vec::new();
                 for s in &sessions {
                     self.check_call(s);
+                    alerts.clear();
+                    self.reporting.on_snapshot(s, Instant::now(), &mut alerts);
+                    for &(leg, alert) in &alerts {
+                        self.emit(EngineEvent::Quality {
+                            call: s.id,
+                            leg,
+                            alert,
+                        });
+                    }
                 }
                 return;
             }
@@ -975,8 +1070,19 @@ impl Control {
 
     fn shutdown(&mut self) {
         let Some(dp) = self.dp.take() else { return };
-        // Ask every worker for its sessions' final numbers, then stop them.
+        // Ask every worker for its sessions' final numbers (after a BYE on each
+        // terminated leg), then stop them.
         for (id, c) in &self.calls {
+            for o in self.reporting.end_call(*id) {
+                let _ = dp.workers()[o.worker].send(Command::SendOnLeg {
+                    session: o.call,
+                    leg: o.leg,
+                    data: o.data,
+                    rtcp: true,
+                    protect: true,
+                    to: None,
+                });
+            }
             let _ = dp.workers()[c.worker].send(Command::RemoveSession(*id));
         }
         let handles: Vec<_> = dp.workers().to_vec();

@@ -2,8 +2,9 @@
 //!
 //! The control plane: [`Engine`], the API an embedding program uses, with the
 //! control thread that owns the dataplane workers' rings, port allocation, call
-//! bookkeeping, media timeouts and the event stream. DTLS-SRTP, STUN/ICE-lite and
-//! RTCP reporting arrive in later milestones.
+//! bookkeeping, media timeouts, the event stream, and RTCP reporting with call
+//! quality ([`reporting`], built on the sans-IO [`rtcp`] module). DTLS-SRTP and
+//! STUN/ICE-lite arrive in later milestones.
 //!
 //! ```no_run
 //! use rtp_control::{Engine, LegConfig};
@@ -20,10 +21,12 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod reporting;
 pub mod rtcp;
 
 pub use engine::{
     CallId, CallInfo, CloseReason, Engine, EngineBuilder, EngineConfig, EngineError, EngineEvent,
     EngineStats, LegConfig, LegInfo,
 };
+pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode};
 pub use rtp_dataplane as dataplane;

@@ -428,17 +428,22 @@ impl Worker {
                     });
                 }
             }
-            Command::RemoveSession(id) => match self.remove_session(id) {
-                Some(snap) => {
-                    self.event(Event::SessionRemoved(Box::new(snap)));
+            Command::RemoveSession(id) => {
+                // Sends queued on the session's sockets (a final RTCP BYE) go out
+                // before the sockets close.
+                self.flush();
+                match self.remove_session(id) {
+                    Some(snap) => {
+                        self.event(Event::SessionRemoved(Box::new(snap)));
+                    }
+                    None => {
+                        self.event(Event::Error {
+                            session: Some(id),
+                            message: format!("no session {id} on worker {}", self.index),
+                        });
+                    }
                 }
-                None => {
-                    self.event(Event::Error {
-                        session: Some(id),
-                        message: format!("no session {id} on worker {}", self.index),
-                    });
-                }
-            },
+            }
             Command::SendOnLeg {
                 session,
                 leg,

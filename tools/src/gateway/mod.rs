@@ -202,6 +202,17 @@ impl Gateway {
                             EngineEvent::Error { call, message } => {
                                 tracing::warn!(?call, %message, "engine error")
                             }
+                            EngineEvent::Quality { call, leg, alert } => {
+                                tracing::info!(
+                                    call,
+                                    leg,
+                                    metric = ?alert.metric,
+                                    raised = alert.raised,
+                                    value = alert.value,
+                                    threshold = alert.threshold,
+                                    "call quality"
+                                )
+                            }
                         }
                     }
                 }
