@@ -176,7 +176,10 @@ fn terminated_call_reports_measures_and_says_bye() {
     // Our SRs to A carry the SSRC of the media A gets (B's) and its packet count.
     assert!(our_srs_at_a.len() >= 3, "SRs at A: {}", our_srs_at_a.len());
     assert!(our_srs_at_a.iter().all(|s| s.0 == B));
-    assert!(our_srs_at_a.last().unwrap().2 > u32::from(seq) / 2, "{our_srs_at_a:?}");
+    assert!(
+        our_srs_at_a.last().unwrap().2 > u32::from(seq) / 2,
+        "{our_srs_at_a:?}"
+    );
     // B gets report blocks about its own stream (leg 1 receives B, no loss) - and
     // leg 1 sends SRs to B for A's media.
     assert!(!rr_blocks_at_b.is_empty());
