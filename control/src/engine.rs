@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rtp_dataplane::ports::PortAllocator;
 
-use crate::reporting::{LegRtcpStats, Outgoing, Reporting, RtcpConfig, RtcpMode};
+use crate::reporting::{LegRtcpStats, Outgoing, Reporting, RtcpConfig, RtcpMode, RtcpWorkerStats};
 use crate::rtcp::{QualityAlert, QualityThresholds};
 use rtp_dataplane::{
     BackendChoice, BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy,
@@ -349,6 +349,8 @@ pub struct EngineStats {
     pub workers: Vec<WorkerCounters>,
     /// Backend in use.
     pub backend: BackendKind,
+    /// RTCP counters and call-quality aggregates per worker.
+    pub rtcp: Vec<RtcpWorkerStats>,
 }
 
 type Reply<T> = Sender<Result<T, EngineError>>;
@@ -963,7 +965,9 @@ impl Control {
             if done {
                 if let Pending::Stats(_, mut v, _, reply, _) = self.pending.swap_remove(i) {
                     v.sort_by_key(|c| c.worker);
+                    let rtcp = self.reporting.worker_stats(self.dp().workers().len());
                     let _ = reply.send(Ok(EngineStats {
+                        rtcp,
                         calls: self.calls.len(),
                         ports_in_use: self.ports.in_use(),
                         workers: v,

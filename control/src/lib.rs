@@ -28,5 +28,5 @@ pub use engine::{
     CallId, CallInfo, CloseReason, Engine, EngineBuilder, EngineConfig, EngineError, EngineEvent,
     EngineStats, LegConfig, LegInfo,
 };
-pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode};
+pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode, RtcpWorkerStats};
 pub use rtp_dataplane as dataplane;

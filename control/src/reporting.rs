@@ -84,6 +84,50 @@ pub struct LegRtcpStats {
     pub remote_cname: Option<String>,
     /// The SSRC our receiver reports use (SRs use the SSRC of the media sent).
     pub ssrc: u32,
+    /// MOS averaged over the call's statistics intervals with media.
+    pub mos_average: Option<f64>,
+    /// Lowest MOS of those intervals.
+    pub mos_lowest: Option<f64>,
+}
+
+/// Upper bounds of the MOS histogram buckets ([`RtcpWorkerStats::mos_buckets`]).
+pub const MOS_BUCKETS: [f64; 7] = [1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5];
+
+/// RTCP and quality numbers of one worker's calls, for metrics: counters since
+/// start (ended calls included) and aggregates over the current calls' legs
+/// (bounded cardinality: per worker, never per call).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RtcpWorkerStats {
+    /// Worker index.
+    pub worker: usize,
+    /// Reports (compounds) we sent.
+    pub reports_sent: u64,
+    /// Compounds received and parsed (terminated calls).
+    pub compounds_received: u64,
+    /// Packets that failed to parse.
+    pub malformed: u64,
+    /// Packets of unknown type.
+    pub unknown_type: u64,
+    /// Report blocks about SSRCs that are not ours.
+    pub unknown_ssrc_blocks: u64,
+    /// Report blocks with unusable LSR/DLSR.
+    pub absurd_rtt: u64,
+    /// RTT samples taken.
+    pub rtt_samples: u64,
+    /// Legs of current calls with a MOS estimate.
+    pub legs: u64,
+    /// Cumulative counts of those legs with MOS at most each of [`MOS_BUCKETS`].
+    pub mos_buckets: [u64; 7],
+    /// Sum of their MOS.
+    pub mos_sum: f64,
+    /// Legs with an RTT, and the sum of their RTTs in seconds.
+    pub rtt_legs: u64,
+    /// Sum of RTTs in seconds.
+    pub rtt_sum_secs: f64,
+    /// Sum of the legs' interval loss fractions.
+    pub loss_sum: f64,
+    /// Sum of the legs' jitter in seconds.
+    pub jitter_sum_secs: f64,
 }
 
 /// A report to send.
@@ -113,6 +157,8 @@ struct LegRtcp {
     /// not transcode).
     tx_clock_rate: u32,
     reports_sent: u64,
+    /// MOS sum, intervals, lowest.
+    mos_acc: (f64, u64, f64),
 }
 
 #[derive(Debug)]
@@ -131,6 +177,8 @@ pub(crate) struct Reporting {
     rng: Rand,
     thresholds: QualityThresholds,
     due: Vec<(CallId, usize)>,
+    /// Counters per worker (grown on demand).
+    totals: Vec<RtcpWorkerStats>,
 }
 
 /// Wall-clock time since the UNIX epoch (NTP timestamps of our SRs).
@@ -152,6 +200,7 @@ impl Reporting {
             rng: Rand::new(seed),
             thresholds,
             due: Vec::new(),
+            totals: Vec::new(),
         }
     }
 
@@ -208,6 +257,7 @@ impl Reporting {
                 clock_rate: clock_rates[i].max(1),
                 tx_clock_rate: clock_rates[1 - i].max(1),
                 reports_sent: 0,
+                mos_acc: (0.0, 0, f64::MAX),
             }
         };
         let l0 = make(0, &mut self.rng, &mut self.wheel);
@@ -238,6 +288,7 @@ impl Reporting {
             // Point to point: no BYE reconsideration (RFC 3550 6.3.7 applies
             // above 50 members), the BYE goes out at once.
             if let Some(data) = l.build(now, true) {
+                totals(&mut self.totals, c.worker).reports_sent += 1;
                 out.push(Outgoing {
                     call,
                     leg: i,
@@ -263,9 +314,14 @@ impl Reporting {
     /// A received RTCP compound (copy from the dataplane).
     pub(crate) fn on_rtcp(&mut self, call: CallId, leg: usize, data: &[u8], now: Instant) {
         let t = self.t(now);
-        let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(leg)) else {
+        let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        let worker = c.worker;
+        let Some(l) = c.legs.get_mut(leg) else {
+            return;
+        };
+        let before = *l.reception.counters();
         let ours = [
             l.reporter.config().ssrc,
             l.sender.map(|s| s.ssrc).unwrap_or(l.reporter.config().ssrc),
@@ -284,8 +340,49 @@ impl Reporting {
         if let Some(r) = l.reception.remote_report() {
             l.figures.remote_loss = Some(r.fraction_lost);
             l.figures.remote_jitter_ms =
-                Some(f64::from(r.jitter) * 1000.0 / f64::from(l.clock_rate));
+                Some(f64::from(r.jitter) * 1000.0 / f64::from(l.tx_clock_rate));
         }
+        let after = *l.reception.counters();
+        let tot = totals(&mut self.totals, worker);
+        tot.compounds_received += after.compounds - before.compounds;
+        tot.malformed += after.malformed - before.malformed;
+        tot.unknown_type += after.unknown_type - before.unknown_type;
+        tot.unknown_ssrc_blocks += after.unknown_ssrc_blocks - before.unknown_ssrc_blocks;
+        tot.absurd_rtt += after.absurd_rtt - before.absurd_rtt;
+        tot.rtt_samples += after.rtt_samples - before.rtt_samples;
+    }
+
+    /// Counters and current aggregates per worker (`workers` entries).
+    pub(crate) fn worker_stats(&self, workers: usize) -> Vec<RtcpWorkerStats> {
+        let mut v: Vec<RtcpWorkerStats> = (0..workers)
+            .map(|w| RtcpWorkerStats {
+                worker: w,
+                ..self.totals.get(w).cloned().unwrap_or_default()
+            })
+            .collect();
+        for c in self.calls.values() {
+            let Some(a) = v.get_mut(c.worker) else {
+                continue;
+            };
+            for l in &c.legs {
+                let f = &l.figures;
+                let Some(mos) = f.mos else { continue };
+                a.legs += 1;
+                a.mos_sum += mos;
+                for (b, &le) in a.mos_buckets.iter_mut().zip(&MOS_BUCKETS) {
+                    if mos <= le {
+                        *b += 1;
+                    }
+                }
+                if let Some(r) = f.rtt_ms {
+                    a.rtt_legs += 1;
+                    a.rtt_sum_secs += r / 1000.0;
+                }
+                a.loss_sum += f.loss;
+                a.jitter_sum_secs += f.jitter_ms / 1000.0;
+            }
+        }
+        v
     }
 
     /// A statistics snapshot of a call: updates the report inputs and quality
@@ -328,6 +425,7 @@ impl Reporting {
                 Expiry::Reschedule(at) => at,
                 Expiry::Send => {
                     if let Some(data) = l.build(wall, false) {
+                        totals(&mut self.totals, worker).reports_sent += 1;
                         sched.on_sent(t, data.len(), &mut self.rng);
                         out.push(Outgoing {
                             call,
@@ -358,9 +456,19 @@ impl Reporting {
             remote_sr: l.reception.last_sr(),
             remote_cname: l.reception.cname().map(str::to_owned),
             ssrc: l.reporter.config().ssrc,
+            mos_average: (l.mos_acc.1 > 0).then(|| l.mos_acc.0 / l.mos_acc.1 as f64),
+            mos_lowest: (l.mos_acc.1 > 0).then_some(l.mos_acc.2),
         };
         Some([one(&c.legs[0]), one(&c.legs[1])])
     }
+}
+
+/// The counters of `worker`, growing the table on demand.
+fn totals(t: &mut Vec<RtcpWorkerStats>, worker: usize) -> &mut RtcpWorkerStats {
+    if t.len() <= worker {
+        t.resize_with(worker + 1, RtcpWorkerStats::default);
+    }
+    &mut t[worker]
 }
 
 impl LegRtcp {
@@ -452,6 +560,9 @@ impl LegRtcp {
         f.mos = Some(mos);
         f.r_factor = Some(r);
         if fresh {
+            self.mos_acc.0 += mos;
+            self.mos_acc.1 += 1;
+            self.mos_acc.2 = self.mos_acc.2.min(mos);
             self.monitor.check(f, thresholds, alerts);
         }
     }
