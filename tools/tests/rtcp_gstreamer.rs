@@ -229,7 +229,7 @@ struct Row {
     f: HashMap<&'static str, String>,
 }
 
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 17] = [
     "udp.srcport",
     "udp.dstport",
     "rtcp.pt",
@@ -244,6 +244,9 @@ const FIELDS: [&str; 14] = [
     "rtcp.ssrc.lsr",
     "rtcp.ssrc.dlsr",
     "rtcp.sdes.text",
+    "rtcp.xr.bt",
+    "rtcp.xr.voipmetrics.moslq",
+    "rtcp.xr.stats.lost",
 ];
 
 fn first_u64(s: &str) -> Option<u64> {
@@ -282,7 +285,7 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
     let (qs, ps, pr) = (bind(), bind(), bind());
     let ls = port_of(&bind()); // gst S listens for our RRs here
     let rp = free_pair(); // gst R: RTP on rp, RTCP on rp + 1
-    let flags = Value::List(vec![Value::str("RTCP terminate")]);
+    let flags = Value::List(vec![Value::str("RTCP terminate"), Value::str("RTCP XR")]);
     let mut offer = Value::dict();
     offer
         .set("command", Value::str("offer"))
@@ -460,6 +463,23 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
     assert!((15..=37).contains(&frac), "our fraction lost {frac}");
     let jitter = first_u64(&last.f["rtcp.ssrc.jitter"]).unwrap();
     assert!(jitter < 160, "our jitter {jitter}");
+    // XR (flag `RTCP XR`): VoIP metrics (type 7) and statistics summary (6) on
+    // the leg that receives media, decoded by tshark; MOS-LQ for 10 % loss with
+    // G.711 PLC is about 3.4.
+    let xr = our_rrs
+        .iter()
+        .rev()
+        .find(|r| r.f["rtcp.pt"].contains("207"))
+        .expect("our reports carry XR");
+    let bts = &xr.f["rtcp.xr.bt"];
+    assert!(
+        bts.contains('7') && bts.contains('6'),
+        "XR block types {bts}"
+    );
+    // tshark prints MOS-LQ as a decimal ("3.4").
+    let mos_lq: f64 = xr.f["rtcp.xr.voipmetrics.moslq"].parse().unwrap();
+    assert!((2.5..=4.2).contains(&mos_lq), "MOS-LQ {mos_lq}");
+    assert!(first_u64(&xr.f["rtcp.xr.stats.lost"]).unwrap() > 0);
     assert!(
         our_rrs
             .iter()
@@ -467,7 +487,7 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
         "our RRs echo gst S's SRs"
     );
     eprintln!(
-        "interop figures: gst R fraction {gst_frac}/256, our fraction {frac}/256, our jitter {jitter} units, our SRs {}, gst RRs echoing them {}",
+        "interop figures: gst R fraction {gst_frac}/256, our fraction {frac}/256, our jitter {jitter} units, our MOS-LQ {mos_lq}, our SRs {}, gst RRs echoing them {}",
         our_srs.len(),
         echoed.len()
     );

@@ -201,7 +201,8 @@ struct Flags {
     mux_require: bool,
     /// `RTCP terminate` in `flags`, or `rtcp-mode: terminate`.
     rtcp_terminate: bool,
-    /// `RTCP XR` in `flags`: VoIP metrics in our reports.
+    /// `RTCP XR` in `flags`: VoIP metrics and statistics summary blocks in our
+    /// reports.
     rtcp_xr: bool,
 }
 
@@ -244,7 +245,7 @@ impl Flags {
             },
             xr: XrConfig {
                 voip_metrics: self.rtcp_xr,
-                stats_summary: false,
+                stats_summary: self.rtcp_xr,
             },
             ..RtcpConfig::default()
         }
