@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use rtp_core::demux::PacketKind;
 use rtp_core::srtp::SrtpProfile;
 use rtp_dataplane::ports::PortAllocator;
+
+use crate::reporting::{LegRtcpStats, Outgoing, Reporting, RtcpConfig, RtcpMode, RtcpWorkerStats};
+use crate::rtcp::{QualityAlert, QualityThresholds};
 use rtp_dataplane::{
     BackendChoice, BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy,
     LatchMode, LegSnapshot, LegSpec, LegSrtp, LegUpdate, LocalBinding, Rewrite, SessionSnapshot,
@@ -54,6 +57,8 @@ pub struct EngineConfig {
     /// Certificate and private key (PEM) of DTLS-SRTP legs; `None` generates a
     /// self-signed ECDSA P-256 certificate at start.
     pub dtls_certificate: Option<(String, String)>,
+    /// Thresholds of the quality alarms ([`EngineEvent::Quality`]).
+    pub quality_thresholds: QualityThresholds,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +76,7 @@ impl Default for EngineConfig {
             socket_buffer: Some(1 << 20),
             dtls: DtlsConfig::default(),
             dtls_certificate: None,
+            quality_thresholds: QualityThresholds::default(),
         }
     }
 }
@@ -240,6 +246,8 @@ pub struct LegConfig {
     /// DTLS-SRTP on this leg (`srtp` must then be `None`): the keys come from a
     /// handshake the engine runs; until then nothing is relayed to or from it.
     pub dtls: Option<DtlsLegParams>,
+    /// RTCP handling and reporting (a call terminates RTCP when either leg asks).
+    pub rtcp: RtcpConfig,
 }
 
 impl Default for LegConfig {
@@ -253,6 +261,7 @@ impl Default for LegConfig {
             rewrite: Rewrite::default(),
             clock_rate: 8000,
             dtls: None,
+            rtcp: RtcpConfig::default(),
         }
     }
 }
@@ -345,6 +354,16 @@ pub enum EngineEvent {
         /// What went wrong.
         reason: String,
     },
+    /// A quality alarm on a leg was raised or cleared (loss or jitter above, MOS
+    /// below the configured thresholds, with hysteresis).
+    Quality {
+        /// Call.
+        call: CallId,
+        /// Leg (what this leg receives).
+        leg: usize,
+        /// The alarm.
+        alert: QualityAlert,
+    },
     /// A call ended; its final numbers.
     CallClosed {
         /// Call.
@@ -408,6 +427,8 @@ pub struct EngineStats {
     pub backend: BackendKind,
     /// DTLS handshakes.
     pub dtls: DtlsCounters,
+    /// RTCP counters and call-quality aggregates per worker.
+    pub rtcp: Vec<RtcpWorkerStats>,
 }
 
 type Reply<T> = Sender<Result<T, EngineError>>;
@@ -420,6 +441,7 @@ enum Request {
     Delete(CallId, Reply<SessionSnapshot>),
     List(Reply<Vec<CallId>>),
     Stats(Reply<EngineStats>),
+    Rtcp(CallId, Reply<[LegRtcpStats; 2]>),
 }
 
 /// The running engine. Cheap to share by reference across threads.
@@ -461,6 +483,7 @@ impl Engine {
         let (ev_tx, ev_rx) = mpsc::channel();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let workers = dp.workers().len();
+        let cfg_thresholds = cfg.quality_thresholds;
         let control = Control {
             cfg,
             dp: Some(dp),
@@ -475,6 +498,8 @@ impl Engine {
             checking: None,
             dtls,
             outcomes: Vec::new(),
+            reporting: Reporting::new(cfg_thresholds),
+            outgoing: Vec::new(),
         };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -568,6 +593,13 @@ impl Engine {
         self.ask(Request::Stats)
     }
 
+    /// RTCP figures and quality of a call's legs (loss, jitter, RTT, MOS,
+    /// bitrate, reports sent and received, counters), as of the last statistics
+    /// sweep and the RTCP received since.
+    pub fn rtcp_stats(&self, call: CallId) -> Result<[LegRtcpStats; 2], EngineError> {
+        self.ask(|r| Request::Rtcp(call, r))
+    }
+
     /// The next event, waiting up to `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<EngineEvent> {
         let rx = self.events.lock().ok()?;
@@ -637,6 +669,9 @@ struct Control {
     dtls: DtlsLegs,
     /// Scratch list of what the DTLS legs asked for.
     outcomes: Vec<Outcome>,
+    /// RTCP reporting and call quality.
+    reporting: Reporting,
+    outgoing: Vec<Outgoing>,
 }
 
 impl Control {
@@ -666,6 +701,7 @@ impl Control {
             self.dtls.timers(Instant::now(), &mut out);
             self.apply(&mut out);
             self.outcomes = out;
+            self.rtcp_tick();
             self.expire_pending();
             if self.last_check.elapsed() >= self.cfg.check_interval {
                 self.last_check = Instant::now();
@@ -673,6 +709,31 @@ impl Control {
             }
         }
         self.shutdown();
+    }
+
+    /// Sends the RTCP reports that are due.
+    fn rtcp_tick(&mut self) {
+        let mut out = std::mem::take(&mut self.outgoing);
+        self.reporting.poll(Instant::now(), &mut out);
+        self.send_rtcp(&mut out);
+        self.outgoing = out;
+    }
+
+    fn send_rtcp(&mut self, out: &mut Vec<Outgoing>) {
+        for o in out.drain(..) {
+            let Some(h) = self.dp.as_ref().and_then(|d| d.workers().get(o.worker)) else {
+                continue;
+            };
+            // A full ring loses this report; the next one follows the schedule.
+            let _ = h.send(Command::SendOnLeg {
+                session: o.call,
+                leg: o.leg,
+                data: o.data,
+                rtcp: true,
+                protect: true,
+                to: None,
+            });
+        }
     }
 
     fn emit(&self, e: EngineEvent) {
@@ -747,6 +808,9 @@ impl Control {
                 v.sort_unstable();
                 let _ = reply.send(Ok(v));
             }
+            Request::Rtcp(id, reply) => {
+                let _ = reply.send(self.reporting.stats(id).ok_or(EngineError::NoSuchCall(id)));
+            }
             Request::Stats(reply) => {
                 let token = self.token();
                 let n = self.dp().workers().len();
@@ -788,6 +852,8 @@ impl Control {
             .enumerate()
             .filter_map(|(i, l)| l.dtls.clone().map(|d| (i, d, l.remote)))
             .collect();
+        let rtcp = [legs[0].rtcp.clone(), legs[1].rtcp.clone()];
+        let clock_rates = [legs[0].clock_rate, legs[1].clock_rate];
         let mut specs = Vec::with_capacity(2);
         let mut infos = Vec::with_capacity(2);
         let mut held = Vec::new();
@@ -832,10 +898,16 @@ impl Control {
             Ok(l) => l,
             Err(_) => unreachable!("two legs"),
         };
+        let terminate = rtcp.iter().any(|c| c.mode == RtcpMode::Terminate);
         let spec = SessionSpec {
             id,
             legs,
             rtcp_to_control: false,
+            rtcp_mode: if terminate {
+                rtp_dataplane::RtcpMode::Terminate
+            } else {
+                rtp_dataplane::RtcpMode::Forward
+            },
         };
         if self.dp().workers()[worker]
             .send(Command::AddSession(Box::new(spec)))
@@ -853,6 +925,13 @@ impl Control {
             legs: [infos[0], infos[1]],
         };
         self.load[worker] += 1;
+        self.reporting.add_call(
+            id,
+            worker,
+            [&rtcp[0], &rtcp[1]],
+            clock_rates,
+            Instant::now(),
+        );
         self.calls.insert(
             id,
             CallState {
@@ -924,7 +1003,11 @@ impl Control {
             let _ = reply.send(Err(EngineError::NoSuchCall(id)));
             return;
         };
-        if self.dp().workers()[c.worker]
+        let worker = c.worker;
+        // Terminated RTCP ends with a BYE on each leg, queued before the removal.
+        let mut byes = self.reporting.end_call(id);
+        self.send_rtcp(&mut byes);
+        if self.dp().workers()[worker]
             .send(Command::RemoveSession(id))
             .is_err()
         {
@@ -943,6 +1026,7 @@ impl Control {
             }
             self.load[c.worker] -= 1;
         }
+        self.reporting.forget(id);
     }
 
     fn worker_events(&mut self) {
@@ -1038,8 +1122,11 @@ impl Control {
                 self.apply(&mut out);
                 self.outcomes = out;
             }
-            Event::Datagram { .. } | Event::Rtcp { .. } => {
-                // STUN (ICE-lite) and RTCP termination are not handled here yet.
+            Event::Rtcp { session, leg, data } => {
+                self.reporting.on_rtcp(session, leg, &data, Instant::now());
+            }
+            Event::Datagram { .. } => {
+                // STUN (ICE-lite) is not handled yet.
             }
         }
     }
@@ -1054,8 +1141,18 @@ impl Control {
         if let Some((t, left)) = self.checking {
             if t == token {
                 self.checking = (left > 1).then_some((t, left - 1));
+                let mut alerts = Vec::new();
                 for s in &sessions {
                     self.check_call(s);
+                    alerts.clear();
+                    self.reporting.on_snapshot(s, Instant::now(), &mut alerts);
+                    for &(leg, alert) in &alerts {
+                        self.emit(EngineEvent::Quality {
+                            call: s.id,
+                            leg,
+                            alert,
+                        });
+                    }
                 }
                 return;
             }
@@ -1080,7 +1177,9 @@ impl Control {
             if done {
                 if let Pending::Stats(_, mut v, _, reply, _) = self.pending.swap_remove(i) {
                     v.sort_by_key(|c| c.worker);
+                    let rtcp = self.reporting.worker_stats(self.dp().workers().len());
                     let _ = reply.send(Ok(EngineStats {
+                        rtcp,
                         calls: self.calls.len(),
                         ports_in_use: self.ports.in_use(),
                         workers: v,
@@ -1188,8 +1287,19 @@ impl Control {
 
     fn shutdown(&mut self) {
         let Some(dp) = self.dp.take() else { return };
-        // Ask every worker for its sessions' final numbers, then stop them.
+        // Ask every worker for its sessions' final numbers (after a BYE on each
+        // terminated leg), then stop them.
         for (id, c) in &self.calls {
+            for o in self.reporting.end_call(*id) {
+                let _ = dp.workers()[o.worker].send(Command::SendOnLeg {
+                    session: o.call,
+                    leg: o.leg,
+                    data: o.data,
+                    rtcp: true,
+                    protect: true,
+                    to: None,
+                });
+            }
             let _ = dp.workers()[c.worker].send(Command::RemoveSession(*id));
         }
         let handles: Vec<_> = dp.workers().to_vec();

@@ -2,8 +2,10 @@
 //!
 //! The control plane: [`Engine`], the API an embedding program uses, with the
 //! control thread that owns the dataplane workers' rings, port allocation, call
-//! bookkeeping, media timeouts and the event stream; [`dtls`], the sans-IO DTLS 1.2
-//! implementation whose handshakes the control thread runs for DTLS-SRTP legs.
+//! bookkeeping, media timeouts, the event stream; DTLS-SRTP legs, whose handshakes
+//! the control thread runs with the sans-IO DTLS 1.2 implementation in [`dtls`];
+//! and RTCP reporting with call quality ([`reporting`], built on the sans-IO
+//! [`rtcp`] module). STUN/ICE-lite is not built yet.
 //!
 //! ```no_run
 //! use rtp_control::{Engine, LegConfig};
@@ -22,10 +24,13 @@
 pub mod dtls;
 mod dtls_legs;
 pub mod engine;
+pub mod reporting;
+pub mod rtcp;
 
 pub use dtls_legs::{DtlsCounters, DtlsLegParams};
 pub use engine::{
     CallId, CallInfo, CloseReason, Engine, EngineBuilder, EngineConfig, EngineError, EngineEvent,
     EngineStats, LegConfig, LegInfo,
 };
+pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode, RtcpWorkerStats};
 pub use rtp_dataplane as dataplane;

@@ -38,8 +38,8 @@ mod worker;
 pub use backend::BackendKind;
 pub use ring::{Command, Event, WorkerHandle};
 pub use session::{
-    DropReason, LatchMode, LegCounters, LegQuality, LegSnapshot, LegSpec, LegSrtp, LegUpdate,
-    LocalBinding, Rewrite, SessionId, SessionSnapshot, SessionSpec,
+    DropReason, LatchMode, LegCounters, LegQuality, LegSender, LegSnapshot, LegSpec, LegSrtp,
+    LegUpdate, LocalBinding, Rewrite, RtcpMode, SessionId, SessionSnapshot, SessionSpec,
 };
 pub use worker::{IdlePolicy, WorkerCounters};
 

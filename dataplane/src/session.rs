@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpError};
-use rtp_core::stats::ReceiverStats;
+use rtp_core::stats::{BurstGapCounts, BurstGapTracker, ReceiverStats};
 
 /// A session as the control plane names it.
 pub type SessionId = u64;
@@ -132,6 +132,20 @@ impl LegSpec {
     }
 }
 
+/// What a worker does with RTCP received on a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtcpMode {
+    /// Relay it to the other leg (end to end), rewriting the SSRCs inside report
+    /// blocks and feedback when media SSRCs are rewritten.
+    #[default]
+    Forward,
+    /// The control plane terminates RTCP per leg: every received packet is copied
+    /// to it ([`Event::Rtcp`](crate::Event::Rtcp)); only feedback (RTPFB/PSFB:
+    /// NACK, PLI, FIR, REMB, ...) is relayed to the other leg, with SSRCs
+    /// rewritten; SR, RR, SDES, BYE, XR and APP stop here.
+    Terminate,
+}
+
 /// A session: two legs; what arrives on one is sent on the other.
 #[derive(Debug)]
 pub struct SessionSpec {
@@ -139,8 +153,11 @@ pub struct SessionSpec {
     pub id: SessionId,
     /// The legs.
     pub legs: [LegSpec; 2],
-    /// Also copy every received RTCP packet (decrypted) to the control plane.
+    /// Also copy every received RTCP packet (decrypted) to the control plane
+    /// (always done in [`RtcpMode::Terminate`]).
     pub rtcp_to_control: bool,
+    /// RTCP relaying.
+    pub rtcp_mode: RtcpMode,
 }
 
 /// A change to a leg.
@@ -299,6 +316,23 @@ pub struct LegQuality {
     pub jitter: f64,
     /// Extended highest sequence number.
     pub ext_highest_seq: u64,
+    /// Burst/gap counts (RFC 3611 4.7.2, Gmin 16) of this source.
+    pub burst: BurstGapCounts,
+}
+
+/// What a leg sent: the numbers a sender report needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegSender {
+    /// SSRC of the last RTP packet sent (after rewriting).
+    pub ssrc: u32,
+    /// RTP packets sent.
+    pub packets: u64,
+    /// RTP payload octets sent (headers, extensions and padding excluded).
+    pub payload_octets: u64,
+    /// RTP timestamp of the last packet sent.
+    pub last_rtp_ts: u32,
+    /// How long before the snapshot that packet was sent (`None`: nothing sent).
+    pub last_sent_ago: Option<Duration>,
 }
 
 /// A leg's numbers in a snapshot.
@@ -314,6 +348,8 @@ pub struct LegSnapshot {
     pub remote_rtcp: Option<SocketAddr>,
     /// Local RTP address.
     pub local: Option<SocketAddr>,
+    /// What the leg sent (for sender reports).
+    pub sender: LegSender,
 }
 
 /// A session's numbers.
@@ -343,6 +379,12 @@ pub(crate) struct Leg {
     pub clock_rate: u32,
     pub counters: LegCounters,
     pub stats: Option<Box<ReceiverStats>>,
+    pub burst: BurstGapTracker,
+    /// Sent RTP: SSRC, timestamp and worker time of the last packet, payload octets.
+    pub tx_ssrc: u32,
+    pub tx_rtp_ts: u32,
+    pub tx_last_ns: u64,
+    pub tx_payload: u64,
 }
 
 impl Leg {
@@ -380,7 +422,7 @@ impl Leg {
         }
     }
 
-    pub(crate) fn snapshot(&self, local: Option<SocketAddr>) -> LegSnapshot {
+    pub(crate) fn snapshot(&self, local: Option<SocketAddr>, now_ns: u64) -> LegSnapshot {
         LegSnapshot {
             counters: self.counters,
             quality: self.stats.as_ref().map(|s| {
@@ -391,11 +433,20 @@ impl Leg {
                     lost: seq.lost(),
                     jitter: s.jitter().jitter() / f64::from(s.clock_rate().max(1)),
                     ext_highest_seq: seq.ext_highest_seq().unwrap_or(0),
+                    burst: self.burst.counts(),
                 }
             }),
             remote: self.remote,
             remote_rtcp: self.remote_rtcp,
             local,
+            sender: LegSender {
+                ssrc: self.tx_ssrc,
+                packets: self.counters.tx_rtp,
+                payload_octets: self.tx_payload,
+                last_rtp_ts: self.tx_rtp_ts,
+                last_sent_ago: (self.counters.tx_rtp > 0)
+                    .then(|| Duration::from_nanos(now_ns.saturating_sub(self.tx_last_ns))),
+            },
         }
     }
 }

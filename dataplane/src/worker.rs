@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtp_core::demux::{classify, PacketKind};
-use rtp_core::stats::ReceiverStats;
+use rtp_core::stats::{BurstGapTracker, ReceiverStats};
 
 use crate::backend::mmsg::MmsgBackend;
 use crate::backend::uring::UringBackend;
@@ -19,7 +19,7 @@ use crate::backend::{
 use crate::pool::{FrameId, FramePool, FRAME_SIZE, HEADROOM, MAX_DATAGRAM};
 use crate::ring::{Channel, Command, Event};
 use crate::session::{
-    DropReason, LatchMode, Leg, LegIndex, LegSpec, LegUpdate, LocalBinding, SessionId,
+    DropReason, LatchMode, Leg, LegIndex, LegSpec, LegUpdate, LocalBinding, RtcpMode, SessionId,
     SessionSnapshot, SessionSpec,
 };
 use crate::sys::EventFd;
@@ -127,6 +127,7 @@ struct Session {
     id: SessionId,
     legs: [Leg; 2],
     rtcp_to_control: bool,
+    rtcp_mode: RtcpMode,
 }
 
 /// Source check before the packet is authenticated.
@@ -427,17 +428,22 @@ impl Worker {
                     });
                 }
             }
-            Command::RemoveSession(id) => match self.remove_session(id) {
-                Some(snap) => {
-                    self.event(Event::SessionRemoved(Box::new(snap)));
+            Command::RemoveSession(id) => {
+                // Sends queued on the session's sockets (a final RTCP BYE) go out
+                // before the sockets close.
+                self.flush();
+                match self.remove_session(id) {
+                    Some(snap) => {
+                        self.event(Event::SessionRemoved(Box::new(snap)));
+                    }
+                    None => {
+                        self.event(Event::Error {
+                            session: Some(id),
+                            message: format!("no session {id} on worker {}", self.index),
+                        });
+                    }
                 }
-                None => {
-                    self.event(Event::Error {
-                        session: Some(id),
-                        message: format!("no session {id} on worker {}", self.index),
-                    });
-                }
-            },
+            }
             Command::SendOnLeg {
                 session,
                 leg,
@@ -551,7 +557,8 @@ impl Worker {
         self.sessions[slot as usize] = Some(Session {
             id: spec.id,
             legs,
-            rtcp_to_control: spec.rtcp_to_control,
+            rtcp_to_control: spec.rtcp_to_control || spec.rtcp_mode == RtcpMode::Terminate,
+            rtcp_mode: spec.rtcp_mode,
         });
         self.by_id.insert(spec.id, slot);
         Ok(())
@@ -608,6 +615,11 @@ impl Worker {
             clock_rate: spec.clock_rate.max(1),
             counters: Default::default(),
             stats: None,
+            burst: BurstGapTracker::default(),
+            tx_ssrc: 0,
+            tx_rtp_ts: 0,
+            tx_last_ns: 0,
+            tx_payload: 0,
         };
         if let Err(e) = l.set_srtp(spec.srtp.as_ref()) {
             self.release_leg(&l);
@@ -707,11 +719,12 @@ impl Worker {
                 .and_then(|e| e.as_ref())
                 .and_then(|e| e.local)
         };
+        let now = self.epoch.elapsed().as_nanos() as u64;
         Some(SessionSnapshot {
             id: s.id,
             legs: [
-                s.legs[0].snapshot(local(s.legs[0].rtp_sock)),
-                s.legs[1].snapshot(local(s.legs[1].rtp_sock)),
+                s.legs[0].snapshot(local(s.legs[0].rtp_sock), now),
+                s.legs[1].snapshot(local(s.legs[1].rtp_sock), now),
             ],
         })
     }
@@ -930,6 +943,7 @@ impl Worker {
         };
         let sid = s.id;
         let to_control = rtcp && s.rtcp_to_control;
+        let terminate = rtcp && s.rtcp_mode == RtcpMode::Terminate;
         let [l0, l1] = &mut s.legs;
         let (inl, outl) = if li == 0 { (l0, l1) } else { (l1, l0) };
         let start = usize::from(p.start);
@@ -1051,11 +1065,24 @@ impl Worker {
             let ts = be32(pkt, 4);
             let stats = match &mut inl.stats {
                 Some(st) if st.ssrc() == pkt_ssrc => st,
-                other => other.insert(Box::new(ReceiverStats::new(pkt_ssrc, inl.clock_rate))),
+                other => {
+                    inl.burst = BurstGapTracker::default();
+                    other.insert(Box::new(ReceiverStats::new(pkt_ssrc, inl.clock_rate)))
+                }
             };
-            stats.on_rtp(seq, ts, Duration::from_nanos(now));
+            let outcome = stats.on_rtp(seq, ts, Duration::from_nanos(now));
+            inl.burst.on_outcome(outcome);
         }
         let copy = if to_control { Some(pkt.to_vec()) } else { None };
+        // RTCP terminated by the control plane: only feedback goes on.
+        if terminate {
+            len = keep_feedback(&mut frame[start..start + len]);
+            if len == 0 {
+                self.pool.free(p.frame);
+                self.after_relay(slot, li, sid, latched, copy);
+                return;
+            }
+        }
 
         // Forward on the other leg.
         let target = if rtcp {
@@ -1073,7 +1100,20 @@ impl Worker {
                 false
             }
             Some((sock, dst)) => {
+                let pkt = &mut frame[start..start + len];
                 rewrite(&outl.rewrite, pkt, rtcp);
+                if rtcp {
+                    // Report blocks and feedback from this leg's peer name the SSRC
+                    // we sent it; the other peer knows its own SSRC.
+                    if let (Some(from), Some(to)) = (inl.rewrite.ssrc, outl.latched_ssrc) {
+                        map_media_ssrc(pkt, from, to);
+                    }
+                } else {
+                    outl.tx_ssrc = be32(pkt, 8);
+                    outl.tx_rtp_ts = be32(pkt, 4);
+                    outl.tx_last_ns = now;
+                    outl.tx_payload += rtp_payload_len(pkt) as u64;
+                }
                 let r = match outl.srtp_out.as_mut() {
                     None => Ok(len),
                     Some(ctx) => {
@@ -1115,6 +1155,18 @@ impl Worker {
         if !forwarded {
             self.pool.free(p.frame);
         }
+        self.after_relay(slot, li, sid, latched, copy);
+    }
+
+    /// Events of a relayed packet: the latch change and the RTCP copy.
+    fn after_relay(
+        &mut self,
+        slot: u32,
+        li: usize,
+        sid: SessionId,
+        latched: Option<Event>,
+        copy: Option<Vec<u8>>,
+    ) {
         if let Some(e) = latched {
             self.event(e);
         }
@@ -1129,6 +1181,95 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// RTP payload length of a checked plaintext packet: minus header, CSRCs,
+/// extension and padding (0 when the numbers do not add up).
+#[inline]
+fn rtp_payload_len(pkt: &[u8]) -> usize {
+    let Some(&b0) = pkt.first() else { return 0 };
+    let mut hdr = 12 + 4 * usize::from(b0 & 0x0f);
+    if b0 & 0x10 != 0 {
+        let words = pkt
+            .get(hdr + 2..hdr + 4)
+            .map_or(0, |w| usize::from(u16::from_be_bytes([w[0], w[1]])));
+        hdr += 4 + 4 * words;
+    }
+    let pad = if b0 & 0x20 != 0 {
+        pkt.last().map_or(0, |&p| usize::from(p))
+    } else {
+        0
+    };
+    pkt.len().saturating_sub(hdr + pad)
+}
+
+/// Moves the feedback packets (RTPFB, PSFB) of a plaintext compound to its
+/// front and returns their total length (0: nothing to relay).
+fn keep_feedback(pkt: &mut [u8]) -> usize {
+    let (mut at, mut kept) = (0, 0);
+    while at + 4 <= pkt.len() {
+        let words = usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]));
+        let end = (at + 4 * (words + 1)).min(pkt.len());
+        if matches!(pkt[at + 1], 205 | 206) {
+            pkt.copy_within(at..end, kept);
+            kept += end - at;
+        }
+        at = end;
+    }
+    kept
+}
+
+/// Replaces media SSRC `from` by `to` where a plaintext compound names the
+/// source it reports on: SR/RR report blocks, the media SSRC of RTPFB/PSFB, FIR
+/// entries and the REMB SSRC list.
+fn map_media_ssrc(pkt: &mut [u8], from: u32, to: u32) {
+    let (from, to) = (from.to_be_bytes(), to.to_be_bytes());
+    let swap = |pkt: &mut [u8], at: usize| {
+        if pkt.get(at..at + 4) == Some(&from[..]) {
+            pkt[at..at + 4].copy_from_slice(&to);
+        }
+    };
+    let mut at = 0;
+    while at + 8 <= pkt.len() {
+        let count = usize::from(pkt[at] & 0x1f);
+        let pt = pkt[at + 1];
+        let words = usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]));
+        let end = (at + 4 * (words + 1)).min(pkt.len());
+        match pt {
+            200 | 201 => {
+                let first = at + if pt == 200 { 28 } else { 8 };
+                for i in 0..count {
+                    let b = first + 24 * i;
+                    if b + 24 > end {
+                        break;
+                    }
+                    swap(pkt, b);
+                }
+            }
+            205 | 206 => {
+                swap(pkt, at + 8);
+                if pt == 206 && count == 4 {
+                    // FIR: entries of (SSRC, seq) after the common part.
+                    let mut e = at + 12;
+                    while e + 8 <= end {
+                        swap(pkt, e);
+                        e += 8;
+                    }
+                } else if pt == 206 && count == 15 && pkt.get(at + 12..at + 16) == Some(b"REMB") {
+                    let n = usize::from(pkt.get(at + 16).copied().unwrap_or(0));
+                    for i in 0..n {
+                        let e = at + 20 + 4 * i;
+                        if e + 4 > end {
+                            break;
+                        }
+                        swap(pkt, e);
+                    }
+                }
+            }
+            _ => {}
+        }
+        at = end;
     }
 }
 

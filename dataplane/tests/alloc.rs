@@ -56,6 +56,7 @@ fn case(backend: rtp_dataplane::BackendKind, srtp: bool) -> u64 {
             id: 1,
             legs: [leg0, leg1],
             rtcp_to_control: false,
+            rtcp_mode: Default::default(),
         },
     );
     let mut tx = srtp.then(|| ctx(SrtpProfile::AesCm128HmacSha1_80, 1));

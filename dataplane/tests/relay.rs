@@ -137,6 +137,7 @@ fn rtcp_is_relayed_with_srtcp_between_separate_and_muxed_ports() {
                 id: 3,
                 legs: [leg0, leg1],
                 rtcp_to_control: true,
+                rtcp_mode: Default::default(),
             },
         );
         let rtcp0 = rtcp0.unwrap();
@@ -211,6 +212,7 @@ fn shared_port_flows_are_told_apart_by_ssrc_then_address() {
                     id: 5,
                     legs: [leg(0xAAAA), leg(0xBBBB)],
                     rtcp_to_control: false,
+                    rtcp_mode: Default::default(),
                 },
             );
             // B announces itself first (leg 0 has no remote yet: counted, dropped).
@@ -487,6 +489,7 @@ fn bad_commands_get_errors_and_other_sessions_keep_flowing() {
             id: 1,
             legs: [dup0, dup1],
             rtcp_to_control: false,
+            rtcp_mode: Default::default(),
         },
         SessionSpec {
             id: 2,
@@ -501,6 +504,7 @@ fn bad_commands_get_errors_and_other_sessions_keep_flowing() {
                 }),
             ],
             rtcp_to_control: false,
+            rtcp_mode: Default::default(),
         },
     ] {
         h.send(Command::AddSession(Box::new(spec))).unwrap();

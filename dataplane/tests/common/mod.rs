@@ -60,6 +60,7 @@ pub fn pair(id: u64, a: LegSpec, b: LegSpec) -> rtp_dataplane::SessionSpec {
         id,
         legs: [a, b],
         rtcp_to_control: false,
+        rtcp_mode: Default::default(),
     }
 }
 

@@ -341,6 +341,7 @@ fn add_sessions(dp: &Dataplane, pipeline: Pipeline, streams: usize, load: &Load)
                 id: i as u64,
                 legs: [leg0, leg1],
                 rtcp_to_control: false,
+                rtcp_mode: Default::default(),
             };
             match h.send(Command::AddSession(Box::new(spec))) {
                 Ok(()) => {

@@ -124,6 +124,7 @@ fn libsrtp_peers_on_both_sides_of_a_rekeying_relay() {
             id: 1,
             legs: [leg0, leg1],
             rtcp_to_control: false,
+            rtcp_mode: Default::default(),
         })))
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);

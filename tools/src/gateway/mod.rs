@@ -214,6 +214,17 @@ impl Gateway {
                             EngineEvent::DtlsFailed { call, leg, reason } => {
                                 tracing::warn!(call, leg, %reason, "DTLS-SRTP handshake failed")
                             }
+                            EngineEvent::Quality { call, leg, alert } => {
+                                tracing::info!(
+                                    call,
+                                    leg,
+                                    metric = ?alert.metric,
+                                    raised = alert.raised,
+                                    value = alert.value,
+                                    threshold = alert.threshold,
+                                    "call quality"
+                                )
+                            }
                         }
                     }
                 }
@@ -456,5 +467,114 @@ pub fn metrics(ng: &NgServer) -> String {
         "counter",
         drops,
     );
+    rtcp_metrics(&mut out, &s.rtcp);
     out
+}
+
+/// RTCP counters and call-quality aggregates, per worker (never per call: sums
+/// and counts over the current legs, so averages are `_sum / count`).
+fn rtcp_metrics(out: &mut String, rtcp: &[rtp_control::RtcpWorkerStats]) {
+    let mut family = |name: &str, help: &str, kind: &str, samples: Vec<(String, String)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in samples {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let w = |f: &dyn Fn(&rtp_control::RtcpWorkerStats) -> String| {
+        rtcp.iter()
+            .map(|c| (format!("{{worker=\"{}\"}}", c.worker), f(c)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "rtp_gateway_rtcp_reports_sent_total",
+        "RTCP compound reports the gateway sent (terminated calls).",
+        "counter",
+        w(&|c| c.reports_sent.to_string()),
+    );
+    family(
+        "rtp_gateway_rtcp_received_total",
+        "RTCP compounds received and parsed (terminated calls).",
+        "counter",
+        w(&|c| c.compounds_received.to_string()),
+    );
+    family(
+        "rtp_gateway_rtcp_rtt_samples_total",
+        "Round-trip time samples taken from report blocks.",
+        "counter",
+        w(&|c| c.rtt_samples.to_string()),
+    );
+    let mut ignored = Vec::new();
+    for c in rtcp {
+        for (reason, v) in [
+            ("malformed", c.malformed),
+            ("unknown_type", c.unknown_type),
+            ("unknown_ssrc", c.unknown_ssrc_blocks),
+            ("absurd_rtt", c.absurd_rtt),
+        ] {
+            ignored.push((
+                format!("{{worker=\"{}\",reason=\"{reason}\"}}", c.worker),
+                v.to_string(),
+            ));
+        }
+    }
+    family(
+        "rtp_gateway_rtcp_ignored_total",
+        "RTCP packets or report blocks ignored, by reason.",
+        "counter",
+        ignored,
+    );
+    family(
+        "rtp_gateway_legs_with_mos",
+        "Legs of current calls with a MOS estimate.",
+        "gauge",
+        w(&|c| c.legs.to_string()),
+    );
+    family(
+        "rtp_gateway_leg_mos_sum",
+        "Sum of the MOS of those legs.",
+        "gauge",
+        w(&|c| format!("{:.3}", c.mos_sum)),
+    );
+    let mut buckets = Vec::new();
+    for c in rtcp {
+        for (le, n) in rtp_control::reporting::MOS_BUCKETS
+            .iter()
+            .zip(c.mos_buckets)
+        {
+            buckets.push((
+                format!("{{worker=\"{}\",le=\"{le}\"}}", c.worker),
+                n.to_string(),
+            ));
+        }
+    }
+    family(
+        "rtp_gateway_legs_mos_at_most",
+        "Legs of current calls whose MOS is at most `le`.",
+        "gauge",
+        buckets,
+    );
+    family(
+        "rtp_gateway_legs_with_rtt",
+        "Legs of current calls with a measured round-trip time.",
+        "gauge",
+        w(&|c| c.rtt_legs.to_string()),
+    );
+    family(
+        "rtp_gateway_leg_rtt_seconds_sum",
+        "Sum of those legs' round-trip times.",
+        "gauge",
+        w(&|c| format!("{:.6}", c.rtt_sum_secs)),
+    );
+    family(
+        "rtp_gateway_leg_loss_ratio_sum",
+        "Sum of the legs' receive loss fractions (last interval).",
+        "gauge",
+        w(&|c| format!("{:.6}", c.loss_sum)),
+    );
+    family(
+        "rtp_gateway_leg_jitter_seconds_sum",
+        "Sum of the legs' receive jitter.",
+        "gauge",
+        w(&|c| format!("{:.6}", c.jitter_sum_secs)),
+    );
 }

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
 use rtp_control::dtls::{Fingerprint, Role};
-use rtp_control::{CallId, CallInfo, DtlsLegParams, Engine, EngineError, LegConfig};
+use rtp_control::rtcp::XrConfig;
+use rtp_control::{
+    CallId, CallInfo, DtlsLegParams, Engine, EngineError, LegConfig, LegRtcpStats, RtcpConfig,
+    RtcpMode,
+};
 use rtp_core::srtp::sdes::CryptoAttribute;
 use rtp_core::srtp::{SrtpConfig, SrtpProfile};
 
@@ -255,6 +259,11 @@ struct Flags {
     mux_offer: bool,
     mux_demux: bool,
     mux_require: bool,
+    /// `RTCP terminate` in `flags`, or `rtcp-mode: terminate`.
+    rtcp_terminate: bool,
+    /// `RTCP XR` in `flags`: VoIP metrics and statistics summary blocks in our
+    /// reports.
+    rtcp_xr: bool,
 }
 
 impl Flags {
@@ -262,6 +271,12 @@ impl Flags {
         let list = |k: &str| req.get(k).map(|v| v.str_list()).unwrap_or_default();
         let rcm = list("rtcp-mux");
         let replace = list("replace");
+        let flags = list("flags");
+        let has = |names: &[&str]| {
+            flags
+                .iter()
+                .any(|f| names.iter().any(|n| f.eq_ignore_ascii_case(n)))
+        };
         Flags {
             transport: req.get_str("transport-protocol").map(str::to_string),
             ice_remove: req.get_str("ICE").is_some_and(|v| v == "remove"),
@@ -272,6 +287,27 @@ impl Flags {
             mux_offer: rcm.contains(&"offer"),
             mux_demux: rcm.contains(&"demux"),
             mux_require: rcm.contains(&"require"),
+            rtcp_terminate: has(&["RTCP terminate", "rtcp-terminate"])
+                || req
+                    .get_str("rtcp-mode")
+                    .is_some_and(|m| m.eq_ignore_ascii_case("terminate")),
+            rtcp_xr: has(&["RTCP XR", "rtcp-xr"]),
+        }
+    }
+
+    /// RTCP settings of both legs.
+    fn rtcp(&self) -> RtcpConfig {
+        RtcpConfig {
+            mode: if self.rtcp_terminate {
+                RtcpMode::Terminate
+            } else {
+                RtcpMode::PassThrough
+            },
+            xr: XrConfig {
+                voip_metrics: self.rtcp_xr,
+                stats_summary: self.rtcp_xr,
+            },
+            ..RtcpConfig::default()
         }
     }
 }
@@ -527,6 +563,7 @@ impl NgServer {
                         _ => None,
                     },
                     dtls: their_dtls.as_ref().map(|(p, _)| p.clone()),
+                    rtcp: flags.rtcp(),
                     ..LegConfig::default()
                 };
                 // Towards the other side: its keys arrive with the answer; until
@@ -543,6 +580,7 @@ impl NgServer {
                         }),
                         None => None,
                     },
+                    rtcp: flags.rtcp(),
                     ..LegConfig::default()
                 };
                 let info = self.engine.create_call(legs).map_err(|e| match e {
@@ -765,14 +803,84 @@ impl NgServer {
         t
     }
 
+    /// RTCP figures of a leg as an ng dictionary (integers: percent, ms, us,
+    /// MOS x 10, bits per second).
+    fn rtcp_dict(r: &LegRtcpStats) -> Value {
+        let q = &r.quality;
+        let pct = |x: f64| int((x * 100.0).round().max(0.0) as u64);
+        let mut d = Value::dict();
+        d.set(
+            "mode",
+            Value::str(match r.mode {
+                RtcpMode::Terminate => "terminate",
+                RtcpMode::PassThrough => "pass-through",
+            }),
+        )
+        .set("reports sent", int(r.reports_sent))
+        .set("reports received", int(r.received.compounds))
+        .set("malformed", int(r.received.malformed))
+        .set("packet loss", pct(q.loss))
+        .set("total packet loss", pct(q.loss_total))
+        .set("jitter", int(q.jitter_ms.round().max(0.0) as u64))
+        .set("bitrate", int(q.rx_bitrate.round().max(0.0) as u64));
+        if let Some(rtt) = q.rtt_ms {
+            d.set(
+                "round-trip time",
+                int((rtt * 1000.0).round().max(0.0) as u64),
+            );
+        }
+        if let Some(m) = q.mos {
+            d.set("MOS", int((m * 10.0).round() as u64));
+        }
+        if let Some(l) = q.remote_loss {
+            d.set("remote packet loss", pct(l));
+        }
+        if let Some(sr) = r.remote_sr {
+            d.set("remote SSRC", int(u64::from(sr.ssrc)))
+                .set("remote packets", int(u64::from(sr.packets)))
+                .set("remote octets", int(u64::from(sr.octets)))
+                .set("remote NTP", Value::str(&format!("{:016x}", sr.ntp)));
+        }
+        d
+    }
+
+    /// rtpengine's per-SSRC `average MOS` / `lowest MOS` entries.
+    fn ssrc_dict(r: &LegRtcpStats) -> Option<Value> {
+        let q = &r.quality;
+        let entry = |mos: f64| {
+            let mut e = Value::dict();
+            e.set("MOS", int((mos * 10.0).round() as u64))
+                .set(
+                    "round-trip time",
+                    int((q.rtt_ms.unwrap_or(0.0) * 1000.0).round().max(0.0) as u64),
+                )
+                .set("jitter", int(q.jitter_ms.round().max(0.0) as u64))
+                .set("packet loss", int((q.loss * 100.0).round().max(0.0) as u64));
+            e
+        };
+        let avg = r.mos_average?;
+        let mut d = Value::dict();
+        d.set("average MOS", entry(avg));
+        if let Some(low) = r.mos_lowest {
+            d.set("lowest MOS", entry(low));
+        }
+        Some(d)
+    }
+
     /// The query reply shape: created, last signal, tags (with medias and
-    /// streams), totals.
-    fn describe(call_id: &str, call: &NgCall, stats: &[(usize, SessionSnapshot)]) -> Value {
+    /// streams, each with its RTCP figures), per-SSRC MOS, totals.
+    fn describe(
+        call_id: &str,
+        call: &NgCall,
+        stats: &[(usize, SessionSnapshot)],
+        rtcp: &[(usize, [LegRtcpStats; 2])],
+    ) -> Value {
         let mut r = ok();
         r.set("created", int(call.created))
             .set("last signal", int(call.last_signal))
             .set("call-id", Value::str(call_id));
         let mut tags = Value::dict();
+        let mut ssrcs = Value::dict();
         for side in 0..2 {
             if call.tags[side].is_empty() {
                 continue;
@@ -792,6 +900,17 @@ impl NgServer {
                     );
                 let mut stream = Value::dict();
                 stream.set("local port", int(u64::from(m.call.legs[side].local.port())));
+                if let Some(q) = leg.and_then(|l| l.quality) {
+                    stream.set("SSRC", int(u64::from(q.ssrc)));
+                }
+                if let Some((_, r)) = rtcp.iter().find(|(k, _)| *k == i) {
+                    stream.set("RTCP", Self::rtcp_dict(&r[side]));
+                    if let (Some(q), Some(d)) =
+                        (leg.and_then(|l| l.quality), Self::ssrc_dict(&r[side]))
+                    {
+                        ssrcs.set(&q.ssrc.to_string(), d);
+                    }
+                }
                 let mut ep = Value::dict();
                 if let Some(a) = leg.and_then(|l| l.remote).or(m.remote[side]) {
                     ep.set(
@@ -815,8 +934,18 @@ impl NgServer {
                 .set("medias", Value::List(medias));
             tags.set(&call.tags[side], t);
         }
-        r.set("tags", tags).set("totals", Self::totals(stats));
+        r.set("tags", tags)
+            .set("SSRC", ssrcs)
+            .set("totals", Self::totals(stats));
         r
+    }
+
+    fn rtcp_stats(&self, call: &NgCall) -> Vec<(usize, [LegRtcpStats; 2])> {
+        call.media
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| self.engine.rtcp_stats(m.call.id).ok().map(|s| (i, s)))
+            .collect()
     }
 
     fn snapshots(&self, call: &NgCall) -> Vec<(usize, SessionSnapshot)> {
@@ -834,7 +963,8 @@ impl NgServer {
             calls.get(call_id).cloned().ok_or("Unknown call-id")?
         };
         let stats = self.snapshots(&call);
-        Ok(Self::describe(call_id, &call, &stats))
+        let rtcp = self.rtcp_stats(&call);
+        Ok(Self::describe(call_id, &call, &stats, &rtcp))
     }
 
     fn delete(&self, req: &Value) -> Result<Value, String> {
@@ -856,13 +986,14 @@ impl NgServer {
         };
         self.deletes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let rtcp = self.rtcp_stats(&call);
         let mut stats = Vec::new();
         for (i, m) in call.media.iter().enumerate() {
             if let Ok(s) = self.engine.delete_call(m.call.id) {
                 stats.push((i, s));
             }
         }
-        Ok(Self::describe(call_id, &call, &stats))
+        Ok(Self::describe(call_id, &call, &stats, &rtcp))
     }
 
     fn list(&self, req: &Value) -> Value {
