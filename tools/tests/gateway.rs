@@ -507,9 +507,10 @@ fn dtls_towards_the_answerer(g: SocketAddr) {
     ok(&delete(g, &call));
 }
 
-/// A DTLS-SRTP caller (actpass), a plain callee: the relay answers active and
-/// connects to the caller's address from its SDP.
-fn dtls_from_the_offerer(g: SocketAddr) {
+/// A DTLS-SRTP caller (actpass), a plain (`RTP/AVP`) or SDES (`RTP/SAVP`)
+/// callee: the relay answers active and connects to the caller's address from
+/// its SDP.
+fn dtls_from_the_offerer(g: SocketAddr, callee: &str) {
     let (a, b) = (peer(), peer());
     let call = format!("dtls-a-{}", port(&a));
     let cert = Certificate::generate().unwrap();
@@ -526,11 +527,27 @@ fn dtls_from_the_offerer(g: SocketAddr) {
         g,
         &call,
         &a_sdp,
-        &[("transport-protocol", Value::str("RTP/AVP"))],
+        &[("transport-protocol", Value::str(callee))],
     );
-    assert_eq!(to_b.media[0].proto, "RTP/AVP");
-    assert!(to_b.media_or_session_attr(0, "fingerprint").is_none());
-    let to_a = answer(g, &call, &sdp(port(&b), "RTP/AVP", &[]));
+    assert_eq!(to_b.media[0].proto, callee);
+    if callee == "RTP/AVP" {
+        // (Towards an RTP/SAVP callee rtpengine also offers its fingerprint.)
+        assert!(to_b.media_or_session_attr(0, "fingerprint").is_none());
+    }
+    // An SDES callee picks AES_CM_128_HMAC_SHA1_80 and answers with its own key.
+    let mut sdes = None;
+    let mut b_lines = Vec::new();
+    if callee == "RTP/SAVP" {
+        let (tag, b_rx) = pick(&to_b.media[0], "AES_CM_128_HMAC_SHA1_80");
+        let b_key = format!(
+            "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw"
+        );
+        let b_tx =
+            SrtpContext::new(CryptoAttribute::parse(&b_key).unwrap().to_config().unwrap()).unwrap();
+        b_lines.push(b_key);
+        sdes = Some((b_tx, b_rx));
+    }
+    let to_a = answer(g, &call, &sdp(port(&b), callee, &b_lines));
     assert_eq!(to_a.media[0].proto, "UDP/TLS/RTP/SAVPF");
     let (relay_fp, setup) = relay_dtls(&to_a);
     assert_eq!(setup, "active", "the relay connects to an actpass offerer");
@@ -547,8 +564,12 @@ fn dtls_from_the_offerer(g: SocketAddr) {
     // The relay installs its keys when our Finished reaches it.
     std::thread::sleep(Duration::from_millis(200));
     let (mut a_tx, mut a_rx) = dtls_ctx(&hs);
-    media(&a, addr(&to_a), Some(&mut a_tx), &b, None, 0xA, 20);
-    media(&b, addr(&to_b), None, &a, Some(&mut a_rx), 0xB, 20);
+    let (mut b_tx, mut b_rx) = match sdes {
+        Some((t, r)) => (Some(t), Some(r)),
+        None => (None, None),
+    };
+    media(&a, addr(&to_a), Some(&mut a_tx), &b, b_rx.as_mut(), 0xA, 20);
+    media(&b, addr(&to_b), b_tx.as_mut(), &a, Some(&mut a_rx), 0xB, 20);
     ok(&delete(g, &call));
 }
 
@@ -563,7 +584,8 @@ fn all_scenarios(g: SocketAddr) {
     rtcp_demux(g);
     reoffer_moves_the_offerer(g);
     dtls_towards_the_answerer(g);
-    dtls_from_the_offerer(g);
+    dtls_from_the_offerer(g, "RTP/AVP");
+    dtls_from_the_offerer(g, "RTP/SAVP");
     bad_input_gets_error_replies(g);
     let st = ng(g, &dict(&[("command", "statistics")]));
     let cur = ok(&st)
