@@ -353,7 +353,7 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         "## 2. Relay latency with and without {hs_rate:.0} DTLS handshakes/s on the control thread"
     );
     println!("({streams} streams, {rate:.0} pkt/s over ng through the in-process gateway, one busy-polled worker on core {RELAY_CORE}, generator on core {GEN_CORE}; {runs} alternating runs of {secs} s, medians)");
-    let (lo, hi) = free_port_range(2 * streams as u16 + 400);
+    let (lo, hi) = free_port_range(4 * streams as u16 + 1000);
     let gw = Gateway::start(&GatewayConfig {
         listen_ng: "127.0.0.1:0".parse().unwrap(),
         port_min: lo,
