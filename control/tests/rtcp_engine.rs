@@ -326,3 +326,86 @@ fn pass_through_relays_rtcp() {
     assert_eq!(st[0].reports_sent, 0);
     e.shutdown();
 }
+
+/// A secure leg's reports are SRTCP (protected by the dataplane with the leg's
+/// outbound keys), and consecutive SRs map NTP to RTP time consistently with the
+/// media clock of the stream they describe.
+#[test]
+fn secure_leg_gets_srtcp_with_a_consistent_ntp_rtp_mapping() {
+    use rtp_control::dataplane::LegSrtp;
+    use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let key = |seed: u8| {
+        let ks: Vec<u8> = (0..30u8)
+            .map(|i| i.wrapping_mul(seed).wrapping_add(seed))
+            .collect();
+        SrtpConfig::from_key_salt(p, &ks).unwrap()
+    };
+    let e = engine();
+    let (a, b) = (peer(), peer());
+    let call = e
+        .create_call([
+            LegConfig {
+                srtp: Some(LegSrtp {
+                    inbound: key(3),
+                    outbound: key(5),
+                }),
+                rtcp: terminate(),
+                ..LegConfig::default()
+            },
+            LegConfig {
+                remote: Some(b.local_addr().unwrap()),
+                rtcp: terminate(),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    let (to0, to1) = (call.legs[0].local, call.legs[1].local);
+    let mut a_tx = SrtpContext::new(key(3)).unwrap();
+    let mut a_rx = SrtpContext::new(key(5)).unwrap();
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut srs = Vec::new();
+    let mut seq = 0u16;
+    while start.elapsed() < Duration::from_secs(3) {
+        // Media paced on the wall clock: seq n at n x 20 ms (timestamp n x 160).
+        let due = start + Duration::from_millis(20 * u64::from(seq));
+        if Instant::now() >= due {
+            let mut pkt = rtp(A, seq);
+            let n = pkt.len();
+            pkt.resize(n + 16, 0);
+            let n = a_tx.protect_rtp(&mut pkt, n).unwrap();
+            a.send_to(&pkt[..n], to0).unwrap();
+            b.send_to(&rtp(B, seq), to1).unwrap();
+            seq += 1;
+        }
+        while let Ok((n, _)) = a.recv_from(&mut buf) {
+            if !(200..=207).contains(&buf[1]) {
+                continue; // SRTP media
+            }
+            let len = a_rx
+                .unprotect_rtcp(&mut buf[..n])
+                .expect("our RTCP to a secure leg is SRTCP with its keys")
+                .len;
+            for p in Compound::new(&buf[..len]) {
+                if let Ok(RtcpPacket::Sr(sr)) = p {
+                    srs.push((sr.ntp_time(), sr.rtp_timestamp()));
+                }
+            }
+        }
+        while b.recv_from(&mut buf).is_ok() {}
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(srs.len() >= 3, "SRs: {}", srs.len());
+    for w in srs.windows(2) {
+        let dt = NtpTime(w[1].0).to_unix().as_secs_f64() - NtpTime(w[0].0).to_unix().as_secs_f64();
+        let dts = f64::from(w[1].1.wrapping_sub(w[0].1));
+        // Within two packets (40 ms at 8 kHz) of the wall-clock distance.
+        assert!(
+            (dts - dt * 8000.0).abs() < 320.0,
+            "{:?}: {dts} units in {dt} s",
+            w
+        );
+    }
+    e.shutdown();
+}
