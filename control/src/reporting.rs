@@ -159,6 +159,8 @@ struct LegRtcp {
     reports_sent: u64,
     /// MOS sum, intervals, lowest.
     mos_acc: (f64, u64, f64),
+    /// Packets expected from the peer as of the previous expiry (is it sending?).
+    rx_expected_seen: u64,
 }
 
 #[derive(Debug)]
@@ -258,6 +260,7 @@ impl Reporting {
                 tx_clock_rate: clock_rates[1 - i].max(1),
                 reports_sent: 0,
                 mos_acc: (0.0, 0, f64::MAX),
+                rx_expected_seen: 0,
             }
         };
         let l0 = make(0, &mut self.rng, &mut self.wheel);
@@ -420,7 +423,14 @@ impl Reporting {
             let Some((mut sched, _)) = l.schedule.take() else {
                 continue;
             };
-            sched.set_we_sent(l.reporter.is_sender(l.sender.as_ref()));
+            // Point to point: us and the peer; each counts as a sender when it
+            // sent RTP lately.
+            let we_sent = l.reporter.is_sender(l.sender.as_ref());
+            let expected = l.rx.map_or(0, |r| r.expected);
+            let peer_sent = expected > l.rx_expected_seen;
+            l.rx_expected_seen = expected;
+            sched.set_we_sent(we_sent);
+            sched.set_members(t, 2, u32::from(we_sent) + u32::from(peer_sent));
             let next = match sched.on_expire(t, &mut self.rng) {
                 Expiry::Reschedule(at) => at,
                 Expiry::Send => {
@@ -474,8 +484,14 @@ fn totals(t: &mut Vec<RtcpWorkerStats>, worker: usize) -> &mut RtcpWorkerStats {
 impl LegRtcp {
     fn build(&mut self, wall: Duration, bye: bool) -> Option<Vec<u8>> {
         let mut buf = [0u8; MAX_REPORT];
+        // LSR/DLSR only for the source the block reports on.
+        let rx_ssrc = self.rx.map(|r| r.ssrc);
         let inputs = ReportInputs {
-            last_sr: self.reception.lsr_input(),
+            last_sr: self
+                .reception
+                .last_sr()
+                .filter(|sr| Some(sr.ssrc) == rx_ssrc)
+                .map(|sr| (sr.lsr(), sr.arrival)),
             rtt: self.reception.rtt(),
         };
         let s = self

@@ -174,7 +174,11 @@ fn terminated_call_reports_measures_and_says_bye() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Our SRs to A carry the SSRC of the media A gets (B's) and its packet count.
-    assert!(our_srs_at_a.len() >= 3, "SRs at A: {}", our_srs_at_a.len());
+    assert!(
+        our_srs_at_a.len() >= 3,
+        "SRs at A: {our_srs_at_a:?} {:?}",
+        e.rtcp_stats(call.id)
+    );
     assert!(our_srs_at_a.iter().all(|s| s.0 == B));
     assert!(
         our_srs_at_a.last().unwrap().2 > u32::from(seq) / 2,

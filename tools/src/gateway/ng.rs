@@ -3,6 +3,11 @@
 //! and a bencoded dictionary whose `result` is `ok`, `pong` or `error` (with
 //! `error-reason`). Commands: ping, offer, answer, delete, query, list,
 //! statistics. Retransmitted requests (same cookie) are answered from a cache.
+//!
+//! RTCP: `"RTCP terminate"` in an offer's `flags` (or `rtcp-mode: terminate`) makes
+//! the gateway terminate the call's RTCP and send its own reports; `"RTCP XR"` adds
+//! XR VoIP metrics and statistics summary blocks. `query` and `delete` replies carry
+//! an `RTCP` dictionary per stream and rtpengine's per-`SSRC` MOS entries.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
