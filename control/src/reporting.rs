@@ -42,8 +42,12 @@ pub enum RtcpMode {
 pub struct RtcpConfig {
     /// Pass-through or terminate. A call terminates RTCP when either leg asks for it.
     pub mode: RtcpMode,
-    /// SDES CNAME of our reports (default: a random one per leg).
+    /// SDES CNAME of our reports (default: a random one per leg, RFC 7022).
     pub cname: Option<String>,
+    /// SDES NAME, if any.
+    pub name: Option<String>,
+    /// SDES TOOL (default `rtp-core`; `None` leaves it out).
+    pub tool: Option<String>,
     /// XR blocks in our reports.
     pub xr: XrConfig,
     /// Interval parameters (session bandwidth, reduced minimum, AVPF).
@@ -59,6 +63,8 @@ impl Default for RtcpConfig {
         RtcpConfig {
             mode: RtcpMode::PassThrough,
             cname: None,
+            name: None,
+            tool: Some("rtp-core".into()),
             xr: XrConfig::default(),
             interval: IntervalConfig::default(),
             codec: Codec::G711Plc,
@@ -241,8 +247,8 @@ impl Reporting {
                 reporter: Reporter::new(ReporterConfig {
                     ssrc,
                     cname,
-                    name: None,
-                    tool: Some("rtp-core".into()),
+                    name: c.name.clone(),
+                    tool: c.tool.clone(),
                     xr: c.xr,
                     codec: c.codec,
                     packet_ms: c.packet_ms,

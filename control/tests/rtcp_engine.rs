@@ -325,9 +325,36 @@ fn pass_through_relays_rtcp() {
     let mut buf = [0u8; 256];
     let (m, _) = b.recv_from(&mut buf).expect("RR relayed");
     assert_eq!(&buf[..m], &rr[..n]);
+    // Quality comes from the receive statistics even without RTCP termination.
+    a.set_nonblocking(true).unwrap();
+    for seq in 0..40u16 {
+        if seq % 4 != 3 {
+            a.send_to(&rtp(A, seq), to0).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A few statistics sweeps (every 50 ms here) after the last packet.
+    std::thread::sleep(Duration::from_millis(300));
     let st = e.rtcp_stats(call.id).unwrap();
     assert_eq!(st[0].mode, RtcpMode::PassThrough);
     assert_eq!(st[0].reports_sent, 0);
+    // 10 of 40 skipped, the last (seq 39) among them; RFC 3550 A.1 counts from
+    // the packet that ends the probation (seq 1): 9 lost of 38 expected.
+    assert!(
+        (st[0].quality.loss_total - 9.0 / 38.0).abs() < 1e-9,
+        "{:?}",
+        st[0].quality
+    );
+    // MOS is the E-model of the last interval's figures (G.711 with PLC).
+    let q = st[0].quality;
+    let (mos, _) = rtp_control::rtcp::quality::estimate_mos(
+        rtp_core::stats::Codec::G711Plc,
+        q.loss,
+        q.jitter_ms,
+        None,
+        20.0,
+    );
+    assert_eq!(q.mos, Some(mos));
     e.shutdown();
 }
 
