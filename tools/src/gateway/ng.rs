@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
-use rtp_control::rtcp::XrConfig;
+use rtp_control::rtcp::{Avpf, IntervalConfig, XrConfig};
 use rtp_control::{
     CallId, CallInfo, Engine, EngineError, LegConfig, LegRtcpStats, RtcpConfig, RtcpMode,
 };
@@ -240,9 +240,18 @@ impl Flags {
         }
     }
 
-    /// RTCP settings of both legs.
-    fn rtcp(&self) -> RtcpConfig {
+    /// RTCP settings of a leg whose peer speaks `proto`: AVPF profiles
+    /// (RTP/AVPF, RTP/SAVPF, UDP/TLS/RTP/SAVPF) get the RFC 4585 timing (no 5 s
+    /// minimum after the first report; trr-int 0).
+    fn rtcp(&self, proto: &str) -> RtcpConfig {
+        let avpf = proto.contains("AVPF").then_some(Avpf {
+            trr_int: Duration::ZERO,
+        });
         RtcpConfig {
+            interval: IntervalConfig {
+                avpf,
+                ..IntervalConfig::default()
+            },
             mode: if self.rtcp_terminate {
                 RtcpMode::Terminate
             } else {
@@ -478,7 +487,7 @@ impl NgServer {
                         }),
                         _ => None,
                     },
-                    rtcp: flags.rtcp(),
+                    rtcp: flags.rtcp(&m.proto),
                     ..LegConfig::default()
                 };
                 // Towards the other side: its keys arrive with the answer; until
@@ -493,7 +502,7 @@ impl NgServer {
                         }),
                         None => None,
                     },
-                    rtcp: flags.rtcp(),
+                    rtcp: flags.rtcp(&other_proto),
                     ..LegConfig::default()
                 };
                 let info = self.engine.create_call(legs).map_err(|e| match e {
