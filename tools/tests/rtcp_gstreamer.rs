@@ -64,6 +64,23 @@ impl Drop for Reap {
     }
 }
 
+/// A scratch directory, removed when dropped (also when the test fails).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Forwards datagrams between a peer and the gateway from one socket: what comes
 /// from `gateway` goes to `peer`, everything else to `gateway`. `drop_every`
 /// drops every n-th datagram towards the gateway.
@@ -393,9 +410,8 @@ fn run(srtp: bool) {
     let r = ng(ng_addr, &answer);
     let (leg0_rtp, leg0_rtcp) = ports(&r);
 
-    let dir = std::env::temp_dir().join(format!("rtcp-gst-{}-{srtp}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("rtcp.pcap");
+    let dir = TempDir::new(&format!("rtcp-gst-{}-{srtp}", std::process::id()));
+    let pcap = dir.0.join("rtcp.pcap");
     let cap = dumpcap(
         &pcap,
         &format!("udp port {leg0_rtcp} or udp port {leg1_rtcp}"),
@@ -676,5 +692,4 @@ fn run(srtp: bool) {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(sent >= 2, "metrics: {sent} reports");
-    let _ = std::fs::remove_dir_all(&dir);
 }
