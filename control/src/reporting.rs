@@ -42,8 +42,12 @@ pub enum RtcpMode {
 pub struct RtcpConfig {
     /// Pass-through or terminate. A call terminates RTCP when either leg asks for it.
     pub mode: RtcpMode,
-    /// SDES CNAME of our reports (default: a random one per leg).
+    /// SDES CNAME of our reports (default: a random one per leg, RFC 7022).
     pub cname: Option<String>,
+    /// SDES NAME, if any.
+    pub name: Option<String>,
+    /// SDES TOOL (default `rtp-core`; `None` leaves it out).
+    pub tool: Option<String>,
     /// XR blocks in our reports.
     pub xr: XrConfig,
     /// Interval parameters (session bandwidth, reduced minimum, AVPF).
@@ -59,6 +63,8 @@ impl Default for RtcpConfig {
         RtcpConfig {
             mode: RtcpMode::PassThrough,
             cname: None,
+            name: None,
+            tool: Some("rtp-core".into()),
             xr: XrConfig::default(),
             interval: IntervalConfig::default(),
             codec: Codec::G711Plc,
@@ -159,6 +165,8 @@ struct LegRtcp {
     reports_sent: u64,
     /// MOS sum, intervals, lowest.
     mos_acc: (f64, u64, f64),
+    /// Packets expected from the peer as of the previous expiry (is it sending?).
+    rx_expected_seen: u64,
 }
 
 #[derive(Debug)]
@@ -239,8 +247,8 @@ impl Reporting {
                 reporter: Reporter::new(ReporterConfig {
                     ssrc,
                     cname,
-                    name: None,
-                    tool: Some("rtp-core".into()),
+                    name: c.name.clone(),
+                    tool: c.tool.clone(),
                     xr: c.xr,
                     codec: c.codec,
                     packet_ms: c.packet_ms,
@@ -258,6 +266,7 @@ impl Reporting {
                 tx_clock_rate: clock_rates[1 - i].max(1),
                 reports_sent: 0,
                 mos_acc: (0.0, 0, f64::MAX),
+                rx_expected_seen: 0,
             }
         };
         let l0 = make(0, &mut self.rng, &mut self.wheel);
@@ -420,7 +429,14 @@ impl Reporting {
             let Some((mut sched, _)) = l.schedule.take() else {
                 continue;
             };
-            sched.set_we_sent(l.reporter.is_sender(l.sender.as_ref()));
+            // Point to point: us and the peer; each counts as a sender when it
+            // sent RTP lately.
+            let we_sent = l.reporter.is_sender(l.sender.as_ref());
+            let expected = l.rx.map_or(0, |r| r.expected);
+            let peer_sent = expected > l.rx_expected_seen;
+            l.rx_expected_seen = expected;
+            sched.set_we_sent(we_sent);
+            sched.set_members(t, 2, u32::from(we_sent) + u32::from(peer_sent));
             let next = match sched.on_expire(t, &mut self.rng) {
                 Expiry::Reschedule(at) => at,
                 Expiry::Send => {
@@ -474,8 +490,14 @@ fn totals(t: &mut Vec<RtcpWorkerStats>, worker: usize) -> &mut RtcpWorkerStats {
 impl LegRtcp {
     fn build(&mut self, wall: Duration, bye: bool) -> Option<Vec<u8>> {
         let mut buf = [0u8; MAX_REPORT];
+        // LSR/DLSR only for the source the block reports on.
+        let rx_ssrc = self.rx.map(|r| r.ssrc);
         let inputs = ReportInputs {
-            last_sr: self.reception.lsr_input(),
+            last_sr: self
+                .reception
+                .last_sr()
+                .filter(|sr| Some(sr.ssrc) == rx_ssrc)
+                .map(|sr| (sr.lsr(), sr.arrival)),
             rtt: self.reception.rtt(),
         };
         let s = self

@@ -174,7 +174,11 @@ fn terminated_call_reports_measures_and_says_bye() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Our SRs to A carry the SSRC of the media A gets (B's) and its packet count.
-    assert!(our_srs_at_a.len() >= 3, "SRs at A: {}", our_srs_at_a.len());
+    assert!(
+        our_srs_at_a.len() >= 3,
+        "SRs at A: {our_srs_at_a:?} {:?}",
+        e.rtcp_stats(call.id)
+    );
     assert!(our_srs_at_a.iter().all(|s| s.0 == B));
     assert!(
         our_srs_at_a.last().unwrap().2 > u32::from(seq) / 2,
@@ -321,8 +325,118 @@ fn pass_through_relays_rtcp() {
     let mut buf = [0u8; 256];
     let (m, _) = b.recv_from(&mut buf).expect("RR relayed");
     assert_eq!(&buf[..m], &rr[..n]);
+    // Quality comes from the receive statistics even without RTCP termination.
+    a.set_nonblocking(true).unwrap();
+    for seq in 0..40u16 {
+        if seq % 4 != 3 {
+            a.send_to(&rtp(A, seq), to0).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A few statistics sweeps (every 50 ms here) after the last packet.
+    std::thread::sleep(Duration::from_millis(300));
     let st = e.rtcp_stats(call.id).unwrap();
     assert_eq!(st[0].mode, RtcpMode::PassThrough);
     assert_eq!(st[0].reports_sent, 0);
+    // 10 of 40 skipped, the last (seq 39) among them; RFC 3550 A.1 counts from
+    // the packet that ends the probation (seq 1): 9 lost of 38 expected.
+    assert!(
+        (st[0].quality.loss_total - 9.0 / 38.0).abs() < 1e-9,
+        "{:?}",
+        st[0].quality
+    );
+    // MOS is the E-model of the last interval's figures (G.711 with PLC).
+    let q = st[0].quality;
+    let (mos, _) = rtp_control::rtcp::quality::estimate_mos(
+        rtp_core::stats::Codec::G711Plc,
+        q.loss,
+        q.jitter_ms,
+        None,
+        20.0,
+    );
+    assert_eq!(q.mos, Some(mos));
+    e.shutdown();
+}
+
+/// A secure leg's reports are SRTCP (protected by the dataplane with the leg's
+/// outbound keys), and consecutive SRs map NTP to RTP time consistently with the
+/// media clock of the stream they describe.
+#[test]
+fn secure_leg_gets_srtcp_with_a_consistent_ntp_rtp_mapping() {
+    use rtp_control::dataplane::LegSrtp;
+    use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let key = |seed: u8| {
+        let ks: Vec<u8> = (0..30u8)
+            .map(|i| i.wrapping_mul(seed).wrapping_add(seed))
+            .collect();
+        SrtpConfig::from_key_salt(p, &ks).unwrap()
+    };
+    let e = engine();
+    let (a, b) = (peer(), peer());
+    let call = e
+        .create_call([
+            LegConfig {
+                srtp: Some(LegSrtp {
+                    inbound: key(3),
+                    outbound: key(5),
+                }),
+                rtcp: terminate(),
+                ..LegConfig::default()
+            },
+            LegConfig {
+                remote: Some(b.local_addr().unwrap()),
+                rtcp: terminate(),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    let (to0, to1) = (call.legs[0].local, call.legs[1].local);
+    let mut a_tx = SrtpContext::new(key(3)).unwrap();
+    let mut a_rx = SrtpContext::new(key(5)).unwrap();
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut srs = Vec::new();
+    let mut seq = 0u16;
+    while start.elapsed() < Duration::from_secs(3) {
+        // Media paced on the wall clock: seq n at n x 20 ms (timestamp n x 160).
+        let due = start + Duration::from_millis(20 * u64::from(seq));
+        if Instant::now() >= due {
+            let mut pkt = rtp(A, seq);
+            let n = pkt.len();
+            pkt.resize(n + 16, 0);
+            let n = a_tx.protect_rtp(&mut pkt, n).unwrap();
+            a.send_to(&pkt[..n], to0).unwrap();
+            b.send_to(&rtp(B, seq), to1).unwrap();
+            seq += 1;
+        }
+        while let Ok((n, _)) = a.recv_from(&mut buf) {
+            if !(200..=207).contains(&buf[1]) {
+                continue; // SRTP media
+            }
+            let len = a_rx
+                .unprotect_rtcp(&mut buf[..n])
+                .expect("our RTCP to a secure leg is SRTCP with its keys")
+                .len;
+            for p in Compound::new(&buf[..len]) {
+                if let Ok(RtcpPacket::Sr(sr)) = p {
+                    srs.push((sr.ntp_time(), sr.rtp_timestamp()));
+                }
+            }
+        }
+        while b.recv_from(&mut buf).is_ok() {}
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(srs.len() >= 3, "SRs: {}", srs.len());
+    for w in srs.windows(2) {
+        let dt = NtpTime(w[1].0).to_unix().as_secs_f64() - NtpTime(w[0].0).to_unix().as_secs_f64();
+        let dts = f64::from(w[1].1.wrapping_sub(w[0].1));
+        // Within two packets (40 ms at 8 kHz) of the wall-clock distance.
+        assert!(
+            (dts - dt * 8000.0).abs() < 320.0,
+            "{:?}: {dts} units in {dt} s",
+            w
+        );
+    }
     e.shutdown();
 }

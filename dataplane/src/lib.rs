@@ -30,6 +30,7 @@ use crossbeam_queue::ArrayQueue;
 pub mod backend;
 pub mod pool;
 pub mod ports;
+mod relay_rtcp;
 pub mod ring;
 pub mod session;
 pub mod sys;

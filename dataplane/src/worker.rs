@@ -17,6 +17,7 @@ use crate::backend::{
     BackendCounters, BackendKind, IoBackend, RxPacket, SockId, TxFailure, TxPacket,
 };
 use crate::pool::{FrameId, FramePool, FRAME_SIZE, HEADROOM, MAX_DATAGRAM};
+use crate::relay_rtcp::{keep_feedback, map_media_ssrc, rtp_payload_len};
 use crate::ring::{Channel, Command, Event};
 use crate::session::{
     DropReason, LatchMode, Leg, LegIndex, LegSpec, LegUpdate, LocalBinding, RtcpMode, SessionId,
@@ -1181,95 +1182,6 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-/// RTP payload length of a checked plaintext packet: minus header, CSRCs,
-/// extension and padding (0 when the numbers do not add up).
-#[inline]
-fn rtp_payload_len(pkt: &[u8]) -> usize {
-    let Some(&b0) = pkt.first() else { return 0 };
-    let mut hdr = 12 + 4 * usize::from(b0 & 0x0f);
-    if b0 & 0x10 != 0 {
-        let words = pkt
-            .get(hdr + 2..hdr + 4)
-            .map_or(0, |w| usize::from(u16::from_be_bytes([w[0], w[1]])));
-        hdr += 4 + 4 * words;
-    }
-    let pad = if b0 & 0x20 != 0 {
-        pkt.last().map_or(0, |&p| usize::from(p))
-    } else {
-        0
-    };
-    pkt.len().saturating_sub(hdr + pad)
-}
-
-/// Moves the feedback packets (RTPFB, PSFB) of a plaintext compound to its
-/// front and returns their total length (0: nothing to relay).
-fn keep_feedback(pkt: &mut [u8]) -> usize {
-    let (mut at, mut kept) = (0, 0);
-    while at + 4 <= pkt.len() {
-        let words = usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]));
-        let end = (at + 4 * (words + 1)).min(pkt.len());
-        if matches!(pkt[at + 1], 205 | 206) {
-            pkt.copy_within(at..end, kept);
-            kept += end - at;
-        }
-        at = end;
-    }
-    kept
-}
-
-/// Replaces media SSRC `from` by `to` where a plaintext compound names the
-/// source it reports on: SR/RR report blocks, the media SSRC of RTPFB/PSFB, FIR
-/// entries and the REMB SSRC list.
-fn map_media_ssrc(pkt: &mut [u8], from: u32, to: u32) {
-    let (from, to) = (from.to_be_bytes(), to.to_be_bytes());
-    let swap = |pkt: &mut [u8], at: usize| {
-        if pkt.get(at..at + 4) == Some(&from[..]) {
-            pkt[at..at + 4].copy_from_slice(&to);
-        }
-    };
-    let mut at = 0;
-    while at + 8 <= pkt.len() {
-        let count = usize::from(pkt[at] & 0x1f);
-        let pt = pkt[at + 1];
-        let words = usize::from(u16::from_be_bytes([pkt[at + 2], pkt[at + 3]]));
-        let end = (at + 4 * (words + 1)).min(pkt.len());
-        match pt {
-            200 | 201 => {
-                let first = at + if pt == 200 { 28 } else { 8 };
-                for i in 0..count {
-                    let b = first + 24 * i;
-                    if b + 24 > end {
-                        break;
-                    }
-                    swap(pkt, b);
-                }
-            }
-            205 | 206 => {
-                swap(pkt, at + 8);
-                if pt == 206 && count == 4 {
-                    // FIR: entries of (SSRC, seq) after the common part.
-                    let mut e = at + 12;
-                    while e + 8 <= end {
-                        swap(pkt, e);
-                        e += 8;
-                    }
-                } else if pt == 206 && count == 15 && pkt.get(at + 12..at + 16) == Some(b"REMB") {
-                    let n = usize::from(pkt.get(at + 16).copied().unwrap_or(0));
-                    for i in 0..n {
-                        let e = at + 20 + 4 * i;
-                        if e + 4 > end {
-                            break;
-                        }
-                        swap(pkt, e);
-                    }
-                }
-            }
-            _ => {}
-        }
-        at = end;
     }
 }
 

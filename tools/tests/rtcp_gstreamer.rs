@@ -19,6 +19,12 @@
 //! decodes in tshark without malformed or expert-error flags; /metrics counts our
 //! reports. Without gst-launch-1.0, dumpcap or tshark the test is skipped, except
 //! under `CI`, where that is a failure.
+//!
+//! The SRTP variant runs the same call as RTP/SAVP with SDES keys: gst S encrypts
+//! with `srtpenc`, gst R decrypts our SRTP and SRTCP with `srtpdec` (libsrtp) and
+//! sends SRTCP RRs. Its RRs are then opaque to tshark, so the proof that GStreamer
+//! decrypted and parsed our SRTCP SR is our measured RTT on leg 1 (an RTT sample
+//! is only taken from a report block whose LSR is one of our own SRs).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -30,6 +36,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rtp_core::srtp::sdes::CryptoAttribute;
+use rtp_core::srtp::SrtpProfile;
 use rtp_tools::gateway::bencode::Value;
 use rtp_tools::gateway::sdp::Sdp;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
@@ -53,6 +61,23 @@ impl Drop for Reap {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A scratch directory, removed when dropped (also when the test fails).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -146,10 +171,49 @@ fn ng(addr: SocketAddr, req: &Value) -> Value {
     v
 }
 
-fn sdp(port: u16, rtcp: u16) -> String {
+fn sdp(port: u16, rtcp: u16, key: Option<(u32, &[u8])>) -> String {
+    let (proto, crypto) = match key {
+        Some((tag, k)) => {
+            let c = CryptoAttribute {
+                tag,
+                profile: SrtpProfile::AesCm128HmacSha1_80,
+                key: k[..16].to_vec(),
+                salt: k[16..].to_vec(),
+                lifetime: None,
+                mki: None,
+            };
+            ("RTP/SAVP", format!("{c}\r\n"))
+        }
+        None => ("RTP/AVP", String::new()),
+    };
     format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp:{rtcp}\r\na=sendrecv\r\n"
+         m=audio {port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp:{rtcp}\r\n{crypto}a=sendrecv\r\n"
+    )
+}
+
+/// The tag and key||salt (hex) of the AES_CM_128_HMAC_SHA1_80 `a=crypto` of a
+/// reply's SDP.
+fn crypto_cm80(reply: &Value) -> (u32, String) {
+    let s = Sdp::parse(reply.get_str("sdp").unwrap()).unwrap();
+    let c = s.media[0]
+        .attrs("crypto")
+        .into_iter()
+        .filter_map(|l| CryptoAttribute::parse(l).ok())
+        .find(|c| c.profile == SrtpProfile::AesCm128HmacSha1_80)
+        .expect("AES_CM_128_HMAC_SHA1_80 offered");
+    (c.tag, hex(&[c.key, c.salt].concat()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// GStreamer caps fields for AES_CM_128_HMAC_SHA1_80 with `key_hex` and `ssrc`.
+fn keycaps(key_hex: &str, ssrc: u32) -> String {
+    format!(
+        "srtp-key=(buffer){key_hex},srtp-cipher=(string)aes-128-icm,srtp-auth=(string)hmac-sha1-80,\
+         srtcp-cipher=(string)aes-128-icm,srtcp-auth=(string)hmac-sha1-80,ssrc=(uint){ssrc}"
     )
 }
 
@@ -249,6 +313,25 @@ const FIELDS: [&str; 17] = [
     "rtcp.xr.stats.lost",
 ];
 
+/// The `RTCP` dictionary of the first stream of `tag` in a query reply.
+fn stream_rtcp<'a>(query: &'a Value, tag: &str) -> &'a Value {
+    let side = query.get("tags").and_then(|t| t.get(tag)).expect("tag");
+    let Some(Value::List(medias)) = side.get("medias") else {
+        panic!("medias: {side:?}")
+    };
+    let Some(Value::List(streams)) = medias[0].get("streams") else {
+        panic!("streams")
+    };
+    streams[0].get("RTCP").expect("RTCP dict")
+}
+
+fn int_of(d: &Value, k: &str) -> i64 {
+    match d.get(k) {
+        Some(Value::Int(i)) => *i,
+        v => panic!("{k}: {v:?} in {d:?}"),
+    }
+}
+
 fn first_u64(s: &str) -> Option<u64> {
     s.split(',').next().and_then(|v| {
         v.strip_prefix("0x")
@@ -259,6 +342,15 @@ fn first_u64(s: &str) -> Option<u64> {
 
 #[test]
 fn gstreamer_rtpbin_and_terminated_rtcp() {
+    run(false);
+}
+
+#[test]
+fn gstreamer_rtpbin_and_terminated_srtcp() {
+    run(true);
+}
+
+fn run(srtp: bool) {
     let need = ["gst-launch-1.0", "dumpcap", "tshark"];
     if let Some(missing) = need.iter().find(|t| tool(t).is_none()) {
         assert!(
@@ -286,28 +378,40 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
     let ls = port_of(&bind()); // gst S listens for our RRs here
     let rp = free_pair(); // gst R: RTP on rp, RTCP on rp + 1
     let flags = Value::List(vec![Value::str("RTCP terminate"), Value::str("RTCP XR")]);
+    // SDES keys of gst S (its SRTP and SRTCP) and gst R (its SRTCP RRs).
+    let s_key_bytes: Vec<u8> = (0..30u8)
+        .map(|i| i.wrapping_mul(7).wrapping_add(1))
+        .collect();
+    let r_key_bytes: Vec<u8> = (0..30u8)
+        .map(|i| i.wrapping_mul(11).wrapping_add(5))
+        .collect();
+    let s_key = srtp.then_some((1, &s_key_bytes[..]));
+    let call_id = if srtp { "gst-srtcp" } else { "gst-rtcp" };
     let mut offer = Value::dict();
     offer
         .set("command", Value::str("offer"))
-        .set("call-id", Value::str("gst-rtcp"))
+        .set("call-id", Value::str(call_id))
         .set("from-tag", Value::str("S"))
-        .set("sdp", Value::str(&sdp(port_of(&qs), port_of(&ps))))
+        .set("sdp", Value::str(&sdp(port_of(&qs), port_of(&ps), s_key)))
         .set("flags", flags);
     let r = ng(ng_addr, &offer);
     let (_, leg1_rtcp) = ports(&r); // what gst R's side (leg 1) is given
+                                    // Our key towards R (what gst R decrypts with); R answers that suite's tag.
+    let to_r = srtp.then(|| crypto_cm80(&r));
+    let to_r_key = to_r.as_ref().map(|(_, k)| k.clone());
+    let r_key = to_r.as_ref().map(|(tag, _)| (*tag, &r_key_bytes[..]));
     let mut answer = Value::dict();
     answer
         .set("command", Value::str("answer"))
-        .set("call-id", Value::str("gst-rtcp"))
+        .set("call-id", Value::str(call_id))
         .set("from-tag", Value::str("S"))
         .set("to-tag", Value::str("R"))
-        .set("sdp", Value::str(&sdp(rp, port_of(&pr))));
+        .set("sdp", Value::str(&sdp(rp, port_of(&pr), r_key)));
     let r = ng(ng_addr, &answer);
     let (leg0_rtp, leg0_rtcp) = ports(&r);
 
-    let dir = std::env::temp_dir().join(format!("rtcp-gst-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("rtcp.pcap");
+    let dir = TempDir::new(&format!("rtcp-gst-{}-{srtp}", std::process::id()));
+    let pcap = dir.0.join("rtcp.pcap");
     let cap = dumpcap(
         &pcap,
         &format!("udp port {leg0_rtcp} or udp port {leg1_rtcp}"),
@@ -319,28 +423,58 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
     let _p_r = Proxy::start(pr, lo_addr(leg1_rtcp), lo_addr(rp + 1), 0);
 
     let interval = "rtpsession0::rtcp-min-interval=1000000000";
-    let recv = gst(&format!(
-        "rtpbin name=rb {interval} \
-         udpsrc address=127.0.0.1 port={rp} caps=application/x-rtp,media=(string)audio,clock-rate=(int)8000,encoding-name=(string)PCMU,payload=(int)0 ! rb.recv_rtp_sink_0 \
-         udpsrc address=127.0.0.1 port={} ! rb.recv_rtcp_sink_0 \
-         rb. ! rtppcmudepay ! fakesink \
-         rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={pr_port} sync=false async=false",
-        rp + 1
-    ));
+    let media =
+        "media=(string)audio,clock-rate=(int)8000,encoding-name=(string)PCMU,payload=(int)0";
+    let recv = match &to_r_key {
+        None => gst(&format!(
+            "rtpbin name=rb {interval} \
+             udpsrc address=127.0.0.1 port={rp} caps=application/x-rtp,{media} ! rb.recv_rtp_sink_0 \
+             udpsrc address=127.0.0.1 port={} ! rb.recv_rtcp_sink_0 \
+             rb. ! rtppcmudepay ! fakesink \
+             rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={pr_port} sync=false async=false",
+            rp + 1
+        )),
+        // Our SRs to R carry the SSRC of the media we relay (gst S's), so srtpdec
+        // finds their key in the caps.
+        Some(k) => gst(&format!(
+            "rtpbin name=rb {interval} srtpdec name=dec \
+             udpsrc address=127.0.0.1 port={rp} caps=application/x-srtp,{media},{} ! dec.rtp_sink dec.rtp_src ! rb.recv_rtp_sink_0 \
+             udpsrc address=127.0.0.1 port={} caps=application/x-srtcp,{} ! dec.rtcp_sink dec.rtcp_src ! rb.recv_rtcp_sink_0 \
+             rb. ! rtppcmudepay ! fakesink \
+             srtpenc name=enc key={} rb.send_rtcp_src_0 ! enc.rtcp_sink_0 enc.rtcp_src_0 ! udpsink host=127.0.0.1 port={pr_port} sync=false async=false",
+            keycaps(k, GST_SSRC),
+            rp + 1,
+            keycaps(k, GST_SSRC),
+            hex(&r_key_bytes),
+        )),
+    };
     std::thread::sleep(Duration::from_millis(500));
-    let send = gst(&format!(
-        "rtpbin name=rb {interval} \
-         audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay ssrc={GST_SSRC} ! rb.send_rtp_sink_0 \
-         rb.send_rtp_src_0 ! udpsink host=127.0.0.1 port={qs_port} \
-         rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={ps_port} sync=false async=false \
-         udpsrc address=127.0.0.1 port={ls} ! rb.recv_rtcp_sink_0"
-    ));
+    let source = format!(
+        "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay ssrc={GST_SSRC} ! rb.send_rtp_sink_0"
+    );
+    let send = if srtp {
+        // Our RRs to S are SRTCP from an SSRC chosen at random per leg, which
+        // srtpdec cannot be told in advance: gst S only sends here.
+        gst(&format!(
+            "rtpbin name=rb {interval} {source} srtpenc name=enc key={} \
+             rb.send_rtp_src_0 ! enc.rtp_sink_0 enc.rtp_src_0 ! udpsink host=127.0.0.1 port={qs_port} \
+             rb.send_rtcp_src_0 ! enc.rtcp_sink_0 enc.rtcp_src_0 ! udpsink host=127.0.0.1 port={ps_port} sync=false async=false",
+            hex(&s_key_bytes)
+        ))
+    } else {
+        gst(&format!(
+            "rtpbin name=rb {interval} {source} \
+             rb.send_rtp_src_0 ! udpsink host=127.0.0.1 port={qs_port} \
+             rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={ps_port} sync=false async=false \
+             udpsrc address=127.0.0.1 port={ls} ! rb.recv_rtcp_sink_0"
+        ))
+    };
     std::thread::sleep(RUN);
 
     // Our statistics of gst S's SRs, through ng query, while the call is up.
     let mut q = Value::dict();
     q.set("command", Value::str("query"))
-        .set("call-id", Value::str("gst-rtcp"));
+        .set("call-id", Value::str(call_id));
     let query = ng(ng_addr, &q);
     let metrics = {
         use std::io::Write;
@@ -355,28 +489,34 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
     stop_capture(cap);
     gw.shutdown();
 
-    // ---- what went over the wire
-    let mut args: Vec<String> = vec!["-n".into(), "-r".into(), pcap.display().to_string()];
-    for p in [leg0_rtcp, leg1_rtcp] {
-        args.push("-d".into());
-        args.push(format!("udp.port=={p},rtcp"));
-    }
-    let ours = format!("udp.srcport=={leg0_rtcp} || udp.srcport=={leg1_rtcp}");
-    let mut table = args.clone();
-    table.extend(["-Y".into(), "rtcp".into(), "-T".into(), "fields".into()]);
-    table.extend([
-        "-E".into(),
-        "occurrence=a".into(),
-        "-E".into(),
-        "aggregator=,".into(),
-    ]);
-    for f in FIELDS {
-        table.push("-e".into());
-        table.push(f.into());
-    }
-    let rows: Vec<Row> = tshark(&table)
-        .lines()
-        .map(|l| {
+    // ---- what went over the wire, decoded port by port (tshark applies only one
+    // `-d ...,srtcp` mapping at a time); `rtcp.pt` matches RTCP and SRTCP frames.
+    let proto = if srtp { "srtcp" } else { "rtcp" };
+    let (mut rows, mut emitted, mut malformed, mut errors) = (Vec::new(), 0, 0, 0);
+    for port in [leg0_rtcp, leg1_rtcp] {
+        let args: Vec<String> = vec![
+            "-n".into(),
+            "-r".into(),
+            pcap.display().to_string(),
+            "-d".into(),
+            format!("udp.port=={port},{proto}"),
+        ];
+        let mut table = args.clone();
+        table.extend([
+            "-Y".into(),
+            format!("rtcp.pt && udp.port=={port}"),
+            "-T".into(),
+            "fields".into(),
+            "-E".into(),
+            "occurrence=a".into(),
+            "-E".into(),
+            "aggregator=,".into(),
+        ]);
+        for f in FIELDS {
+            table.push("-e".into());
+            table.push(f.into());
+        }
+        rows.extend(tshark(&table).lines().map(|l| {
             let v: Vec<&str> = l.split('\t').collect();
             let mut r = Row::default();
             for (i, f) in FIELDS.iter().enumerate() {
@@ -385,16 +525,16 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
             r.src = r.f["udp.srcport"].parse().unwrap_or(0);
             r.dst = r.f["udp.dstport"].parse().unwrap_or(0);
             r
-        })
-        .collect();
-    let count = |filter: &str| {
-        let mut a = args.clone();
-        a.extend(["-Y".into(), format!("({ours}) && {filter}")]);
-        tshark(&a).lines().count()
-    };
-    let emitted = count("rtcp");
-    let malformed = count("_ws.malformed");
-    let errors = count("_ws.expert.severity == 0x800000");
+        }));
+        let count = |filter: &str| {
+            let mut a = args.clone();
+            a.extend(["-Y".into(), format!("udp.srcport=={port} && {filter}")]);
+            tshark(&a).lines().count()
+        };
+        emitted += count("rtcp.pt");
+        malformed += count("_ws.malformed");
+        errors += count("_ws.expert.severity == 0x800000");
+    }
     eprintln!(
         "captured RTCP packets: {}; ours: {emitted}, malformed {malformed}, expert errors {errors}",
         rows.len()
@@ -405,92 +545,94 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
     assert!(emitted >= 4, "we sent RTCP on both legs ({emitted})");
     assert_eq!((malformed, errors), (0, 0), "tshark flags our RTCP");
 
-    // Our SRs to gst R (from leg 1) and their NTP middle bits.
-    let our_srs: Vec<u32> = rows
-        .iter()
-        .filter(|r| r.src == leg1_rtcp && r.f["rtcp.pt"].starts_with("200"))
-        .map(|r| {
-            let msw = first_u64(&r.f["rtcp.timestamp.ntp.msw"]).unwrap();
-            let lsw = first_u64(&r.f["rtcp.timestamp.ntp.lsw"]).unwrap();
-            (((msw << 32) | lsw) >> 16) as u32
-        })
-        .collect();
-    assert!(!our_srs.is_empty(), "we send SRs to the receiver");
-    // (a) gst R's RRs (to leg 1): an LSR that is one of our SRs, and the loss.
-    let gst_rrs: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.dst == leg1_rtcp && r.f["rtcp.pt"].starts_with("201"))
-        .collect();
-    let echoed: Vec<&&Row> = gst_rrs
-        .iter()
-        .filter(|r| first_u64(&r.f["rtcp.ssrc.lsr"]).is_some_and(|l| l != 0))
-        .collect();
-    assert!(
-        !echoed.is_empty(),
-        "GStreamer's RRs never echoed our SR: {gst_rrs:?}"
-    );
-    for r in &echoed {
-        let lsr = first_u64(&r.f["rtcp.ssrc.lsr"]).unwrap() as u32;
+    if !srtp {
+        // Our SRs to gst R (from leg 1) and their NTP middle bits.
+        let our_srs: Vec<u32> = rows
+            .iter()
+            .filter(|r| r.src == leg1_rtcp && r.f["rtcp.pt"].starts_with("200"))
+            .map(|r| {
+                let msw = first_u64(&r.f["rtcp.timestamp.ntp.msw"]).unwrap();
+                let lsw = first_u64(&r.f["rtcp.timestamp.ntp.lsw"]).unwrap();
+                (((msw << 32) | lsw) >> 16) as u32
+            })
+            .collect();
+        assert!(!our_srs.is_empty(), "we send SRs to the receiver");
+        // (a) gst R's RRs (to leg 1): an LSR that is one of our SRs, and the loss.
+        let gst_rrs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.dst == leg1_rtcp && r.f["rtcp.pt"].starts_with("201"))
+            .collect();
+        let echoed: Vec<&&Row> = gst_rrs
+            .iter()
+            .filter(|r| first_u64(&r.f["rtcp.ssrc.lsr"]).is_some_and(|l| l != 0))
+            .collect();
         assert!(
-            our_srs.contains(&lsr),
-            "LSR {lsr:08x} is not one of our SRs {our_srs:08x?}"
+            !echoed.is_empty(),
+            "GStreamer's RRs never echoed our SR: {gst_rrs:?}"
         );
+        for r in &echoed {
+            let lsr = first_u64(&r.f["rtcp.ssrc.lsr"]).unwrap() as u32;
+            assert!(
+                our_srs.contains(&lsr),
+                "LSR {lsr:08x} is not one of our SRs {our_srs:08x?}"
+            );
+            assert_eq!(
+                first_u64(&r.f["rtcp.ssrc.identifier"]),
+                Some(u64::from(GST_SSRC))
+            );
+        }
+        let gst_frac = first_u64(&echoed.last().unwrap().f["rtcp.ssrc.fraction"]).unwrap();
+        // 10 % dropped by the proxy: 25.6 / 256 (interval figures vary by a packet or two).
+        assert!(
+            (15..=37).contains(&gst_frac),
+            "GStreamer's fraction lost {gst_frac}"
+        );
+        // Our RRs to gst S (from leg 0): the same loss, cumulative ~ a tenth, jitter
+        // of a live 20 ms source over loopback well under 20 ms (160 units).
+        let our_rrs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.src == leg0_rtcp && r.f["rtcp.pt"].starts_with("201"))
+            .filter(|r| !r.f["rtcp.ssrc.identifier"].is_empty())
+            .collect();
+        assert!(!our_rrs.is_empty(), "we send RRs about gst S's stream");
+        let last = our_rrs.last().unwrap();
         assert_eq!(
-            first_u64(&r.f["rtcp.ssrc.identifier"]),
+            first_u64(&last.f["rtcp.ssrc.identifier"]),
             Some(u64::from(GST_SSRC))
         );
-    }
-    let gst_frac = first_u64(&echoed.last().unwrap().f["rtcp.ssrc.fraction"]).unwrap();
-    // 10 % dropped by the proxy: 25.6 / 256 (interval figures vary by a packet or two).
-    assert!(
-        (15..=37).contains(&gst_frac),
-        "GStreamer's fraction lost {gst_frac}"
-    );
-    // Our RRs to gst S (from leg 0): the same loss, cumulative ~ a tenth, jitter
-    // of a live 20 ms source over loopback well under 20 ms (160 units).
-    let our_rrs: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.src == leg0_rtcp && r.f["rtcp.pt"].starts_with("201"))
-        .filter(|r| !r.f["rtcp.ssrc.identifier"].is_empty())
-        .collect();
-    assert!(!our_rrs.is_empty(), "we send RRs about gst S's stream");
-    let last = our_rrs.last().unwrap();
-    assert_eq!(
-        first_u64(&last.f["rtcp.ssrc.identifier"]),
-        Some(u64::from(GST_SSRC))
-    );
-    let frac = first_u64(&last.f["rtcp.ssrc.fraction"]).unwrap();
-    assert!((15..=37).contains(&frac), "our fraction lost {frac}");
-    let jitter = first_u64(&last.f["rtcp.ssrc.jitter"]).unwrap();
-    assert!(jitter < 160, "our jitter {jitter}");
-    // XR (flag `RTCP XR`): VoIP metrics (type 7) and statistics summary (6) on
-    // the leg that receives media, decoded by tshark; MOS-LQ for 10 % loss with
-    // G.711 PLC is about 3.4.
-    let xr = our_rrs
-        .iter()
-        .rev()
-        .find(|r| r.f["rtcp.pt"].contains("207"))
-        .expect("our reports carry XR");
-    let bts = &xr.f["rtcp.xr.bt"];
-    assert!(
-        bts.contains('7') && bts.contains('6'),
-        "XR block types {bts}"
-    );
-    // tshark prints MOS-LQ as a decimal ("3.4").
-    let mos_lq: f64 = xr.f["rtcp.xr.voipmetrics.moslq"].parse().unwrap();
-    assert!((2.5..=4.2).contains(&mos_lq), "MOS-LQ {mos_lq}");
-    assert!(first_u64(&xr.f["rtcp.xr.stats.lost"]).unwrap() > 0);
-    assert!(
-        our_rrs
+        let frac = first_u64(&last.f["rtcp.ssrc.fraction"]).unwrap();
+        assert!((15..=37).contains(&frac), "our fraction lost {frac}");
+        let jitter = first_u64(&last.f["rtcp.ssrc.jitter"]).unwrap();
+        assert!(jitter < 160, "our jitter {jitter}");
+        // XR (flag `RTCP XR`): VoIP metrics (type 7) and statistics summary (6) on
+        // the leg that receives media, decoded by tshark; MOS-LQ for 10 % loss with
+        // G.711 PLC is about 3.4.
+        let xr = our_rrs
             .iter()
-            .any(|r| first_u64(&r.f["rtcp.ssrc.lsr"]).is_some_and(|l| l != 0)),
-        "our RRs echo gst S's SRs"
-    );
-    eprintln!(
-        "interop figures: gst R fraction {gst_frac}/256, our fraction {frac}/256, our jitter {jitter} units, our MOS-LQ {mos_lq}, our SRs {}, gst RRs echoing them {}",
-        our_srs.len(),
-        echoed.len()
-    );
+            .rev()
+            .find(|r| r.f["rtcp.pt"].contains("207"))
+            .expect("our reports carry XR");
+        let bts = &xr.f["rtcp.xr.bt"];
+        assert!(
+            bts.contains('7') && bts.contains('6'),
+            "XR block types {bts}"
+        );
+        // tshark prints MOS-LQ as a decimal ("3.4").
+        let mos_lq: f64 = xr.f["rtcp.xr.voipmetrics.moslq"].parse().unwrap();
+        assert!((2.5..=4.2).contains(&mos_lq), "MOS-LQ {mos_lq}");
+        assert!(first_u64(&xr.f["rtcp.xr.stats.lost"]).unwrap() > 0);
+        assert!(
+            our_rrs
+                .iter()
+                .any(|r| first_u64(&r.f["rtcp.ssrc.lsr"]).is_some_and(|l| l != 0)),
+            "our RRs echo gst S's SRs"
+        );
+        eprintln!(
+            "interop figures: gst R fraction {gst_frac}/256, our fraction {frac}/256, our jitter {jitter} units, our MOS-LQ {mos_lq}, our SRs {}, gst RRs echoing them {}",
+            our_srs.len(),
+            echoed.len()
+        );
+    }
 
     // (b) our statistics of gst S's SRs equal what was on the wire.
     let gst_srs: Vec<&Row> = rows
@@ -498,39 +640,47 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
         .filter(|r| r.dst == leg0_rtcp && r.f["rtcp.pt"].starts_with("200"))
         .collect();
     assert!(!gst_srs.is_empty(), "gst S sends SRs");
-    let tags = query.get("tags").expect("tags");
-    let side0 = tags.get("S").expect("tag S");
-    let Some(Value::List(medias)) = side0.get("medias") else {
-        panic!("medias: {side0:?}")
-    };
-    let Some(Value::List(streams)) = medias[0].get("streams") else {
-        panic!("streams")
-    };
-    let rtcp = streams[0].get("RTCP").expect("RTCP dict");
+    let rtcp = stream_rtcp(&query, "S");
     eprintln!("ng query RTCP of leg 0: {rtcp:?}");
     assert_eq!(rtcp.get_str("mode"), Some("terminate"));
-    let int = |k: &str| match rtcp.get(k) {
-        Some(Value::Int(i)) => *i,
-        v => panic!("{k}: {v:?}"),
-    };
+    let int = |k: &str| int_of(rtcp, k);
     assert_eq!(int("remote SSRC"), i64::from(GST_SSRC));
     let ntp = u64::from_str_radix(rtcp.get_str("remote NTP").unwrap(), 16).unwrap();
-    let wire: Vec<(u64, u64)> = gst_srs
-        .iter()
-        .map(|r| {
-            let msw = first_u64(&r.f["rtcp.timestamp.ntp.msw"]).unwrap();
-            let lsw = first_u64(&r.f["rtcp.timestamp.ntp.lsw"]).unwrap();
-            (
-                (msw << 32) | lsw,
-                first_u64(&r.f["rtcp.sender.packetcount"]).unwrap(),
-            )
-        })
-        .collect();
-    let hit = wire
-        .iter()
-        .find(|(n, _)| *n == ntp)
-        .expect("our remote NTP is one of gst S's SRs");
-    assert_eq!(int("remote packets") as u64, hit.1);
+    if srtp {
+        // SRTCP: the SR is opaque on the wire; it decrypted and parsed.
+        assert!(int("remote packets") > 0);
+        assert!(ntp > 0);
+        // (a) gst R decrypted and parsed our SRTCP SR: its SRTCP RRs echo it (an
+        // RTT sample needs an LSR that is one of our SRs) and report the loss.
+        let r1 = stream_rtcp(&query, "R");
+        eprintln!("ng query RTCP of leg 1: {r1:?}");
+        let rtt_us = int_of(r1, "round-trip time");
+        assert!((0..100_000).contains(&rtt_us), "RTT {rtt_us} us");
+        let remote_loss = int_of(r1, "remote packet loss");
+        assert!(
+            (5..=15).contains(&remote_loss),
+            "gst R's loss {remote_loss} %"
+        );
+        assert_eq!(int_of(r1, "malformed"), 0);
+        eprintln!("interop figures (SRTP): RTT {rtt_us} us, gst R loss {remote_loss} %");
+    } else {
+        let wire: Vec<(u64, u64)> = gst_srs
+            .iter()
+            .map(|r| {
+                let msw = first_u64(&r.f["rtcp.timestamp.ntp.msw"]).unwrap();
+                let lsw = first_u64(&r.f["rtcp.timestamp.ntp.lsw"]).unwrap();
+                (
+                    (msw << 32) | lsw,
+                    first_u64(&r.f["rtcp.sender.packetcount"]).unwrap(),
+                )
+            })
+            .collect();
+        let hit = wire
+            .iter()
+            .find(|(n, _)| *n == ntp)
+            .expect("our remote NTP is one of gst S's SRs");
+        assert_eq!(int("remote packets") as u64, hit.1);
+    }
     assert!(int("reports sent") >= 1 && int("reports received") >= 2);
     let loss = int("total packet loss");
     assert!((5..=15).contains(&loss), "loss {loss} %");
@@ -542,5 +692,4 @@ fn gstreamer_rtpbin_and_terminated_rtcp() {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(sent >= 2, "metrics: {sent} reports");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -129,7 +129,8 @@ pub struct Reporter {
     prior: Option<(u64, u64, u32)>,
     recent_srs: [u32; 8],
     next_sr: usize,
-    last_sent_packets: Option<u64>,
+    /// Wall-clock times of the last report and the one before.
+    reports: [Option<Duration>; 2],
 }
 
 /// What a report contained (for counters and tests).
@@ -158,7 +159,7 @@ impl Reporter {
             prior: None,
             recent_srs: [0; 8],
             next_sr: 0,
-            last_sent_packets: None,
+            reports: [None, None],
         }
     }
 
@@ -172,10 +173,14 @@ impl Reporter {
         lsr != 0 && self.recent_srs.contains(&lsr)
     }
 
-    /// Whether the leg sent RTP since the previous report.
+    /// Whether the leg counts as a sender: it sent RTP since the report before
+    /// the last one (RFC 3550 6.3.8 `we_sent`).
     pub fn is_sender(&self, sender: Option<&SenderState>) -> bool {
         match sender {
-            Some(s) if s.packets > 0 => self.last_sent_packets != Some(s.packets),
+            Some(s) if s.packets > 0 => match self.reports[1] {
+                Some(before_last) => s.last_sent_wall > before_last,
+                None => true,
+            },
             _ => false,
         }
     }
@@ -290,7 +295,7 @@ impl Reporter {
         buf: &mut [u8],
     ) -> Result<ReportSummary, RtcpError> {
         let ssrc = self.report_ssrc(sender);
-        let sending = self.is_sender(sender) || (bye && sender.is_some_and(|s| s.packets > 0));
+        let sending = self.is_sender(sender);
         let block = rx
             .filter(|r| r.expected > 0)
             .map(|r| self.report_block(r, inputs, now));
@@ -317,7 +322,6 @@ impl Reporter {
                 })?;
                 self.recent_srs[self.next_sr] = ntp.to_compact();
                 self.next_sr = (self.next_sr + 1) % self.recent_srs.len();
-                self.last_sent_packets = Some(s.packets);
                 summary.sender_report = true;
                 summary.ntp = Some(ntp);
             }
@@ -380,6 +384,7 @@ impl Reporter {
             })?;
         }
         summary.len = c.len();
+        self.reports = [Some(now), self.reports[0]];
         Ok(summary)
     }
 }

@@ -3,6 +3,11 @@
 //! and a bencoded dictionary whose `result` is `ok`, `pong` or `error` (with
 //! `error-reason`). Commands: ping, offer, answer, delete, query, list,
 //! statistics. Retransmitted requests (same cookie) are answered from a cache.
+//!
+//! RTCP: `"RTCP terminate"` in an offer's `flags` (or `rtcp-mode: terminate`) makes
+//! the gateway terminate the call's RTCP and send its own reports; `"RTCP XR"` adds
+//! XR VoIP metrics and statistics summary blocks. `query` and `delete` replies carry
+//! an `RTCP` dictionary per stream and rtpengine's per-`SSRC` MOS entries.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
 use rtp_control::dtls::{Fingerprint, Role};
-use rtp_control::rtcp::XrConfig;
+use rtp_control::rtcp::{Avpf, IntervalConfig, XrConfig};
 use rtp_control::{
     CallId, CallInfo, DtlsLegParams, Engine, EngineError, LegConfig, LegRtcpStats, RtcpConfig,
     RtcpMode,
@@ -295,9 +300,18 @@ impl Flags {
         }
     }
 
-    /// RTCP settings of both legs.
-    fn rtcp(&self) -> RtcpConfig {
+    /// RTCP settings of a leg whose peer speaks `proto`: AVPF profiles
+    /// (RTP/AVPF, RTP/SAVPF, UDP/TLS/RTP/SAVPF) get the RFC 4585 timing (no 5 s
+    /// minimum after the first report; trr-int 0).
+    fn rtcp(&self, proto: &str) -> RtcpConfig {
+        let avpf = proto.contains("AVPF").then_some(Avpf {
+            trr_int: Duration::ZERO,
+        });
         RtcpConfig {
+            interval: IntervalConfig {
+                avpf,
+                ..IntervalConfig::default()
+            },
             mode: if self.rtcp_terminate {
                 RtcpMode::Terminate
             } else {
@@ -563,7 +577,7 @@ impl NgServer {
                         _ => None,
                     },
                     dtls: their_dtls.as_ref().map(|(p, _)| p.clone()),
-                    rtcp: flags.rtcp(),
+                    rtcp: flags.rtcp(&m.proto),
                     ..LegConfig::default()
                 };
                 // Towards the other side: its keys arrive with the answer; until
@@ -580,7 +594,7 @@ impl NgServer {
                         }),
                         None => None,
                     },
-                    rtcp: flags.rtcp(),
+                    rtcp: flags.rtcp(&other_proto),
                     ..LegConfig::default()
                 };
                 let info = self.engine.create_call(legs).map_err(|e| match e {
