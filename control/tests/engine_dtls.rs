@@ -155,6 +155,18 @@ fn media_both_ways(
     assert!(got >= 45, "only {got}/50 packets reached the plain peer");
 }
 
+/// A call between the plain peer `a` (leg 0) and a DTLS leg (leg 1).
+fn plain_and_dtls(e: &Engine, a: &UdpSocket, dtls_leg: LegConfig) -> rtp_control::CallInfo {
+    e.create_call([
+        LegConfig {
+            remote: Some(a.local_addr().unwrap()),
+            ..LegConfig::default()
+        },
+        dtls_leg,
+    ])
+    .unwrap()
+}
+
 fn peer_cert() -> (Arc<Certificate>, Fingerprint) {
     let c = Certificate::generate().unwrap();
     let f = c.fingerprint();
@@ -166,21 +178,17 @@ fn engine_as_dtls_server_installs_keys_and_media_flows_both_ways() {
     let e = engine(DtlsConfig::default());
     let (cert, fp) = peer_cert();
     let (a, d) = (sock(), sock());
-    let call = e
-        .create_call([
-            LegConfig {
-                remote: Some(a.local_addr().unwrap()),
-                ..LegConfig::default()
-            },
-            LegConfig {
-                dtls: Some(DtlsLegParams {
-                    role: Some(Role::Server),
-                    fingerprint: Some(fp.clone()),
-                }),
-                ..LegConfig::default()
-            },
-        ])
-        .unwrap();
+    let call = plain_and_dtls(
+        &e,
+        &a,
+        LegConfig {
+            dtls: Some(DtlsLegParams {
+                role: Some(Role::Server),
+                fingerprint: Some(fp.clone()),
+            }),
+            ..LegConfig::default()
+        },
+    );
     // Before the handshake nothing reaches the DTLS side in the clear.
     a.send_to(&rtp(0xA, 999), call.legs[0].local).unwrap();
     assert!(recv(&d, Duration::from_millis(200)).is_none());
@@ -224,22 +232,18 @@ fn engine_as_dtls_client_starts_towards_the_signalled_remote() {
     let e = engine(DtlsConfig::default());
     let (cert, fp) = peer_cert();
     let (a, d) = (sock(), sock());
-    let call = e
-        .create_call([
-            LegConfig {
-                remote: Some(a.local_addr().unwrap()),
-                ..LegConfig::default()
-            },
-            LegConfig {
-                remote: Some(d.local_addr().unwrap()),
-                dtls: Some(DtlsLegParams {
-                    role: None,
-                    fingerprint: None,
-                }),
-                ..LegConfig::default()
-            },
-        ])
-        .unwrap();
+    let call = plain_and_dtls(
+        &e,
+        &a,
+        LegConfig {
+            remote: Some(d.local_addr().unwrap()),
+            dtls: Some(DtlsLegParams {
+                role: None,
+                fingerprint: None,
+            }),
+            ..LegConfig::default()
+        },
+    );
     // Role undecided (we offered actpass): nothing is sent yet.
     assert!(recv(&d, Duration::from_millis(200)).is_none());
     // The answer says a=setup:passive: we are the client.
@@ -274,21 +278,17 @@ fn a_fingerprint_mismatch_installs_no_keys_and_closes_the_call() {
     let (cert, _) = peer_cert();
     let (_, other_fp) = peer_cert();
     let (a, d) = (sock(), sock());
-    let call = e
-        .create_call([
-            LegConfig {
-                remote: Some(a.local_addr().unwrap()),
-                ..LegConfig::default()
-            },
-            LegConfig {
-                dtls: Some(DtlsLegParams {
-                    role: Some(Role::Server),
-                    fingerprint: Some(other_fp),
-                }),
-                ..LegConfig::default()
-            },
-        ])
-        .unwrap();
+    let call = plain_and_dtls(
+        &e,
+        &a,
+        LegConfig {
+            dtls: Some(DtlsLegParams {
+                role: Some(Role::Server),
+                fingerprint: Some(other_fp),
+            }),
+            ..LegConfig::default()
+        },
+    );
     let ep = DtlsEndpoint::client(
         Arc::new(DtlsConfig::default()),
         cert,

@@ -101,3 +101,78 @@ impl Drop for Rtpengine {
         let _ = self.child.wait();
     }
 }
+
+/// Whether an external tool a test needs is there: `Ok` => true; otherwise, under
+/// CI (where `.ci/install.sh` installs everything) a panic, elsewhere a note and
+/// false (the caller skips).
+pub fn require(present: bool, what: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{what} must be installed in CI (.ci/install.sh)"
+        );
+        eprintln!("{what} not installed: skipping (sudo bash .ci/install.sh)");
+    }
+    present
+}
+
+/// Whether `openssl` runs.
+pub fn have_openssl() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A self-signed certificate made by OpenSSL in `dir` (ECDSA P-256, or RSA 2048):
+/// the certificate and key paths.
+pub fn openssl_cert(
+    dir: &std::path::Path,
+    name: &str,
+    rsa: bool,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    let (c, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=peer"]);
+    if rsa {
+        cmd.args(["-newkey", "rsa:2048"]);
+    } else {
+        cmd.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
+    }
+    let st = cmd
+        .arg("-keyout")
+        .arg(&k)
+        .arg("-out")
+        .arg(&c)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if !st.success() {
+        return Err("openssl req failed".into());
+    }
+    Ok((c, k))
+}
+
+/// The SDP form (`sha-256 AB:CD:..`) of a PEM certificate's SHA-256 fingerprint,
+/// as OpenSSL computes it.
+pub fn openssl_fingerprint(cert: &std::path::Path) -> Result<String, String> {
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    let s = String::from_utf8_lossy(&o.stdout);
+    let hex = s.trim().rsplit('=').next().unwrap_or("");
+    if hex.is_empty() {
+        return Err(format!(
+            "no fingerprint from openssl x509 for {}",
+            cert.display()
+        ));
+    }
+    Ok(format!("sha-256 {hex}"))
+}

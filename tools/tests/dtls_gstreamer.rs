@@ -17,7 +17,7 @@ use rtp_control::dtls::{Fingerprint, Role};
 use rtp_control::{DtlsLegParams, Engine, EngineEvent, LegConfig};
 use rtp_core::rtp::RtpBuilder;
 use rtp_core::srtp::SrtpProfile;
-use rtp_tools::interop::free_port_range;
+use rtp_tools::interop::{free_port_range, openssl_cert, openssl_fingerprint, require};
 
 const GST_SSRC: u32 = 0x600D_F00D;
 
@@ -31,42 +31,17 @@ fn have_gst_python() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "GStreamer (plugins-bad) and python3-gi must be installed in CI (.ci/install.sh)"
-        );
-        eprintln!("GStreamer DTLS or python3-gi missing: skipping (sudo bash .ci/install.sh)");
-    }
-    ok
+    require(ok, "GStreamer (plugins-bad) with python3-gi")
 }
 
 /// A certificate + key PEM for GStreamer, and its fingerprint.
 fn gst_pem(dir: &std::path::Path) -> (PathBuf, Fingerprint) {
-    let (c, k) = (dir.join("gst.crt"), dir.join("gst.key"));
-    let st = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=gst"])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .arg("-keyout")
-        .arg(&k)
-        .arg("-out")
-        .arg(&c)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(st.success());
+    let (c, k) = openssl_cert(dir, "gst", false).expect("openssl makes a certificate");
     let cert = std::fs::read_to_string(&c).unwrap();
     let key = std::fs::read_to_string(&k).unwrap();
     let pem = dir.join("gst.pem");
     std::fs::write(&pem, format!("{cert}{key}")).unwrap();
-    let o = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(&c)
-        .output()
-        .unwrap();
-    let fp = String::from_utf8_lossy(&o.stdout);
-    let fp = format!("sha-256 {}", fp.trim().rsplit('=').next().unwrap());
+    let fp = openssl_fingerprint(&c).expect("fingerprint");
     (pem, fp.parse().unwrap())
 }
 

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rtp_tools::interop::{self, require};
+
 const BIN: &str = env!("CARGO_BIN_EXE_rtp-dtls");
 
 /// Kills the child when dropped.
@@ -24,19 +26,7 @@ impl Drop for Proc {
 }
 
 fn have_openssl() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "openssl must be installed in CI (.ci/install.sh)"
-        );
-        eprintln!("openssl not installed: skipping (sudo bash .ci/install.sh)");
-    }
-    ok
+    require(interop::have_openssl(), "openssl")
 }
 
 fn free_port() -> u16 {
@@ -53,40 +43,12 @@ fn workdir(name: &str) -> PathBuf {
     d
 }
 
-/// A self-signed certificate made by OpenSSL: (cert, key) paths.
 fn openssl_cert(dir: &Path, name: &str, rsa: bool) -> (PathBuf, PathBuf) {
-    let (c, k) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let mut cmd = Command::new("openssl");
-    cmd.args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=peer"]);
-    if rsa {
-        cmd.args(["-newkey", "rsa:2048"]);
-    } else {
-        cmd.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
-    }
-    let st = cmd
-        .arg("-keyout")
-        .arg(&k)
-        .arg("-out")
-        .arg(&c)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "openssl req");
-    (c, k)
+    interop::openssl_cert(dir, name, rsa).expect("openssl makes a certificate")
 }
 
 fn openssl_fingerprint(cert: &Path) -> String {
-    let o = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(cert)
-        .output()
-        .unwrap();
-    let s = String::from_utf8_lossy(&o.stdout);
-    format!("sha-256 {}", s.trim().rsplit('=').next().unwrap())
+    interop::openssl_fingerprint(cert).expect("openssl fingerprint")
 }
 
 fn kv(out: &str) -> HashMap<String, String> {

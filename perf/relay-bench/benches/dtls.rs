@@ -32,7 +32,7 @@ use rtp_control::{DtlsLegParams, Engine, LegConfig};
 use rtp_core::srtp::SrtpProfile;
 use rtp_tools::dtls_tool::drive_handshake;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
-use rtp_tools::interop::free_port_range;
+use rtp_tools::interop::{free_port_range, openssl_cert};
 use rtp_tools::load::report::LatencySummary;
 use rtp_tools::load::{run, LoadConfig, StreamClass, Target};
 
@@ -160,21 +160,7 @@ impl Drop for Kill {
 }
 
 fn openssl_server(dir: &std::path::Path) -> Option<(Kill, SocketAddr)> {
-    let (c, k) = (dir.join("s.crt"), dir.join("s.key"));
-    let ok = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=s"])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .arg("-keyout")
-        .arg(&k)
-        .arg("-out")
-        .arg(&c)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return None;
-    }
+    let (c, k) = openssl_cert(dir, "s", false).ok()?;
     let port = UdpSocket::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
