@@ -1,34 +1,20 @@
 //! The Engine API end to end on loopback: create, media both ways, query, update,
 //! delete (ports freed), limits, media timeout, SRTP failure events, shutdown.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::{builder, free_range, rtp_packet};
 use rtp_control::dataplane::{BackendChoice, BackendKind, LegSrtp, LegUpdate};
 use rtp_control::{CloseReason, Engine, EngineError, EngineEvent, LegConfig};
-use rtp_core::rtp::RtpBuilder;
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// A port range other programs are unlikely to hold: around a port the kernel
-/// just handed out.
-fn free_range(len: u16) -> (u16, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    let first = if p > 60000 { p - 2 * len } else { p + 2 };
-    (first, first + len - 1)
-}
-
 fn engine(ports: u16) -> Engine {
-    let (lo, hi) = free_range(ports);
-    Engine::builder()
-        .ports(lo, hi)
-        .backend(BackendChoice::Only(BackendKind::Mmsg))
-        .pool_frames(1024)
-        .check_interval(Duration::from_millis(50))
-        .start()
-        .expect("engine starts")
+    builder(ports).start().expect("engine starts")
 }
 
 fn peer() -> UdpSocket {
@@ -38,17 +24,7 @@ fn peer() -> UdpSocket {
 }
 
 fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
-    let mut buf = vec![0u8; 300];
-    let n = RtpBuilder::new()
-        .payload_type(8)
-        .sequence_number(seq)
-        .timestamp(u32::from(seq) * 160)
-        .ssrc(ssrc)
-        .payload(&[seq as u8; 160])
-        .emit(&mut buf)
-        .unwrap();
-    buf.truncate(n);
-    buf
+    rtp_packet(8, ssrc, seq, seq as u8)
 }
 
 fn recv(s: &UdpSocket) -> Option<Vec<u8>> {

@@ -3,35 +3,21 @@
 //! worker, and media flows SRTP <-> RTP; a fingerprint mismatch or a peer that
 //! never answers closes the call with an event and installs no keys.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtp_control::dataplane::{BackendChoice, BackendKind};
+use common::{builder, rtp_packet};
 use rtp_control::dtls::{
     Certificate, DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsKeys, Fingerprint, Role,
 };
 use rtp_control::{CloseReason, DtlsLegParams, Engine, EngineEvent, LegConfig};
-use rtp_core::rtp::RtpBuilder;
 use rtp_core::srtp::SrtpContext;
 
-fn free_range(len: u16) -> (u16, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    let first = if p > 60000 { p - 2 * len } else { p + 2 };
-    (first, first + len - 1)
-}
-
 fn engine(dtls: DtlsConfig) -> Engine {
-    let (lo, hi) = free_range(20);
-    Engine::builder()
-        .ports(lo, hi)
-        .backend(BackendChoice::Only(BackendKind::Mmsg))
-        .pool_frames(1024)
-        .check_interval(Duration::from_millis(50))
-        .dtls(dtls)
-        .start()
-        .expect("engine starts")
+    builder(20).dtls(dtls).start().expect("engine starts")
 }
 
 fn sock() -> UdpSocket {
@@ -41,17 +27,7 @@ fn sock() -> UdpSocket {
 }
 
 fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
-    let mut buf = vec![0u8; 300];
-    let n = RtpBuilder::new()
-        .payload_type(0)
-        .sequence_number(seq)
-        .timestamp(u32::from(seq) * 160)
-        .ssrc(ssrc)
-        .payload(&[seq as u8; 160])
-        .emit(&mut buf)
-        .unwrap();
-    buf.truncate(n);
-    buf
+    rtp_packet(0, ssrc, seq, seq as u8)
 }
 
 fn recv(s: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAddr)> {

@@ -3,32 +3,19 @@
 //! end), reads the peers' SRs and RRs (RTT, remote SR), exposes quality through
 //! `rtcp_stats` and raises quality events; a pass-through call relays RTCP.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use rtp_control::dataplane::{BackendChoice, BackendKind};
+use common::{builder, rtp_packet};
 use rtp_control::rtcp::{Avpf, IntervalConfig, QualityMetric, XrConfig};
 use rtp_control::{Engine, EngineEvent, LegConfig, RtcpConfig, RtcpMode};
 use rtp_core::rtcp::{Compound, ReportBlock, RrRepr, RtcpPacket, RtcpWrite, SrRepr, XrBlock};
-use rtp_core::rtp::RtpBuilder;
 use rtp_core::time::NtpTime;
 
-fn free_range(len: u16) -> (u16, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    let first = if p > 60000 { p - 2 * len } else { p + 2 };
-    (first, first + len - 1)
-}
-
 fn engine() -> Engine {
-    let (lo, hi) = free_range(20);
-    Engine::builder()
-        .ports(lo, hi)
-        .backend(BackendChoice::Only(BackendKind::Mmsg))
-        .pool_frames(1024)
-        .check_interval(Duration::from_millis(50))
-        .start()
-        .expect("engine starts")
+    builder(20).start().expect("engine starts")
 }
 
 fn peer() -> UdpSocket {
@@ -38,17 +25,7 @@ fn peer() -> UdpSocket {
 }
 
 fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
-    let mut buf = vec![0u8; 300];
-    let n = RtpBuilder::new()
-        .payload_type(0)
-        .sequence_number(seq)
-        .timestamp(u32::from(seq) * 160)
-        .ssrc(ssrc)
-        .payload(&[0xd5; 160])
-        .emit(&mut buf)
-        .unwrap();
-    buf.truncate(n);
-    buf
+    rtp_packet(0, ssrc, seq, 0xd5)
 }
 
 /// Fast reports for the test: AVPF timing with trr-int 300 ms.
