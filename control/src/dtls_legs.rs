@@ -8,6 +8,11 @@
 //! installed into the owning worker with one [`Command::UpdateLeg`]; a failure
 //! (timeout, fingerprint mismatch, fatal alert) is reported and the call closed.
 //!
+//! A server leg allocates its endpoint only for a ClientHello that carries a
+//! valid cookie for its source address ([`CookieKeys`]: the first hello gets a
+//! stateless HelloVerifyRequest); the handshake then runs with that address only,
+//! so spoofed or garbage datagrams can neither take a leg nor fail it.
+//!
 //! Timers cost O(log n) per due retransmission: a heap of deadlines, checked
 //! against each endpoint's current deadline when they come due (stale entries
 //! are skipped).
@@ -23,7 +28,8 @@ use std::time::Instant;
 use rtp_dataplane::{Command, LegSrtp, LegUpdate};
 
 use crate::dtls::{
-    Certificate, DtlsConfig, DtlsEndpoint, DtlsError, DtlsEvent, DtlsKeys, Fingerprint, Role,
+    Certificate, CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint, DtlsError, DtlsEvent,
+    DtlsKeys, Fingerprint, Role,
 };
 use crate::engine::CallId;
 
@@ -68,8 +74,9 @@ pub struct DtlsCounters {
     pub completed: u64,
     /// Handshakes failed (timeout, mismatch, alert, bad keys).
     pub failed: u64,
-    /// DTLS datagrams ignored: no DTLS leg, role undecided, or from a source
-    /// other than the one the handshake runs with.
+    /// DTLS datagrams ignored: no DTLS leg, role undecided, not a ClientHello
+    /// where one is due, or from a source other than the one the handshake runs
+    /// with.
     pub ignored: u64,
 }
 
@@ -93,6 +100,8 @@ pub(crate) struct DtlsLegs {
     fingerprint: Fingerprint,
     legs: HashMap<(CallId, usize), Leg>,
     timers: BinaryHeap<Reverse<(Instant, CallId, usize)>>,
+    /// Cookie secrets of server legs (rotated).
+    cookies: CookieKeys,
     pub counters: DtlsCounters,
 }
 
@@ -105,6 +114,7 @@ impl DtlsLegs {
             fingerprint,
             legs: HashMap::new(),
             timers: BinaryHeap::new(),
+            cookies: CookieKeys::new(Instant::now()),
             counters: DtlsCounters::default(),
         }
     }
@@ -205,6 +215,30 @@ impl DtlsLegs {
                 return;
             }
             (Some(Role::Server), None) => {
+                // The stateless front door: a hello without a valid cookie for
+                // its source address gets a HelloVerifyRequest and allocates
+                // nothing, so spoofed or garbage datagrams cannot take the leg.
+                match self.cookies.check(src, data) {
+                    CookieVerdict::Accept => {}
+                    CookieVerdict::Respond(hvr) => {
+                        out.push(Outcome::Command(
+                            l.worker,
+                            Command::SendOnLeg {
+                                session: call,
+                                leg,
+                                data: hvr,
+                                rtcp: false,
+                                protect: false,
+                                to: Some(src),
+                            },
+                        ));
+                        return;
+                    }
+                    CookieVerdict::Drop => {
+                        self.counters.ignored += 1;
+                        return;
+                    }
+                }
                 l.endpoint = Some(DtlsEndpoint::server(
                     self.config.clone(),
                     self.cert.clone(),
@@ -249,6 +283,7 @@ impl DtlsLegs {
 
     /// Runs the retransmission and handshake timers that are due.
     pub fn timers(&mut self, now: Instant, out: &mut Vec<Outcome>) {
+        self.cookies.rotate_if_due(now);
         while let Some(&Reverse((at, call, leg))) = self.timers.peek() {
             if at > now {
                 break;

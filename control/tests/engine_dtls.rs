@@ -168,6 +168,29 @@ fn engine_as_dtls_server_installs_keys_and_media_flows_both_ways() {
     // Before the handshake nothing reaches the DTLS side in the clear.
     a.send_to(&rtp(0xA, 999), call.legs[0].local).unwrap();
     assert!(recv(&d, Duration::from_millis(200)).is_none());
+    // Garbage and a cookie-less hello from someone else allocate nothing and do
+    // not fail the leg (the hello gets a HelloVerifyRequest, the garbage nothing).
+    let spoof = sock();
+    spoof
+        .send_to(
+            &[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3],
+            call.legs[1].local,
+        )
+        .unwrap();
+    let mut probe = DtlsEndpoint::client(
+        Arc::new(DtlsConfig::default()),
+        peer_cert().0,
+        None,
+        Instant::now(),
+    );
+    let hello = probe.poll_transmit().expect("a ClientHello");
+    spoof.send_to(&hello, call.legs[1].local).unwrap();
+    let (hvr, _) = recv(&spoof, Duration::from_secs(2)).expect("a HelloVerifyRequest");
+    assert_eq!(
+        (hvr[0], hvr[13]),
+        (22, 3),
+        "handshake record, HelloVerifyRequest"
+    );
     let ep = DtlsEndpoint::client(
         Arc::new(DtlsConfig::default()),
         cert,
