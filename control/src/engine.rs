@@ -52,6 +52,9 @@ pub struct EngineConfig {
     pub check_interval: Duration,
     /// SO_RCVBUF/SO_SNDBUF of media sockets.
     pub socket_buffer: Option<usize>,
+    /// Nice value of the control thread (DTLS handshakes, RTCP, signalling);
+    /// e.g. 10 lets workers that share its cores preempt it. `None`: inherited.
+    pub control_nice: Option<i32>,
     /// DTLS settings of DTLS-SRTP legs (MTU, timeouts, suites, SRTP profiles).
     pub dtls: DtlsConfig,
     /// Certificate and private key (PEM) of DTLS-SRTP legs; `None` generates a
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             srtp_failure_threshold: 100,
             check_interval: Duration::from_secs(1),
             socket_buffer: Some(1 << 20),
+            control_nice: None,
             dtls: DtlsConfig::default(),
             dtls_certificate: None,
             quality_thresholds: QualityThresholds::default(),
@@ -103,6 +107,11 @@ impl EngineConfig {
                     "advertise_ip {a} and bind_ip {} must be the same address family",
                     self.bind_ip
                 ));
+            }
+        }
+        if let Some(n) = self.control_nice {
+            if !(-20..=19).contains(&n) {
+                return bad(format!("control_nice {n} must be within -20..=19"));
             }
         }
         if self.dtls.mtu < 256 {
@@ -208,6 +217,12 @@ impl EngineBuilder {
         self.cfg = cfg;
         self
     }
+    /// Nice value of the control thread (see [`EngineConfig::control_nice`]).
+    pub fn control_nice(mut self, n: i32) -> Self {
+        self.cfg.control_nice = Some(n);
+        self
+    }
+
     /// DTLS settings of DTLS-SRTP legs.
     pub fn dtls(mut self, d: DtlsConfig) -> Self {
         self.cfg.dtls = d;
@@ -502,9 +517,15 @@ impl Engine {
             outgoing: Vec::new(),
         };
         let s = stop.clone();
+        let nice = control.cfg.control_nice;
         let thread = std::thread::Builder::new()
             .name("rtp-control".into())
-            .spawn(move || control.run(req_rx, s))
+            .spawn(move || {
+                if let Some(n) = nice {
+                    rtp_dataplane::sys::set_thread_nice(n);
+                }
+                control.run(req_rx, s)
+            })
             .map_err(|e| EngineError::Dataplane(format!("cannot start the control thread: {e}")))?;
         Ok(Engine {
             requests: req_tx,

@@ -349,6 +349,18 @@ pub fn set_timer_slack_ns(ns: u64) -> bool {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
 }
 
+/// Sets the calling thread's nice value (-20..=19; higher yields to others), e.g.
+/// a control thread that must not delay the dataplane workers it shares cores
+/// with. Raising priority (negative values) needs CAP_SYS_NICE.
+pub fn set_thread_nice(nice: i32) -> bool {
+    // SAFETY: gettid has no preconditions; setpriority(PRIO_PROCESS, tid) changes
+    // only that thread's nice value on Linux.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice.clamp(-20, 19)) == 0
+    }
+}
+
 /// Waits until `fd` is readable or `timeout` passes (nanosecond resolution, ppoll);
 /// returns whether it is readable.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {

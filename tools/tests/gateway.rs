@@ -701,6 +701,22 @@ fn the_example_config_parses_and_bad_configs_are_refused() {
     };
     let e = Gateway::start(&bad).unwrap_err();
     assert!(e.contains("port"), "{e}");
+    assert_eq!(c.dtls_mtu, 1200);
+    let only_cert = GatewayConfig::from_toml("dtls_cert = \"/nonexistent.crt\"").unwrap();
+    let e = Gateway::start(&only_cert).unwrap_err();
+    assert!(e.contains("dtls_cert and dtls_key"), "{e}");
+    let missing = GatewayConfig::from_toml(
+        "dtls_cert = \"/nonexistent.crt\"\ndtls_key = \"/nonexistent.key\"",
+    )
+    .unwrap();
+    let e = Gateway::start(&missing).unwrap_err();
+    assert!(e.contains("/nonexistent.crt"), "{e}");
+    let nice = GatewayConfig {
+        control_nice: Some(40),
+        ..GatewayConfig::default()
+    };
+    let e = Gateway::start(&nice).unwrap_err();
+    assert!(e.contains("control_nice"), "{e}");
 }
 
 #[test]
@@ -861,4 +877,33 @@ fn ng_over_tcp_answers_back_to_back_messages() {
     assert_eq!(list.get_str("result"), Some("ok"));
     drop(s);
     gw.shutdown();
+}
+
+#[test]
+fn the_gateway_uses_the_configured_dtls_certificate() {
+    use rtp_tools::interop::{have_openssl, openssl_cert, openssl_fingerprint, require};
+    if !require(have_openssl(), "openssl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gw-dtls-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = openssl_cert(&dir, "gw", false).unwrap();
+    let (lo, hi) = free_range(20);
+    let gw = Gateway::start(&GatewayConfig {
+        listen_ng: "127.0.0.1:0".parse().unwrap(),
+        port_min: lo,
+        port_max: hi,
+        backend: "mmsg".into(),
+        dtls_cert: Some(cert.clone()),
+        dtls_key: Some(key),
+        control_nice: Some(5),
+        ..GatewayConfig::default()
+    })
+    .unwrap();
+    assert_eq!(
+        gw.ng().engine().fingerprint().to_string(),
+        openssl_fingerprint(&cert).unwrap()
+    );
+    gw.shutdown();
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -56,6 +56,18 @@ struct Cli {
     /// Seconds without media before a call is deleted (0: never).
     #[arg(long)]
     media_timeout: Option<u64>,
+    /// Nice value of the control thread.
+    #[arg(long)]
+    control_nice: Option<i32>,
+    /// DTLS certificate (PEM file), with --dtls-key.
+    #[arg(long, requires = "dtls_key")]
+    dtls_cert: Option<PathBuf>,
+    /// DTLS private key (PEM file), with --dtls-cert.
+    #[arg(long, requires = "dtls_cert")]
+    dtls_key: Option<PathBuf>,
+    /// Largest DTLS datagram to send.
+    #[arg(long)]
+    dtls_mtu: Option<usize>,
 }
 
 fn config(cli: &Cli) -> Result<GatewayConfig, String> {
@@ -77,8 +89,16 @@ fn config(cli: &Cli) -> Result<GatewayConfig, String> {
         backend,
         idle,
         max_calls,
-        media_timeout
+        media_timeout,
+        dtls_mtu
     );
+    if cli.control_nice.is_some() {
+        c.control_nice = cli.control_nice;
+    }
+    if cli.dtls_cert.is_some() {
+        c.dtls_cert = cli.dtls_cert.clone();
+        c.dtls_key = cli.dtls_key.clone();
+    }
     if cli.listen_tcp_ng.is_some() {
         c.listen_tcp_ng = cli.listen_tcp_ng;
     }

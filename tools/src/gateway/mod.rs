@@ -53,6 +53,17 @@ pub struct GatewayConfig {
     pub media_timeout: u64,
     /// Seconds a reply stays in the retransmission cache.
     pub cookie_ttl: u64,
+    /// Nice value of the engine's control thread (DTLS handshakes, RTCP): a
+    /// positive value lets the workers preempt it. `None`: inherited.
+    pub control_nice: Option<i32>,
+    /// DTLS-SRTP certificate (PEM file); with `dtls_key`. Unset: a self-signed
+    /// ECDSA P-256 certificate is generated at start.
+    pub dtls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM file) of `dtls_cert`.
+    pub dtls_key: Option<std::path::PathBuf>,
+    /// Largest DTLS datagram the gateway sends (handshake flights are fragmented
+    /// to fit).
+    pub dtls_mtu: usize,
 }
 
 impl Default for GatewayConfig {
@@ -72,6 +83,10 @@ impl Default for GatewayConfig {
             max_calls: 10_000,
             media_timeout: 60,
             cookie_ttl: 30,
+            control_nice: None,
+            dtls_cert: None,
+            dtls_key: None,
+            dtls_mtu: 1200,
         }
     }
 }
@@ -112,6 +127,18 @@ impl GatewayConfig {
             media_timeout: (self.media_timeout > 0)
                 .then(|| Duration::from_secs(self.media_timeout)),
             ..EngineConfig::default()
+        };
+        c.control_nice = self.control_nice;
+        c.dtls.mtu = self.dtls_mtu;
+        c.dtls_certificate = match (&self.dtls_cert, &self.dtls_key) {
+            (Some(cp), Some(kp)) => Some((
+                std::fs::read_to_string(cp)
+                    .map_err(|e| format!("dtls_cert {}: {e}", cp.display()))?,
+                std::fs::read_to_string(kp)
+                    .map_err(|e| format!("dtls_key {}: {e}", kp.display()))?,
+            )),
+            (None, None) => None,
+            _ => return Err("dtls_cert and dtls_key go together: set both or neither".into()),
         };
         c.dataplane.workers = self.workers;
         c.dataplane.cores = self.cores.clone();
