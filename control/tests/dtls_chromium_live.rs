@@ -247,11 +247,9 @@ fn chromium_answerer_child() {
                         }
                     }
                 }
-                20..=63 => {
-                    if Some(from) == peer {
-                        if let Some(e) = ep.as_mut() {
-                            e.handle_datagram(&buf[..n], now);
-                        }
+                20..=63 if Some(from) == peer => {
+                    if let Some(e) = ep.as_mut() {
+                        e.handle_datagram(&buf[..n], now);
                     }
                 }
                 128..=191 => {
