@@ -445,3 +445,21 @@ fn server_without_client_certificate_request() {
     assert!(s.peer_certificate.is_empty());
     let _ = DtlsEvent::Closed;
 }
+
+#[test]
+fn absurd_timer_configuration_does_not_panic() {
+    let c = DtlsConfig {
+        initial_timeout: Duration::MAX,
+        max_timeout: Duration::MAX,
+        handshake_timeout: Duration::MAX,
+        mtu: 0,
+        ..cfg()
+    };
+    let (cc, _) = certs();
+    let now = std::time::Instant::now();
+    let mut ep = DtlsEndpoint::client(Arc::new(c), cc, None, now);
+    let d = ep.poll_transmit().unwrap();
+    assert!(d.len() <= 64, "MTU floor of 64 bytes");
+    ep.handle_timeout(now + Duration::from_secs(3600));
+    assert!(!ep.is_closed());
+}

@@ -102,6 +102,13 @@ struct Handshake {
 
 type Fail = (u8, DtlsError);
 
+/// `now + d`, saturating at about a century for absurd configured durations.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 fn decode(e: DtlsError) -> Fail {
     (alert::DECODE_ERROR, e)
 }
@@ -162,7 +169,7 @@ impl DtlsEndpoint {
         DtlsEndpoint {
             role,
             rto: config.initial_timeout,
-            deadline: now + config.handshake_timeout,
+            deadline: later(now, config.handshake_timeout),
             config,
             cert,
             expected_peer,
@@ -312,8 +319,8 @@ impl DtlsEndpoint {
             if now >= t {
                 self.transmit_flight();
                 self.retransmissions += 1;
-                self.rto = (self.rto * 2).min(self.config.max_timeout);
-                self.retransmit_at = Some(now + self.rto);
+                self.rto = self.rto.saturating_mul(2).min(self.config.max_timeout);
+                self.retransmit_at = Some(later(now, self.rto));
             }
         }
     }
@@ -430,7 +437,7 @@ impl DtlsEndpoint {
     fn send_flight(&mut self, flight: Vec<OutMsg>, expect_reply: bool, now: Instant) {
         self.flight = flight;
         self.rto = self.config.initial_timeout;
-        self.retransmit_at = expect_reply.then(|| now + self.rto);
+        self.retransmit_at = expect_reply.then(|| later(now, self.rto));
         self.transmit_flight();
     }
 

@@ -12,6 +12,33 @@
 //! ECDSA P-256; peers may present ECDSA (P-256, P-384) or RSA certificates.
 //!
 //! [`CookieKeys`] is the optional stateless front door for servers (HelloVerifyRequest).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use rtp_control::dtls::{Certificate, DtlsConfig, DtlsEndpoint, DtlsEvent};
+//!
+//! let config = Arc::new(DtlsConfig::default());
+//! let (a, b) = (Arc::new(Certificate::generate()?), Arc::new(Certificate::generate()?));
+//! let now = Instant::now();
+//! // The expected fingerprints come from SDP (`a=fingerprint`).
+//! let mut client = DtlsEndpoint::client(config.clone(), a.clone(), Some(b.fingerprint()), now);
+//! let mut server = DtlsEndpoint::server(config, b, Some(a.fingerprint()), now);
+//! // A lossless in-memory "network"; a real owner sends to a socket and calls
+//! // handle_timeout at poll_timeout.
+//! while !(client.is_connected() && server.is_connected()) {
+//!     while let Some(d) = client.poll_transmit() {
+//!         server.handle_datagram(&d, now);
+//!     }
+//!     while let Some(d) = server.poll_transmit() {
+//!         client.handle_datagram(&d, now);
+//!     }
+//! }
+//! let Some(DtlsEvent::Connected(keys)) = client.poll_event() else { unreachable!() };
+//! let (outbound, inbound) = keys.srtp_configs()?; // SrtpConfig for SrtpContext::new
+//! # let _ = (outbound, inbound);
+//! # Ok::<(), rtp_control::dtls::DtlsError>(())
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
