@@ -463,3 +463,21 @@ fn absurd_timer_configuration_does_not_panic() {
     ep.handle_timeout(now + Duration::from_secs(3600));
     assert!(!ep.is_closed());
 }
+
+#[test]
+fn spoofed_far_ahead_epoch0_record_does_not_block_the_handshake() {
+    let mut p = Pair::new(17, Netem::perfect(), cfg(), cfg());
+    // A junk handshake record with record sequence number 2^48 - 1, to both sides,
+    // before anything else arrives.
+    let mut junk = vec![
+        22, 0xFE, 0xFD, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 1, 0,
+    ];
+    junk[11..13].copy_from_slice(&1u16.to_be_bytes());
+    let now = p.now;
+    p.client.handle_datagram(&junk, now);
+    p.server.handle_datagram(&junk, now);
+    p.run(Duration::from_secs(5));
+    let (c, s) = p.keys();
+    assert_eq!(c.keying_material, s.keying_material);
+    assert!(p.client.dropped_records() >= 1);
+}
