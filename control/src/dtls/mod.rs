@@ -474,3 +474,89 @@ pub fn alert_name(description: u8) -> &'static str {
         _ => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_suite_names_and_ids() {
+        for s in CipherSuite::ALL {
+            assert_eq!(CipherSuite::from_id(s.id()), Some(s));
+            assert_eq!(s.to_string().parse::<CipherSuite>().unwrap(), s);
+            assert_eq!(
+                s.openssl_name()
+                    .to_lowercase()
+                    .parse::<CipherSuite>()
+                    .unwrap(),
+                s
+            );
+        }
+        assert_eq!(
+            "ECDHE-RSA-CHACHA20-POLY1305"
+                .parse::<CipherSuite>()
+                .unwrap()
+                .id(),
+            0xCCA8
+        );
+        assert!("AES128-SHA".parse::<CipherSuite>().is_err());
+        assert_eq!(CipherSuite::from_id(0x002F), None);
+        assert_eq!(NamedGroup::from_id(0x11EC), None);
+        assert_eq!(NamedGroup::from_id(29), Some(NamedGroup::X25519));
+    }
+
+    #[test]
+    fn keys_debug_hides_secrets() {
+        let k = DtlsKeys {
+            role: Role::Client,
+            cipher_suite: CipherSuite::EcdheEcdsaAes128GcmSha256,
+            group: NamedGroup::X25519,
+            srtp_profile: SrtpProfile::AesCm128HmacSha1_80,
+            extended_master_secret: true,
+            keying_material: vec![0xAB; 60],
+            peer_fingerprint: Fingerprint::of_der(FingerprintAlgorithm::Sha256, b"x"),
+            peer_certificate: b"x".to_vec(),
+            master_secret: vec![0xCD; 48],
+            randoms: vec![0; 64],
+        };
+        let d = format!("{k:?}");
+        assert!(d.contains("<60 bytes>"), "{d}");
+        assert!(
+            !d.contains("171") && !d.contains("AB, AB") && !d.contains("205"),
+            "{d}"
+        );
+        let (out, inb) = k.srtp_configs().unwrap();
+        assert_eq!(out.profile(), SrtpProfile::AesCm128HmacSha1_80);
+        assert_eq!(inb.profile(), SrtpProfile::AesCm128HmacSha1_80);
+        let bad = DtlsKeys {
+            keying_material: vec![0; 10],
+            ..k
+        };
+        assert!(matches!(bad.srtp_configs(), Err(DtlsError::Srtp(_))));
+    }
+
+    #[test]
+    fn fingerprint_known_answer() {
+        // FIPS 180-2 example: SHA-256("abc").
+        assert_eq!(
+            Fingerprint::of_der(FingerprintAlgorithm::Sha256, b"abc").to_string(),
+            "sha-256 BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:\
+             B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
+        );
+    }
+
+    #[test]
+    fn fingerprint_algorithms() {
+        for (alg, len) in [
+            (FingerprintAlgorithm::Sha1, 20),
+            (FingerprintAlgorithm::Sha256, 32),
+            (FingerprintAlgorithm::Sha384, 48),
+            (FingerprintAlgorithm::Sha512, 64),
+        ] {
+            let f = Fingerprint::of_der(alg, b"certificate");
+            assert_eq!(f.bytes.len(), len);
+            assert_eq!(f.to_string().parse::<Fingerprint>().unwrap(), f);
+            assert!(f.to_string().starts_with(alg.name()));
+        }
+    }
+}
