@@ -481,3 +481,35 @@ fn spoofed_far_ahead_epoch0_record_does_not_block_the_handshake() {
     assert_eq!(c.keying_material, s.keying_material);
     assert!(p.client.dropped_records() >= 1);
 }
+
+#[test]
+fn dtls10_only_client_gets_protocol_version_alert() {
+    let (cc, sc) = certs();
+    let now = std::time::Instant::now();
+    let mut client = DtlsEndpoint::client(Arc::new(cfg()), cc, None, now);
+    let mut ch = client.poll_transmit().unwrap();
+    // client_version (after the 13-byte record and 12-byte handshake headers).
+    assert_eq!(&ch[25..27], &[0xFE, 0xFD]);
+    ch[25..27].copy_from_slice(&[0xFE, 0xFF]);
+    let mut server = DtlsEndpoint::server(Arc::new(cfg()), sc, None, now);
+    server.handle_datagram(&ch, now);
+    assert!(matches!(
+        server.poll_event(),
+        Some(DtlsEvent::Failed(DtlsError::ProtocolVersion))
+    ));
+    let alert = server.poll_transmit().unwrap();
+    assert_eq!(
+        (alert[0], &alert[13..]),
+        (21, &[2u8, 70][..]),
+        "fatal protocol_version"
+    );
+    assert!(server.is_closed());
+    client.handle_datagram(&alert, now);
+    assert!(matches!(
+        client.poll_event(),
+        Some(DtlsEvent::Failed(DtlsError::AlertReceived {
+            level: 2,
+            description: 70
+        }))
+    ));
+}
