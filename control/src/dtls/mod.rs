@@ -52,6 +52,7 @@ mod cookie;
 mod crypto;
 mod ecdhe;
 mod endpoint;
+mod flight;
 mod fragment;
 mod messages;
 mod record;
