@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use rtp_control::dtls::{Certificate, DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsKeys, Fingerprint};
+use rtp_control::dtls::{
+    Certificate, CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsKeys,
+    Fingerprint,
+};
 use rtp_core::srtp::SrtpContext;
 
 const CHILD_ENV: &str = "RTP_DTLS_CHROMIUM_CHILD";
@@ -42,7 +45,7 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn run_live(setup: &str) {
+fn run_live(setup: &str, cookie: bool) {
     let Some(dir) = recipes() else {
         eprintln!("note: interop recipes not found, Chromium live test skipped");
         return;
@@ -51,8 +54,10 @@ fn run_live(setup: &str) {
         eprintln!("note: chromium/unshare/dumpcap/tshark missing, Chromium live test skipped");
         return;
     }
-    let work =
-        std::env::temp_dir().join(format!("rtp-dtls-chromium-{setup}-{}", std::process::id()));
+    let work = std::env::temp_dir().join(format!(
+        "rtp-dtls-chromium-{setup}-{cookie}-{}",
+        std::process::id()
+    ));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).unwrap();
     let exe = std::env::current_exe().unwrap();
@@ -71,6 +76,7 @@ fn run_live(setup: &str) {
         ])
         .env(CHILD_ENV, &work)
         .env("RTP_DTLS_CHROMIUM_SETUP", setup)
+        .env("RTP_DTLS_CHROMIUM_COOKIE", if cookie { "1" } else { "0" })
         .env("TIMEOUT", "60")
         .output()
         .unwrap();
@@ -96,17 +102,28 @@ fn run_live(setup: &str) {
     assert!(result.contains("SRTP_FAIL=0"), "{result}");
     // Chromium reports DTLS 1.2 with our parameters.
     assert!(stdout.contains("tlsVersion=FEFD"), "{stdout}");
+    if cookie {
+        assert!(
+            !result.contains("HVR_SENT=0"),
+            "no HelloVerifyRequest sent\n{result}"
+        );
+    }
     let _ = fs::remove_dir_all(&work);
 }
 
 #[test]
 fn chromium_is_dtls_client_we_are_server() {
-    run_live("passive");
+    run_live("passive", false);
+}
+
+#[test]
+fn chromium_is_dtls_client_through_the_cookie_exchange() {
+    run_live("passive", true);
 }
 
 #[test]
 fn chromium_is_dtls_server_we_are_client() {
-    run_live("active");
+    run_live("active", false);
 }
 
 // ------------------------------------------------------------------ the answerer
@@ -209,6 +226,9 @@ fn chromium_answerer_child() {
     fs::rename(work.join("answer.tmp"), work.join("answer.sdp")).unwrap();
 
     let cfg = Arc::new(DtlsConfig::default());
+    let cookies = (std::env::var("RTP_DTLS_CHROMIUM_COOKIE").as_deref() == Ok("1"))
+        .then(|| CookieKeys::new(Instant::now()));
+    let mut hvr_sent = 0usize;
     let mut ep: Option<DtlsEndpoint> = None;
     let mut peer: Option<SocketAddr> = None;
     let mut keys: Option<Box<DtlsKeys>> = None;
@@ -229,6 +249,8 @@ fn chromium_answerer_child() {
                         let _ = sock.send_to(&r, from);
                         if peer.is_none() {
                             peer = Some(from);
+                        }
+                        if ep.is_none() && cookies.is_none() {
                             ep = Some(if setup == "passive" {
                                 DtlsEndpoint::server(
                                     cfg.clone(),
@@ -248,6 +270,24 @@ fn chromium_answerer_child() {
                     }
                 }
                 20..=63 if Some(from) == peer => {
+                    if ep.is_none() {
+                        // The stateless front door: endpoints only for a valid cookie.
+                        match cookies.as_ref().map(|c| c.check(from, &buf[..n])) {
+                            Some(CookieVerdict::Respond(hvr)) => {
+                                hvr_sent += 1;
+                                let _ = sock.send_to(&hvr, from);
+                            }
+                            Some(CookieVerdict::Accept) => {
+                                ep = Some(DtlsEndpoint::server(
+                                    cfg.clone(),
+                                    cert.clone(),
+                                    Some(fp.clone()),
+                                    now,
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
                     if let Some(e) = ep.as_mut() {
                         e.handle_datagram(&buf[..n], now);
                     }
@@ -291,7 +331,7 @@ fn chromium_answerer_child() {
             }
         }
     }
-    result.push_str(&format!("STUN_ANSWERED={stun}\n"));
+    result.push_str(&format!("STUN_ANSWERED={stun}\nHVR_SENT={hvr_sent}\n"));
     if let Some(k) = &keys {
         result.push_str(&format!(
             "CONNECTED=1\nROLE={:?}\nCIPHER={}\nGROUP={:?}\nSRTP_PROFILE={:?}\nEMS={}\nPEER_FINGERPRINT_OK={}\n",
