@@ -830,3 +830,61 @@ fn renegotiation_refused_application_data_both_ways() {
         "s_server did not try to renegotiate\n{log}"
     );
 }
+
+/// An OpenSSL client without a certificate: our server (which requires one, as
+/// DTLS-SRTP needs the fingerprint) fails the handshake with NoCertificate.
+#[test]
+fn server_rejects_client_without_certificate() {
+    if !openssl_ok() {
+        return;
+    }
+    let w = Work::new();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_client")
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-noservername",
+            "-dtls1_2",
+        ])
+        .args(["-use_srtp", "SRTP_AES128_CM_SHA1_80"])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(w.path("nocert.out")).unwrap())
+        .stderr(fs::File::create(w.path("nocert.err")).unwrap());
+    let mut proc = Proc(cmd.spawn().unwrap());
+    let cert = Arc::new(Certificate::generate().unwrap());
+    let mut d = Driver {
+        sock,
+        ep: None,
+        peer: None,
+        cookies: None,
+        server_cfg: Some((Arc::new(our_cfg(1200)), cert)),
+        keys: None,
+        failed: None,
+        closed: false,
+        max_sent: 0,
+        app: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && d.failed.is_none() && d.keys.is_none() {
+        d.step(deadline);
+    }
+    assert!(d.keys.is_none());
+    assert_eq!(
+        d.failed,
+        Some(rtp_control::dtls::DtlsError::NoCertificate.to_string())
+    );
+    // s_client hears our fatal alert and gives up.
+    let t = Instant::now() + Duration::from_secs(5);
+    let mut status = None;
+    while Instant::now() < t && status.is_none() {
+        d.step(t);
+        status = proc.0.try_wait().unwrap();
+    }
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "s_client should fail: {status:?}"
+    );
+}
