@@ -198,6 +198,7 @@ fn lossy_with_small_mtu_and_defaults() {
             }
         }
     }
+    eprintln!("{ok}/20 handshakes completed within the default 30 s budget");
     assert!(ok >= 17, "only {ok}/20 handshakes completed");
 }
 
