@@ -270,6 +270,48 @@ impl Default for DtlsConfig {
     }
 }
 
+impl DtlsConfig {
+    /// Checks the configuration: something to offer in every list, SRTP
+    /// profiles that DTLS-SRTP can negotiate, non-zero timers and limits.
+    /// Endpoints work with any value (they clamp or fail the handshake); this
+    /// turns a mistake into an error message up front.
+    pub fn validate(&self) -> Result<(), DtlsError> {
+        let bad = |s: String| Err(DtlsError::Config(s));
+        if self.cipher_suites.is_empty() {
+            return bad("no cipher suites".into());
+        }
+        if self.groups.is_empty() {
+            return bad("no ECDHE groups".into());
+        }
+        if self.srtp_profiles.is_empty() {
+            return bad("no SRTP profiles".into());
+        }
+        if let Some(p) = self.srtp_profiles.iter().find(|p| p.dtls_id().is_none()) {
+            return bad(format!(
+                "SRTP profile {} cannot be negotiated with DTLS-SRTP",
+                p.sdes_name()
+            ));
+        }
+        if self.mtu < 64 {
+            return bad(format!("mtu {} is below 64", self.mtu));
+        }
+        if self.initial_timeout.is_zero() || self.max_timeout < self.initial_timeout {
+            return bad("initial_timeout must be > 0 and <= max_timeout".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("handshake_timeout must be > 0".into());
+        }
+        if self.max_handshake_message < 1024
+            || self.max_buffered_fragments < self.max_handshake_message
+        {
+            return bad(
+                "max_handshake_message must be >= 1024 and <= max_buffered_fragments".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What an endpoint reports to its owner.
 #[derive(Debug, Clone)]
 pub enum DtlsEvent {
@@ -504,6 +546,44 @@ mod tests {
         assert_eq!(CipherSuite::from_id(0x002F), None);
         assert_eq!(NamedGroup::from_id(0x11EC), None);
         assert_eq!(NamedGroup::from_id(29), Some(NamedGroup::X25519));
+    }
+
+    #[test]
+    fn config_validation() {
+        DtlsConfig::default().validate().unwrap();
+        let bad = [
+            DtlsConfig {
+                cipher_suites: vec![],
+                ..Default::default()
+            },
+            DtlsConfig {
+                groups: vec![],
+                ..Default::default()
+            },
+            DtlsConfig {
+                srtp_profiles: vec![],
+                ..Default::default()
+            },
+            DtlsConfig {
+                srtp_profiles: vec![SrtpProfile::AesCm256HmacSha1_80],
+                ..Default::default()
+            },
+            DtlsConfig {
+                mtu: 10,
+                ..Default::default()
+            },
+            DtlsConfig {
+                initial_timeout: Duration::ZERO,
+                ..Default::default()
+            },
+            DtlsConfig {
+                max_handshake_message: 10,
+                ..Default::default()
+            },
+        ];
+        for c in bad {
+            assert!(matches!(c.validate(), Err(DtlsError::Config(_))), "{c:?}");
+        }
     }
 
     #[test]
