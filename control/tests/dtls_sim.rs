@@ -514,3 +514,38 @@ fn dtls10_only_client_gets_protocol_version_alert() {
         }))
     ));
 }
+
+/// The client's second flight delivered in reverse order (Finished first, then
+/// ChangeCipherSpec, then the messages before it): the server keeps the early
+/// epoch-1 record and the early ChangeCipherSpec, and completes without waiting
+/// for a retransmission.
+#[test]
+fn reversed_client_flight_completes_without_retransmission() {
+    let c = DtlsConfig { mtu: 64, ..cfg() };
+    let (cc, sc) = certs();
+    let now = std::time::Instant::now();
+    let mut client = DtlsEndpoint::client(Arc::new(c.clone()), cc, None, now);
+    let mut server = DtlsEndpoint::server(Arc::new(c), sc, None, now);
+    let drain = |e: &mut DtlsEndpoint| std::iter::from_fn(|| e.poll_transmit()).collect::<Vec<_>>();
+    for d in drain(&mut client) {
+        server.handle_datagram(&d, now);
+    }
+    for d in drain(&mut server) {
+        client.handle_datagram(&d, now);
+    }
+    let flight5 = drain(&mut client);
+    assert!(flight5.len() > 5, "small MTU: many datagrams");
+    // The last two datagrams are the ChangeCipherSpec and the Finished.
+    assert_eq!(flight5[flight5.len() - 2][0], 20);
+    assert_eq!(&flight5[flight5.len() - 1][3..5], &[0, 1]);
+    for d in flight5.iter().rev() {
+        server.handle_datagram(d, now);
+    }
+    assert!(server.is_connected(), "{server:?}");
+    assert_eq!(server.retransmissions(), 0);
+    for d in drain(&mut server) {
+        client.handle_datagram(&d, now);
+    }
+    assert!(client.is_connected());
+    assert_eq!(client.retransmissions(), 0);
+}

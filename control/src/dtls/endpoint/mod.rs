@@ -17,8 +17,8 @@ use super::flight::{OutMsg, RecordWriter};
 use super::fragment::{Message, PushResult, Reassembler};
 use super::messages::*;
 use super::record::{
-    parse_records, ReplayWindow, CT_ALERT, CT_APPLICATION_DATA, CT_CHANGE_CIPHER_SPEC,
-    CT_HANDSHAKE, DTLS12, HEADER_LEN,
+    parse_records, write_record, ReplayWindow, CT_ALERT, CT_APPLICATION_DATA,
+    CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE, DTLS12, HEADER_LEN,
 };
 mod client;
 mod server;
@@ -46,6 +46,10 @@ mod alert {
 const MAX_QUEUED_DATAGRAMS: usize = 128;
 /// The most undelivered events (application data beyond it is dropped).
 const MAX_QUEUED_EVENTS: usize = 256;
+/// Epoch-1 records kept while waiting for the peer's ChangeCipherSpec.
+const MAX_EARLY_RECORDS: usize = 8;
+/// Largest early record kept (a Finished, or application data, is small).
+const MAX_EARLY_RECORD_LEN: usize = 2048;
 /// The most HelloVerifyRequests a client follows.
 const MAX_HELLO_VERIFY: u8 = 4;
 /// Smallest usable MTU (we clamp below it).
@@ -130,6 +134,12 @@ pub struct DtlsEndpoint {
     events: VecDeque<DtlsEvent>,
     /// Sequence number of the record being processed.
     current_record_seq: u64,
+    /// The peer's ChangeCipherSpec arrived before the messages it follows.
+    early_ccs: bool,
+    /// Epoch-1 records that arrived before the switch (bounded), replayed after it.
+    early_records: Vec<(u8, u64, Vec<u8>)>,
+    /// Set when the read epoch switched and `early_records` should be replayed.
+    replay_early: bool,
     dropped_records: u64,
     retransmissions: u64,
 }
@@ -180,6 +190,9 @@ impl DtlsEndpoint {
             out: VecDeque::new(),
             events: VecDeque::new(),
             current_record_seq: 0,
+            early_ccs: false,
+            early_records: Vec::new(),
+            replay_early: false,
             dropped_records: 0,
             retransmissions: 0,
         }
@@ -360,6 +373,7 @@ impl DtlsEndpoint {
 
     fn free(&mut self) {
         self.hs = None;
+        self.early_records = Vec::new();
         self.flight = Vec::new();
         self.reasm.clear();
         self.retransmit_at = None;
@@ -460,8 +474,19 @@ impl DtlsEndpoint {
                     self.replay[1].mark(rec.seq);
                     &plain
                 }
+                1 if self.hs.is_some()
+                    && self.early_records.len() < MAX_EARLY_RECORDS
+                    && rec.body.len() <= MAX_EARLY_RECORD_LEN =>
+                {
+                    // Epoch 1 before the peer's ChangeCipherSpec (reordering):
+                    // kept, opened after the switch.
+                    self.early_records
+                        .push((rec.content_type, rec.seq, rec.body.to_vec()));
+                    continue;
+                }
                 _ => {
-                    // A future epoch (keys not yet known) or garbage.
+                    // A future epoch (keys not yet known), too many early
+                    // records, or garbage.
                     self.dropped_records += 1;
                     continue;
                 }
@@ -498,6 +523,14 @@ impl DtlsEndpoint {
                 self.fail(Some(a), e);
             }
         }
+        if std::mem::take(&mut self.replay_early) && !self.early_records.is_empty() {
+            let mut d = Vec::new();
+            for (ct, seq, body) in std::mem::take(&mut self.early_records) {
+                write_record(&mut d, ct, DTLS12, 1, seq, &body);
+            }
+            // read_epoch is 1 now, so nothing is buffered again: one level deep.
+            self.handle_datagram(&d, now);
+        }
     }
 
     fn on_change_cipher_spec(&mut self, epoch: u16, body: &[u8]) {
@@ -505,17 +538,39 @@ impl DtlsEndpoint {
             self.dropped_records += 1;
             return;
         }
+        match self.state {
+            State::ClientWaitCcs | State::ServerWaitCcs => self.switch_read_epoch(),
+            // Early: the client's flight is still incomplete (reordering). The
+            // switch happens once the messages before it are in.
+            State::ServerWaitCertificate
+            | State::ServerWaitKeyExchange
+            | State::ServerWaitCertificateVerify => self.early_ccs = true,
+            // A retransmission: ignored.
+            _ => {}
+        }
+    }
+
+    /// Enters the wait for the peer's ChangeCipherSpec, switching at once if it
+    /// already came.
+    fn wait_for_ccs(&mut self, state: State) {
+        self.state = state;
+        if std::mem::take(&mut self.early_ccs) {
+            self.switch_read_epoch();
+        }
+    }
+
+    /// The peer's ChangeCipherSpec: read epoch 1 from now on.
+    fn switch_read_epoch(&mut self) {
         let next = match self.state {
             State::ClientWaitCcs => State::ClientWaitFinished,
             State::ServerWaitCcs => State::ServerWaitFinished,
-            // Early (messages before it still missing) or a retransmission:
-            // the peer's retransmission of the whole flight recovers.
             _ => return,
         };
         if let Some(c) = self.hs.as_mut().and_then(|h| h.pending_read.take()) {
             self.read_cipher = Some(c);
             self.read_epoch = 1;
             self.state = next;
+            self.replay_early = true;
         }
     }
 
@@ -692,7 +747,7 @@ impl DtlsEndpoint {
                 key.verify(scheme, &hs.transcript, &sig)
                     .map_err(|e| (alert::DECRYPT_ERROR, e))?;
                 self.add_transcript(&m);
-                self.state = State::ServerWaitCcs;
+                self.wait_for_ccs(State::ServerWaitCcs);
                 Ok(())
             }
             (State::ServerWaitFinished, HT_FINISHED) => {
@@ -820,6 +875,7 @@ impl DtlsEndpoint {
         // Keep only what retransmissions need: the last flight and the ciphers.
         self.hs = None;
         self.reasm.clear();
+        self.early_records = Vec::new();
         Ok(())
     }
 

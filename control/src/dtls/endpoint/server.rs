@@ -155,11 +155,11 @@ impl DtlsEndpoint {
             .map_err(|e| (alert::ILLEGAL_PARAMETER, e))?;
         self.add_transcript(m);
         self.derive_keys(suite, &pms)?;
-        self.state = if self.hs_ref()?.peer_key.is_some() {
-            State::ServerWaitCertificateVerify
+        if self.hs_ref()?.peer_key.is_some() {
+            self.state = State::ServerWaitCertificateVerify;
         } else {
-            State::ServerWaitCcs
-        };
+            self.wait_for_ccs(State::ServerWaitCcs);
+        }
         Ok(())
     }
 }
