@@ -343,7 +343,9 @@ pub struct DtlsKeys {
     pub keying_material: Vec<u8>,
     /// SHA-256 fingerprint of the peer's leaf certificate.
     pub peer_fingerprint: Fingerprint,
-    /// The peer's leaf certificate (DER).
+    /// The peer's leaf certificate (DER). Empty only on a server configured with
+    /// `require_client_certificate: false` (then `peer_fingerprint` is the hash of
+    /// nothing and identifies no one).
     pub peer_certificate: Vec<u8>,
     /// Master secret, kept for [`DtlsKeys::export`].
     pub(crate) master_secret: Vec<u8>,
