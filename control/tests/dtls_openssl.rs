@@ -187,6 +187,7 @@ struct Driver {
     failed: Option<String>,
     closed: bool,
     max_sent: usize,
+    app: Vec<Vec<u8>>,
 }
 
 impl Driver {
@@ -207,7 +208,7 @@ impl Driver {
                     DtlsEvent::Connected(k) => self.keys = Some(k),
                     DtlsEvent::Failed(e) => self.failed = Some(e.to_string()),
                     DtlsEvent::Closed => self.closed = true,
-                    DtlsEvent::ApplicationData(_) => {}
+                    DtlsEvent::ApplicationData(d) => self.app.push(d),
                 }
             }
         }
@@ -442,6 +443,7 @@ fn run_ossl_server(w: &Work, case: &Case) -> Result<String, String> {
         failed: None,
         closed: false,
         max_sent: 0,
+        app: Vec::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && d.keys.is_none() && d.failed.is_none() {
@@ -506,6 +508,7 @@ fn run_ossl_client(w: &Work, case: &Case) -> Result<String, String> {
         failed: None,
         closed: false,
         max_sent: 0,
+        app: Vec::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut exited = false;
@@ -741,4 +744,147 @@ fn certificate_from_openssl_pem() {
         }
     }
     assert!(client.is_connected() && server.is_connected());
+}
+
+/// OpenSSL's server asks to renegotiate (`r` on s_server's stdin): we refuse with
+/// a no_renegotiation warning and the association keeps working; application data
+/// flows both ways.
+#[test]
+fn renegotiation_refused_application_data_both_ways() {
+    use std::io::Write;
+    if !openssl_ok() {
+        return;
+    }
+    let w = Work::new();
+    let case = Case::new("renegotiation");
+    let port = free_port();
+    let out = w.path("renegotiation.server.out");
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_server")
+        .args([
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-naccept",
+            "1",
+            "-verify",
+            "1",
+        ])
+        .args(case.ossl_args(&w))
+        .stdin(Stdio::piped())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(w.path("renegotiation.server.err")).unwrap());
+    let mut proc = Proc(cmd.spawn().unwrap());
+    let cert = Arc::new(Certificate::generate().unwrap());
+    let mut d = Driver {
+        sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+        ep: Some(DtlsEndpoint::client(
+            Arc::new(our_cfg(1200)),
+            cert,
+            None,
+            Instant::now(),
+        )),
+        peer: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        cookies: None,
+        server_cfg: None,
+        keys: None,
+        failed: None,
+        closed: false,
+        max_sent: 0,
+        app: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && d.keys.is_none() && d.failed.is_none() {
+        d.step(deadline);
+    }
+    assert!(d.keys.is_some(), "no handshake: {:?}", d.failed);
+    let run = |d: &mut Driver, ms: u64| {
+        let t = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < t {
+            d.step(t);
+        }
+    };
+    run(&mut d, 300);
+    let stdin = proc.0.stdin.as_mut().unwrap();
+    stdin.write_all(b"r\n").unwrap();
+    stdin.flush().unwrap();
+    run(&mut d, 700);
+    stdin.write_all(b"hello from openssl\n").unwrap();
+    stdin.flush().unwrap();
+    run(&mut d, 700);
+    d.ep.as_mut()
+        .unwrap()
+        .send_application_data(b"hello from rtp-core\n")
+        .unwrap();
+    run(&mut d, 700);
+    let log = fs::read_to_string(&out).unwrap_or_default();
+    assert!(d.failed.is_none(), "{:?}\n{log}", d.failed);
+    assert!(d.ep.as_ref().unwrap().is_connected());
+    assert!(
+        d.app.iter().any(|a| a == b"hello from openssl\n"),
+        "{:?}\n{log}",
+        d.app
+    );
+    assert!(log.contains("hello from rtp-core"), "{log}");
+    assert!(
+        log.contains("SSL_do_handshake"),
+        "s_server did not try to renegotiate\n{log}"
+    );
+}
+
+/// An OpenSSL client without a certificate: our server (which requires one, as
+/// DTLS-SRTP needs the fingerprint) fails the handshake with NoCertificate.
+#[test]
+fn server_rejects_client_without_certificate() {
+    if !openssl_ok() {
+        return;
+    }
+    let w = Work::new();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_client")
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-noservername",
+            "-dtls1_2",
+        ])
+        .args(["-use_srtp", "SRTP_AES128_CM_SHA1_80"])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(w.path("nocert.out")).unwrap())
+        .stderr(fs::File::create(w.path("nocert.err")).unwrap());
+    let mut proc = Proc(cmd.spawn().unwrap());
+    let cert = Arc::new(Certificate::generate().unwrap());
+    let mut d = Driver {
+        sock,
+        ep: None,
+        peer: None,
+        cookies: None,
+        server_cfg: Some((Arc::new(our_cfg(1200)), cert)),
+        keys: None,
+        failed: None,
+        closed: false,
+        max_sent: 0,
+        app: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && d.failed.is_none() && d.keys.is_none() {
+        d.step(deadline);
+    }
+    assert!(d.keys.is_none());
+    assert_eq!(
+        d.failed,
+        Some(rtp_control::dtls::DtlsError::NoCertificate.to_string())
+    );
+    // s_client hears our fatal alert and gives up.
+    let t = Instant::now() + Duration::from_secs(5);
+    let mut status = None;
+    while Instant::now() < t && status.is_none() {
+        d.step(t);
+        status = proc.0.try_wait().unwrap();
+    }
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "s_client should fail: {status:?}"
+    );
 }

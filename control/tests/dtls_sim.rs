@@ -198,6 +198,7 @@ fn lossy_with_small_mtu_and_defaults() {
             }
         }
     }
+    eprintln!("{ok}/20 handshakes completed within the default 30 s budget");
     assert!(ok >= 17, "only {ok}/20 handshakes completed");
 }
 
@@ -444,4 +445,107 @@ fn server_without_client_certificate_request() {
     assert_eq!(c.keying_material, s.keying_material);
     assert!(s.peer_certificate.is_empty());
     let _ = DtlsEvent::Closed;
+}
+
+#[test]
+fn absurd_timer_configuration_does_not_panic() {
+    let c = DtlsConfig {
+        initial_timeout: Duration::MAX,
+        max_timeout: Duration::MAX,
+        handshake_timeout: Duration::MAX,
+        mtu: 0,
+        ..cfg()
+    };
+    let (cc, _) = certs();
+    let now = std::time::Instant::now();
+    let mut ep = DtlsEndpoint::client(Arc::new(c), cc, None, now);
+    let d = ep.poll_transmit().unwrap();
+    assert!(d.len() <= 64, "MTU floor of 64 bytes");
+    ep.handle_timeout(now + Duration::from_secs(3600));
+    assert!(!ep.is_closed());
+}
+
+#[test]
+fn spoofed_far_ahead_epoch0_record_does_not_block_the_handshake() {
+    let mut p = Pair::new(17, Netem::perfect(), cfg(), cfg());
+    // A junk handshake record with record sequence number 2^48 - 1, to both sides,
+    // before anything else arrives.
+    let mut junk = vec![
+        22, 0xFE, 0xFD, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 1, 0,
+    ];
+    junk[11..13].copy_from_slice(&1u16.to_be_bytes());
+    let now = p.now;
+    p.client.handle_datagram(&junk, now);
+    p.server.handle_datagram(&junk, now);
+    p.run(Duration::from_secs(5));
+    let (c, s) = p.keys();
+    assert_eq!(c.keying_material, s.keying_material);
+    assert!(p.client.dropped_records() >= 1);
+}
+
+#[test]
+fn dtls10_only_client_gets_protocol_version_alert() {
+    let (cc, sc) = certs();
+    let now = std::time::Instant::now();
+    let mut client = DtlsEndpoint::client(Arc::new(cfg()), cc, None, now);
+    let mut ch = client.poll_transmit().unwrap();
+    // client_version (after the 13-byte record and 12-byte handshake headers).
+    assert_eq!(&ch[25..27], &[0xFE, 0xFD]);
+    ch[25..27].copy_from_slice(&[0xFE, 0xFF]);
+    let mut server = DtlsEndpoint::server(Arc::new(cfg()), sc, None, now);
+    server.handle_datagram(&ch, now);
+    assert!(matches!(
+        server.poll_event(),
+        Some(DtlsEvent::Failed(DtlsError::ProtocolVersion))
+    ));
+    let alert = server.poll_transmit().unwrap();
+    assert_eq!(
+        (alert[0], &alert[13..]),
+        (21, &[2u8, 70][..]),
+        "fatal protocol_version"
+    );
+    assert!(server.is_closed());
+    client.handle_datagram(&alert, now);
+    assert!(matches!(
+        client.poll_event(),
+        Some(DtlsEvent::Failed(DtlsError::AlertReceived {
+            level: 2,
+            description: 70
+        }))
+    ));
+}
+
+/// The client's second flight delivered in reverse order (Finished first, then
+/// ChangeCipherSpec, then the messages before it): the server keeps the early
+/// epoch-1 record and the early ChangeCipherSpec, and completes without waiting
+/// for a retransmission.
+#[test]
+fn reversed_client_flight_completes_without_retransmission() {
+    let c = DtlsConfig { mtu: 64, ..cfg() };
+    let (cc, sc) = certs();
+    let now = std::time::Instant::now();
+    let mut client = DtlsEndpoint::client(Arc::new(c.clone()), cc, None, now);
+    let mut server = DtlsEndpoint::server(Arc::new(c), sc, None, now);
+    let drain = |e: &mut DtlsEndpoint| std::iter::from_fn(|| e.poll_transmit()).collect::<Vec<_>>();
+    for d in drain(&mut client) {
+        server.handle_datagram(&d, now);
+    }
+    for d in drain(&mut server) {
+        client.handle_datagram(&d, now);
+    }
+    let flight5 = drain(&mut client);
+    assert!(flight5.len() > 5, "small MTU: many datagrams");
+    // The last two datagrams are the ChangeCipherSpec and the Finished.
+    assert_eq!(flight5[flight5.len() - 2][0], 20);
+    assert_eq!(&flight5[flight5.len() - 1][3..5], &[0, 1]);
+    for d in flight5.iter().rev() {
+        server.handle_datagram(d, now);
+    }
+    assert!(server.is_connected(), "{server:?}");
+    assert_eq!(server.retransmissions(), 0);
+    for d in drain(&mut server) {
+        client.handle_datagram(&d, now);
+    }
+    assert!(client.is_connected());
+    assert_eq!(client.retransmissions(), 0);
 }

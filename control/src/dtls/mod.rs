@@ -12,6 +12,33 @@
 //! ECDSA P-256; peers may present ECDSA (P-256, P-384) or RSA certificates.
 //!
 //! [`CookieKeys`] is the optional stateless front door for servers (HelloVerifyRequest).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use rtp_control::dtls::{Certificate, DtlsConfig, DtlsEndpoint, DtlsEvent};
+//!
+//! let config = Arc::new(DtlsConfig::default());
+//! let (a, b) = (Arc::new(Certificate::generate()?), Arc::new(Certificate::generate()?));
+//! let now = Instant::now();
+//! // The expected fingerprints come from SDP (`a=fingerprint`).
+//! let mut client = DtlsEndpoint::client(config.clone(), a.clone(), Some(b.fingerprint()), now);
+//! let mut server = DtlsEndpoint::server(config, b, Some(a.fingerprint()), now);
+//! // A lossless in-memory "network"; a real owner sends to a socket and calls
+//! // handle_timeout at poll_timeout.
+//! while !(client.is_connected() && server.is_connected()) {
+//!     while let Some(d) = client.poll_transmit() {
+//!         server.handle_datagram(&d, now);
+//!     }
+//!     while let Some(d) = server.poll_transmit() {
+//!         client.handle_datagram(&d, now);
+//!     }
+//! }
+//! let Some(DtlsEvent::Connected(keys)) = client.poll_event() else { unreachable!() };
+//! let (outbound, inbound) = keys.srtp_configs()?; // SrtpConfig for SrtpContext::new
+//! # let _ = (outbound, inbound);
+//! # Ok::<(), rtp_control::dtls::DtlsError>(())
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +52,7 @@ mod cookie;
 mod crypto;
 mod ecdhe;
 mod endpoint;
+mod flight;
 mod fragment;
 mod messages;
 mod record;
@@ -242,6 +270,48 @@ impl Default for DtlsConfig {
     }
 }
 
+impl DtlsConfig {
+    /// Checks the configuration: something to offer in every list, SRTP
+    /// profiles that DTLS-SRTP can negotiate, non-zero timers and limits.
+    /// Endpoints work with any value (they clamp or fail the handshake); this
+    /// turns a mistake into an error message up front.
+    pub fn validate(&self) -> Result<(), DtlsError> {
+        let bad = |s: String| Err(DtlsError::Config(s));
+        if self.cipher_suites.is_empty() {
+            return bad("no cipher suites".into());
+        }
+        if self.groups.is_empty() {
+            return bad("no ECDHE groups".into());
+        }
+        if self.srtp_profiles.is_empty() {
+            return bad("no SRTP profiles".into());
+        }
+        if let Some(p) = self.srtp_profiles.iter().find(|p| p.dtls_id().is_none()) {
+            return bad(format!(
+                "SRTP profile {} cannot be negotiated with DTLS-SRTP",
+                p.sdes_name()
+            ));
+        }
+        if self.mtu < 64 {
+            return bad(format!("mtu {} is below 64", self.mtu));
+        }
+        if self.initial_timeout.is_zero() || self.max_timeout < self.initial_timeout {
+            return bad("initial_timeout must be > 0 and <= max_timeout".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("handshake_timeout must be > 0".into());
+        }
+        if self.max_handshake_message < 1024
+            || self.max_buffered_fragments < self.max_handshake_message
+        {
+            return bad(
+                "max_handshake_message must be >= 1024 and <= max_buffered_fragments".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What an endpoint reports to its owner.
 #[derive(Debug, Clone)]
 pub enum DtlsEvent {
@@ -273,7 +343,9 @@ pub struct DtlsKeys {
     pub keying_material: Vec<u8>,
     /// SHA-256 fingerprint of the peer's leaf certificate.
     pub peer_fingerprint: Fingerprint,
-    /// The peer's leaf certificate (DER).
+    /// The peer's leaf certificate (DER). Empty only on a server configured with
+    /// `require_client_certificate: false` (then `peer_fingerprint` is the hash of
+    /// nothing and identifies no one).
     pub peer_certificate: Vec<u8>,
     /// Master secret, kept for [`DtlsKeys::export`].
     pub(crate) master_secret: Vec<u8>,
@@ -445,5 +517,129 @@ pub fn alert_name(description: u8) -> &'static str {
         100 => "no_renegotiation",
         110 => "unsupported_extension",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_suite_names_and_ids() {
+        for s in CipherSuite::ALL {
+            assert_eq!(CipherSuite::from_id(s.id()), Some(s));
+            assert_eq!(s.to_string().parse::<CipherSuite>().unwrap(), s);
+            assert_eq!(
+                s.openssl_name()
+                    .to_lowercase()
+                    .parse::<CipherSuite>()
+                    .unwrap(),
+                s
+            );
+        }
+        assert_eq!(
+            "ECDHE-RSA-CHACHA20-POLY1305"
+                .parse::<CipherSuite>()
+                .unwrap()
+                .id(),
+            0xCCA8
+        );
+        assert!("AES128-SHA".parse::<CipherSuite>().is_err());
+        assert_eq!(CipherSuite::from_id(0x002F), None);
+        assert_eq!(NamedGroup::from_id(0x11EC), None);
+        assert_eq!(NamedGroup::from_id(29), Some(NamedGroup::X25519));
+    }
+
+    #[test]
+    fn config_validation() {
+        DtlsConfig::default().validate().unwrap();
+        let bad = [
+            DtlsConfig {
+                cipher_suites: vec![],
+                ..Default::default()
+            },
+            DtlsConfig {
+                groups: vec![],
+                ..Default::default()
+            },
+            DtlsConfig {
+                srtp_profiles: vec![],
+                ..Default::default()
+            },
+            DtlsConfig {
+                srtp_profiles: vec![SrtpProfile::AesCm256HmacSha1_80],
+                ..Default::default()
+            },
+            DtlsConfig {
+                mtu: 10,
+                ..Default::default()
+            },
+            DtlsConfig {
+                initial_timeout: Duration::ZERO,
+                ..Default::default()
+            },
+            DtlsConfig {
+                max_handshake_message: 10,
+                ..Default::default()
+            },
+        ];
+        for c in bad {
+            assert!(matches!(c.validate(), Err(DtlsError::Config(_))), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn keys_debug_hides_secrets() {
+        let k = DtlsKeys {
+            role: Role::Client,
+            cipher_suite: CipherSuite::EcdheEcdsaAes128GcmSha256,
+            group: NamedGroup::X25519,
+            srtp_profile: SrtpProfile::AesCm128HmacSha1_80,
+            extended_master_secret: true,
+            keying_material: vec![0xAB; 60],
+            peer_fingerprint: Fingerprint::of_der(FingerprintAlgorithm::Sha256, b"x"),
+            peer_certificate: b"x".to_vec(),
+            master_secret: vec![0xCD; 48],
+            randoms: vec![0; 64],
+        };
+        let d = format!("{k:?}");
+        assert!(d.contains("<60 bytes>"), "{d}");
+        assert!(
+            !d.contains("171") && !d.contains("AB, AB") && !d.contains("205"),
+            "{d}"
+        );
+        let (out, inb) = k.srtp_configs().unwrap();
+        assert_eq!(out.profile(), SrtpProfile::AesCm128HmacSha1_80);
+        assert_eq!(inb.profile(), SrtpProfile::AesCm128HmacSha1_80);
+        let bad = DtlsKeys {
+            keying_material: vec![0; 10],
+            ..k
+        };
+        assert!(matches!(bad.srtp_configs(), Err(DtlsError::Srtp(_))));
+    }
+
+    #[test]
+    fn fingerprint_known_answer() {
+        // FIPS 180-2 example: SHA-256("abc").
+        assert_eq!(
+            Fingerprint::of_der(FingerprintAlgorithm::Sha256, b"abc").to_string(),
+            "sha-256 BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:\
+             B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
+        );
+    }
+
+    #[test]
+    fn fingerprint_algorithms() {
+        for (alg, len) in [
+            (FingerprintAlgorithm::Sha1, 20),
+            (FingerprintAlgorithm::Sha256, 32),
+            (FingerprintAlgorithm::Sha384, 48),
+            (FingerprintAlgorithm::Sha512, 64),
+        ] {
+            let f = Fingerprint::of_der(alg, b"certificate");
+            assert_eq!(f.bytes.len(), len);
+            assert_eq!(f.to_string().parse::<Fingerprint>().unwrap(), f);
+            assert!(f.to_string().starts_with(alg.name()));
+        }
     }
 }

@@ -13,12 +13,16 @@ use subtle::ConstantTimeEq;
 use super::cert::{PeerKey, ECDSA_P256_SHA256, SIG_ALGS};
 use super::crypto::{self, RecordCipher};
 use super::ecdhe::EphemeralKey;
+use super::flight::{OutMsg, RecordWriter};
 use super::fragment::{Message, PushResult, Reassembler};
 use super::messages::*;
 use super::record::{
     parse_records, write_record, ReplayWindow, CT_ALERT, CT_APPLICATION_DATA,
     CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE, DTLS12, HEADER_LEN,
 };
+mod client;
+mod server;
+
 use super::{
     Certificate, CipherSuite, DtlsConfig, DtlsError, DtlsEvent, DtlsKeys, Fingerprint,
     FingerprintAlgorithm, NamedGroup, Role,
@@ -42,6 +46,10 @@ mod alert {
 const MAX_QUEUED_DATAGRAMS: usize = 128;
 /// The most undelivered events (application data beyond it is dropped).
 const MAX_QUEUED_EVENTS: usize = 256;
+/// Epoch-1 records kept while waiting for the peer's ChangeCipherSpec.
+const MAX_EARLY_RECORDS: usize = 8;
+/// Largest early record kept (a Finished, or application data, is small).
+const MAX_EARLY_RECORD_LEN: usize = 2048;
 /// The most HelloVerifyRequests a client follows.
 const MAX_HELLO_VERIFY: u8 = 4;
 /// Smallest usable MTU (we clamp below it).
@@ -67,18 +75,6 @@ enum State {
     Failed,
 }
 
-/// One message of a flight, kept for retransmission.
-#[derive(Debug, Clone)]
-enum OutMsg {
-    Handshake {
-        msg_type: u8,
-        seq: u16,
-        epoch: u16,
-        body: Vec<u8>,
-    },
-    ChangeCipherSpec,
-}
-
 /// Per-handshake secrets and negotiation results, dropped once done.
 #[derive(Debug, Default)]
 struct Handshake {
@@ -102,6 +98,13 @@ struct Handshake {
 
 type Fail = (u8, DtlsError);
 
+/// `now + d`, saturating at about a century for absurd configured durations.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 fn decode(e: DtlsError) -> Fail {
     (alert::DECODE_ERROR, e)
 }
@@ -115,9 +118,7 @@ pub struct DtlsEndpoint {
     state: State,
     hs: Option<Box<Handshake>>,
     send_seq: u16,
-    write_epoch: u16,
-    write_seq: [u64; 2],
-    write_cipher: Option<RecordCipher>,
+    writer: RecordWriter,
     read_epoch: u16,
     read_cipher: Option<RecordCipher>,
     replay: [ReplayWindow; 2],
@@ -133,6 +134,12 @@ pub struct DtlsEndpoint {
     events: VecDeque<DtlsEvent>,
     /// Sequence number of the record being processed.
     current_record_seq: u64,
+    /// The peer's ChangeCipherSpec arrived before the messages it follows.
+    early_ccs: bool,
+    /// Epoch-1 records that arrived before the switch (bounded), replayed after it.
+    early_records: Vec<(u8, u64, Vec<u8>)>,
+    /// Set when the read epoch switched and `early_records` should be replayed.
+    replay_early: bool,
     dropped_records: u64,
     retransmissions: u64,
 }
@@ -142,7 +149,7 @@ impl fmt::Debug for DtlsEndpoint {
         f.debug_struct("DtlsEndpoint")
             .field("role", &self.role)
             .field("state", &self.state)
-            .field("write_epoch", &self.write_epoch)
+            .field("write_epoch", &self.writer.epoch)
             .field("read_epoch", &self.read_epoch)
             .field("queued", &self.out.len())
             .field("dropped_records", &self.dropped_records)
@@ -162,7 +169,7 @@ impl DtlsEndpoint {
         DtlsEndpoint {
             role,
             rto: config.initial_timeout,
-            deadline: now + config.handshake_timeout,
+            deadline: later(now, config.handshake_timeout),
             config,
             cert,
             expected_peer,
@@ -172,9 +179,7 @@ impl DtlsEndpoint {
             },
             hs: Some(Box::default()),
             send_seq: 0,
-            write_epoch: 0,
-            write_seq: [0; 2],
-            write_cipher: None,
+            writer: RecordWriter::default(),
             read_epoch: 0,
             read_cipher: None,
             replay: Default::default(),
@@ -185,6 +190,9 @@ impl DtlsEndpoint {
             out: VecDeque::new(),
             events: VecDeque::new(),
             current_record_seq: 0,
+            early_ccs: false,
+            early_records: Vec::new(),
+            replay_early: false,
             dropped_records: 0,
             retransmissions: 0,
         }
@@ -312,8 +320,8 @@ impl DtlsEndpoint {
             if now >= t {
                 self.transmit_flight();
                 self.retransmissions += 1;
-                self.rto = (self.rto * 2).min(self.config.max_timeout);
-                self.retransmit_at = Some(now + self.rto);
+                self.rto = self.rto.saturating_mul(2).min(self.config.max_timeout);
+                self.retransmit_at = Some(later(now, self.rto));
             }
         }
     }
@@ -325,12 +333,11 @@ impl DtlsEndpoint {
             State::Closed | State::Failed => return Err(DtlsError::Closed),
             _ => return Err(DtlsError::NotConnected),
         }
-        let overhead = self.write_cipher.as_ref().map_or(0, |c| c.overhead());
-        if HEADER_LEN + overhead + data.len() > self.mtu() {
+        if HEADER_LEN + self.writer.overhead(1) + data.len() > self.mtu() {
             return Err(DtlsError::TooLarge);
         }
         let mut d = Vec::new();
-        self.push_record(&mut d, CT_APPLICATION_DATA, 1, data);
+        self.writer.push(&mut d, CT_APPLICATION_DATA, 1, data);
         self.queue(d);
         Ok(())
     }
@@ -357,42 +364,21 @@ impl DtlsEndpoint {
         self.out.push_back(d);
     }
 
-    /// Appends one record in `epoch` (protected if epoch 1).
-    fn push_record(&mut self, out: &mut Vec<u8>, ct: u8, epoch: u16, plain: &[u8]) {
-        let e = epoch.min(1) as usize;
-        let seq = self.write_seq[e];
-        self.write_seq[e] += 1;
-        let es = ((epoch as u64) << 48) | seq;
-        match (epoch, &self.write_cipher) {
-            (0, _) => write_record(out, ct, DTLS12, 0, seq, plain),
-            (_, Some(c)) => {
-                let body = c.seal(es, ct, plain);
-                write_record(out, ct, DTLS12, epoch, seq, &body);
-            }
-            // Epoch 1 without keys cannot happen: keys are installed before any
-            // epoch-1 message is queued.
-            (_, None) => {}
-        }
-    }
-
     fn send_alert(&mut self, level: u8, desc: u8) {
         let mut d = Vec::new();
-        let epoch = if self.write_cipher.is_some() {
-            self.write_epoch
-        } else {
-            0
-        };
-        self.push_record(&mut d, CT_ALERT, epoch, &[level, desc]);
+        let epoch = self.writer.alert_epoch();
+        self.writer.push(&mut d, CT_ALERT, epoch, &[level, desc]);
         self.queue(d);
     }
 
     fn free(&mut self) {
         self.hs = None;
+        self.early_records = Vec::new();
         self.flight = Vec::new();
         self.reasm.clear();
         self.retransmit_at = None;
         self.read_cipher = None;
-        self.write_cipher = None;
+        self.writer.cipher = None;
     }
 
     /// Fails the endpoint, sending a fatal alert if `alert` is given.
@@ -430,86 +416,16 @@ impl DtlsEndpoint {
     fn send_flight(&mut self, flight: Vec<OutMsg>, expect_reply: bool, now: Instant) {
         self.flight = flight;
         self.rto = self.config.initial_timeout;
-        self.retransmit_at = expect_reply.then(|| now + self.rto);
+        self.retransmit_at = expect_reply.then(|| later(now, self.rto));
         self.transmit_flight();
     }
 
-    /// (Re)transmits the current flight: fragments to fit the MTU, fresh record
-    /// sequence numbers, records packed into datagrams.
+    /// (Re)transmits the current flight with fresh record sequence numbers.
     fn transmit_flight(&mut self) {
         let mtu = self.mtu();
-        let flight = std::mem::take(&mut self.flight);
-        let mut dgram: Vec<u8> = Vec::with_capacity(mtu);
-        for m in &flight {
-            match m {
-                OutMsg::ChangeCipherSpec => {
-                    if dgram.len() + HEADER_LEN + 1 > mtu {
-                        self.queue(std::mem::take(&mut dgram));
-                    }
-                    self.push_record(&mut dgram, CT_CHANGE_CIPHER_SPEC, 0, &[1]);
-                }
-                OutMsg::Handshake {
-                    msg_type,
-                    seq,
-                    epoch,
-                    body,
-                } => {
-                    let overhead = if *epoch > 0 {
-                        self.write_cipher.as_ref().map_or(0, |c| c.overhead())
-                    } else {
-                        0
-                    };
-                    let per_record = HEADER_LEN + HS_HEADER_LEN + overhead;
-                    let mut off = 0;
-                    loop {
-                        let mut room = mtu.saturating_sub(dgram.len() + per_record);
-                        if !dgram.is_empty()
-                            && (room == 0 || (room < body.len() - off && room < 32))
-                        {
-                            // Too little space left: start a new datagram.
-                            self.queue(std::mem::take(&mut dgram));
-                            room = mtu.saturating_sub(per_record);
-                        }
-                        // MIN_MTU leaves room for at least one byte per record.
-                        let room = room.max(1);
-                        let n = room.min(body.len() - off);
-                        let mut plain = Vec::with_capacity(HS_HEADER_LEN + n);
-                        put_hs_header(&mut plain, *msg_type, body.len(), *seq, off, n);
-                        plain.extend_from_slice(&body[off..off + n]);
-                        self.push_record(&mut dgram, CT_HANDSHAKE, *epoch, &plain);
-                        off += n;
-                        if off >= body.len() {
-                            break;
-                        }
-                    }
-                }
-            }
+        for d in self.writer.write_flight(&self.flight, mtu) {
+            self.queue(d);
         }
-        if !dgram.is_empty() {
-            self.queue(dgram);
-        }
-        self.flight = flight;
-    }
-
-    fn send_client_hello(&mut self, now: Instant) {
-        let Some(body) = self
-            .hs
-            .as_ref()
-            .and_then(|h| h.client_hello.as_ref())
-            .map(|c| c.encode())
-        else {
-            return;
-        };
-        if let Some(hs) = self.hs.as_mut() {
-            // RFC 6347 4.2.1: the transcript starts at the ClientHello with the cookie.
-            hs.transcript.clear();
-        }
-        let m = self.hs_message(HT_CLIENT_HELLO, 0, body);
-        if let OutMsg::Handshake { seq, .. } = &m {
-            // The server answers with message_seq equal to our ClientHello's.
-            self.reasm.reset_to(*seq);
-        }
-        self.send_flight(vec![m], true, now);
     }
 
     // ------------------------------------------------------------ input
@@ -532,7 +448,7 @@ impl DtlsEndpoint {
             let plain;
             let body: &[u8] = match rec.epoch {
                 0 => {
-                    if !self.replay[0].check(rec.seq) {
+                    if !self.replay[0].check_unauthenticated(rec.seq) {
                         self.dropped_records += 1;
                         continue;
                     }
@@ -558,8 +474,19 @@ impl DtlsEndpoint {
                     self.replay[1].mark(rec.seq);
                     &plain
                 }
+                1 if self.hs.is_some()
+                    && self.early_records.len() < MAX_EARLY_RECORDS
+                    && rec.body.len() <= MAX_EARLY_RECORD_LEN =>
+                {
+                    // Epoch 1 before the peer's ChangeCipherSpec (reordering):
+                    // kept, opened after the switch.
+                    self.early_records
+                        .push((rec.content_type, rec.seq, rec.body.to_vec()));
+                    continue;
+                }
                 _ => {
-                    // A future epoch (keys not yet known) or garbage.
+                    // A future epoch (keys not yet known), too many early
+                    // records, or garbage.
                     self.dropped_records += 1;
                     continue;
                 }
@@ -596,6 +523,14 @@ impl DtlsEndpoint {
                 self.fail(Some(a), e);
             }
         }
+        if std::mem::take(&mut self.replay_early) && !self.early_records.is_empty() {
+            let mut d = Vec::new();
+            for (ct, seq, body) in std::mem::take(&mut self.early_records) {
+                write_record(&mut d, ct, DTLS12, 1, seq, &body);
+            }
+            // read_epoch is 1 now, so nothing is buffered again: one level deep.
+            self.handle_datagram(&d, now);
+        }
     }
 
     fn on_change_cipher_spec(&mut self, epoch: u16, body: &[u8]) {
@@ -603,17 +538,39 @@ impl DtlsEndpoint {
             self.dropped_records += 1;
             return;
         }
+        match self.state {
+            State::ClientWaitCcs | State::ServerWaitCcs => self.switch_read_epoch(),
+            // Early: the client's flight is still incomplete (reordering). The
+            // switch happens once the messages before it are in.
+            State::ServerWaitCertificate
+            | State::ServerWaitKeyExchange
+            | State::ServerWaitCertificateVerify => self.early_ccs = true,
+            // A retransmission: ignored.
+            _ => {}
+        }
+    }
+
+    /// Enters the wait for the peer's ChangeCipherSpec, switching at once if it
+    /// already came.
+    fn wait_for_ccs(&mut self, state: State) {
+        self.state = state;
+        if std::mem::take(&mut self.early_ccs) {
+            self.switch_read_epoch();
+        }
+    }
+
+    /// The peer's ChangeCipherSpec: read epoch 1 from now on.
+    fn switch_read_epoch(&mut self) {
         let next = match self.state {
             State::ClientWaitCcs => State::ClientWaitFinished,
             State::ServerWaitCcs => State::ServerWaitFinished,
-            // Early (messages before it still missing) or a retransmission:
-            // the peer's retransmission of the whole flight recovers.
             _ => return,
         };
         if let Some(c) = self.hs.as_mut().and_then(|h| h.pending_read.take()) {
             self.read_cipher = Some(c);
             self.read_epoch = 1;
             self.state = next;
+            self.replay_early = true;
         }
     }
 
@@ -790,7 +747,7 @@ impl DtlsEndpoint {
                 key.verify(scheme, &hs.transcript, &sig)
                     .map_err(|e| (alert::DECRYPT_ERROR, e))?;
                 self.add_transcript(&m);
-                self.state = State::ServerWaitCcs;
+                self.wait_for_ccs(State::ServerWaitCcs);
                 Ok(())
             }
             (State::ServerWaitFinished, HT_FINISHED) => {
@@ -800,7 +757,7 @@ impl DtlsEndpoint {
                 let hs = self.hs_ref()?;
                 let vd = crypto::verify_data(suite, &hs.master, false, &hs.transcript);
                 let fin = self.hs_message(HT_FINISHED, 1, vd.to_vec());
-                self.write_epoch = 1;
+                self.writer.epoch = 1;
                 self.send_flight(vec![OutMsg::ChangeCipherSpec, fin], false, now);
                 self.connected()
             }
@@ -918,159 +875,7 @@ impl DtlsEndpoint {
         // Keep only what retransmissions need: the last flight and the ciphers.
         self.hs = None;
         self.reasm.clear();
-        Ok(())
-    }
-
-    // ------------------------------------------------------------ client
-
-    fn client_on_hello_verify(&mut self, m: &Message, now: Instant) -> Result<(), Fail> {
-        let cookie = parse_hello_verify_request(&m.body).map_err(decode)?;
-        let hs = self.hs_mut()?;
-        hs.hello_verify_count += 1;
-        if hs.hello_verify_count > MAX_HELLO_VERIFY || cookie.len() > 255 {
-            return Err((
-                alert::HANDSHAKE_FAILURE,
-                DtlsError::HandshakeFailure("too many HelloVerifyRequests".into()),
-            ));
-        }
-        if let Some(ch) = hs.client_hello.as_mut() {
-            ch.cookie = cookie;
-        }
-        // The HelloVerifyRequest came from a stateless responder that reused our
-        // record sequence number; the server endpoint numbers its records anew.
-        self.replay[0] = ReplayWindow::default();
-        self.send_client_hello(now);
-        Ok(())
-    }
-
-    fn client_on_server_hello(&mut self, m: &Message) -> Result<(), Fail> {
-        let sh = ServerHello::parse(&m.body).map_err(decode)?;
-        if sh.version != DTLS12 {
-            return Err((alert::PROTOCOL_VERSION, DtlsError::ProtocolVersion));
-        }
-        let cfg = self.config.clone();
-        let suite = CipherSuite::from_id(sh.cipher_suite)
-            .filter(|s| cfg.cipher_suites.contains(s))
-            .ok_or((
-                alert::ILLEGAL_PARAMETER,
-                DtlsError::HandshakeFailure(format!(
-                    "server chose unoffered suite {:#06x}",
-                    sh.cipher_suite
-                )),
-            ))?;
-        if sh.compression != 0 {
-            return Err((
-                alert::ILLEGAL_PARAMETER,
-                DtlsError::HandshakeFailure("server chose compression".into()),
-            ));
-        }
-        let profile = match sh.srtp_profile {
-            None => return Err((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedSrtpProfile)),
-            Some(id) => SrtpProfile::from_dtls_id(id)
-                .filter(|p| cfg.srtp_profiles.contains(p))
-                .ok_or((
-                    alert::ILLEGAL_PARAMETER,
-                    DtlsError::HandshakeFailure(format!(
-                        "server chose unoffered SRTP profile {id:#06x}"
-                    )),
-                ))?,
-        };
-        if sh
-            .renegotiation_info
-            .as_ref()
-            .is_some_and(|r| !r.is_empty())
-        {
-            return Err((
-                alert::HANDSHAKE_FAILURE,
-                DtlsError::HandshakeFailure("non-empty renegotiation_info".into()),
-            ));
-        }
-        self.peer_flight_first = Some(m.seq);
-        let hs = self.hs_mut()?;
-        hs.server_random = sh.random;
-        hs.suite = Some(suite);
-        hs.profile = Some(profile);
-        hs.ems = sh.ems;
-        hs.client_hello = None;
-        self.add_transcript(m);
-        self.state = State::ClientWaitCertificate;
-        Ok(())
-    }
-
-    fn client_on_server_key_exchange(&mut self, m: &Message) -> Result<(), Fail> {
-        let ske = ServerKeyExchange::parse(&m.body).map_err(decode)?;
-        let group = NamedGroup::from_id(ske.group)
-            .filter(|g| self.config.groups.contains(g))
-            .ok_or((
-                alert::ILLEGAL_PARAMETER,
-                DtlsError::HandshakeFailure(format!("server chose unoffered group {}", ske.group)),
-            ))?;
-        if !SIG_ALGS.contains(&ske.scheme) {
-            return Err((
-                alert::ILLEGAL_PARAMETER,
-                DtlsError::HandshakeFailure(format!(
-                    "ServerKeyExchange with unoffered scheme {:#06x}",
-                    ske.scheme
-                )),
-            ));
-        }
-        let hs = self.hs_mut()?;
-        let mut signed = hs.client_random.to_vec();
-        signed.extend_from_slice(&hs.server_random);
-        signed.extend_from_slice(&ServerKeyExchange::params(ske.group, &ske.public));
-        let key = hs.peer_key.as_ref().ok_or((
-            alert::INTERNAL_ERROR,
-            DtlsError::HandshakeFailure("no server key".into()),
-        ))?;
-        key.verify(ske.scheme, &signed, &ske.signature)
-            .map_err(|e| (alert::DECRYPT_ERROR, e))?;
-        hs.group = Some(group);
-        hs.server_public = ske.public;
-        self.add_transcript(m);
-        self.state = State::ClientWaitHelloDone;
-        Ok(())
-    }
-
-    fn client_send_key_exchange(&mut self, now: Instant) -> Result<(), Fail> {
-        let suite = self.suite()?;
-        let cert_der = self.cert.der().to_vec();
-        let (group, requested, server_public) = {
-            let hs = self.hs_ref()?;
-            (
-                hs.group.ok_or((
-                    alert::UNEXPECTED_MESSAGE,
-                    DtlsError::UnexpectedMessage("ServerHelloDone before ServerKeyExchange".into()),
-                ))?,
-                hs.cert_requested,
-                hs.server_public.clone(),
-            )
-        };
-        let mut flight = Vec::new();
-        if requested {
-            flight.push(self.hs_message(HT_CERTIFICATE, 0, encode_certificate(&[&cert_der])));
-        }
-        let eph = EphemeralKey::generate(group);
-        let cke = encode_client_key_exchange(eph.public());
-        let pms = eph
-            .agree(&server_public)
-            .map_err(|e| (alert::ILLEGAL_PARAMETER, e))?;
-        flight.push(self.hs_message(HT_CLIENT_KEY_EXCHANGE, 0, cke));
-        self.derive_keys(suite, &pms)?;
-        if requested {
-            let sig = self.cert.sign(&self.hs_ref()?.transcript);
-            flight.push(self.hs_message(
-                HT_CERTIFICATE_VERIFY,
-                0,
-                encode_signed(ECDSA_P256_SHA256, &sig),
-            ));
-        }
-        flight.push(OutMsg::ChangeCipherSpec);
-        let hs = self.hs_ref()?;
-        let vd = crypto::verify_data(suite, &hs.master, true, &hs.transcript);
-        flight.push(self.hs_message(HT_FINISHED, 1, vd.to_vec()));
-        self.write_epoch = 1;
-        self.state = State::ClientWaitCcs;
-        self.send_flight(flight, true, now);
+        self.early_records = Vec::new();
         Ok(())
     }
 
@@ -1097,164 +902,7 @@ impl DtlsEndpoint {
             Role::Server => (server, client),
         };
         hs.pending_read = Some(read);
-        self.write_cipher = Some(write);
-        Ok(())
-    }
-
-    // ------------------------------------------------------------ server
-
-    fn server_on_client_hello(&mut self, m: &Message, now: Instant) -> Result<(), Fail> {
-        let ch = ClientHello::parse(&m.body).map_err(decode)?;
-        // DTLS versions count down: 0xFEFD is 1.2, 0xFEFF is 1.0. A 1.3 client
-        // still says 0xFEFD here (and offers 1.3 in supported_versions, ignored).
-        if ch.version > DTLS12 {
-            return Err((alert::PROTOCOL_VERSION, DtlsError::ProtocolVersion));
-        }
-        if !ch.compression.contains(&0) {
-            return Err((
-                alert::ILLEGAL_PARAMETER,
-                DtlsError::HandshakeFailure("client does not offer null compression".into()),
-            ));
-        }
-        let cfg = self.config.clone();
-        // Our certificate is ECDSA, so only ECDSA suites are possible.
-        let suite = cfg
-            .cipher_suites
-            .iter()
-            .copied()
-            .find(|s| s.is_ecdsa() && ch.cipher_suites.contains(&s.id()))
-            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedCipherSuite))?;
-        let client_groups = ch.groups.clone().unwrap_or_else(|| vec![23]);
-        let group = cfg
-            .groups
-            .iter()
-            .copied()
-            .find(|g| client_groups.contains(&g.id()))
-            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedGroup))?;
-        if let Some(pf) = &ch.point_formats {
-            if !pf.contains(&0) {
-                return Err((
-                    alert::ILLEGAL_PARAMETER,
-                    DtlsError::HandshakeFailure(
-                        "client does not accept uncompressed points".into(),
-                    ),
-                ));
-            }
-        }
-        if let Some(algs) = &ch.sig_algs {
-            if !algs.contains(&ECDSA_P256_SHA256) {
-                return Err((
-                    alert::HANDSHAKE_FAILURE,
-                    DtlsError::HandshakeFailure(
-                        "client does not accept ecdsa_secp256r1_sha256".into(),
-                    ),
-                ));
-            }
-        }
-        let offered = ch
-            .srtp_profiles
-            .as_ref()
-            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedSrtpProfile))?;
-        let profile = cfg
-            .srtp_profiles
-            .iter()
-            .copied()
-            .find(|p| p.dtls_id().is_some_and(|id| offered.contains(&id)))
-            .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedSrtpProfile))?;
-        let secure_reneg =
-            ch.renegotiation_info.is_some() || ch.cipher_suites.contains(&SCSV_RENEGOTIATION);
-        if ch
-            .renegotiation_info
-            .as_ref()
-            .is_some_and(|r| !r.is_empty())
-        {
-            return Err((
-                alert::HANDSHAKE_FAILURE,
-                DtlsError::HandshakeFailure("non-empty renegotiation_info".into()),
-            ));
-        }
-
-        self.peer_flight_first = Some(m.seq);
-        // Our message_seq continues from the client's (1 after a cookie exchange).
-        self.send_seq = m.seq;
-        // RFC 6347 4.2.1: continue from the ClientHello's record sequence number
-        // (a client that saw a HelloVerifyRequest with that number accepts ours).
-        self.write_seq[0] = self.write_seq[0].max(self.current_record_seq);
-        let mut server_random = [0u8; 32];
-        OsRng.fill_bytes(&mut server_random);
-        {
-            let hs = self.hs_mut()?;
-            hs.client_random = ch.random;
-            hs.server_random = server_random;
-            hs.suite = Some(suite);
-            hs.group = Some(group);
-            hs.profile = Some(profile);
-            hs.ems = ch.ems;
-            hs.transcript.clear();
-        }
-        self.add_transcript(m);
-
-        let sh = ServerHello {
-            version: DTLS12,
-            random: server_random,
-            session_id: Vec::new(),
-            cipher_suite: suite.id(),
-            compression: 0,
-            srtp_profile: profile.dtls_id(),
-            ems: ch.ems,
-            renegotiation_info: secure_reneg.then(Vec::new),
-            point_formats: ch.point_formats.as_ref().map(|_| vec![0]),
-            extension_types: Vec::new(),
-        };
-        let mut flight = vec![self.hs_message(HT_SERVER_HELLO, 0, sh.encode())];
-        let cert_der = self.cert.der().to_vec();
-        flight.push(self.hs_message(HT_CERTIFICATE, 0, encode_certificate(&[&cert_der])));
-        let eph = EphemeralKey::generate(group);
-        let mut signed = ch.random.to_vec();
-        signed.extend_from_slice(&server_random);
-        signed.extend_from_slice(&ServerKeyExchange::params(group.id(), eph.public()));
-        let ske = ServerKeyExchange {
-            group: group.id(),
-            public: eph.public().to_vec(),
-            scheme: ECDSA_P256_SHA256,
-            signature: self.cert.sign(&signed),
-        };
-        flight.push(self.hs_message(HT_SERVER_KEY_EXCHANGE, 0, ske.encode()));
-        if cfg.require_client_certificate {
-            flight.push(self.hs_message(
-                HT_CERTIFICATE_REQUEST,
-                0,
-                encode_certificate_request(&SIG_ALGS),
-            ));
-        }
-        flight.push(self.hs_message(HT_SERVER_HELLO_DONE, 0, Vec::new()));
-        self.hs_mut()?.ecdhe = Some(eph);
-        self.state = if cfg.require_client_certificate {
-            State::ServerWaitCertificate
-        } else {
-            State::ServerWaitKeyExchange
-        };
-        self.send_flight(flight, true, now);
-        Ok(())
-    }
-
-    fn server_on_client_key_exchange(&mut self, m: &Message) -> Result<(), Fail> {
-        let public = parse_client_key_exchange(&m.body).map_err(decode)?;
-        let suite = self.suite()?;
-        let eph = self.hs_mut()?.ecdhe.take().ok_or((
-            alert::INTERNAL_ERROR,
-            DtlsError::HandshakeFailure("no ECDHE key".into()),
-        ))?;
-        let pms = eph
-            .agree(&public)
-            .map_err(|e| (alert::ILLEGAL_PARAMETER, e))?;
-        self.add_transcript(m);
-        self.derive_keys(suite, &pms)?;
-        self.state = if self.hs_ref()?.peer_key.is_some() {
-            State::ServerWaitCertificateVerify
-        } else {
-            State::ServerWaitCcs
-        };
+        self.writer.cipher = Some(write);
         Ok(())
     }
 }
