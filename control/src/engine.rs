@@ -120,12 +120,9 @@ impl EngineConfig {
                 self.dtls.mtu
             ));
         }
-        if self.dtls.initial_timeout.is_zero() || self.dtls.handshake_timeout.is_zero() {
-            return bad("dtls timeouts must be above zero".into());
-        }
-        if self.dtls.srtp_profiles.is_empty() || self.dtls.cipher_suites.is_empty() {
-            return bad("dtls needs at least one SRTP profile and one cipher suite".into());
-        }
+        self.dtls
+            .validate()
+            .map_err(|e| EngineError::Config(format!("dtls: {e}")))?;
         self.dataplane
             .validate()
             .map_err(|e| EngineError::Config(format!("dataplane: {e}")))
