@@ -779,8 +779,10 @@ impl Worker {
             .ok_or("session slot empty")?;
         let l = &mut s.legs[leg];
         if protect && l.keys_pending {
+            // Reports due before a DTLS handshake completes: a counted drop, not
+            // an error event per report.
             l.counters.drop(DropReason::NoKeys);
-            return Err("leg is waiting for its keys".into());
+            return Ok(());
         }
         let (sock, dst) = if rtcp {
             l.rtcp_target().ok_or("leg has no RTCP destination yet")?
