@@ -90,7 +90,11 @@ fn every_suite_profile_group() {
             SrtpProfile::AeadAes128Gcm,
             SrtpProfile::AeadAes256Gcm,
         ] {
-            for group in [NamedGroup::X25519, NamedGroup::Secp256r1] {
+            for group in [
+                NamedGroup::X25519,
+                NamedGroup::Secp256r1,
+                NamedGroup::Secp384r1,
+            ] {
                 let ccfg = DtlsConfig {
                     cipher_suites: vec![suite],
                     srtp_profiles: vec![profile],
@@ -126,7 +130,7 @@ fn every_suite_profile_group() {
             }
         }
     }
-    assert_eq!(n, 24);
+    assert_eq!(n, 36);
 }
 
 #[test]
