@@ -535,6 +535,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn thread_safety() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<DtlsEndpoint>();
+        send_sync::<Certificate>();
+        send_sync::<CookieKeys>();
+        send_sync::<DtlsKeys>();
+        send_sync::<DtlsConfig>();
+        send_sync::<DtlsError>();
+    }
+
+    #[test]
     fn cipher_suite_names_and_ids() {
         for s in CipherSuite::ALL {
             assert_eq!(CipherSuite::from_id(s.id()), Some(s));
