@@ -58,7 +58,7 @@ mod messages;
 mod record;
 
 pub use cert::{Certificate, Fingerprint, FingerprintAlgorithm};
-pub use cookie::{CookieKeys, CookieVerdict};
+pub use cookie::{CookieKeys, CookieVerdict, COOKIE_ROTATION};
 pub use endpoint::DtlsEndpoint;
 
 #[doc(hidden)]
