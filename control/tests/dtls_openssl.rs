@@ -622,6 +622,10 @@ fn we_are_client_openssl_is_server() {
     c.our_mtu = 300;
     c.ossl_mtu = Some(300);
     cases.push(c);
+    let mut c = Case::new("client-our-mtu-150-fragmented-client-hello");
+    c.our_mtu = 150;
+    c.ossl_mtu = Some(256); // OpenSSL's minimum
+    cases.push(c);
     let mut c = Case::new("client-p256-only");
     c.groups = vec![NamedGroup::Secp256r1];
     cases.push(c);
