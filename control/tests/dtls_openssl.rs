@@ -76,6 +76,23 @@ impl Work {
             "-newkey",
             "ec",
             "-pkeyopt",
+            "ec_paramgen_curve:secp384r1",
+            "-nodes",
+            "-keyout",
+            "ec384.key",
+            "-out",
+            "ec384.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=openssl-p384",
+        ]);
+        w.run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-keyout",
@@ -285,7 +302,7 @@ impl Case {
             ossl_mtu: Some(1200),
             our_mtu: 1200,
             extra: vec![],
-            groups: vec![NamedGroup::X25519, NamedGroup::Secp256r1],
+            groups: DtlsConfig::default().groups,
             cookies: false,
             no_ems: false,
         }
@@ -605,6 +622,10 @@ fn we_are_client_openssl_is_server() {
     c.our_mtu = 300;
     c.ossl_mtu = Some(300);
     cases.push(c);
+    let mut c = Case::new("client-our-mtu-150-fragmented-client-hello");
+    c.our_mtu = 150;
+    c.ossl_mtu = Some(256); // OpenSSL's minimum
+    cases.push(c);
     let mut c = Case::new("client-p256-only");
     c.groups = vec![NamedGroup::Secp256r1];
     cases.push(c);
@@ -622,6 +643,16 @@ fn we_are_client_openssl_is_server() {
         c.extra = vec!["-sigalgs", sig, "-client_sigalgs", "ecdsa_secp256r1_sha256"];
         cases.push(c);
     }
+    // P-384 ECDHE (our first choice, OpenSSL follows the client's order); P-256
+    // stays in both lists for the two P-256 certificates (RFC 8422 5.1; OpenSSL
+    // refuses a client certificate on a curve outside its -groups).
+    let mut c = Case::new("client-p384-ecdhe");
+    c.groups = vec![NamedGroup::Secp384r1, NamedGroup::Secp256r1];
+    c.extra = vec!["-groups", "P-384:P-256"];
+    cases.push(c);
+    let mut c = Case::new("client-p384-server-certificate");
+    c.ossl_cert = "ec384";
+    cases.push(c);
     let mut c = Case::new("client-openssl-without-ems");
     c.no_ems = true;
     cases.push(c);
@@ -661,6 +692,12 @@ fn we_are_server_openssl_is_client() {
         c.profiles = vec![p];
         cases.push(c);
     }
+    let mut c = Case::new("server-p384-ecdhe");
+    c.groups = vec![NamedGroup::Secp384r1];
+    cases.push(c);
+    let mut c = Case::new("server-p384-client-certificate");
+    c.ossl_cert = "ec384";
+    cases.push(c);
     let mut c = Case::new("server-openssl-without-ems");
     c.no_ems = true;
     cases.push(c);

@@ -101,8 +101,13 @@ fn mutated_datagrams_at_every_stage() {
         ..DtlsConfig::default()
     };
     let mut rng = StdRng::seed_from_u64(0xD715);
+    // DTLS_ROBUSTNESS_ROUNDS=5000 for a longer soak.
+    let rounds: u64 = std::env::var("DTLS_ROBUSTNESS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
     let mut injected = 0;
-    for round in 0..120u64 {
+    for round in 0..rounds {
         let mut p = Pair::with_certs(
             round,
             Netem::perfect(),
@@ -137,7 +142,7 @@ fn mutated_datagrams_at_every_stage() {
         check_bounds(&mut p.client, &cfg);
         check_bounds(&mut p.server, &cfg);
     }
-    assert_eq!(injected, 120 * 60);
+    assert_eq!(injected, rounds * 60);
 }
 
 #[test]

@@ -90,7 +90,11 @@ fn every_suite_profile_group() {
             SrtpProfile::AeadAes128Gcm,
             SrtpProfile::AeadAes256Gcm,
         ] {
-            for group in [NamedGroup::X25519, NamedGroup::Secp256r1] {
+            for group in [
+                NamedGroup::X25519,
+                NamedGroup::Secp256r1,
+                NamedGroup::Secp384r1,
+            ] {
                 let ccfg = DtlsConfig {
                     cipher_suites: vec![suite],
                     srtp_profiles: vec![profile],
@@ -126,7 +130,7 @@ fn every_suite_profile_group() {
             }
         }
     }
-    assert_eq!(n, 24);
+    assert_eq!(n, 36);
 }
 
 #[test]
@@ -548,4 +552,32 @@ fn reversed_client_flight_completes_without_retransmission() {
     }
     assert!(client.is_connected());
     assert_eq!(client.retransmissions(), 0);
+}
+
+#[test]
+fn retransmission_backoff_is_capped() {
+    let c = DtlsConfig {
+        initial_timeout: Duration::from_secs(1),
+        max_timeout: Duration::from_secs(2),
+        handshake_timeout: Duration::from_secs(20),
+        ..cfg()
+    };
+    let (cc, _) = certs();
+    let t0 = std::time::Instant::now();
+    let mut ep = DtlsEndpoint::client(Arc::new(c), cc, None, t0);
+    let mut sends = vec![Duration::ZERO];
+    ep.poll_transmit().unwrap();
+    while let Some(t) = ep.poll_timeout() {
+        ep.handle_timeout(t);
+        if ep.poll_transmit().is_some() {
+            sends.push(t - t0);
+        }
+    }
+    let secs: Vec<u64> = sends.iter().map(|d| d.as_secs()).collect();
+    // 1 s, then 2 s capped: 0, 1, 3, 5, ..., 19; then the 20 s budget ends it.
+    assert_eq!(secs, vec![0, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+    assert!(matches!(
+        ep.poll_event(),
+        Some(DtlsEvent::Failed(DtlsError::Timeout))
+    ));
 }

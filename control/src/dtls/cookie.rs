@@ -36,6 +36,36 @@ pub enum CookieVerdict {
 }
 
 /// The cookie secrets of a server.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::sync::Arc;
+/// use std::time::Instant;
+/// use rtp_control::dtls::{Certificate, CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint};
+///
+/// let (config, now) = (Arc::new(DtlsConfig::default()), Instant::now());
+/// let cert = Arc::new(Certificate::generate()?);
+/// let mut cookies = CookieKeys::new(now);
+/// let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+/// let mut client = DtlsEndpoint::client(config.clone(), cert.clone(), None, now);
+/// let mut server = None;
+/// // The owner's loop, for datagrams from an address that has no endpoint yet:
+/// for _ in 0..2 {
+///     let datagram = client.poll_transmit().unwrap();
+///     cookies.rotate_if_due(now);
+///     match cookies.check(peer, &datagram) {
+///         CookieVerdict::Respond(hvr) => client.handle_datagram(&hvr, now), // send to peer
+///         CookieVerdict::Accept => {
+///             let mut ep = DtlsEndpoint::server(config.clone(), cert.clone(), None, now);
+///             ep.handle_datagram(&datagram, now);
+///             server = Some(ep);
+///         }
+///         CookieVerdict::Drop => {}
+///     }
+/// }
+/// assert!(server.unwrap().poll_transmit().is_some(), "ServerHello flight");
+/// # Ok::<(), rtp_control::dtls::DtlsError>(())
+/// ```
 pub struct CookieKeys {
     current: [u8; 32],
     previous: [u8; 32],

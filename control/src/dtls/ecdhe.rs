@@ -8,6 +8,7 @@ use super::{DtlsError, NamedGroup};
 pub(crate) enum EphemeralKey {
     X25519(x25519_dalek::EphemeralSecret, [u8; 32]),
     P256(p256::ecdh::EphemeralSecret, Vec<u8>),
+    P384(p384::ecdh::EphemeralSecret, Vec<u8>),
 }
 
 impl std::fmt::Debug for EphemeralKey {
@@ -15,6 +16,7 @@ impl std::fmt::Debug for EphemeralKey {
         f.write_str(match self {
             EphemeralKey::X25519(..) => "EphemeralKey::X25519",
             EphemeralKey::P256(..) => "EphemeralKey::P256",
+            EphemeralKey::P384(..) => "EphemeralKey::P384",
         })
     }
 }
@@ -32,6 +34,11 @@ impl EphemeralKey {
                 let p = p256::EncodedPoint::from(s.public_key()).as_bytes().to_vec();
                 EphemeralKey::P256(s, p)
             }
+            NamedGroup::Secp384r1 => {
+                let s = p384::ecdh::EphemeralSecret::random(&mut OsRng);
+                let p = p384::EncodedPoint::from(s.public_key()).as_bytes().to_vec();
+                EphemeralKey::P384(s, p)
+            }
         }
     }
 
@@ -40,6 +47,7 @@ impl EphemeralKey {
         match self {
             EphemeralKey::X25519(_, p) => p,
             EphemeralKey::P256(_, p) => p,
+            EphemeralKey::P384(_, p) => p,
         }
     }
 
@@ -61,6 +69,13 @@ impl EphemeralKey {
                     return Err(bad());
                 }
                 let pk = p256::PublicKey::from_sec1_bytes(peer).map_err(|_| bad())?;
+                Ok(s.diffie_hellman(&pk).raw_secret_bytes().to_vec())
+            }
+            EphemeralKey::P384(s, _) => {
+                if peer.len() != 97 || peer[0] != 4 {
+                    return Err(bad());
+                }
+                let pk = p384::PublicKey::from_sec1_bytes(peer).map_err(|_| bad())?;
                 Ok(s.diffie_hellman(&pk).raw_secret_bytes().to_vec())
             }
         }

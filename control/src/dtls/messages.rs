@@ -541,6 +541,41 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn client_hello_parse_encode_round_trip(
+            random: [u8; 32],
+            cookie in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=255),
+            suites in proptest::collection::vec(proptest::prelude::any::<u16>(), 1..50),
+            groups in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u16>(), 0..10)),
+            srtp in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u16>(), 0..10)),
+            ems: bool,
+        ) {
+            let ch = ClientHello {
+                version: 0xFEFD,
+                random,
+                cookie,
+                cipher_suites: suites,
+                compression: vec![0],
+                groups,
+                srtp_profiles: srtp,
+                ems,
+                ..Default::default()
+            };
+            let b = ch.encode();
+            let p = ClientHello::parse(&b).unwrap();
+            proptest::prop_assert_eq!(p.encode(), b);
+            proptest::prop_assert_eq!(p.srtp_profiles, ch.srtp_profiles);
+            proptest::prop_assert_eq!(p.groups, ch.groups);
+        }
+
+        #[test]
+        fn parsers_never_panic(ty: u8, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = fuzz_parse_handshake(ty, &body);
+            let _ = parse_fragments(&body);
+        }
+    }
+
     #[test]
     fn server_hello_round_trip() {
         let sh = ServerHello {

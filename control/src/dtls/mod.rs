@@ -7,7 +7,7 @@
 //! endpoint hands out [`DtlsKeys`], from which [`DtlsKeys::srtp_configs`] builds the
 //! SRTP contexts.
 //!
-//! Only the full handshake with ECDHE (X25519, P-256) and AEAD suites is
+//! Only the full handshake with ECDHE (X25519, P-256, P-384) and AEAD suites is
 //! implemented: no resumption, tickets or renegotiation. Our own certificates are
 //! ECDSA P-256; peers may present ECDSA (P-256, P-384) or RSA certificates.
 //!
@@ -58,7 +58,7 @@ mod messages;
 mod record;
 
 pub use cert::{Certificate, Fingerprint, FingerprintAlgorithm};
-pub use cookie::{CookieKeys, CookieVerdict};
+pub use cookie::{CookieKeys, CookieVerdict, COOKIE_ROTATION};
 pub use endpoint::DtlsEndpoint;
 
 #[doc(hidden)]
@@ -198,6 +198,10 @@ pub enum NamedGroup {
     X25519,
     /// NIST P-256 (id 23).
     Secp256r1,
+    /// NIST P-384 (id 24). Last in the default list: offering it lets a server
+    /// with a P-384 ECDSA certificate talk to us (RFC 8422 5.1 ties the
+    /// certificate's curve to the client's supported_groups).
+    Secp384r1,
 }
 
 impl NamedGroup {
@@ -206,6 +210,7 @@ impl NamedGroup {
         match self {
             NamedGroup::X25519 => 29,
             NamedGroup::Secp256r1 => 23,
+            NamedGroup::Secp384r1 => 24,
         }
     }
 
@@ -214,6 +219,7 @@ impl NamedGroup {
         match id {
             29 => Some(NamedGroup::X25519),
             23 => Some(NamedGroup::Secp256r1),
+            24 => Some(NamedGroup::Secp384r1),
             _ => None,
         }
     }
@@ -237,7 +243,7 @@ pub struct DtlsConfig {
     pub srtp_profiles: Vec<SrtpProfile>,
     /// Cipher suites in preference order, default all six (ECDSA ones first).
     pub cipher_suites: Vec<CipherSuite>,
-    /// ECDHE groups in preference order, default `[X25519, Secp256r1]`.
+    /// ECDHE groups in preference order, default `[X25519, Secp256r1, Secp384r1]`.
     pub groups: Vec<NamedGroup>,
     /// Server: send a CertificateRequest and fail without a client certificate.
     /// Default true (DTLS-SRTP needs the peer's fingerprint).
@@ -262,7 +268,11 @@ impl Default for DtlsConfig {
                 SrtpProfile::AesCm128HmacSha1_32,
             ],
             cipher_suites: CipherSuite::ALL.to_vec(),
-            groups: vec![NamedGroup::X25519, NamedGroup::Secp256r1],
+            groups: vec![
+                NamedGroup::X25519,
+                NamedGroup::Secp256r1,
+                NamedGroup::Secp384r1,
+            ],
             require_client_certificate: true,
             max_handshake_message: 16 * 1024,
             max_buffered_fragments: 64 * 1024,
@@ -523,6 +533,18 @@ pub fn alert_name(description: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_safety() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<DtlsEndpoint>();
+        send_sync::<Certificate>();
+        send_sync::<CookieKeys>();
+        send_sync::<DtlsKeys>();
+        send_sync::<DtlsConfig>();
+        send_sync::<DtlsError>();
+    }
 
     #[test]
     fn cipher_suite_names_and_ids() {
