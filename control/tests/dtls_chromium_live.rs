@@ -6,8 +6,10 @@
 //!
 //! Runs when `chromium` is installed and the interop recipes are found
 //! (`RTP_INTEROP_DIR`, or `shared/interop` next to the repository, or
-//! `/work/shared/interop`); otherwise it prints a note and passes. Chromium is not
-//! part of the CI install, so this is an extra check, not a CI gate.
+//! `/work/shared/interop`). Chromium is not part of the CI install and the
+//! recipes live outside the repository, so these tests are opt-in (`#[ignore]`):
+//! `cargo test -p rtp-control --test dtls_chromium_live -- --ignored`. The CI
+//! proof for Chromium is the captured ClientHello replayed in `dtls_chromium.rs`.
 
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
@@ -112,16 +114,19 @@ fn run_live(setup: &str, cookie: bool) {
 }
 
 #[test]
+#[ignore = "opt-in: needs chromium (not in the CI install) and the shared interop recipes; run with -- --ignored"]
 fn chromium_is_dtls_client_we_are_server() {
     run_live("passive", false);
 }
 
 #[test]
+#[ignore = "opt-in: needs chromium (not in the CI install) and the shared interop recipes; run with -- --ignored"]
 fn chromium_is_dtls_client_through_the_cookie_exchange() {
     run_live("passive", true);
 }
 
 #[test]
+#[ignore = "opt-in: needs chromium (not in the CI install) and the shared interop recipes; run with -- --ignored"]
 fn chromium_is_dtls_server_we_are_client() {
     run_live("active", false);
 }
