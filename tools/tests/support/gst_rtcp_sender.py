@@ -15,7 +15,7 @@ show up in the stats of our RTCP SSRC with rb-ssrc == SSRC.
 Usage: gst_rtcp_sender.py --rtp-port P --rtcp-port P --listen-port P
        [--ssrc N] [--duration S] [--interval-ns N] [--dump]
 Prints KEY=VALUE lines at the end (before the pipeline stops): SSRC,
-PACKETS_SENT, OCTETS_SENT (of the internal source), SOURCES (remote sources),
+PACKETS_SENT, OCTETS_SENT, SEQNUM_BASE (of the internal source), SOURCES (remote sources),
 and for the remote source holding a report block about SSRC: RB_FROM (its
 SSRC), HAVE_RB, RB_SSRC, RB_FRACTIONLOST, RB_PACKETSLOST, RB_EXTHIGHESTSEQ,
 RB_JITTER, RB_LSR, RB_DLSR, RB_ROUND_TRIP (GStreamer's RTT, 1/65536 s);
@@ -134,6 +134,7 @@ def main():
             if field(s, "internal") and field(s, "ssrc") == args.ssrc:
                 say("PACKETS_SENT", field(s, "packets-sent"))
                 say("OCTETS_SENT", field(s, "octets-sent"))
+                say("SEQNUM_BASE", field(s, "seqnum-base"))
         rb = our_rb(sources)
         if rb is None:
             say("HAVE_RB", "false")
