@@ -88,7 +88,7 @@ fn our_server(sock: UdpSocket, stop: Arc<AtomicBool>) -> (u64, Duration) {
         cookies.rotate_if_due(now);
         if let Ok((n, src)) = sock.recv_from(&mut buf) {
             let d = &buf[..n];
-            if !eps.contains_key(&src) {
+            if let std::collections::hash_map::Entry::Vacant(e) = eps.entry(src) {
                 match cookies.check(src, d) {
                     CookieVerdict::Respond(hvr) => {
                         let _ = sock.send_to(&hvr, src);
@@ -96,10 +96,7 @@ fn our_server(sock: UdpSocket, stop: Arc<AtomicBool>) -> (u64, Duration) {
                     }
                     CookieVerdict::Drop => continue,
                     CookieVerdict::Accept => {
-                        eps.insert(
-                            src,
-                            DtlsEndpoint::server(cfg.clone(), cert.clone(), None, now),
-                        );
+                        e.insert(DtlsEndpoint::server(cfg.clone(), cert.clone(), None, now));
                     }
                 }
             }
