@@ -12,13 +12,24 @@
 //! gateway's symmetric latching would follow that port; the proxies make gst's
 //! transport symmetric. QS also injects 10 % loss.
 //!
-//! Checked: gst R's RRs echo our SR (LSR = middle bits of one of our SR NTP times:
+//! In the plain variant gst S is `support/gst_rtcp_sender.py` (rtpbin driven from
+//! Python gi, as gst-launch cannot print rtpbin's statistics): at the end it
+//! prints the report block rtpbin stored from our last RR about its SSRC
+//! (`have-rb`, `rb-fractionlost`, `rb-packetslost`, `rb-exthighestseq`,
+//! `rb-jitter`, `rb-lsr`, `rb-dlsr`, `rb-round-trip`). Checked: GStreamer's own
+//! statistics show our report block with the injected loss, a small jitter and
+//! an RTT it computed from our LSR/DLSR, equal field by field to the RR of ours
+//! on the wire with that extended highest sequence, and agreeing with our ng
+//! query figures.
+//!
+//! Also checked: gst R's RRs echo our SR (LSR = middle bits of one of our SR NTP times:
 //! GStreamer parsed our SR) and report the injected loss; our RRs to gst S carry
 //! the same loss and a plausible jitter; our statistics (ng query) hold gst S's SR
 //! (SSRC, NTP, packet count) as captured on the wire; every RTCP packet we emit
 //! decodes in tshark without malformed or expert-error flags; /metrics counts our
-//! reports. Without gst-launch-1.0, dumpcap or tshark the test is skipped, except
-//! under `CI`, where that is a failure.
+//! reports. Without gst-launch-1.0, dumpcap, tshark or (plain variant) python3-gi
+//! for `/usr/bin/python3` the test is skipped, except under `CI`, where that is
+//! a failure.
 //!
 //! The SRTP variant runs the same call as RTP/SAVP with SDES keys: gst S encrypts
 //! with `srtpenc`, gst R decrypts our SRTP and SRTCP with `srtpdec` (libsrtp) and
@@ -45,6 +56,22 @@ use rtp_tools::interop::free_port_range;
 
 const GST_SSRC: u32 = 287_454_020;
 const RUN: Duration = Duration::from_secs(11);
+/// The system Python (python3-gi is a Debian package; a user's pyenv or venv
+/// `python3` first on PATH would not have it).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether `PYTHON` has GStreamer's introspection bindings.
+fn python_gi() -> bool {
+    Command::new(PYTHON)
+        .args([
+            "-c",
+            "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
 fn tool(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
@@ -235,6 +262,61 @@ fn gst(desc: &str) -> Reap {
     Reap(child)
 }
 
+/// gst S as `support/gst_rtcp_sender.py` for `secs` seconds (stdout piped, stderr
+/// into `log`).
+fn gst_sender(rtp: u16, rtcp: u16, listen: u16, secs: u64, log: &std::path::Path) -> Reap {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/gst_rtcp_sender.py"
+    );
+    let child = Command::new(PYTHON)
+        .arg(script)
+        .args(["--rtp-port", &rtp.to_string()])
+        .args(["--rtcp-port", &rtcp.to_string()])
+        .args(["--listen-port", &listen.to_string()])
+        .args(["--ssrc", &GST_SSRC.to_string()])
+        .args(["--duration", &secs.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("gst_rtcp_sender.py starts");
+    Reap(child)
+}
+
+/// Waits (up to `limit`) for the helper to exit and returns its KEY=VALUE lines.
+fn sender_report(
+    helper: &mut Reap,
+    limit: Duration,
+    log: &std::path::Path,
+) -> HashMap<String, String> {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = helper.0.try_wait().unwrap() {
+            break st;
+        }
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(Instant::now() < deadline, "gst_rtcp_sender.py hangs: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    helper
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        status.success() && !out.contains("ERROR="),
+        "gst_rtcp_sender.py: {status}\n{out}\n{log}"
+    );
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// dumpcap on lo with `filter` into `pcap`; waits until it captures.
 fn dumpcap(pcap: &std::path::Path, filter: &str) -> Reap {
     let log = pcap.with_extension("log");
@@ -293,7 +375,7 @@ struct Row {
     f: HashMap<&'static str, String>,
 }
 
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 18] = [
     "udp.srcport",
     "udp.dstport",
     "rtcp.pt",
@@ -304,6 +386,7 @@ const FIELDS: [&str; 17] = [
     "rtcp.ssrc.identifier",
     "rtcp.ssrc.fraction",
     "rtcp.ssrc.cum_nr",
+    "rtcp.ssrc.ext_high",
     "rtcp.ssrc.jitter",
     "rtcp.ssrc.lsr",
     "rtcp.ssrc.dlsr",
@@ -352,7 +435,12 @@ fn gstreamer_rtpbin_and_terminated_srtcp() {
 
 fn run(srtp: bool) {
     let need = ["gst-launch-1.0", "dumpcap", "tshark"];
-    if let Some(missing) = need.iter().find(|t| tool(t).is_none()) {
+    let missing = need
+        .iter()
+        .find(|t| tool(t).is_none())
+        .map(|t| t.to_string())
+        .or_else(|| (!srtp && !python_gi()).then(|| format!("python3-gi for {PYTHON}")));
+    if let Some(missing) = missing {
         assert!(
             std::env::var("CI").is_err(),
             "{missing} must be installed in CI (.ci/install.sh)"
@@ -452,7 +540,8 @@ fn run(srtp: bool) {
     let source = format!(
         "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay ssrc={GST_SSRC} ! rb.send_rtp_sink_0"
     );
-    let send = if srtp {
+    let helper_log = dir.0.join("gst_rtcp_sender.log");
+    let mut send = if srtp {
         // Our RRs to S are SRTCP from an SSRC chosen at random per leg, which
         // srtpdec cannot be told in advance: gst S only sends here.
         gst(&format!(
@@ -462,14 +551,16 @@ fn run(srtp: bool) {
             hex(&s_key_bytes)
         ))
     } else {
-        gst(&format!(
-            "rtpbin name=rb {interval} {source} \
-             rb.send_rtp_src_0 ! udpsink host=127.0.0.1 port={qs_port} \
-             rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={ps_port} sync=false async=false \
-             udpsrc address=127.0.0.1 port={ls} ! rb.recv_rtcp_sink_0"
-        ))
+        // The same rtpbin pipeline, from Python, to read rtpbin's statistics.
+        gst_sender(qs_port, ps_port, ls, RUN.as_secs(), &helper_log)
     };
-    std::thread::sleep(RUN);
+    // What rtpbin made of our RRs (plain variant), once gst S has run for RUN.
+    let gst_stats = if srtp {
+        std::thread::sleep(RUN);
+        HashMap::new()
+    } else {
+        sender_report(&mut send, RUN + Duration::from_secs(10), &helper_log)
+    };
 
     // Our statistics of gst S's SRs, through ng query, while the call is up.
     let mut q = Value::dict();
@@ -684,6 +775,9 @@ fn run(srtp: bool) {
     assert!(int("reports sent") >= 1 && int("reports received") >= 2);
     let loss = int("total packet loss");
     assert!((5..=15).contains(&loss), "loss {loss} %");
+    if !srtp {
+        gst_sees_our_rrs(&gst_stats, &rows, leg0_rtcp, rtcp);
+    }
     assert!(metrics.contains("rtp_gateway_rtcp_reports_sent_total{worker=\"0\"}"));
     let sent: u64 = metrics
         .lines()
@@ -692,4 +786,99 @@ fn run(srtp: bool) {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(sent >= 2, "metrics: {sent} reports");
+}
+
+/// (c) GStreamer's own statistics (gst S's rtpbin, printed by
+/// `gst_rtcp_sender.py`): the report block it stored from our RRs about its
+/// SSRC shows the injected loss, equals our RR on the wire with that extended
+/// highest sequence, and agrees with our engine's figures (`rtcp`: the ng query
+/// `RTCP` dict of leg 0, i.e. `Engine::rtcp_stats`).
+fn gst_sees_our_rrs(gst: &HashMap<String, String>, rows: &[Row], leg0_rtcp: u16, rtcp: &Value) {
+    eprintln!("gst S rtpbin statistics: {gst:?}");
+    let g = |k: &str| -> i64 {
+        gst.get(k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {gst:?}"))
+    };
+    assert_eq!(
+        gst.get("HAVE_RB").map(String::as_str),
+        Some("true"),
+        "rtpbin holds no report block from us: {gst:?}"
+    );
+    assert_eq!(g("RB_SSRC"), i64::from(GST_SSRC));
+    let (frac, lost, ext, jitter) = (
+        g("RB_FRACTIONLOST"),
+        g("RB_PACKETSLOST"),
+        g("RB_EXTHIGHESTSEQ"),
+        g("RB_JITTER"),
+    );
+    let (lsr, dlsr, rtt) = (g("RB_LSR"), g("RB_DLSR"), g("RB_ROUND_TRIP"));
+    // QS drops exactly every 10th RTP datagram, so an interval of N packets loses
+    // N/10 rounded either way: for N >= 40 (0.8 s of 20 ms packets; our reports
+    // are seconds apart) the fraction is 25.6 +- 6.4 of 256, i.e. 18..=34.
+    assert!(
+        (18..=34).contains(&frac),
+        "rtpbin: fraction lost {frac}/256"
+    );
+    // Cumulative: a tenth of the packets expected since gst's first sequence
+    // number (extended highest - base + 1), within 1.5 points.
+    let expected = ext - g("SEQNUM_BASE") + 1;
+    assert!(
+        expected >= 100 && expected <= g("PACKETS_SENT"),
+        "rtpbin: extended highest {ext}, {expected} expected"
+    );
+    let ratio = lost as f64 / expected as f64;
+    assert!(
+        (0.085..=0.115).contains(&ratio),
+        "rtpbin: {lost} of {expected} lost"
+    );
+    // Jitter of a live 20 ms source over loopback: well under 20 ms (160 units).
+    assert!((0..160).contains(&jitter), "rtpbin: jitter {jitter}");
+    // Our RR echoes gst S's SR (LSR), and the RTT rtpbin derives from our LSR and
+    // DLSR is a loopback one (under 100 ms = 6554 / 65536 s): a wrong DLSR would
+    // show here.
+    assert!(lsr != 0, "rtpbin: LSR 0");
+    assert!((0..6554).contains(&rtt), "rtpbin: round trip {rtt}/65536 s");
+
+    // The same block on the wire: the first RR of ours with that extended
+    // highest sequence (later ones would be sent after gst S stopped).
+    let wire = rows
+        .iter()
+        .filter(|r| r.src == leg0_rtcp && r.f["rtcp.pt"].starts_with("201"))
+        .find(|r| first_u64(&r.f["rtcp.ssrc.ext_high"]) == Some(ext as u64))
+        .unwrap_or_else(|| panic!("no RR of ours on the wire with extended highest {ext}"));
+    let w = |k: &str| first_u64(&wire.f[k]).map(|v| v as i64);
+    assert_eq!(w("rtcp.senderssrc"), Some(g("RB_FROM")), "{wire:?}");
+    assert_eq!(w("rtcp.ssrc.identifier"), Some(i64::from(GST_SSRC)));
+    assert_eq!(w("rtcp.ssrc.fraction"), Some(frac), "{wire:?}");
+    assert_eq!(w("rtcp.ssrc.cum_nr"), Some(lost), "{wire:?}");
+    assert_eq!(w("rtcp.ssrc.jitter"), Some(jitter), "{wire:?}");
+    assert_eq!(w("rtcp.ssrc.lsr"), Some(lsr), "{wire:?}");
+    assert_eq!(w("rtcp.ssrc.dlsr"), Some(dlsr), "{wire:?}");
+
+    // Our engine's figures (queried after gst S stopped, so over the whole run):
+    // total loss and jitter within rounding and a report's age of rtpbin's.
+    let int = |k: &str| int_of(rtcp, k);
+    let total = int("total packet loss");
+    assert!(
+        (total as f64 - 100.0 * ratio).abs() <= 2.0,
+        "our total loss {total} %, rtpbin {:.1} %",
+        100.0 * ratio
+    );
+    let jitter_ms = int("jitter");
+    assert!(
+        (jitter_ms as f64 - jitter as f64 / 8.0).abs() <= 2.0,
+        "our jitter {jitter_ms} ms, rtpbin {jitter} units"
+    );
+    assert!(int("reports sent") >= g("RB_UPDATES"));
+    eprintln!(
+        "rtpbin's view of our RRs: fraction {frac}/256 ({:.1} %), lost {lost} of {expected} ({:.1} %), \
+         jitter {jitter} units, LSR {lsr:08x}, DLSR {dlsr}/65536 s, round trip {rtt}/65536 s \
+         ({:.2} ms), {} distinct blocks seen; ours: total loss {total} %, jitter {jitter_ms} ms, {} reports",
+        100.0 * frac as f64 / 256.0,
+        100.0 * ratio,
+        rtt as f64 * 1000.0 / 65536.0,
+        g("RB_UPDATES"),
+        int("reports sent"),
+    );
 }
