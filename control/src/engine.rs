@@ -55,6 +55,9 @@ pub struct EngineConfig {
     /// Nice value of the control thread (DTLS handshakes, RTCP, signalling);
     /// e.g. 10 lets workers that share its cores preempt it. `None`: inherited.
     pub control_nice: Option<i32>,
+    /// Core the control thread is pinned to (keep it off the workers' cores when
+    /// there are cores to spare). `None`: not pinned.
+    pub control_core: Option<usize>,
     /// DTLS settings of DTLS-SRTP legs (MTU, timeouts, suites, SRTP profiles).
     pub dtls: DtlsConfig,
     /// Certificate and private key (PEM) of DTLS-SRTP legs; `None` generates a
@@ -78,6 +81,7 @@ impl Default for EngineConfig {
             check_interval: Duration::from_secs(1),
             socket_buffer: Some(1 << 20),
             control_nice: None,
+            control_core: None,
             dtls: DtlsConfig::default(),
             dtls_certificate: None,
             quality_thresholds: QualityThresholds::default(),
@@ -106,6 +110,15 @@ impl EngineConfig {
                 return bad(format!(
                     "advertise_ip {a} and bind_ip {} must be the same address family",
                     self.bind_ip
+                ));
+            }
+        }
+        if let Some(c) = self.control_core {
+            let n = rtp_dataplane::sys::online_cpus();
+            if c >= n {
+                return bad(format!(
+                    "control_core {c} does not exist: this machine has cores 0-{}",
+                    n.saturating_sub(1)
                 ));
             }
         }
@@ -214,6 +227,12 @@ impl EngineBuilder {
         self.cfg = cfg;
         self
     }
+    /// Pins the control thread to a core (see [`EngineConfig::control_core`]).
+    pub fn control_core(mut self, c: usize) -> Self {
+        self.cfg.control_core = Some(c);
+        self
+    }
+
     /// Nice value of the control thread (see [`EngineConfig::control_nice`]).
     pub fn control_nice(mut self, n: i32) -> Self {
         self.cfg.control_nice = Some(n);
@@ -515,9 +534,13 @@ impl Engine {
         };
         let s = stop.clone();
         let nice = control.cfg.control_nice;
+        let core = control.cfg.control_core;
         let thread = std::thread::Builder::new()
             .name("rtp-control".into())
             .spawn(move || {
+                if let Some(c) = core {
+                    rtp_dataplane::sys::pin_thread(c);
+                }
                 if let Some(n) = nice {
                     rtp_dataplane::sys::set_thread_nice(n);
                 }

@@ -349,6 +349,12 @@ pub fn set_timer_slack_ns(ns: u64) -> bool {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
 }
 
+/// Pins the calling thread to `core`; false when the core does not exist or the
+/// kernel refuses.
+pub fn pin_thread(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
 /// Sets the calling thread's nice value (-20..=19; higher yields to others), e.g.
 /// a control thread that must not delay the dataplane workers it shares cores
 /// with. Raising priority (negative values) needs CAP_SYS_NICE.

@@ -239,9 +239,12 @@ fn handshake_rates(secs: f64) {
 /// A client thread that makes the engine run `rate` handshakes/s: per
 /// handshake one call with a DTLS server leg, our client connects, the call is
 /// deleted. Returns (completed, failed).
-fn storm(engine: &Engine, rate: f64, stop: &AtomicBool) -> (u64, u64) {
+fn storm(engine: &Engine, rate: f64, stop: &AtomicBool, core: Option<usize>) -> (u64, u64) {
     // The storm's client is test equipment (on a real deployment it is on other
     // hosts): it yields to the generator and the worker.
+    if let Some(c) = core {
+        rtp_control::dataplane::sys::pin_thread(c);
+    }
     rtp_control::dataplane::sys::set_thread_nice(19);
     let cert = Arc::new(Certificate::generate().unwrap());
     let fp = cert.fingerprint();
@@ -332,12 +335,32 @@ fn class(streams: usize, rate: f64) -> StreamClass {
     }
 }
 
-fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64, idle: &str) {
+/// Where things run during a storm measurement.
+struct Layout {
+    /// Worker idle policy (the worker is pinned to RELAY_CORE).
+    idle: &'static str,
+    /// The generator busy-polls (else it sleeps between sends).
+    busy_generator: bool,
+    /// The control thread's core (`None`: unpinned) and the storm client's.
+    control_core: Option<usize>,
+}
+
+fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64, lay: &Layout) {
+    let Layout {
+        idle,
+        busy_generator,
+        control_core,
+    } = *lay;
     println!();
     println!(
-        "### worker idle policy `{idle}`: relay latency with and without {hs_rate:.0} DTLS handshakes/s on the control thread"
+        "### worker `{idle}` on core {RELAY_CORE}; generator {} on core {GEN_CORE}; control thread (nice 10) and storm client (nice 19) {}",
+        if busy_generator { "busy-polling" } else { "sleeping" },
+        match control_core {
+            Some(c) => format!("pinned to core {c}"),
+            None => "unpinned".into(),
+        }
     );
-    println!("({streams} streams, {rate:.0} pkt/s over ng through the in-process gateway, one worker on core {RELAY_CORE}, busy-polling generator on core {GEN_CORE}, control thread at nice 10 and the storm's client at nice 19, unpinned; {runs} alternating runs of {secs} s, medians)");
+    println!("({streams} streams, {rate:.0} pkt/s over ng through the in-process gateway, with and without a target of {hs_rate:.0} DTLS handshakes/s; {runs} alternating runs of {secs} s, medians)");
     let (lo, hi) = free_port_range(4 * streams as u16 + 1000);
     let gw = Gateway::start(&GatewayConfig {
         listen_ng: "127.0.0.1:0".parse().unwrap(),
@@ -346,6 +369,7 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         backend: "io_uring".into(),
         idle: idle.into(),
         control_nice: Some(10),
+        control_core,
         workers: 1,
         cores: vec![RELAY_CORE],
         max_calls: streams + 1000,
@@ -358,7 +382,8 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         let with = r % 2 == 1;
         let stop = AtomicBool::new(false);
         let (l, stormed) = std::thread::scope(|sc| {
-            let h = with.then(|| sc.spawn(|| storm(gw.ng().engine(), hs_rate, &stop)));
+            let h =
+                with.then(|| sc.spawn(|| storm(gw.ng().engine(), hs_rate, &stop, control_core)));
             let l = run(LoadConfig {
                 classes: vec![class(streams, rate)],
                 duration: Duration::from_secs_f64(secs),
@@ -368,7 +393,7 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
                 target: Target::Ng(gw.ng_addr()),
                 progress: false,
                 drain: Duration::from_millis(300),
-                busy_poll: true,
+                busy_poll: busy_generator,
                 load_core: Some(GEN_CORE),
                 plain_sender: false,
             })
@@ -423,13 +448,44 @@ fn main() {
         handshake_rates(10.0);
         println!();
         println!("## 2. Relay latency during a handshake storm");
-        for idle in ["busy", "spin:50"] {
-            storm_latency(3, 8.0, 200, 10_000.0, 200.0, idle);
+        let layouts = [
+            // The control plane on its own core (here shared with the generator,
+            // which sleeps between sends): the deployment the design intends.
+            Layout {
+                idle: "busy",
+                busy_generator: false,
+                control_core: Some(GEN_CORE),
+            },
+            // No core to spare: the control thread runs wherever it can.
+            Layout {
+                idle: "busy",
+                busy_generator: true,
+                control_core: None,
+            },
+            Layout {
+                idle: "spin:50",
+                busy_generator: true,
+                control_core: None,
+            },
+        ];
+        for lay in &layouts {
+            storm_latency(3, 8.0, 200, 10_000.0, 200.0, lay);
         }
     } else {
         println!("(smoke run; `cargo bench -p relay-bench --bench dtls` for the figures)");
         handshake_rates(0.5);
-        storm_latency(1, 1.0, 20, 1000.0, 50.0, "busy");
+        storm_latency(
+            1,
+            1.0,
+            20,
+            1000.0,
+            50.0,
+            &Layout {
+                idle: "busy",
+                busy_generator: false,
+                control_core: Some(GEN_CORE),
+            },
+        );
     }
     let _ = std::io::stdout().flush();
 }

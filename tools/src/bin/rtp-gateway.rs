@@ -59,6 +59,9 @@ struct Cli {
     /// Nice value of the control thread.
     #[arg(long)]
     control_nice: Option<i32>,
+    /// Core the control thread is pinned to.
+    #[arg(long)]
+    control_core: Option<usize>,
     /// DTLS certificate (PEM file), with --dtls-key.
     #[arg(long, requires = "dtls_key")]
     dtls_cert: Option<PathBuf>,
@@ -94,6 +97,9 @@ fn config(cli: &Cli) -> Result<GatewayConfig, String> {
     );
     if cli.control_nice.is_some() {
         c.control_nice = cli.control_nice;
+    }
+    if cli.control_core.is_some() {
+        c.control_core = cli.control_core;
     }
     if cli.dtls_cert.is_some() {
         c.dtls_cert = cli.dtls_cert.clone();

@@ -56,6 +56,8 @@ pub struct GatewayConfig {
     /// Nice value of the engine's control thread (DTLS handshakes, RTCP): a
     /// positive value lets the workers preempt it. `None`: inherited.
     pub control_nice: Option<i32>,
+    /// Core the control thread is pinned to. `None`: not pinned.
+    pub control_core: Option<usize>,
     /// DTLS-SRTP certificate (PEM file); with `dtls_key`. Unset: a self-signed
     /// ECDSA P-256 certificate is generated at start.
     pub dtls_cert: Option<std::path::PathBuf>,
@@ -84,6 +86,7 @@ impl Default for GatewayConfig {
             media_timeout: 60,
             cookie_ttl: 30,
             control_nice: None,
+            control_core: None,
             dtls_cert: None,
             dtls_key: None,
             dtls_mtu: 1200,
@@ -129,6 +132,7 @@ impl GatewayConfig {
             ..EngineConfig::default()
         };
         c.control_nice = self.control_nice;
+        c.control_core = self.control_core;
         c.dtls.mtu = self.dtls_mtu;
         c.dtls_certificate = match (&self.dtls_cert, &self.dtls_key) {
             (Some(cp), Some(kp)) => Some((
