@@ -58,6 +58,11 @@ pub struct EngineConfig {
     /// Core the control thread is pinned to (keep it off the workers' cores when
     /// there are cores to spare). `None`: not pinned.
     pub control_core: Option<usize>,
+    /// Run the control thread in the SCHED_IDLE class: only on CPU time the
+    /// workers leave idle, preempted at once when a worker wakes. Protects the
+    /// workers' latency from handshake storms where cores are shared; handshakes
+    /// then wait for idle time.
+    pub control_sched_idle: bool,
     /// DTLS settings of DTLS-SRTP legs (MTU, timeouts, suites, SRTP profiles).
     pub dtls: DtlsConfig,
     /// Certificate and private key (PEM) of DTLS-SRTP legs; `None` generates a
@@ -82,6 +87,7 @@ impl Default for EngineConfig {
             socket_buffer: Some(1 << 20),
             control_nice: None,
             control_core: None,
+            control_sched_idle: false,
             dtls: DtlsConfig::default(),
             dtls_certificate: None,
             quality_thresholds: QualityThresholds::default(),
@@ -535,6 +541,7 @@ impl Engine {
         let s = stop.clone();
         let nice = control.cfg.control_nice;
         let core = control.cfg.control_core;
+        let idle_class = control.cfg.control_sched_idle;
         let thread = std::thread::Builder::new()
             .name("rtp-control".into())
             .spawn(move || {
@@ -543,6 +550,9 @@ impl Engine {
                 }
                 if let Some(n) = nice {
                     rtp_dataplane::sys::set_thread_nice(n);
+                }
+                if idle_class {
+                    rtp_dataplane::sys::set_thread_sched_idle();
                 }
                 control.run(req_rx, s)
             })

@@ -349,6 +349,16 @@ pub fn set_timer_slack_ns(ns: u64) -> bool {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
 }
 
+/// Puts the calling thread in the SCHED_IDLE class: it runs only on otherwise
+/// idle CPU time and any normal thread that wakes preempts it at once (for
+/// control-plane work such as DTLS handshakes beside latency-critical workers).
+pub fn set_thread_sched_idle() -> bool {
+    let p = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(0, ...) changes only the calling thread's policy;
+    // `p` lives across the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &p) == 0 }
+}
+
 /// Pins the calling thread to `core`; false when the core does not exist or the
 /// kernel refuses.
 pub fn pin_thread(core: usize) -> bool {

@@ -239,13 +239,22 @@ fn handshake_rates(secs: f64) {
 /// A client thread that makes the engine run `rate` handshakes/s: per
 /// handshake one call with a DTLS server leg, our client connects, the call is
 /// deleted. Returns (completed, failed).
-fn storm(engine: &Engine, rate: f64, stop: &AtomicBool, core: Option<usize>) -> (u64, u64) {
+fn storm(
+    engine: &Engine,
+    rate: f64,
+    stop: &AtomicBool,
+    core: Option<usize>,
+    sched_idle: bool,
+) -> (u64, u64) {
     // The storm's client is test equipment (on a real deployment it is on other
     // hosts): it yields to the generator and the worker.
     if let Some(c) = core {
         rtp_control::dataplane::sys::pin_thread(c);
     }
     rtp_control::dataplane::sys::set_thread_nice(19);
+    if sched_idle {
+        rtp_control::dataplane::sys::set_thread_sched_idle();
+    }
     let cert = Arc::new(Certificate::generate().unwrap());
     let fp = cert.fingerprint();
     let cfg = Arc::new(config());
@@ -343,6 +352,8 @@ struct Layout {
     busy_generator: bool,
     /// The control thread's core (`None`: unpinned) and the storm client's.
     control_core: Option<usize>,
+    /// The control thread (and the storm client) in SCHED_IDLE.
+    sched_idle: bool,
 }
 
 fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64, lay: &Layout) {
@@ -350,11 +361,14 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         idle,
         busy_generator,
         control_core,
+        sched_idle,
     } = *lay;
     println!();
     println!(
-        "### worker `{idle}` on core {RELAY_CORE}; generator {} on core {GEN_CORE}; control thread (nice 10) and storm client (nice 19) {}",
+        "### worker `{idle}` on core {RELAY_CORE}; generator {} on core {GEN_CORE}; control thread ({}) and storm client ({}) {}",
         if busy_generator { "busy-polling" } else { "sleeping" },
+        if sched_idle { "SCHED_IDLE" } else { "nice 10" },
+        if sched_idle { "SCHED_IDLE" } else { "nice 19" },
         match control_core {
             Some(c) => format!("pinned to core {c}"),
             None => "unpinned".into(),
@@ -370,6 +384,7 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         idle: idle.into(),
         control_nice: Some(10),
         control_core,
+        control_sched_idle: sched_idle,
         workers: 1,
         cores: vec![RELAY_CORE],
         max_calls: streams + 1000,
@@ -382,8 +397,9 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         let with = r % 2 == 1;
         let stop = AtomicBool::new(false);
         let (l, stormed) = std::thread::scope(|sc| {
-            let h =
-                with.then(|| sc.spawn(|| storm(gw.ng().engine(), hs_rate, &stop, control_core)));
+            let h = with.then(|| {
+                sc.spawn(|| storm(gw.ng().engine(), hs_rate, &stop, control_core, sched_idle))
+            });
             let l = run(LoadConfig {
                 classes: vec![class(streams, rate)],
                 duration: Duration::from_secs_f64(secs),
@@ -455,17 +471,33 @@ fn main() {
                 idle: "busy",
                 busy_generator: false,
                 control_core: Some(GEN_CORE),
+                sched_idle: false,
             },
             // No core to spare: the control thread runs wherever it can.
             Layout {
                 idle: "busy",
                 busy_generator: true,
                 control_core: None,
+                sched_idle: false,
             },
             Layout {
                 idle: "spin:50",
                 busy_generator: true,
                 control_core: None,
+                sched_idle: false,
+            },
+            // No core to spare, control plane only on idle time.
+            Layout {
+                idle: "spin:50",
+                busy_generator: true,
+                control_core: None,
+                sched_idle: true,
+            },
+            Layout {
+                idle: "spin:50",
+                busy_generator: false,
+                control_core: None,
+                sched_idle: true,
             },
         ];
         for lay in &layouts {
@@ -484,6 +516,7 @@ fn main() {
                 idle: "busy",
                 busy_generator: false,
                 control_core: Some(GEN_CORE),
+                sched_idle: false,
             },
         );
     }

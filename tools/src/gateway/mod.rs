@@ -58,6 +58,8 @@ pub struct GatewayConfig {
     pub control_nice: Option<i32>,
     /// Core the control thread is pinned to. `None`: not pinned.
     pub control_core: Option<usize>,
+    /// Run the control thread only on idle CPU time (SCHED_IDLE).
+    pub control_sched_idle: bool,
     /// DTLS-SRTP certificate (PEM file); with `dtls_key`. Unset: a self-signed
     /// ECDSA P-256 certificate is generated at start.
     pub dtls_cert: Option<std::path::PathBuf>,
@@ -87,6 +89,7 @@ impl Default for GatewayConfig {
             cookie_ttl: 30,
             control_nice: None,
             control_core: None,
+            control_sched_idle: false,
             dtls_cert: None,
             dtls_key: None,
             dtls_mtu: 1200,
@@ -133,6 +136,7 @@ impl GatewayConfig {
         };
         c.control_nice = self.control_nice;
         c.control_core = self.control_core;
+        c.control_sched_idle = self.control_sched_idle;
         c.dtls.mtu = self.dtls_mtu;
         c.dtls_certificate = match (&self.dtls_cert, &self.dtls_key) {
             (Some(cp), Some(kp)) => Some((
