@@ -6,12 +6,19 @@
 //! owning leg); what the endpoint answers goes back out with
 //! [`Command::SendOnLeg`]. When the handshake completes, the exported keys are
 //! installed into the owning worker with one [`Command::UpdateLeg`]; a failure
-//! (timeout, fingerprint mismatch, fatal alert) is reported and the call closed.
+//! (fingerprint mismatch, fatal alert, timeout) ends that attempt only: before
+//! the handshake is authenticated anyone can send an alert or a bad message, so
+//! one failed attempt must not end the call. The leg waits for another attempt
+//! (a client retries after the initial retransmission timeout) until its
+//! deadline (`handshake_timeout` after its role was known); a leg that has not
+//! connected by then fails with the last attempt's error and the call is closed.
 //!
-//! A server leg allocates its endpoint only for a ClientHello that carries a
+//! A server leg allocates an endpoint only for a ClientHello that carries a
 //! valid cookie for its source address ([`CookieKeys`]: the first hello gets a
-//! stateless HelloVerifyRequest); the handshake then runs with that address only,
-//! so spoofed or garbage datagrams can neither take a leg nor fail it.
+//! stateless HelloVerifyRequest), so spoofed datagrams allocate nothing. One
+//! attempt runs at a time; a verified hello from the signalled remote address
+//! replaces an attempt with another source that has not connected. A client leg
+//! sends only to the signalled remote and never learns it from a datagram.
 //!
 //! Timers cost O(log n) per due retransmission: a heap of deadlines, checked
 //! against each endpoint's current deadline when they come due (stale entries
@@ -57,7 +64,15 @@ pub(crate) enum Outcome {
         leg: usize,
         keys: Box<DtlsKeys>,
     },
-    /// A handshake failed; the call should be closed.
+    /// One handshake attempt failed; the leg waits for another until its
+    /// deadline.
+    AttemptFailed {
+        call: CallId,
+        leg: usize,
+        from: Option<SocketAddr>,
+        error: DtlsError,
+    },
+    /// The leg did not connect by its deadline; the call should be closed.
     Failed {
         call: CallId,
         leg: usize,
@@ -72,8 +87,10 @@ pub struct DtlsCounters {
     pub started: u64,
     /// Handshakes completed with keys installed.
     pub completed: u64,
-    /// Handshakes failed (timeout, mismatch, alert, bad keys).
+    /// Handshake attempts that failed (timeout, mismatch, alert, bad keys).
     pub failed: u64,
+    /// Legs that did not connect by their deadline (their calls were closed).
+    pub legs_failed: u64,
     /// DTLS datagrams ignored: no DTLS leg, role undecided, not a ClientHello
     /// where one is due, or from a source other than the one the handshake runs
     /// with.
@@ -90,6 +107,14 @@ struct Leg {
     peer: Option<SocketAddr>,
     endpoint: Option<DtlsEndpoint>,
     connected: bool,
+    /// When the leg must have connected (set once its role is known).
+    deadline: Option<Instant>,
+    /// A client leg retries after a failed attempt no earlier than this.
+    retry_at: Option<Instant>,
+    /// Why the last attempt failed.
+    last_error: Option<DtlsError>,
+    /// The deadline passed: no more attempts.
+    given_up: bool,
 }
 
 /// Every DTLS-SRTP leg of the engine.
@@ -145,8 +170,13 @@ impl DtlsLegs {
                 peer: None,
                 endpoint: None,
                 connected: false,
+                deadline: None,
+                retry_at: None,
+                last_error: None,
+                given_up: false,
             },
         );
+        self.arm_deadline(call, leg, now);
         self.maybe_start_client(call, leg, now, out);
     }
 
@@ -169,9 +199,24 @@ impl DtlsLegs {
             l.endpoint = None;
             l.peer = None;
             l.connected = false;
+            l.deadline = None;
+            l.retry_at = None;
         }
+        self.arm_deadline(call, leg, now);
         self.maybe_start_client(call, leg, now, out);
         true
+    }
+
+    /// Starts the leg's deadline once its role is known.
+    fn arm_deadline(&mut self, call: CallId, leg: usize, now: Instant) {
+        let timeout = self.config.handshake_timeout;
+        if let Some(l) = self.legs.get_mut(&(call, leg)) {
+            if l.params.role.is_some() && l.deadline.is_none() && !l.connected {
+                let d = now + timeout;
+                l.deadline = Some(d);
+                self.timers.push(Reverse((d, call, leg)));
+            }
+        }
     }
 
     /// The signalled remote address changed.
@@ -185,6 +230,12 @@ impl DtlsLegs {
     ) {
         if let Some(l) = self.legs.get_mut(&(call, leg)) {
             l.remote = remote;
+            // A client still handshaking with the old address starts over
+            // towards the new one.
+            if l.params.role == Some(Role::Client) && !l.connected && l.peer != remote {
+                l.endpoint = None;
+                l.peer = None;
+            }
             self.maybe_start_client(call, leg, now, out);
         }
     }
@@ -209,6 +260,21 @@ impl DtlsLegs {
             self.counters.ignored += 1;
             return;
         };
+        if l.given_up {
+            self.counters.ignored += 1;
+            return;
+        }
+        // A verified hello from the signalled remote may replace an attempt with
+        // another source that has not connected.
+        let takeover = l.params.role == Some(Role::Server)
+            && l.endpoint.is_some()
+            && !l.connected
+            && l.peer != Some(src)
+            && l.remote == Some(src);
+        if takeover {
+            l.endpoint = None;
+            l.peer = None;
+        }
         match (l.params.role, &mut l.endpoint) {
             (None, _) => {
                 self.counters.ignored += 1;
@@ -246,26 +312,18 @@ impl DtlsLegs {
                     now,
                 ));
                 l.peer = Some(src);
+                l.connected = false;
                 self.counters.started += 1;
             }
             (Some(Role::Client), None) => {
-                // A hello from the peer before we know where to send ours:
-                // start now, towards the address it came from.
-                if l.remote.is_none() {
-                    l.remote = Some(src);
-                }
-                self.maybe_start_client(call, leg, now, out);
-                let Some(l) = self.legs.get_mut(&(call, leg)) else {
-                    return;
-                };
-                if l.endpoint.is_none() {
-                    self.counters.ignored += 1;
-                    return;
-                }
+                // Between attempts (or before the remote is signalled): a
+                // client never learns where to send from a datagram.
+                self.counters.ignored += 1;
+                return;
             }
             (Some(_), Some(_)) if l.peer != Some(src) => {
                 // The handshake runs with one address; a connected leg whose
-                // peer moved (a NAT rebinding) re-keys through signalling.
+                // peer moved re-keys through signalling.
                 self.counters.ignored += 1;
                 return;
             }
@@ -289,6 +347,21 @@ impl DtlsLegs {
                 break;
             }
             self.timers.pop();
+            if let Some(l) = self.legs.get_mut(&(call, leg)) {
+                if !l.connected && !l.given_up && l.deadline.is_some_and(|d| d <= now) {
+                    l.given_up = true;
+                    l.endpoint = None;
+                    self.counters.legs_failed += 1;
+                    let error = l.last_error.take().unwrap_or(DtlsError::Timeout);
+                    out.push(Outcome::Failed { call, leg, error });
+                    continue;
+                }
+                if l.endpoint.is_none() && l.retry_at.is_some_and(|r| r <= now) {
+                    l.retry_at = None;
+                    self.maybe_start_client(call, leg, now, out);
+                    continue;
+                }
+            }
             let due = self
                 .legs
                 .get(&(call, leg))
@@ -318,10 +391,15 @@ impl DtlsLegs {
         let Some(l) = self.legs.get_mut(&(call, leg)) else {
             return;
         };
-        if l.params.role != Some(Role::Client) || l.endpoint.is_some() {
+        if l.params.role != Some(Role::Client)
+            || l.endpoint.is_some()
+            || l.given_up
+            || l.retry_at.is_some_and(|r| r > now)
+        {
             return;
         }
         let Some(remote) = l.remote else { return };
+        l.connected = false;
         l.endpoint = Some(DtlsEndpoint::client(
             self.config.clone(),
             self.cert.clone(),
@@ -376,7 +454,19 @@ impl DtlsLegs {
             // Pending datagrams and the final alert go out before the state is freed.
             transmit(ep, worker, call, leg, peer, out);
             l.endpoint = None;
-            out.push(Outcome::Failed { call, leg, error });
+            l.peer = None;
+            l.last_error = Some(error.clone());
+            if l.params.role == Some(Role::Client) && !l.connected {
+                let r = Instant::now() + self.config.initial_timeout;
+                l.retry_at = Some(r);
+                self.timers.push(Reverse((r, call, leg)));
+            }
+            out.push(Outcome::AttemptFailed {
+                call,
+                leg,
+                from: peer,
+                error,
+            });
             return;
         }
         // Transmit after the keys are queued: the peer cannot see our final

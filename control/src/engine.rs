@@ -61,7 +61,8 @@ pub struct EngineConfig {
     /// Run the control thread in the SCHED_IDLE class: only on CPU time the
     /// workers leave idle, preempted at once when a worker wakes. Protects the
     /// workers' latency from handshake storms where cores are shared; handshakes
-    /// then wait for idle time.
+    /// and signalling then wait for idle time, so do not combine it with
+    /// busy-polling workers on every core (there is none).
     pub control_sched_idle: bool,
     /// DTLS settings of DTLS-SRTP legs (MTU, timeouts, suites, SRTP profiles).
     pub dtls: DtlsConfig,
@@ -142,6 +143,13 @@ impl EngineConfig {
         self.dtls
             .validate()
             .map_err(|e| EngineError::Config(format!("dtls: {e}")))?;
+        if !self.dtls.require_client_certificate {
+            return bad(
+                "dtls.require_client_certificate must stay on: DTLS-SRTP legs \
+                 check the peer's certificate against its signalled fingerprint"
+                    .into(),
+            );
+        }
         self.dataplane
             .validate()
             .map_err(|e| EngineError::Config(format!("dataplane: {e}")))
@@ -381,8 +389,22 @@ pub enum EngineEvent {
         /// Fingerprint of the peer's certificate.
         peer_fingerprint: Fingerprint,
     },
-    /// A DTLS-SRTP handshake failed: no keys were installed and the call is
-    /// closed ([`CloseReason::DtlsFailed`]).
+    /// One DTLS-SRTP handshake attempt on a leg failed (fingerprint mismatch,
+    /// alert, decode error, timeout): no keys were installed; the leg accepts
+    /// another attempt until its deadline (`dtls.handshake_timeout`).
+    DtlsAttemptFailed {
+        /// Call.
+        call: CallId,
+        /// Leg.
+        leg: usize,
+        /// The address the attempt ran with.
+        from: Option<SocketAddr>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A DTLS-SRTP leg did not connect by its deadline (or its keys could not be
+    /// installed): the call is closed ([`CloseReason::DtlsFailed`]); `reason` is
+    /// the last attempt's error.
     DtlsFailed {
         /// Call.
         call: CallId,
@@ -1011,14 +1033,32 @@ impl Control {
             match o {
                 Outcome::Command(w, cmd) => {
                     // A full ring loses a handshake datagram; retransmission
-                    // recovers it. Losing keys would not recover: report it.
-                    let keys = matches!(cmd, Command::UpdateLeg { .. });
-                    if let (Err(_), true) = (self.dp().workers()[w].send(cmd), keys) {
-                        self.emit(EngineEvent::Error {
-                            call: None,
-                            message: "worker command ring full: DTLS keys not installed".into(),
+                    // recovers it. Lost keys would not recover: the leg fails.
+                    let keys = match &cmd {
+                        Command::UpdateLeg { session, leg, .. } => Some((*session, *leg)),
+                        _ => None,
+                    };
+                    if let (Err(_), Some((call, leg))) = (self.dp().workers()[w].send(cmd), keys) {
+                        self.emit(EngineEvent::DtlsFailed {
+                            call,
+                            leg,
+                            reason: "worker command ring full: DTLS keys not installed".into(),
                         });
+                        self.close_failed(call);
                     }
+                }
+                Outcome::AttemptFailed {
+                    call,
+                    leg,
+                    from,
+                    error,
+                } => {
+                    self.emit(EngineEvent::DtlsAttemptFailed {
+                        call,
+                        leg,
+                        from,
+                        reason: error.to_string(),
+                    });
                 }
                 Outcome::Connected { call, leg, keys } => {
                     self.emit(EngineEvent::DtlsConnected {
@@ -1035,17 +1075,22 @@ impl Control {
                         leg,
                         reason: error.to_string(),
                     });
-                    if self.calls.contains_key(&call)
-                        && !self
-                            .pending
-                            .iter()
-                            .any(|p| matches!(p, Pending::Delete(i, ..) if *i == call))
-                    {
-                        let (tx, _rx) = mpsc::channel();
-                        self.delete(call, tx, CloseReason::DtlsFailed);
-                    }
+                    self.close_failed(call);
                 }
             }
+        }
+    }
+
+    /// Closes a call whose DTLS-SRTP leg failed (unless a delete is under way).
+    fn close_failed(&mut self, call: CallId) {
+        if self.calls.contains_key(&call)
+            && !self
+                .pending
+                .iter()
+                .any(|p| matches!(p, Pending::Delete(i, ..) if *i == call))
+        {
+            let (tx, _rx) = mpsc::channel();
+            self.delete(call, tx, CloseReason::DtlsFailed);
         }
     }
 

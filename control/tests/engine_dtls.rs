@@ -272,8 +272,11 @@ fn engine_as_dtls_client_starts_towards_the_signalled_remote() {
 }
 
 #[test]
-fn a_fingerprint_mismatch_installs_no_keys_and_closes_the_call() {
-    let e = engine(DtlsConfig::default());
+fn a_fingerprint_mismatch_installs_no_keys_and_closes_the_call_at_the_deadline() {
+    let e = engine(DtlsConfig {
+        handshake_timeout: Duration::from_secs(2),
+        ..DtlsConfig::default()
+    });
     let (cert, _) = peer_cert();
     let (_, other_fp) = peer_cert();
     let (a, d) = (sock(), sock());
@@ -298,6 +301,22 @@ fn a_fingerprint_mismatch_installs_no_keys_and_closes_the_call() {
     // Our client may or may not see the alert before it thinks it is done; the
     // engine must not have installed keys either way.
     let _ = r;
+    // The attempt fails at once; the leg waits for a better one until its
+    // deadline, then the call closes with the last attempt's reason.
+    match wait_event(&e, "attempt failure", |ev| {
+        matches!(ev, EngineEvent::DtlsAttemptFailed { .. })
+    }) {
+        EngineEvent::DtlsAttemptFailed {
+            call: c,
+            leg,
+            from,
+            reason,
+        } => {
+            assert_eq!((c, leg, from), (call.id, 1, Some(d.local_addr().unwrap())));
+            assert!(reason.to_lowercase().contains("fingerprint"), "{reason}");
+        }
+        _ => unreachable!(),
+    }
     match wait_event(&e, "failure", |ev| {
         matches!(ev, EngineEvent::DtlsFailed { .. })
     }) {
@@ -320,7 +339,53 @@ fn a_fingerprint_mismatch_installs_no_keys_and_closes_the_call() {
         }
         _ => unreachable!(),
     }
-    assert_eq!(e.stats().unwrap().dtls.failed, 1);
+    let st = e.stats().unwrap();
+    assert_eq!((st.dtls.failed, st.dtls.legs_failed), (1, 1));
+    e.shutdown();
+}
+
+#[test]
+fn an_impostor_fails_alone_and_the_real_peer_still_connects() {
+    let e = engine(DtlsConfig::default());
+    let (cert, fp) = peer_cert();
+    let (impostor_cert, _) = peer_cert();
+    let (a, d, x) = (sock(), sock(), sock());
+    let call = plain_and_dtls(
+        &e,
+        &a,
+        LegConfig {
+            dtls: Some(DtlsLegParams {
+                role: Some(Role::Server),
+                fingerprint: Some(fp),
+            }),
+            ..LegConfig::default()
+        },
+    );
+    // Someone else reaches the port first, passes the cookie exchange, and
+    // presents another certificate: that attempt fails, the call stays.
+    let ep = DtlsEndpoint::client(
+        Arc::new(DtlsConfig::default()),
+        impostor_cert,
+        None,
+        Instant::now(),
+    );
+    let _ = handshake(&x, ep, Some(call.legs[1].local), Duration::from_secs(3));
+    wait_event(&e, "impostor's attempt fails", |ev| {
+        matches!(ev, EngineEvent::DtlsAttemptFailed { .. })
+    });
+    let ep = DtlsEndpoint::client(
+        Arc::new(DtlsConfig::default()),
+        cert,
+        Some(e.fingerprint().clone()),
+        Instant::now(),
+    );
+    let (keys, _) = handshake(&d, ep, Some(call.legs[1].local), Duration::from_secs(10));
+    let keys = keys.expect("the real peer connects after the impostor failed");
+    wait_event(&e, "connected", |ev| {
+        matches!(ev, EngineEvent::DtlsConnected { .. })
+    });
+    media_both_ways(&a, call.legs[0].local, &d, call.legs[1].local, &keys);
+    assert_eq!(e.calls().unwrap(), vec![call.id]);
     e.shutdown();
 }
 

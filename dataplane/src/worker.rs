@@ -784,13 +784,16 @@ impl Worker {
             l.counters.drop(DropReason::NoKeys);
             return Ok(());
         }
-        let (sock, dst) = if rtcp {
-            l.rtcp_target().ok_or("leg has no RTCP destination yet")?
+        let target = if rtcp {
+            l.rtcp_target()
         } else {
-            (
-                l.rtp_sock,
-                to.or(l.remote).ok_or("leg has no remote address yet")?,
-            )
+            to.or(l.remote).map(|r| (l.rtp_sock, r))
+        };
+        let Some((sock, dst)) = target else {
+            // A report due before the leg's remote is known: a counted drop,
+            // not an error event per report.
+            l.counters.drop(DropReason::NoRemote);
+            return Ok(());
         };
         let dst = to.unwrap_or(dst);
         let Some(f) = self.pool.alloc() else {

@@ -191,7 +191,8 @@ pub fn run(opts: &DtlsToolOptions) -> Result<DtlsReport, String> {
     };
     let hs = drive_handshake(&sock, ep, to, deadline)?;
     let handshake = started.elapsed();
-    let echoed = echo(&sock, opts.role, &hs, opts.echo, deadline)?;
+    let mut hs = hs;
+    let echoed = echo(&sock, opts.role, &mut hs, opts.echo, deadline)?;
     let mut ep = hs.endpoint;
     ep.close();
     while let Some(d) = ep.poll_transmit() {
@@ -310,7 +311,7 @@ pub fn drive_handshake(
 fn echo(
     sock: &UdpSocket,
     role: Role,
-    hs: &Handshake,
+    hs: &mut Handshake,
     n: usize,
     deadline: Instant,
 ) -> Result<usize, String> {
@@ -352,8 +353,20 @@ fn echo(
         let Ok((m, src)) = sock.recv_from(&mut buf) else {
             continue;
         };
-        if src != hs.peer || classify(&buf[..m]) != PacketKind::Rtp {
+        if src != hs.peer {
             continue;
+        }
+        match classify(&buf[..m]) {
+            PacketKind::Rtp => {}
+            PacketKind::Dtls => {
+                // The peer lost our last flight and resends its own: answer it.
+                hs.endpoint.handle_datagram(&buf[..m], Instant::now());
+                while let Some(d) = hs.endpoint.poll_transmit() {
+                    let _ = sock.send_to(&d, hs.peer);
+                }
+                continue;
+            }
+            _ => continue,
         }
         let Ok(u) = rx.unprotect_rtp(&mut buf[..m]) else {
             continue;

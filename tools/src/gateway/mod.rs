@@ -246,6 +246,14 @@ impl Gateway {
                             } => {
                                 tracing::info!(call, leg, ?profile, %cipher, "DTLS-SRTP keys installed")
                             }
+                            EngineEvent::DtlsAttemptFailed {
+                                call,
+                                leg,
+                                from,
+                                reason,
+                            } => {
+                                tracing::info!(call, leg, ?from, %reason, "DTLS-SRTP attempt failed")
+                            }
                             EngineEvent::DtlsFailed { call, leg, reason } => {
                                 tracing::warn!(call, leg, %reason, "DTLS-SRTP handshake failed")
                             }

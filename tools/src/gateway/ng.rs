@@ -497,16 +497,22 @@ impl NgServer {
                 // Re-offer: the offerer's address, keys or protocol may change;
                 // ports and the other side stay.
                 let nm = &mut call.media[i];
+                // The engine leg is DTLS-SRTP or not for its whole life.
+                if their_dtls.is_some() != nm.setup[side].is_some() {
+                    return Err(format!(
+                        "media {}: a re-offer cannot switch a stream {} DTLS-SRTP",
+                        i + 1,
+                        if their_dtls.is_some() {
+                            "to"
+                        } else {
+                            "away from"
+                        }
+                    ));
+                }
                 nm.remote[side] = remote;
                 nm.mux[side] = m.rtcp_mux();
                 nm.proto[side] = m.proto.clone();
                 if let Some((params, ours)) = their_dtls {
-                    if nm.setup[side].is_none() {
-                        return Err(format!(
-                            "media {}: a re-offer cannot switch a stream to DTLS-SRTP",
-                            i + 1
-                        ));
-                    }
                     nm.setup[side] = Some(ours);
                     nm.ours[side] = None;
                     // The DTLS keys stay; unchanged parameters keep the association.
