@@ -770,10 +770,7 @@ impl Control {
                 self.request(r);
             }
             self.worker_events();
-            let mut out = std::mem::take(&mut self.outcomes);
-            self.dtls.timers(Instant::now(), &mut out);
-            self.apply(&mut out);
-            self.outcomes = out;
+            self.with_dtls(|d, now, out| d.timers(now, out));
             self.rtcp_tick();
             self.expire_pending();
             if self.last_check.elapsed() >= self.cfg.check_interval {
@@ -831,11 +828,7 @@ impl Control {
                     .send(cmd)
                     .map_err(|_| EngineError::Limit("worker command ring full".into()));
                 if let (Ok(()), Some(remote)) = (&r, remote) {
-                    let mut out = std::mem::take(&mut self.outcomes);
-                    self.dtls
-                        .remote_changed(id, leg, remote, Instant::now(), &mut out);
-                    self.apply(&mut out);
-                    self.outcomes = out;
+                    self.with_dtls(|d, now, out| d.remote_changed(id, leg, remote, now, out));
                 }
                 let _ = reply.send(r);
             }
@@ -844,10 +837,7 @@ impl Control {
                     let _ = reply.send(Err(EngineError::NoSuchCall(id)));
                     return;
                 }
-                let mut out = std::mem::take(&mut self.outcomes);
-                let known = self.dtls.set(id, leg, params, Instant::now(), &mut out);
-                self.apply(&mut out);
-                self.outcomes = out;
+                let known = self.with_dtls(|d, now, out| d.set(id, leg, params, now, out));
                 let _ = reply.send(if known {
                     Ok(())
                 } else {
@@ -1018,13 +1008,23 @@ impl Control {
         );
         self.pending
             .push(Pending::Create(id, reply, Instant::now()));
+        self.with_dtls(|d, now, out| {
+            for (leg, params, remote) in dtls {
+                d.add(id, leg, worker, params, remote, now, out);
+            }
+        });
+    }
+
+    /// Runs `f` on the DTLS legs and carries out what they asked for.
+    fn with_dtls<T>(
+        &mut self,
+        f: impl FnOnce(&mut DtlsLegs, Instant, &mut Vec<Outcome>) -> T,
+    ) -> T {
         let mut out = std::mem::take(&mut self.outcomes);
-        for (leg, params, remote) in dtls {
-            self.dtls
-                .add(id, leg, worker, params, remote, Instant::now(), &mut out);
-        }
+        let r = f(&mut self.dtls, Instant::now(), &mut out);
         self.apply(&mut out);
         self.outcomes = out;
+        r
     }
 
     /// Carries out what the DTLS legs asked for.
@@ -1212,11 +1212,7 @@ impl Control {
                 data,
                 ..
             } => {
-                let mut out = std::mem::take(&mut self.outcomes);
-                self.dtls
-                    .datagram(call, leg, src, &data, Instant::now(), &mut out);
-                self.apply(&mut out);
-                self.outcomes = out;
+                self.with_dtls(|d, now, out| d.datagram(call, leg, src, &data, now, out));
             }
             Event::Rtcp { session, leg, data } => {
                 self.reporting.on_rtcp(session, leg, &data, Instant::now());
