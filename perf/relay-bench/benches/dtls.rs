@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use relay_bench::audio_class;
 use rtp_control::dtls::{
     Certificate, CipherSuite, CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint, DtlsEvent,
     NamedGroup, Role,
@@ -34,7 +35,7 @@ use rtp_tools::dtls_tool::drive_handshake;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
 use rtp_tools::interop::{free_port_range, openssl_cert};
 use rtp_tools::load::report::LatencySummary;
-use rtp_tools::load::{run, LoadConfig, StreamClass, Target};
+use rtp_tools::load::{run, LoadConfig, Target};
 
 const GEN_CORE: usize = 0;
 const RELAY_CORE: usize = 1;
@@ -332,18 +333,6 @@ fn storm(
     (ok, failed)
 }
 
-fn class(streams: usize, rate: f64) -> StreamClass {
-    StreamClass {
-        name: "audio".into(),
-        streams,
-        ptime: Duration::from_nanos((streams as f64 / rate * 1e9) as u64),
-        payload: 160,
-        pt: 0,
-        clock_rate: 8000,
-        talk_spurt: None,
-    }
-}
-
 /// Where things run during a storm measurement.
 struct Layout {
     /// Worker idle policy (the worker is pinned to RELAY_CORE).
@@ -401,7 +390,7 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
                 sc.spawn(|| storm(gw.ng().engine(), hs_rate, &stop, control_core, sched_idle))
             });
             let l = run(LoadConfig {
-                classes: vec![class(streams, rate)],
+                classes: vec![audio_class(streams, rate)],
                 duration: Duration::from_secs_f64(secs),
                 srtp: None,
                 ssrc_base: 0x3000_0000,

@@ -19,29 +19,17 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use relay_bench::MinimalRelay;
+use relay_bench::{audio_class, MinimalRelay};
 use rtp_control::dataplane::ports::udp_socket;
 use rtp_control::dataplane::sys::{MmsgBatch, SendMsg};
 use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
 use rtp_core::srtp::SrtpProfile;
 use rtp_tools::interop::free_port_range;
 use rtp_tools::load::report::LatencySummary;
-use rtp_tools::load::{run, GatewayOptions, LoadConfig, LoadResult, StreamClass, Target};
+use rtp_tools::load::{run, GatewayOptions, LoadConfig, LoadResult, Target};
 
 const GEN_CORE: usize = 0;
 const RELAY_CORE: usize = 1;
-
-fn class(streams: usize, rate: f64) -> StreamClass {
-    StreamClass {
-        name: "audio".into(),
-        streams,
-        ptime: Duration::from_nanos((streams as f64 / rate * 1e9) as u64),
-        payload: 160,
-        pt: 0,
-        clock_rate: 8000,
-        talk_spurt: None,
-    }
-}
 
 fn load(
     streams: usize,
@@ -51,7 +39,7 @@ fn load(
     target: Target,
 ) -> LoadResult {
     run(LoadConfig {
-        classes: vec![class(streams, rate)],
+        classes: vec![audio_class(streams, rate)],
         duration: Duration::from_secs_f64(secs),
         srtp,
         ssrc_base: 0x2000_0000,

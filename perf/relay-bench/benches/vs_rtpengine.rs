@@ -23,11 +23,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use relay_bench::audio_class;
 use rtp_core::srtp::SrtpProfile;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
 use rtp_tools::interop::{free_port_range, Rtpengine};
 use rtp_tools::load::report::LatencySummary;
-use rtp_tools::load::{run, LoadConfig, LoadResult, StreamClass, Target};
+use rtp_tools::load::{run, LoadConfig, LoadResult, Target};
 
 const GEN_CORE: usize = 0;
 const RELAY_CORE: usize = 1;
@@ -126,15 +127,7 @@ fn load(
     rtp_to_srtp: bool,
 ) -> (LoadResult, f64) {
     let cfg = LoadConfig {
-        classes: vec![StreamClass {
-            name: "audio".into(),
-            streams,
-            ptime: Duration::from_nanos((streams as f64 / rate * 1e9) as u64),
-            payload: 160,
-            pt: 0,
-            clock_rate: 8000,
-            talk_spurt: None,
-        }],
+        classes: vec![audio_class(streams, rate)],
         duration: Duration::from_secs_f64(secs),
         srtp: rtp_to_srtp.then_some(SrtpProfile::AesCm128HmacSha1_80),
         ssrc_base: 0x3000_0000,

@@ -86,3 +86,17 @@ impl Drop for MinimalRelay {
         }
     }
 }
+
+/// `streams` PCMU-like streams (160-byte payloads, PT 0, 8 kHz) whose packet time
+/// makes them offer `rate` packets/s together.
+pub fn audio_class(streams: usize, rate: f64) -> rtp_tools::load::StreamClass {
+    rtp_tools::load::StreamClass {
+        name: "audio".into(),
+        streams,
+        ptime: std::time::Duration::from_nanos((streams as f64 / rate * 1e9) as u64),
+        payload: 160,
+        pt: 0,
+        clock_rate: 8000,
+        talk_spurt: None,
+    }
+}
