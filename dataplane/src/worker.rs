@@ -720,7 +720,8 @@ impl Worker {
                 .and_then(|e| e.as_ref())
                 .and_then(|e| e.local)
         };
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        // The loop's clock (read once per turn), not a clock read per session.
+        let now = self.now_ns;
         Some(SessionSnapshot {
             id: s.id,
             legs: [

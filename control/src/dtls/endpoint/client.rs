@@ -59,16 +59,7 @@ impl DtlsEndpoint {
                     )),
                 ))?,
         };
-        if sh
-            .renegotiation_info
-            .as_ref()
-            .is_some_and(|r| !r.is_empty())
-        {
-            return Err((
-                alert::HANDSHAKE_FAILURE,
-                DtlsError::HandshakeFailure("non-empty renegotiation_info".into()),
-            ));
-        }
+        check_initial_renegotiation_info(sh.renegotiation_info.as_ref())?;
         self.peer_flight_first = Some(m.seq);
         let hs = self.hs_mut()?;
         hs.server_random = sh.random;

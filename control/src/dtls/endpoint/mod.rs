@@ -105,6 +105,17 @@ fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// RFC 5746 on a first handshake: renegotiation_info, when present, must be empty.
+fn check_initial_renegotiation_info(r: Option<&Vec<u8>>) -> Result<(), Fail> {
+    if r.is_some_and(|r| !r.is_empty()) {
+        return Err((
+            alert::HANDSHAKE_FAILURE,
+            DtlsError::HandshakeFailure("non-empty renegotiation_info".into()),
+        ));
+    }
+    Ok(())
+}
+
 fn decode(e: DtlsError) -> Fail {
     (alert::DECODE_ERROR, e)
 }

@@ -67,16 +67,7 @@ impl DtlsEndpoint {
             .ok_or((alert::HANDSHAKE_FAILURE, DtlsError::NoSharedSrtpProfile))?;
         let secure_reneg =
             ch.renegotiation_info.is_some() || ch.cipher_suites.contains(&SCSV_RENEGOTIATION);
-        if ch
-            .renegotiation_info
-            .as_ref()
-            .is_some_and(|r| !r.is_empty())
-        {
-            return Err((
-                alert::HANDSHAKE_FAILURE,
-                DtlsError::HandshakeFailure("non-empty renegotiation_info".into()),
-            ));
-        }
+        check_initial_renegotiation_info(ch.renegotiation_info.as_ref())?;
 
         self.peer_flight_first = Some(m.seq);
         // Our message_seq continues from the client's (1 after a cookie exchange).
