@@ -165,12 +165,23 @@ impl Work {
     }
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Our client socket and a free port for OpenSSL's server. The socket is
+/// bound first and the port picked to differ from it: OpenSSL binds only
+/// after it starts, and a client socket that happened to get the same port
+/// would send its ClientHello to itself.
+fn client_socket_and_server_port() -> (UdpSocket, u16) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ours = sock.local_addr().unwrap().port();
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port != ours {
+            return (sock, port);
+        }
+    }
 }
 
 fn openssl_profile(p: SrtpProfile) -> &'static str {
@@ -422,7 +433,7 @@ fn compare(
 
 /// OpenSSL is the server, we are the client.
 fn run_ossl_server(w: &Work, case: &Case) -> Result<String, String> {
-    let port = free_port();
+    let (sock, port) = client_socket_and_server_port();
     let out = w.path(&format!("{}.server.out", case.name));
     let mut cmd = Command::new("openssl");
     cmd.arg("s_server")
@@ -446,7 +457,7 @@ fn run_ossl_server(w: &Work, case: &Case) -> Result<String, String> {
         ..our_cfg(case.our_mtu)
     };
     let mut d = Driver {
-        sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+        sock,
         ep: Some(DtlsEndpoint::client(
             Arc::new(cfg),
             cert.clone(),
@@ -794,7 +805,7 @@ fn renegotiation_refused_application_data_both_ways() {
     }
     let w = Work::new();
     let case = Case::new("renegotiation");
-    let port = free_port();
+    let (sock, port) = client_socket_and_server_port();
     let out = w.path("renegotiation.server.out");
     let mut cmd = Command::new("openssl");
     cmd.arg("s_server")
@@ -813,7 +824,7 @@ fn renegotiation_refused_application_data_both_ways() {
     let mut proc = Proc(cmd.spawn().unwrap());
     let cert = Arc::new(Certificate::generate().unwrap());
     let mut d = Driver {
-        sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+        sock,
         ep: Some(DtlsEndpoint::client(
             Arc::new(our_cfg(1200)),
             cert,
