@@ -14,20 +14,19 @@
 
 use core::fmt;
 use core::ops::Range;
-use std::collections::HashMap;
 
 use aes::{Aes128, Aes256};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use cipher::{BlockEncrypt, KeyInit};
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
+use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 
+use auth::HmacSha1Key;
+
+mod auth;
 mod cryptex;
 pub mod sdes;
-
-type HmacSha1 = Hmac<Sha1>;
 
 /// An SRTP protection profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -458,7 +457,7 @@ enum Cipher {
 struct SessionKeys {
     cipher: Cipher,
     salt: [u8; 14],
-    auth: Option<HmacSha1>,
+    auth: Option<HmacSha1Key>,
     tag_len: usize,
 }
 
@@ -490,7 +489,7 @@ impl SessionKeys {
         let auth = (!p.is_aead()).then(|| {
             let mut ak = [0u8; 20];
             kdf_r(mk, ms, base + 1, r, &mut ak);
-            <HmacSha1 as Mac>::new_from_slice(&ak).expect("HMAC takes any key length")
+            HmacSha1Key::new(&ak)
         });
         let tag_len = if rtcp {
             p.rtcp_tag_len()
@@ -525,11 +524,7 @@ impl SessionKeys {
     /// HMAC-SHA1 over `parts`, truncated into `out`.
     fn mac(&self, parts: &[&[u8]], out: &mut [u8; 20]) {
         if let Some(h) = &self.auth {
-            let mut h = h.clone();
-            for p in parts {
-                h.update(p);
-            }
-            out.copy_from_slice(&h.finalize().into_bytes());
+            *out = h.mac(parts);
         }
     }
 
@@ -735,7 +730,7 @@ pub struct SrtpContext {
     /// Derived on the first SRTCP packet (many streams never send RTCP through a
     /// given context, and the keys are a third of its memory).
     rtcp: Option<Box<SessionKeys>>,
-    streams: HashMap<u32, Stream>,
+    streams: Streams,
 }
 
 impl fmt::Debug for SrtpContext {
@@ -780,7 +775,7 @@ impl SrtpContext {
             rtp: SessionKeys::derive(&cfg, false, 0),
             rtcp: None,
             cfg,
-            streams: HashMap::new(),
+            streams: Streams::default(),
         })
     }
 
@@ -792,18 +787,18 @@ impl SrtpContext {
     /// Creates state for `ssrc` (required first in strict mode).
     pub fn add_ssrc(&mut self, ssrc: u32) {
         let w = self.cfg.replay_window;
-        self.streams.entry(ssrc).or_insert_with(|| Stream::new(w));
+        self.streams.entry(ssrc, || Stream::new(w));
     }
 
     /// Forgets `ssrc`.
     pub fn remove_ssrc(&mut self, ssrc: u32) {
-        self.streams.remove(&ssrc);
+        self.streams.remove(ssrc);
     }
 
     /// Sets the rollover counter of `ssrc` (e.g. when joining a stream late).
     pub fn set_roc(&mut self, ssrc: u32, roc: u32) {
         self.add_ssrc(ssrc);
-        if let Some(s) = self.streams.get_mut(&ssrc) {
+        if let Some(s) = self.streams.get_mut(ssrc) {
             s.roc = roc;
         }
     }
@@ -816,7 +811,7 @@ impl SrtpContext {
 
     /// The rollover counter of `ssrc`.
     pub fn roc(&self, ssrc: u32) -> Option<u32> {
-        self.streams.get(&ssrc).map(|s| s.roc)
+        self.streams.get(ssrc).map(|s| s.roc)
     }
 
     /// Protects the RTP packet in `buf[..len]`; the MKI (if configured) and the tag
@@ -939,7 +934,8 @@ impl SrtpContext {
         // State for a new SSRC is created only once a packet authenticates, so a
         // flood of forged packets with random SSRCs cannot grow the table.
         let mut scratch = None;
-        let (roc, slot) = match self.streams.get_mut(&ssrc) {
+        let mut known = self.streams.get_mut(ssrc);
+        let (roc, slot) = match known.as_deref_mut() {
             Some(st) => {
                 let roc = st.estimate(seq)?;
                 st.window.check((u64::from(roc) << 16) | u64::from(seq))?;
@@ -988,7 +984,10 @@ impl SrtpContext {
         if let Some(at) = ext_at {
             cryptex::unmark(buf, at);
         }
-        stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq);
+        match known {
+            Some(st) => st.update(roc, seq),
+            None => stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq),
+        }
         Ok(Unprotected {
             len,
             payload: hlen..len,
@@ -1077,7 +1076,7 @@ impl SrtpContext {
         let index = e_index & 0x7fff_ffff;
         let ssrc = be32(buf, 4);
         let mut scratch = None;
-        let slot = match self.streams.get_mut(&ssrc) {
+        let slot = match self.streams.get_mut(ssrc) {
             Some(st) => {
                 st.rtcp_window.check(u64::from(index))?;
                 &mut st.kdr_rtcp
@@ -1115,16 +1114,64 @@ impl SrtpContext {
 
 /// The stream state of `ssrc`, created on first use unless the context is strict.
 fn stream_entry<'m>(
-    streams: &'m mut HashMap<u32, Stream>,
+    streams: &'m mut Streams,
     cfg: &SrtpConfig,
     ssrc: u32,
 ) -> Result<&'m mut Stream, SrtpError> {
-    if cfg.strict_ssrc && !streams.contains_key(&ssrc) {
+    if cfg.strict_ssrc && streams.get(ssrc).is_none() {
         return Err(SrtpError::UnknownSsrc);
     }
-    Ok(streams
-        .entry(ssrc)
-        .or_insert_with(|| Stream::new(cfg.replay_window)))
+    Ok(streams.entry(ssrc, || Stream::new(cfg.replay_window)))
+}
+
+/// Per-SSRC state. Nearly every context carries one SSRC, so the first lives
+/// inline and only further ones go to a map: a hash map's smallest table (four
+/// slots of about 140 bytes) was a quarter of a relayed SRTP session's memory.
+#[derive(Default)]
+struct Streams {
+    first: Option<(u32, Stream)>,
+    more: FxHashMap<u32, Stream>,
+}
+
+impl Streams {
+    fn get(&self, ssrc: u32) -> Option<&Stream> {
+        match &self.first {
+            Some((s, st)) if *s == ssrc => Some(st),
+            _ => self.more.get(&ssrc),
+        }
+    }
+
+    fn get_mut(&mut self, ssrc: u32) -> Option<&mut Stream> {
+        match &mut self.first {
+            Some((s, st)) if *s == ssrc => Some(st),
+            _ => self.more.get_mut(&ssrc),
+        }
+    }
+
+    fn entry(&mut self, ssrc: u32, make: impl FnOnce() -> Stream) -> &mut Stream {
+        if self.first.is_none() {
+            return &mut self.first.insert((ssrc, make())).1;
+        }
+        match &mut self.first {
+            Some((s, st)) if *s == ssrc => st,
+            _ => self.more.entry(ssrc).or_insert_with(make),
+        }
+    }
+
+    fn remove(&mut self, ssrc: u32) {
+        if self.first.as_ref().is_some_and(|(s, _)| *s == ssrc) {
+            // Promote one of the others, if any, so that the inline slot stays
+            // the one that is used.
+            let next = self.more.keys().next().copied();
+            self.first = next.and_then(|k| self.more.remove(&k).map(|st| (k, st)));
+        } else {
+            self.more.remove(&ssrc);
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
 }
 
 /// The session keys for packet `index`: the context's when the key derivation rate

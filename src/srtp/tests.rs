@@ -227,7 +227,7 @@ fn srtcp_round_trip_replay_and_tamper() {
 fn srtcp_index_exhaustion() {
     let mut tx = SrtpContext::new(cfg(SrtpProfile::AesCm128HmacSha1_80)).unwrap();
     tx.add_ssrc(42);
-    tx.streams.get_mut(&42).unwrap().rtcp_next = 0x8000_0000;
+    tx.streams.get_mut(42).unwrap().rtcp_next = 0x8000_0000;
     let mut buf = [0u8; 64];
     buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 42]);
     assert_eq!(tx.protect_rtcp(&mut buf, 8), Err(SrtpError::IndexExhausted));
@@ -257,6 +257,23 @@ fn ssrcs_have_their_own_roc_and_strict_mode() {
     assert_eq!((tx.roc(1), tx.roc(2)), (Some(1), Some(0)));
     tx.remove_ssrc(1);
     assert_eq!(tx.roc(1), None);
+    assert_eq!((tx.stream_count(), tx.roc(2)), (1, Some(0)));
+    // The first SSRC is kept inline and the others in a map: removals and
+    // re-additions in any order keep every stream's own state.
+    for ssrc in 3..10 {
+        tx.set_roc(ssrc, ssrc);
+    }
+    for gone in [2, 5, 3, 9] {
+        tx.remove_ssrc(gone);
+        assert_eq!(tx.roc(gone), None);
+    }
+    tx.remove_ssrc(77);
+    assert_eq!(tx.stream_count(), 4);
+    for ssrc in [4, 6, 7, 8] {
+        assert_eq!(tx.roc(ssrc), Some(ssrc));
+    }
+    tx.set_roc(2, 1);
+    assert_eq!((tx.stream_count(), tx.roc(2)), (5, Some(1)));
 
     let strict = cfg(SrtpProfile::AesCm128HmacSha1_80).with_strict_ssrc(true);
     let mut rx = SrtpContext::new(strict).unwrap();
