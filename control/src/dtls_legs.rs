@@ -115,6 +115,10 @@ struct Leg {
     last_error: Option<DtlsError>,
     /// The deadline passed: no more attempts.
     given_up: bool,
+    /// The endpoint timer entry in the heap that counts (earlier or stale ones
+    /// may be there too): one push per change of the endpoint's next timeout
+    /// rather than one per datagram.
+    armed: Option<Instant>,
 }
 
 /// Every DTLS-SRTP leg of the engine.
@@ -174,6 +178,7 @@ impl DtlsLegs {
                 retry_at: None,
                 last_error: None,
                 given_up: false,
+                armed: None,
             },
         );
         self.arm_deadline(call, leg, now);
@@ -348,6 +353,9 @@ impl DtlsLegs {
             }
             self.timers.pop();
             if let Some(l) = self.legs.get_mut(&(call, leg)) {
+                if l.armed == Some(at) {
+                    l.armed = None;
+                }
                 if !l.connected && !l.given_up && l.deadline.is_some_and(|d| d <= now) {
                     l.given_up = true;
                     l.endpoint = None;
@@ -377,6 +385,10 @@ impl DtlsLegs {
                     ep.handle_timeout(now);
                 }
                 self.flush(call, leg, out);
+            } else if let Some(l) = self.legs.get_mut(&(call, leg)) {
+                // The endpoint's timer moved later since this entry was pushed.
+                let next = l.endpoint.as_ref().and_then(DtlsEndpoint::poll_timeout);
+                arm(&mut self.timers, l, next, call, leg);
             }
         }
     }
@@ -476,8 +488,23 @@ impl DtlsLegs {
             l.endpoint = None;
             return;
         }
-        if let Some(t) = ep.poll_timeout() {
-            self.timers.push(Reverse((t, call, leg)));
+        let next = ep.poll_timeout();
+        arm(&mut self.timers, l, next, call, leg);
+    }
+}
+
+/// Makes sure a heap entry fires no later than the endpoint's `next` timeout.
+fn arm(
+    timers: &mut BinaryHeap<Reverse<(Instant, CallId, usize)>>,
+    l: &mut Leg,
+    next: Option<Instant>,
+    call: CallId,
+    leg: usize,
+) {
+    if let Some(t) = next {
+        if l.armed.is_none_or(|a| t < a) {
+            l.armed = Some(t);
+            timers.push(Reverse((t, call, leg)));
         }
     }
 }
