@@ -512,7 +512,39 @@ pub struct Engine {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     backend: BackendKind,
     backend_note: Option<String>,
+    control_notes: Vec<String>,
     fingerprint: Fingerprint,
+}
+
+/// Applies the control thread's placement and priority settings on the calling
+/// thread; returns one line per setting the kernel refused (the engine runs on,
+/// the embedding program decides whether that matters).
+fn apply_control_settings(core: Option<usize>, nice: Option<i32>, idle_class: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(c) = core {
+        if !rtp_dataplane::sys::pin_thread(c) {
+            notes.push(format!(
+                "control_core {c}: the kernel refused to pin the control thread there \
+                 (outside this process's CPU set?); it runs unpinned"
+            ));
+        }
+    }
+    if let Some(n) = nice {
+        if !rtp_dataplane::sys::set_thread_nice(n) {
+            notes.push(format!(
+                "control_nice {n}: the kernel refused it (a negative value needs \
+                 CAP_SYS_NICE); the control thread keeps the default priority"
+            ));
+        }
+    }
+    if idle_class && !rtp_dataplane::sys::set_thread_sched_idle() {
+        notes.push(
+            "control_sched_idle: the kernel refused SCHED_IDLE; the control thread \
+             keeps its scheduling class"
+                .to_owned(),
+        );
+    }
+    notes
 }
 
 const ANSWER: Duration = Duration::from_secs(5);
@@ -564,21 +596,15 @@ impl Engine {
         let nice = control.cfg.control_nice;
         let core = control.cfg.control_core;
         let idle_class = control.cfg.control_sched_idle;
+        let (notes_tx, notes_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("rtp-control".into())
             .spawn(move || {
-                if let Some(c) = core {
-                    rtp_dataplane::sys::pin_thread(c);
-                }
-                if let Some(n) = nice {
-                    rtp_dataplane::sys::set_thread_nice(n);
-                }
-                if idle_class {
-                    rtp_dataplane::sys::set_thread_sched_idle();
-                }
+                let _ = notes_tx.send(apply_control_settings(core, nice, idle_class));
                 control.run(req_rx, s)
             })
             .map_err(|e| EngineError::Dataplane(format!("cannot start the control thread: {e}")))?;
+        let control_notes: Vec<String> = notes_rx.recv_timeout(ANSWER).unwrap_or_default();
         Ok(Engine {
             requests: req_tx,
             events: std::sync::Mutex::new(ev_rx),
@@ -586,6 +612,7 @@ impl Engine {
             stop,
             backend,
             backend_note,
+            control_notes,
             fingerprint,
         })
     }
@@ -610,6 +637,13 @@ impl Engine {
     /// Why the backend is not the preferred one, if so.
     pub fn backend_note(&self) -> Option<&str> {
         self.backend_note.as_deref()
+    }
+
+    /// Control-thread settings (`control_core`, `control_nice`,
+    /// `control_sched_idle`) that the kernel refused, one line each
+    /// (rtp-gateway logs them as warnings at start).
+    pub fn control_notes(&self) -> &[String] {
+        &self.control_notes
     }
 
     /// Creates a call with two legs: allocates their ports on the least loaded

@@ -897,9 +897,12 @@ fn the_gateway_uses_the_configured_dtls_certificate() {
         dtls_cert: Some(cert.clone()),
         dtls_key: Some(key),
         control_nice: Some(5),
+        control_sched_idle: true,
         ..GatewayConfig::default()
     })
     .unwrap();
+    // Lowering the control thread's priority is always allowed: nothing refused.
+    assert_eq!(gw.ng().engine().control_notes(), &[] as &[String]);
     assert_eq!(
         gw.ng().engine().fingerprint().to_string(),
         openssl_fingerprint(&cert).unwrap()

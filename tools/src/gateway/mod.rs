@@ -172,6 +172,12 @@ impl Gateway {
     /// Validates the configuration, starts the engine and the listeners.
     pub fn start(cfg: &GatewayConfig) -> Result<Self, String> {
         let engine = Engine::start(cfg.engine()?).map_err(|e| e.to_string())?;
+        if let Some(note) = engine.backend_note() {
+            tracing::warn!("{note}");
+        }
+        for note in engine.control_notes() {
+            tracing::warn!("{note}");
+        }
         let advertise = cfg.advertise.unwrap_or(cfg.interface);
         let ng = Arc::new(NgServer::new(
             engine,
