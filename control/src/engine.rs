@@ -1001,9 +1001,9 @@ impl Control {
             legs,
             rtcp_to_control: false,
             rtcp_mode: if terminate {
-                rtp_dataplane::RtcpMode::Terminate
+                RtcpMode::Terminate
             } else {
-                rtp_dataplane::RtcpMode::Forward
+                RtcpMode::Forward
             },
         };
         if self.dp().workers()[worker]

@@ -23,19 +23,12 @@ use crate::rtcp::{
 };
 use rtp_core::stats::Codec;
 
-/// How a call's RTCP is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RtcpMode {
-    /// RTCP is relayed end to end (SSRCs inside mapped when media SSRCs are
-    /// rewritten); the engine still derives per-leg quality from its own receive
-    /// statistics.
-    #[default]
-    PassThrough,
-    /// RTCP is terminated per leg: the engine parses what each peer sends and
-    /// sends its own reports (SR/RR, SDES, optional XR, BYE at the end); feedback
-    /// (NACK, PLI, FIR, REMB) is still relayed.
-    Terminate,
-}
+/// How a call's RTCP is handled: the dataplane's mode. `Forward` relays RTCP end
+/// to end (SSRCs inside mapped when media SSRCs are rewritten) and the engine still
+/// derives per-leg quality from its own receive statistics; `Terminate` has the
+/// engine parse what each peer sends and send its own reports (SR/RR, SDES,
+/// optional XR, BYE at the end), relaying only feedback (NACK, PLI, FIR, REMB).
+pub use rtp_dataplane::RtcpMode;
 
 /// RTCP settings of a leg.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +54,7 @@ pub struct RtcpConfig {
 impl Default for RtcpConfig {
     fn default() -> Self {
         RtcpConfig {
-            mode: RtcpMode::PassThrough,
+            mode: RtcpMode::Forward,
             cname: None,
             name: None,
             tool: Some("rtp-core".into()),
@@ -228,7 +221,7 @@ impl Reporting {
         let mode = if cfg.iter().any(|c| c.mode == RtcpMode::Terminate) {
             RtcpMode::Terminate
         } else {
-            RtcpMode::PassThrough
+            RtcpMode::Forward
         };
         let t = self.t(now);
         let make = |i: usize, rng: &mut Rand, wheel: &mut TimerWheel<(CallId, usize)>| {

@@ -313,7 +313,7 @@ fn pass_through_relays_rtcp() {
     // A few statistics sweeps (every 50 ms here) after the last packet.
     std::thread::sleep(Duration::from_millis(300));
     let st = e.rtcp_stats(call.id).unwrap();
-    assert_eq!(st[0].mode, RtcpMode::PassThrough);
+    assert_eq!(st[0].mode, RtcpMode::Forward);
     assert_eq!(st[0].reports_sent, 0);
     // 10 of 40 skipped, the last (seq 39) among them; RFC 3550 A.1 counts from
     // the packet that ends the probation (seq 1): 9 lost of 38 expected.

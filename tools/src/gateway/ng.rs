@@ -315,7 +315,7 @@ impl Flags {
             mode: if self.rtcp_terminate {
                 RtcpMode::Terminate
             } else {
-                RtcpMode::PassThrough
+                RtcpMode::Forward
             },
             xr: XrConfig {
                 voip_metrics: self.rtcp_xr,
@@ -833,7 +833,7 @@ impl NgServer {
             "mode",
             Value::str(match r.mode {
                 RtcpMode::Terminate => "terminate",
-                RtcpMode::PassThrough => "pass-through",
+                RtcpMode::Forward => "pass-through",
             }),
         )
         .set("reports sent", int(r.reports_sent))
