@@ -237,15 +237,38 @@ fn handshake_rates(secs: f64) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// What the storm's client asks of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storm {
+    /// A call with a DTLS server leg per handshake; the client offers only this
+    /// ECDHE group (P-256: the figure; X25519: what browsers offer first).
+    Dtls(NamedGroup),
+    /// The same call set-up and tear-down with plain legs and no handshake: what
+    /// the call churn alone costs the relay.
+    ChurnOnly,
+}
+
+impl Storm {
+    fn name(self) -> &'static str {
+        match self {
+            Storm::Dtls(NamedGroup::X25519) => "DTLS, client offers X25519",
+            Storm::Dtls(_) => "DTLS, client offers P-256",
+            Storm::ChurnOnly => "call churn only (no DTLS)",
+        }
+    }
+}
+
 /// A client thread that makes the engine run `rate` handshakes/s: per
 /// handshake one call with a DTLS server leg, our client connects, the call is
-/// deleted. Returns (completed, failed).
+/// deleted. With `Storm::ChurnOnly` the call has plain legs and
+/// no handshake. Returns (completed, failed).
 fn storm(
     engine: &Engine,
     rate: f64,
     stop: &AtomicBool,
     core: Option<usize>,
     sched_idle: bool,
+    kind: Storm,
 ) -> (u64, u64) {
     // The storm's client is test equipment (on a real deployment it is on other
     // hosts): it yields to the generator and the worker.
@@ -258,7 +281,13 @@ fn storm(
     }
     let cert = Arc::new(Certificate::generate().unwrap());
     let fp = cert.fingerprint();
-    let cfg = Arc::new(config());
+    let cfg = Arc::new(DtlsConfig {
+        groups: match kind {
+            Storm::Dtls(g) => vec![g],
+            Storm::ChurnOnly => vec![NamedGroup::Secp256r1],
+        },
+        ..config()
+    });
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_nonblocking(true).unwrap();
     let period = Duration::from_secs_f64(1.0 / rate);
@@ -270,6 +299,16 @@ fn storm(
         let now = Instant::now();
         if now >= next {
             next += period;
+            if kind == Storm::ChurnOnly {
+                match engine.create_call([LegConfig::default(), LegConfig::default()]) {
+                    Ok(c) => {
+                        ok += 1;
+                        let _ = engine.delete_call(c.id);
+                    }
+                    Err(_) => failed += 1,
+                }
+                continue;
+            }
             let legs = [
                 LegConfig::default(),
                 LegConfig {
@@ -345,7 +384,15 @@ struct Layout {
     sched_idle: bool,
 }
 
-fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64, lay: &Layout) {
+fn storm_latency(
+    runs: usize,
+    secs: f64,
+    streams: usize,
+    rate: f64,
+    hs_rate: f64,
+    lay: &Layout,
+    kind: Storm,
+) {
     let Layout {
         idle,
         busy_generator,
@@ -363,7 +410,7 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
             None => "unpinned".into(),
         }
     );
-    println!("({streams} streams, {rate:.0} pkt/s over ng through the in-process gateway, with and without a target of {hs_rate:.0} DTLS handshakes/s; {runs} alternating runs of {secs} s, medians)");
+    println!("({streams} streams, {rate:.0} pkt/s over ng through the in-process gateway, with and without a storm of {hs_rate:.0}/s: {}; {runs} alternating runs of {secs} s, medians)", kind.name());
     let (lo, hi) = free_port_range(4 * streams as u16 + 1000);
     let gw = Gateway::start(&GatewayConfig {
         listen_ng: "127.0.0.1:0".parse().unwrap(),
@@ -387,7 +434,16 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         let stop = AtomicBool::new(false);
         let (l, stormed) = std::thread::scope(|sc| {
             let h = with.then(|| {
-                sc.spawn(|| storm(gw.ng().engine(), hs_rate, &stop, control_core, sched_idle))
+                sc.spawn(|| {
+                    storm(
+                        gw.ng().engine(),
+                        hs_rate,
+                        &stop,
+                        control_core,
+                        sched_idle,
+                        kind,
+                    )
+                })
             });
             let l = run(LoadConfig {
                 classes: vec![audio_class(streams, rate)],
@@ -420,7 +476,7 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("| handshakes/s achieved | p50 us | p99 us | p99.9 us | lost |");
+    println!("| storm/s achieved | p50 us | p99 us | p99.9 us | lost |");
     println!("|---|---|---|---|---|");
     let mut p99 = [0.0; 2];
     for (i, r) in res.iter().enumerate() {
@@ -450,7 +506,9 @@ fn storm_latency(runs: usize, secs: f64, streams: usize, rate: f64, hs_rate: f64
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     if full {
-        handshake_rates(10.0);
+        if std::env::var("STORM_LAYOUTS").is_err() {
+            handshake_rates(10.0);
+        }
         println!();
         println!("## 2. Relay latency during a handshake storm");
         let layouts = [
@@ -488,9 +546,38 @@ fn main() {
                 control_core: None,
                 sched_idle: true,
             },
+            // Spare CPU (sleeping generator, parking worker), control plane at
+            // normal priority: what a relay that is not at its limit sees.
+            Layout {
+                idle: "spin:50",
+                busy_generator: false,
+                control_core: None,
+                sched_idle: false,
+            },
+            // The deployment advice: the control plane off the worker's core,
+            // running only on idle time there.
+            Layout {
+                idle: "spin:50",
+                busy_generator: false,
+                control_core: Some(GEN_CORE),
+                sched_idle: true,
+            },
         ];
-        for lay in &layouts {
-            storm_latency(3, 8.0, 200, 10_000.0, 200.0, lay);
+        // STORM_LAYOUTS=0,3 runs only those layouts (a quick look at one).
+        let only: Option<Vec<usize>> = std::env::var("STORM_LAYOUTS")
+            .ok()
+            .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+        for (i, lay) in layouts.iter().enumerate() {
+            if only.as_ref().is_some_and(|o| !o.contains(&i)) {
+                continue;
+            }
+            for kind in [
+                Storm::Dtls(NamedGroup::Secp256r1),
+                Storm::Dtls(NamedGroup::X25519),
+                Storm::ChurnOnly,
+            ] {
+                storm_latency(7, 4.0, 200, 10_000.0, 200.0, lay, kind);
+            }
         }
     } else {
         println!("(smoke run; `cargo bench -p relay-bench --bench dtls` for the figures)");
@@ -507,6 +594,7 @@ fn main() {
                 control_core: Some(GEN_CORE),
                 sched_idle: false,
             },
+            Storm::Dtls(NamedGroup::X25519),
         );
     }
     let _ = std::io::stdout().flush();
