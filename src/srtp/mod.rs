@@ -269,12 +269,13 @@ impl SrtpConfig {
         Self::new(profile, k, s)
     }
 
-    /// Replay window size in packets, 64..=32768 (rounded up to a multiple of 64).
+    /// Replay window size in packets, 64..=32768 (rounded up to a power of two, so
+    /// that finding a packet's bit is a mask, not a division).
     pub fn with_replay_window(mut self, packets: usize) -> Result<Self, SrtpError> {
         if !(64..=32768).contains(&packets) {
             return Err(SrtpError::BadConfig);
         }
-        self.replay_window = packets.div_ceil(64) * 64;
+        self.replay_window = packets.next_power_of_two();
         Ok(self)
     }
 
@@ -595,7 +596,8 @@ impl ReplayWindow {
         u64::from(self.words) * 64
     }
     fn bit(&self, idx: u64) -> (usize, u64) {
-        let pos = idx % self.size();
+        // The size is a power of two (see `SrtpConfig::with_replay_window`).
+        let pos = idx & (self.size() - 1);
         ((pos / 64) as usize, 1u64 << (pos % 64))
     }
     fn check(&self, idx: u64) -> Result<(), SrtpError> {

@@ -186,6 +186,33 @@ fn too_old_for_the_window() {
 }
 
 #[test]
+fn replay_window_rounds_up_to_a_power_of_two() {
+    // 100 becomes 128: a packet 127 behind the highest is still checked against
+    // the window, one 128 behind is too old.
+    let c = cfg(SrtpProfile::AesCm128HmacSha1_80)
+        .with_replay_window(100)
+        .unwrap();
+    let mut tx = SrtpContext::new(c.clone()).unwrap();
+    let mut rx = SrtpContext::new(c).unwrap();
+    let mut held = Vec::new();
+    for seq in 0..200u16 {
+        let mut buf = [0u8; 100];
+        let n = rtp(seq, 1, 4, &mut buf);
+        let m = tx.protect_rtp(&mut buf, n).unwrap();
+        if seq == 71 || seq == 72 {
+            held.push(buf[..m].to_vec());
+        } else {
+            rx.unprotect_rtp(&mut buf[..m]).unwrap();
+        }
+    }
+    // Highest is 199: 72 is 127 behind, 71 is 128 behind.
+    assert_eq!(rx.unprotect_rtp(&mut held[0]), Err(SrtpError::TooOld));
+    let mut again = held[1].clone();
+    assert!(rx.unprotect_rtp(&mut held[1]).is_ok());
+    assert_eq!(rx.unprotect_rtp(&mut again), Err(SrtpError::Replayed));
+}
+
+#[test]
 fn srtcp_round_trip_replay_and_tamper() {
     for p in SrtpProfile::ALL {
         let mut tx = SrtpContext::new(cfg(p)).unwrap();

@@ -576,6 +576,17 @@ fn main() {
                 Storm::Dtls(NamedGroup::X25519),
                 Storm::ChurnOnly,
             ] {
+                // STORM_KINDS=p256,x25519,churn selects kinds of storm.
+                if let Ok(k) = std::env::var("STORM_KINDS") {
+                    let tag = match kind {
+                        Storm::Dtls(NamedGroup::X25519) => "x25519",
+                        Storm::Dtls(_) => "p256",
+                        Storm::ChurnOnly => "churn",
+                    };
+                    if !k.split(',').any(|x| x.trim() == tag) {
+                        continue;
+                    }
+                }
                 storm_latency(7, 4.0, 200, 10_000.0, 200.0, lay, kind);
             }
         }
