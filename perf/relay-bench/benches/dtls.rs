@@ -246,6 +246,9 @@ enum Storm {
     /// The same call set-up and tear-down with plain legs and no handshake: what
     /// the call churn alone costs the relay.
     ChurnOnly,
+    /// The same P-256 handshakes (both sides) computed in memory by the storm's
+    /// thread, nothing through the engine: what the storm's CPU alone costs.
+    CpuOnly,
 }
 
 impl Storm {
@@ -254,6 +257,7 @@ impl Storm {
             Storm::Dtls(NamedGroup::X25519) => "DTLS, client offers X25519",
             Storm::Dtls(_) => "DTLS, client offers P-256",
             Storm::ChurnOnly => "call churn only (no DTLS)",
+            Storm::CpuOnly => "P-256 handshakes in memory on the storm thread (CPU only)",
         }
     }
 }
@@ -284,7 +288,7 @@ fn storm(
     let cfg = Arc::new(DtlsConfig {
         groups: match kind {
             Storm::Dtls(g) => vec![g],
-            Storm::ChurnOnly => vec![NamedGroup::Secp256r1],
+            Storm::ChurnOnly | Storm::CpuOnly => vec![NamedGroup::Secp256r1],
         },
         ..config()
     });
@@ -306,6 +310,14 @@ fn storm(
                         let _ = engine.delete_call(c.id);
                     }
                     Err(_) => failed += 1,
+                }
+                continue;
+            }
+            if kind == Storm::CpuOnly {
+                if in_memory_handshake(&cfg, &cert, now) {
+                    ok += 1;
+                } else {
+                    failed += 1;
                 }
                 continue;
             }
@@ -370,6 +382,35 @@ fn storm(
         let _ = engine.delete_call(id);
     }
     (ok, failed)
+}
+
+/// One full handshake between two endpoints of this thread, datagrams passed
+/// in memory (the same cryptography as a storm handshake, no engine or socket).
+fn in_memory_handshake(cfg: &Arc<DtlsConfig>, cert: &Arc<Certificate>, now: Instant) -> bool {
+    let mut client = DtlsEndpoint::client(cfg.clone(), cert.clone(), Some(cert.fingerprint()), now);
+    let mut server = DtlsEndpoint::server(cfg.clone(), cert.clone(), Some(cert.fingerprint()), now);
+    let mut done = [false; 2];
+    for _ in 0..32 {
+        while let Some(d) = client.poll_transmit() {
+            server.handle_datagram(&d, now);
+        }
+        while let Some(d) = server.poll_transmit() {
+            client.handle_datagram(&d, now);
+        }
+        for (i, ep) in [&mut client, &mut server].into_iter().enumerate() {
+            while let Some(e) = ep.poll_event() {
+                match e {
+                    DtlsEvent::Connected(_) => done[i] = true,
+                    DtlsEvent::Failed(_) => return false,
+                    _ => {}
+                }
+            }
+        }
+        if done == [true; 2] {
+            return true;
+        }
+    }
+    false
 }
 
 /// Where things run during a storm measurement.
@@ -575,13 +616,15 @@ fn main() {
                 Storm::Dtls(NamedGroup::Secp256r1),
                 Storm::Dtls(NamedGroup::X25519),
                 Storm::ChurnOnly,
+                Storm::CpuOnly,
             ] {
-                // STORM_KINDS=p256,x25519,churn selects kinds of storm.
+                // STORM_KINDS=p256,x25519,churn,cpu selects kinds of storm.
                 if let Ok(k) = std::env::var("STORM_KINDS") {
                     let tag = match kind {
                         Storm::Dtls(NamedGroup::X25519) => "x25519",
                         Storm::Dtls(_) => "p256",
                         Storm::ChurnOnly => "churn",
+                        Storm::CpuOnly => "cpu",
                     };
                     if !k.split(',').any(|x| x.trim() == tag) {
                         continue;
