@@ -516,35 +516,63 @@ pub struct Engine {
     fingerprint: Fingerprint,
 }
 
-/// Applies the control thread's placement and priority settings on the calling
-/// thread; returns one line per setting the kernel refused (the engine runs on,
-/// the embedding program decides whether that matters).
-fn apply_control_settings(core: Option<usize>, nice: Option<i32>, idle_class: bool) -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Some(c) = core {
-        if !rtp_dataplane::sys::pin_thread(c) {
-            notes.push(format!(
-                "control_core {c}: the kernel refused to pin the control thread there \
-                 (outside this process's CPU set?); it runs unpinned"
-            ));
+/// Where and how the control plane's threads run: the engine's control thread,
+/// and any threads of the embedding program that belong to the control plane
+/// (signalling servers, event consumers), which should stay off the workers'
+/// cores and out of their way just the same. See [`EngineConfig::control_core`],
+/// [`EngineConfig::control_nice`] and [`EngineConfig::control_sched_idle`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlPlacement {
+    /// Core to pin to.
+    pub core: Option<usize>,
+    /// Nice value.
+    pub nice: Option<i32>,
+    /// SCHED_IDLE class.
+    pub sched_idle: bool,
+}
+
+impl ControlPlacement {
+    /// Applies the settings to the calling thread; returns one line per setting
+    /// the kernel refused (the thread runs on; the caller decides whether that
+    /// matters).
+    pub fn apply(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(c) = self.core {
+            if !rtp_dataplane::sys::pin_thread(c) {
+                notes.push(format!(
+                    "control_core {c}: the kernel refused to pin a control-plane thread \
+                     there (outside this process's CPU set?); it runs unpinned"
+                ));
+            }
+        }
+        if let Some(n) = self.nice {
+            if !rtp_dataplane::sys::set_thread_nice(n) {
+                notes.push(format!(
+                    "control_nice {n}: the kernel refused it (a negative value needs \
+                     CAP_SYS_NICE); the control plane keeps the default priority"
+                ));
+            }
+        }
+        if self.sched_idle && !rtp_dataplane::sys::set_thread_sched_idle() {
+            notes.push(
+                "control_sched_idle: the kernel refused SCHED_IDLE; the control plane \
+                 keeps its scheduling class"
+                    .to_owned(),
+            );
+        }
+        notes
+    }
+}
+
+impl EngineConfig {
+    /// The control plane's placement from this configuration.
+    pub fn control_placement(&self) -> ControlPlacement {
+        ControlPlacement {
+            core: self.control_core,
+            nice: self.control_nice,
+            sched_idle: self.control_sched_idle,
         }
     }
-    if let Some(n) = nice {
-        if !rtp_dataplane::sys::set_thread_nice(n) {
-            notes.push(format!(
-                "control_nice {n}: the kernel refused it (a negative value needs \
-                 CAP_SYS_NICE); the control thread keeps the default priority"
-            ));
-        }
-    }
-    if idle_class && !rtp_dataplane::sys::set_thread_sched_idle() {
-        notes.push(
-            "control_sched_idle: the kernel refused SCHED_IDLE; the control thread \
-             keeps its scheduling class"
-                .to_owned(),
-        );
-    }
-    notes
 }
 
 const ANSWER: Duration = Duration::from_secs(5);
@@ -593,14 +621,12 @@ impl Engine {
             outgoing: Vec::new(),
         };
         let s = stop.clone();
-        let nice = control.cfg.control_nice;
-        let core = control.cfg.control_core;
-        let idle_class = control.cfg.control_sched_idle;
+        let placement = control.cfg.control_placement();
         let (notes_tx, notes_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("rtp-control".into())
             .spawn(move || {
-                let _ = notes_tx.send(apply_control_settings(core, nice, idle_class));
+                let _ = notes_tx.send(placement.apply());
                 control.run(req_rx, s)
             })
             .map_err(|e| EngineError::Dataplane(format!("cannot start the control thread: {e}")))?;

@@ -29,8 +29,8 @@ pub mod rtcp;
 
 pub use dtls_legs::{DtlsCounters, DtlsLegParams};
 pub use engine::{
-    CallId, CallInfo, CloseReason, Engine, EngineBuilder, EngineConfig, EngineError, EngineEvent,
-    EngineStats, LegConfig, LegInfo,
+    CallId, CallInfo, CloseReason, ControlPlacement, Engine, EngineBuilder, EngineConfig,
+    EngineError, EngineEvent, EngineStats, LegConfig, LegInfo,
 };
 pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode, RtcpWorkerStats};
 pub use rtp_dataplane as dataplane;

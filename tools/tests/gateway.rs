@@ -910,3 +910,63 @@ fn the_gateway_uses_the_configured_dtls_certificate() {
     gw.shutdown();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// (name, nice, scheduling policy) of this process's threads.
+fn threads() -> Vec<(String, i64, i64)> {
+    let mut v = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        // Fields after the name start at field 3 (state); nice is field 19 and
+        // the policy field 41.
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|x| x.parse().ok()).unwrap_or(-1);
+        v.push((name, num(16), num(38)));
+    }
+    v
+}
+
+#[test]
+fn the_gateways_control_plane_threads_follow_the_control_placement() {
+    const SCHED_IDLE: i64 = 5;
+    let (lo, hi) = free_range(20);
+    let gw = Gateway::start(&GatewayConfig {
+        listen_ng: "127.0.0.1:0".parse().unwrap(),
+        listen_metrics: Some("127.0.0.1:0".parse().unwrap()),
+        port_min: lo,
+        port_max: hi,
+        backend: "mmsg".into(),
+        control_nice: Some(7),
+        control_sched_idle: true,
+        ..GatewayConfig::default()
+    })
+    .unwrap();
+    // The engine's control thread and the gateway's listeners and event consumer
+    // (each applies the placement as it starts): nice 7, SCHED_IDLE; the workers
+    // keep the default.
+    let want = ["rtp-control", "rtp-gateway-ng-", "rtp-gateway-met", "rtp-gateway-eve"];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = threads();
+        let placed = want.iter().all(|w| {
+            t.iter()
+                .any(|(n, nice, pol)| n.starts_with(w) && *nice == 7 && *pol == SCHED_IDLE)
+        });
+        let workers_default = t
+            .iter()
+            .filter(|(n, ..)| n.starts_with("rtp-worker"))
+            .all(|(_, nice, pol)| *nice == 0 && *pol == 0);
+        assert!(workers_default, "a worker took the control placement: {t:?}");
+        if placed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "control-plane threads not placed: {t:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gw.shutdown();
+}

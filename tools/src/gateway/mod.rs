@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rtp_control::dataplane::{BackendChoice, BackendKind, DropReason, IdlePolicy};
-use rtp_control::{Engine, EngineConfig, EngineEvent};
+use rtp_control::{ControlPlacement, Engine, EngineConfig, EngineEvent};
 use serde::Deserialize;
 
 pub mod bencode;
@@ -171,7 +171,12 @@ pub struct Gateway {
 impl Gateway {
     /// Validates the configuration, starts the engine and the listeners.
     pub fn start(cfg: &GatewayConfig) -> Result<Self, String> {
-        let engine = Engine::start(cfg.engine()?).map_err(|e| e.to_string())?;
+        let ecfg = cfg.engine()?;
+        // The listeners and the event consumer are control plane too: they run
+        // where the control thread runs (a setting the kernel refuses is
+        // reported once, by the engine).
+        let place = ecfg.control_placement();
+        let engine = Engine::start(ecfg).map_err(|e| e.to_string())?;
         if let Some(note) = engine.backend_note() {
             tracing::warn!("{note}");
         }
@@ -196,7 +201,9 @@ impl Gateway {
         let mut threads = Vec::new();
         {
             let (ng, stop) = (ng.clone(), stop.clone());
-            threads.push(spawn("ng-udp", move || serve_udp(&udp, &ng, &stop)));
+            threads.push(spawn_placed("ng-udp", place, move || {
+                serve_udp(&udp, &ng, &stop)
+            }));
         }
         let mut tcp_addr = None;
         if let Some(a) = cfg.listen_tcp_ng {
@@ -204,7 +211,9 @@ impl Gateway {
             l.set_nonblocking(true).map_err(|e| e.to_string())?;
             tcp_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
             let (ng, stop) = (ng.clone(), stop.clone());
-            threads.push(spawn("ng-tcp", move || serve_tcp(&l, &ng, &stop)));
+            threads.push(spawn_placed("ng-tcp", place, move || {
+                serve_tcp(&l, &ng, &stop)
+            }));
         }
         let mut metrics_addr = None;
         if let Some(a) = cfg.listen_metrics {
@@ -212,11 +221,13 @@ impl Gateway {
             l.set_nonblocking(true).map_err(|e| e.to_string())?;
             metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
             let (ng, stop) = (ng.clone(), stop.clone());
-            threads.push(spawn("metrics", move || serve_metrics(&l, &ng, &stop)));
+            threads.push(spawn_placed("metrics", place, move || {
+                serve_metrics(&l, &ng, &stop)
+            }));
         }
         {
             let (ng, stop) = (ng.clone(), stop.clone());
-            threads.push(spawn("events", move || {
+            threads.push(spawn_placed("events", place, move || {
                 while !stop.load(Ordering::Acquire) {
                     if let Some(e) = ng.engine().next_event(Duration::from_millis(100)) {
                         match e {
@@ -326,6 +337,19 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
         .name(format!("rtp-gateway-{name}"))
         .spawn(f)
         .expect("thread")
+}
+
+/// A control-plane thread of the gateway, placed like the engine's control
+/// thread (threads it starts inherit the placement).
+fn spawn_placed(
+    name: &str,
+    place: ControlPlacement,
+    f: impl FnOnce() + Send + 'static,
+) -> JoinHandle<()> {
+    spawn(name, move || {
+        let _ = place.apply();
+        f()
+    })
 }
 
 fn serve_udp(sock: &UdpSocket, ng: &NgServer, stop: &AtomicBool) {
