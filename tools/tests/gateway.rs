@@ -676,6 +676,13 @@ fn limits_retransmissions_and_bad_sdp() {
     std::thread::sleep(Duration::from_millis(50));
     let s = gw.ng().engine().stats().unwrap();
     assert_eq!((s.calls, s.ports_in_use, gw.ng().call_count()), (0, 0, 0));
+    // The engine's CallClosed events reach the gateway, which forgets the engine
+    // calls' owners.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.ng().engine_call_count() != 0 {
+        assert!(Instant::now() < deadline, "engine calls still owned");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Metrics are served over HTTP.
     let text = rtp_tools::gateway::metrics(gw.ng());
     assert!(text.contains("rtp_gateway_calls 0"), "{text}");
@@ -949,7 +956,12 @@ fn the_gateways_control_plane_threads_follow_the_control_placement() {
     // The engine's control thread and the gateway's listeners and event consumer
     // (each applies the placement as it starts): nice 7, SCHED_IDLE; the workers
     // keep the default.
-    let want = ["rtp-control", "rtp-gateway-ng-", "rtp-gateway-met", "rtp-gateway-eve"];
+    let want = [
+        "rtp-control",
+        "rtp-gateway-ng-",
+        "rtp-gateway-met",
+        "rtp-gateway-eve",
+    ];
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let t = threads();
@@ -961,11 +973,17 @@ fn the_gateways_control_plane_threads_follow_the_control_placement() {
             .iter()
             .filter(|(n, ..)| n.starts_with("rtp-worker"))
             .all(|(_, nice, pol)| *nice == 0 && *pol == 0);
-        assert!(workers_default, "a worker took the control placement: {t:?}");
+        assert!(
+            workers_default,
+            "a worker took the control placement: {t:?}"
+        );
         if placed {
             break;
         }
-        assert!(Instant::now() < deadline, "control-plane threads not placed: {t:?}");
+        assert!(
+            Instant::now() < deadline,
+            "control-plane threads not placed: {t:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     gw.shutdown();

@@ -83,6 +83,10 @@ pub struct NgServer {
     engine: Engine,
     opts: NgOptions,
     calls: Mutex<HashMap<String, NgCall>>,
+    /// The ng call-id each engine call belongs to, so that an engine event finds
+    /// its call without a scan of every call. Locked after `calls`, never alone
+    /// while changing both.
+    owners: Mutex<HashMap<CallId, String>>,
     cache: Mutex<ReplyCache>,
     advertise: IpAddr,
     offers: std::sync::atomic::AtomicU64,
@@ -333,6 +337,7 @@ impl NgServer {
             engine,
             opts,
             calls: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
             advertise,
             offers: 0.into(),
@@ -622,6 +627,9 @@ impl NgServer {
                 let mut setup = [None, None];
                 setup[side] = their_dtls.as_ref().map(|(_, ours)| *ours);
                 setup[other] = other_dtls.then_some("actpass");
+                if let Ok(mut o) = self.owners.lock() {
+                    o.insert(info.id, call_id.to_string());
+                }
                 call.media.push(NgMedia {
                     kind: m.kind.clone(),
                     call: info,
@@ -1066,12 +1074,24 @@ impl NgServer {
     /// Forgets the media of an engine call that the engine closed (media timeout);
     /// a call with no media left is forgotten.
     pub fn engine_call_closed(&self, id: CallId) {
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.retain(|_, c| {
-                c.media.retain(|m| m.call.id != id);
-                !c.media.is_empty()
-            });
+        let Ok(mut calls) = self.calls.lock() else {
+            return;
+        };
+        let Some(owner) = self.owners.lock().ok().and_then(|mut o| o.remove(&id)) else {
+            return;
+        };
+        if let Some(c) = calls.get_mut(&owner) {
+            c.media.retain(|m| m.call.id != id);
+            if c.media.is_empty() {
+                calls.remove(&owner);
+            }
         }
+    }
+
+    /// Engine calls the ng calls refer to (each closed engine call is forgotten
+    /// when the engine reports it closed).
+    pub fn engine_call_count(&self) -> usize {
+        self.owners.lock().map(|o| o.len()).unwrap_or(0)
     }
 
     /// Calls now (for metrics).
