@@ -160,25 +160,33 @@ fn replay_reorder_tamper_and_unchanged_buffer() {
     }
 }
 
-#[test]
-fn too_old_for_the_window() {
+/// Protects sequence numbers `0..n` with a replay window of `window` packets and
+/// unprotects all but those in `hold`, which are returned (still protected) with
+/// the receiver.
+fn receive_all_but(window: usize, n: u16, hold: &[u16]) -> (SrtpContext, Vec<Vec<u8>>) {
     let c = cfg(SrtpProfile::AesCm128HmacSha1_80)
-        .with_replay_window(64)
+        .with_replay_window(window)
         .unwrap();
     let mut tx = SrtpContext::new(c.clone()).unwrap();
     let mut rx = SrtpContext::new(c).unwrap();
-    let mut first = Vec::new();
-    for seq in 0..100u16 {
+    let mut held = Vec::new();
+    for seq in 0..n {
         let mut buf = [0u8; 100];
-        let n = rtp(seq, 1, 4, &mut buf);
-        let m = tx.protect_rtp(&mut buf, n).unwrap();
-        if seq == 0 {
-            first = buf[..m].to_vec();
+        let len = rtp(seq, 1, 4, &mut buf);
+        let m = tx.protect_rtp(&mut buf, len).unwrap();
+        if hold.contains(&seq) {
+            held.push(buf[..m].to_vec());
         } else {
             rx.unprotect_rtp(&mut buf[..m]).unwrap();
         }
     }
-    assert_eq!(rx.unprotect_rtp(&mut first), Err(SrtpError::TooOld));
+    (rx, held)
+}
+
+#[test]
+fn too_old_for_the_window() {
+    let (mut rx, mut held) = receive_all_but(64, 100, &[0]);
+    assert_eq!(rx.unprotect_rtp(&mut held[0]), Err(SrtpError::TooOld));
     assert_eq!(
         cfg(SrtpProfile::AesCm128HmacSha1_80).with_replay_window(10),
         Err(SrtpError::BadConfig)
@@ -187,25 +195,9 @@ fn too_old_for_the_window() {
 
 #[test]
 fn replay_window_rounds_up_to_a_power_of_two() {
-    // 100 becomes 128: a packet 127 behind the highest is still checked against
-    // the window, one 128 behind is too old.
-    let c = cfg(SrtpProfile::AesCm128HmacSha1_80)
-        .with_replay_window(100)
-        .unwrap();
-    let mut tx = SrtpContext::new(c.clone()).unwrap();
-    let mut rx = SrtpContext::new(c).unwrap();
-    let mut held = Vec::new();
-    for seq in 0..200u16 {
-        let mut buf = [0u8; 100];
-        let n = rtp(seq, 1, 4, &mut buf);
-        let m = tx.protect_rtp(&mut buf, n).unwrap();
-        if seq == 71 || seq == 72 {
-            held.push(buf[..m].to_vec());
-        } else {
-            rx.unprotect_rtp(&mut buf[..m]).unwrap();
-        }
-    }
-    // Highest is 199: 72 is 127 behind, 71 is 128 behind.
+    // 100 becomes 128: with 199 the highest, 72 (127 behind) is still checked
+    // against the window, 71 (128 behind) is too old.
+    let (mut rx, mut held) = receive_all_but(100, 200, &[71, 72]);
     assert_eq!(rx.unprotect_rtp(&mut held[0]), Err(SrtpError::TooOld));
     let mut again = held[1].clone();
     assert!(rx.unprotect_rtp(&mut held[1]).is_ok());
