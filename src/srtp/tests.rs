@@ -502,6 +502,54 @@ fn rfc7714_16_1_aead_aes_128_gcm_rtp() {
 }
 
 #[test]
+fn rfc7714_17_1_aead_aes_128_gcm_srtcp() {
+    // RFC 7714 section 17.1: the same session key and salt as 16.1, SSRC "Mars"
+    // (0x4d617273), SRTCP index 0x5d4, encrypted. The whole protect_rtcp path:
+    // header || ciphertext || tag || E+index (RFC 7714 9.2's order).
+    let keys = || SessionKeys {
+        cipher: Cipher::Gcm128(Box::new(<Aes128Gcm as aes_gcm::KeyInit>::new(
+            hex("000102030405060708090a0b0c0d0e0f").as_slice().into(),
+        ))),
+        salt: {
+            let mut s = [0u8; 14];
+            s[..12].copy_from_slice(&hex("517569642070726f2071756f"));
+            s
+        },
+        auth: None,
+        tag_len: 16,
+    };
+    let context = || {
+        let mut c = SrtpContext::new(cfg(SrtpProfile::AeadAes128Gcm)).unwrap();
+        c.rtcp = Some(Box::new(keys()));
+        c.add_ssrc(0x4d61_7273);
+        c
+    };
+    let plain = hex(
+        "81c8000d 4d617273 4e545031 4e545032 52545020 0000042a 0000e930 4c756e61
+         deadbeef deadbeef deadbeef deadbeef deadbeef",
+    );
+    let published = hex(
+        "81c8000d 4d617273 63e94885 dcdab67c a727d766 2f6b7e99 7ff5c0f7 6c06f32d
+         c676a5f1 730d6fda 4ce09b46 86303ded 0bb9275b c84aa458 96cf4d2f c5abf872
+         45d9eade 800005d4",
+    );
+    let mut tx = context();
+    tx.streams.get_mut(0x4d61_7273).unwrap().rtcp_next = 0x5d4;
+    let mut buf = plain.clone();
+    buf.resize(plain.len() + 20, 0);
+    let n = tx.protect_rtcp(&mut buf, plain.len()).unwrap();
+    assert_eq!(&buf[..n], published.as_slice());
+
+    let mut rx = context();
+    let mut tampered = published.clone();
+    tampered[30] ^= 0x08;
+    assert_eq!(rx.unprotect_rtcp(&mut tampered), Err(SrtpError::AuthFailed));
+    let mut pkt = published.clone();
+    let u = rx.unprotect_rtcp(&mut pkt).unwrap();
+    assert_eq!(&pkt[..u.len], plain.as_slice());
+}
+
+#[test]
 fn rfc6188_7_2_aes_256_key_derivation() {
     // RFC 6188 section 7.2: AES_256_CM_PRF with a 32-byte master key.
     let mk = hex("f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b6");
