@@ -24,3 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq >/dev/null
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# GStreamer builds its plugin registry on first use (seconds on a fresh machine):
+# build it here, not inside a test's time budget.
+command -v gst-inspect-1.0 >/dev/null && gst-inspect-1.0 >/dev/null 2>&1 || true

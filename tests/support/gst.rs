@@ -57,8 +57,9 @@ pub fn srtpdec_accepts(
          srtp-auth=(string){auth},srtcp-cipher=(string){cipher},srtcp-auth=(string){rtcp_auth}",
         hex(key_salt)
     );
+    // `timeout` bounds the pipeline's life (and forwards our SIGINT to it).
     let child = Command::new("timeout")
-        .args(["-s", "INT", "-k", "3", "5"])
+        .args(["-s", "INT", "-k", "3", "30"])
         .arg(gst_path())
         .args(["-v", "-e", "udpsrc", "address=127.0.0.1"])
         .arg(format!("port={port}"))
@@ -76,17 +77,43 @@ pub fn srtpdec_accepts(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Give the pipeline time to reach PLAYING.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Send once udpsrc has bound its port (datagrams then queue in its socket
+    // until the pipeline plays). A fixed sleep was too short for a first run,
+    // in which GStreamer builds its plugin registry.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !udp_port_bound(port) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     for p in packets {
         sock.send_to(p, ("127.0.0.1", port)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
-    // `timeout` stops the pipeline after 5 s; wait_with_output reaps it.
+    // Let the pipeline take them, then stop it with an EOS (SIGINT, forwarded
+    // by `timeout` to gst-launch -e); wait_with_output reaps it.
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains("last-message = chain"))
         .count()
+}
+
+/// Whether some socket is bound to UDP `port` on 127.0.0.1 or any address
+/// (from /proc/net/udp).
+pub fn udp_port_bound(port: u16) -> bool {
+    let Ok(t) = std::fs::read_to_string("/proc/net/udp") else {
+        return true;
+    };
+    let want = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    t.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .any(|local| want.iter().any(|w| w == local))
 }
