@@ -135,6 +135,14 @@ impl DataplaneConfig {
                 pool::MAX_FRAMES
             ));
         }
+        if let IdlePolicy::Coalesce { batch, wait } = self.idle {
+            if batch == 0 || batch > 4096 || wait > std::time::Duration::from_millis(10) {
+                return err(format!(
+                    "idle coalesce:{batch}:{}: batch must be 1..=4096 and the wait at most 10 ms",
+                    wait.as_micros()
+                ));
+            }
+        }
         if self.command_ring == 0 || self.event_ring == 0 {
             return err("command_ring and event_ring must be at least 1".into());
         }

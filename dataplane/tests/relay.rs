@@ -4,13 +4,13 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use rtp_core::srtp::SrtpProfile;
 use rtp_dataplane::{
-    BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, LatchMode, LegSpec,
-    LegUpdate, LocalBinding, Rewrite, SessionSpec,
+    BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy, LatchMode,
+    LegSpec, LegUpdate, LocalBinding, Rewrite, SessionSpec,
 };
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -674,4 +674,53 @@ fn a_leg_waiting_for_dtls_keys_relays_nothing_in_the_clear_until_keys_arrive() {
         assert_intact(&back, 0xB, 100, 30);
         dp.shutdown();
     }
+}
+
+#[test]
+fn coalescing_relays_everything_and_a_lone_packet_within_the_wait() {
+    for backend in BACKENDS {
+        let dp = Dataplane::start(DataplaneConfig {
+            idle: IdlePolicy::Coalesce {
+                batch: 32,
+                wait: Duration::from_millis(1),
+            },
+            ..config(backend)
+        })
+        .expect("dataplane starts");
+        let h = &dp.workers()[0];
+        let (a, b) = (peer(V4), peer(V4));
+        let (leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, _, _) = per_session_leg(V4, false);
+        leg1.remote = Some(b.local_addr().unwrap());
+        add_session(h, pair(3, leg0, leg1));
+        // Bursts of 16 (fewer than a batch) all arrive.
+        let got = flow(&a, addr0, None, &b, None, 0x33, 0, 300);
+        assert_intact(&got, 0x33, 0, 300);
+        // A lone packet is not held until the park timeout (50 ms): it waits for
+        // a batch at most the 1 ms coalescing wait, plus scheduling.
+        std::thread::sleep(Duration::from_millis(120));
+        let t = Instant::now();
+        let one = flow(&a, addr0, None, &b, None, 0x33, 300, 1);
+        assert_intact(&one, 0x33, 300, 1);
+        assert!(
+            t.elapsed() < Duration::from_millis(40),
+            "{backend:?}: a lone packet took {:?}",
+            t.elapsed()
+        );
+        dp.shutdown();
+    }
+    assert!(DataplaneConfig {
+        idle: "coalesce:0:100".parse().unwrap(),
+        ..DataplaneConfig::default()
+    }
+    .validate()
+    .is_err());
+    assert!("coalesce:16".parse::<IdlePolicy>().is_err());
+    assert_eq!(
+        "coalesce:16:250".parse::<IdlePolicy>(),
+        Ok(IdlePolicy::Coalesce {
+            batch: 16,
+            wait: Duration::from_micros(250)
+        })
+    );
 }

@@ -130,6 +130,10 @@ pub trait IoBackend: Send {
     fn in_flight(&self) -> usize;
     /// Counters.
     fn counters(&self) -> BackendCounters;
+    /// Interrupt moderation for [`IdlePolicy::Coalesce`](crate::IdlePolicy): once a
+    /// wait finds work, wait up to `wait` longer until `batch` completions are
+    /// ready. Backends that cannot wait for a count keep waking on the first.
+    fn set_coalesce(&mut self, _batch: usize, _wait: Duration) {}
 }
 
 /// Whether io_uring with the features the io_uring backend needs works here.

@@ -122,6 +122,9 @@ pub struct UringBackend {
     in_flight: usize,
     waker: RawFd,
     waker_armed: bool,
+    /// Interrupt moderation: after a wait that found work, wait up to this long
+    /// for this many completions (see `IdlePolicy::Coalesce`).
+    coalesce: Option<(u32, Duration)>,
     counters: BackendCounters,
 }
 
@@ -209,6 +212,7 @@ impl UringBackend {
             in_flight: 0,
             waker,
             waker_armed: false,
+            coalesce: None,
             counters: BackendCounters::default(),
         };
         b.arm_waker();
@@ -269,6 +273,27 @@ impl UringBackend {
             let args = SubmitArgs::new().timespec(&ts);
             self.ring.submitter().submit_with_args(1, &args)
         };
+        Self::waited(r)?;
+        // Interrupt moderation: work is there, but less than a batch; let more
+        // arrive (one wake-up per batch instead of one per datagram).
+        if let Some((batch, wait)) = self.coalesce {
+            let have = self.ring.completion().len();
+            if !timeout.is_zero() && have > 0 && have < batch as usize {
+                let ts = Timespec::from(wait);
+                let args = SubmitArgs::new().timespec(&ts);
+                Self::waited(
+                    self.ring
+                        .submitter()
+                        .submit_with_args(batch as usize, &args),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The result of `io_uring_enter`: a timeout, an interrupted wait and a full
+    /// completion queue are not errors.
+    fn waited(r: io::Result<usize>) -> io::Result<()> {
         match r {
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
@@ -377,6 +402,10 @@ impl UringBackend {
 }
 
 impl IoBackend for UringBackend {
+    fn set_coalesce(&mut self, batch: usize, wait: Duration) {
+        self.coalesce = Some((batch.clamp(1, 4096) as u32, wait));
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::IoUring
     }

@@ -93,7 +93,7 @@ struct RunArgs {
     /// Cores to pin the embedded gateway's workers to (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
-    /// Embedded gateway idle policy: busy, spin:MICROS, block, or auto (busy on
+    /// Embedded gateway idle policy: busy, spin:MICROS, block, coalesce:BATCH:MICROS, or auto (busy on
     /// machines with at least 2 cores, block otherwise).
     #[arg(long, default_value = "auto")]
     idle: String,
@@ -149,17 +149,7 @@ fn parse_idle(s: &str, many_cores: bool) -> Result<IdlePolicy, String> {
     match s {
         "auto" if many_cores => Ok(IdlePolicy::BusyPoll),
         "auto" => Ok(IdlePolicy::Block),
-        "busy" => Ok(IdlePolicy::BusyPoll),
-        "block" => Ok(IdlePolicy::Block),
-        _ => {
-            let us = s
-                .strip_prefix("spin:")
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| format!("--idle {s:?}: expected busy, block or spin:MICROS"))?;
-            Ok(IdlePolicy::SpinThenPark {
-                spin: Duration::from_micros(us),
-            })
-        }
+        _ => s.parse().map_err(|e| format!("--idle: {e}")),
     }
 }
 

@@ -111,19 +111,7 @@ impl GatewayConfig {
                     .map_err(|e| format!("backend: {e}"))?,
             ),
         };
-        let idle = match self.idle.as_str() {
-            "busy" => IdlePolicy::BusyPoll,
-            "block" => IdlePolicy::Block,
-            s => IdlePolicy::SpinThenPark {
-                spin: Duration::from_micros(
-                    s.strip_prefix("spin:")
-                        .and_then(|v| v.parse().ok())
-                        .ok_or_else(|| {
-                            format!("idle = {s:?}: expected busy, block or spin:MICROS")
-                        })?,
-                ),
-            },
-        };
+        let idle: IdlePolicy = self.idle.parse()?;
         let mut c = EngineConfig {
             bind_ip: self.interface,
             advertise_ip: self.advertise,
