@@ -239,11 +239,10 @@ impl Worker {
         }
         let pool = FramePool::new(setup.pool_frames);
         let waker = chan.wake.as_raw_fd();
-        let backend: Box<dyn IoBackend> = match setup.backend {
+        let mut backend: Box<dyn IoBackend> = match setup.backend {
             BackendKind::Mmsg => Box::new(MmsgBackend::new(setup.batch, waker, setup.gso)?),
             BackendKind::IoUring => Box::new(UringBackend::new(&pool, waker)?),
         };
-        let mut backend = backend;
         if let IdlePolicy::Coalesce { batch, wait } = setup.idle {
             backend.set_coalesce(batch, wait);
         }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relay_bench::audio_class;
+use relay_bench::{audio_class, median};
 use rtp_control::dtls::{
     Certificate, CipherSuite, CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint, DtlsEvent,
     NamedGroup, Role,
@@ -260,12 +260,28 @@ impl Storm {
             Storm::CpuOnly => "P-256 handshakes in memory on the storm thread (CPU only)",
         }
     }
+
+    /// Its name in `STORM_KINDS`.
+    fn tag(self) -> &'static str {
+        match self {
+            Storm::Dtls(NamedGroup::X25519) => "x25519",
+            Storm::Dtls(_) => "p256",
+            Storm::ChurnOnly => "churn",
+            Storm::CpuOnly => "cpu",
+        }
+    }
+}
+
+/// Whether the comma-separated list in env `var` names `key` (no variable: all).
+fn selected(var: &str, key: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v.split(',').any(|x| x.trim() == key))
 }
 
 /// A client thread that makes the engine run `rate` handshakes/s: per
 /// handshake one call with a DTLS server leg, our client connects, the call is
-/// deleted. With `Storm::ChurnOnly` the call has plain legs and
-/// no handshake. Returns (completed, failed).
+/// deleted. With `Storm::ChurnOnly` the call has plain legs and no handshake;
+/// with `Storm::CpuOnly` the handshakes run in memory, without the engine.
+/// Returns (completed, failed).
 fn storm(
     engine: &Engine,
     rate: f64,
@@ -513,10 +529,6 @@ fn storm_latency(
         res[usize::from(with)].push((s.p50_us, s.p99_us, s.p999_us, l.lost()));
     }
     gw.shutdown();
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     println!("| storm/s achieved | p50 us | p99 us | p99.9 us | lost |");
     println!("|---|---|---|---|---|");
     let mut p99 = [0.0; 2];
@@ -525,17 +537,17 @@ fn storm_latency(
         let mut q99: Vec<f64> = r.iter().map(|x| x.1).collect();
         let mut q999: Vec<f64> = r.iter().map(|x| x.2).collect();
         let lost: u64 = r.iter().map(|x| x.3).sum();
-        p99[i] = med(&mut q99);
+        p99[i] = median(&mut q99);
         let hs = if i == 0 {
             "0".to_string()
         } else {
-            format!("{:.0}", med(&mut storms.clone()))
+            format!("{:.0}", median(&mut storms.clone()))
         };
         println!(
             "| {hs} | {:.0} | {:.0} | {:.0} | {lost} |",
-            med(&mut p50),
+            median(&mut p50),
             p99[i],
-            med(&mut q999)
+            median(&mut q999)
         );
     }
     println!(
@@ -604,12 +616,10 @@ fn main() {
                 sched_idle: true,
             },
         ];
-        // STORM_LAYOUTS=0,3 runs only those layouts (a quick look at one).
-        let only: Option<Vec<usize>> = std::env::var("STORM_LAYOUTS")
-            .ok()
-            .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+        // STORM_LAYOUTS=0,3 runs only those layouts (a quick look at one),
+        // STORM_KINDS=p256,x25519,churn,cpu only those kinds of storm.
         for (i, lay) in layouts.iter().enumerate() {
-            if only.as_ref().is_some_and(|o| !o.contains(&i)) {
+            if !selected("STORM_LAYOUTS", &i.to_string()) {
                 continue;
             }
             for kind in [
@@ -618,19 +628,9 @@ fn main() {
                 Storm::ChurnOnly,
                 Storm::CpuOnly,
             ] {
-                // STORM_KINDS=p256,x25519,churn,cpu selects kinds of storm.
-                if let Ok(k) = std::env::var("STORM_KINDS") {
-                    let tag = match kind {
-                        Storm::Dtls(NamedGroup::X25519) => "x25519",
-                        Storm::Dtls(_) => "p256",
-                        Storm::ChurnOnly => "churn",
-                        Storm::CpuOnly => "cpu",
-                    };
-                    if !k.split(',').any(|x| x.trim() == tag) {
-                        continue;
-                    }
+                if selected("STORM_KINDS", kind.tag()) {
+                    storm_latency(7, 4.0, 200, 10_000.0, 200.0, lay, kind);
                 }
-                storm_latency(7, 4.0, 200, 10_000.0, 200.0, lay, kind);
             }
         }
     } else {

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use relay_bench::{audio_class, MinimalRelay};
+use relay_bench::{audio_class, median, MinimalRelay};
 use rtp_control::dataplane::ports::udp_socket;
 use rtp_control::dataplane::sys::{MmsgBatch, SendMsg};
 use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
@@ -236,9 +236,4 @@ fn main() {
     println!(
         "medians: minimal relay {m:.1} us, this gateway {g:.1} us; median ratio {r:.2}x (goal <= 1.5x)"
     );
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

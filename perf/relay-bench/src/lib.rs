@@ -87,6 +87,12 @@ impl Drop for MinimalRelay {
     }
 }
 
+/// The median of `v` (the upper one for an even count); sorts `v`.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// `streams` PCMU-like streams (160-byte payloads, PT 0, 8 kHz) whose packet time
 /// makes them offer `rate` packets/s together.
 pub fn audio_class(streams: usize, rate: f64) -> rtp_tools::load::StreamClass {
