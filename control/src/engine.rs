@@ -529,6 +529,11 @@ pub struct ControlPlacement {
     pub nice: Option<i32>,
     /// SCHED_IDLE class.
     pub sched_idle: bool,
+    /// Without a `core`: cores to keep off (bit i = core i), the workers'
+    /// cores by default, so that control-plane work (a sweep of every call's
+    /// statistics, a DTLS handshake) never preempts a worker. Ignored when it
+    /// would leave no core.
+    pub avoid: u64,
 }
 
 impl ControlPlacement {
@@ -553,6 +558,12 @@ impl ControlPlacement {
                 ));
             }
         }
+        if self.core.is_none() && self.avoid != 0 {
+            let cores: Vec<usize> = (0..64).filter(|c| self.avoid & (1 << c) != 0).collect();
+            // On a machine with no core to spare the set stays as it was: that
+            // is the deployment's choice (nice / SCHED_IDLE), not an error.
+            let _ = rtp_dataplane::sys::avoid_cores(&cores);
+        }
         if self.sched_idle && !rtp_dataplane::sys::set_thread_sched_idle() {
             notes.push(
                 "control_sched_idle: the kernel refused SCHED_IDLE; the control plane \
@@ -571,11 +582,30 @@ impl EngineConfig {
             core: self.control_core,
             nice: self.control_nice,
             sched_idle: self.control_sched_idle,
+            avoid: self
+                .dataplane
+                .cores
+                .iter()
+                .filter(|&&c| c < 64)
+                .fold(0, |m, &c| m | 1 << c),
         }
     }
 }
 
 const ANSWER: Duration = Duration::from_secs(5);
+
+/// A periodic statistics sweep in progress.
+#[derive(Debug)]
+struct Sweep {
+    token: u64,
+    /// Sessions per slice.
+    slice: u32,
+    /// Per worker: the slot to ask for next (`None`: done) and whether a slice
+    /// is awaited.
+    workers: Vec<(Option<u32>, bool)>,
+    /// When the last slice was answered (or the sweep started).
+    answered: Instant,
+}
 
 impl Engine {
     /// A builder with the defaults.
@@ -796,8 +826,8 @@ struct Control {
     pending: Vec<Pending>,
     next_token: u64,
     last_check: Instant,
-    /// Token of the periodic statistics sweep and how many workers still owe it.
-    checking: Option<(u64, usize)>,
+    /// The periodic statistics sweep under way, if any.
+    checking: Option<Sweep>,
     /// DTLS-SRTP legs and their handshakes.
     dtls: DtlsLegs,
     /// Scratch list of what the DTLS legs asked for.
@@ -837,6 +867,7 @@ impl Control {
                 self.last_check = Instant::now();
                 self.sweep();
             }
+            self.sweep_step();
         }
         self.shutdown();
     }
@@ -1263,8 +1294,9 @@ impl Control {
                 token,
                 counters,
                 sessions,
+                next_slot,
                 ..
-            } => self.stats_event(w, token, *counters, sessions),
+            } => self.stats_event(w, token, *counters, sessions, next_slot),
             Event::Datagram {
                 leg: Some((call, leg)),
                 kind: PacketKind::Dtls,
@@ -1285,29 +1317,31 @@ impl Control {
 
     fn stats_event(
         &mut self,
-        _w: usize,
+        w: usize,
         token: u64,
         counters: WorkerCounters,
         mut sessions: Vec<SessionSnapshot>,
+        next_slot: Option<u32>,
     ) {
-        if let Some((t, left)) = self.checking {
-            if t == token {
-                self.checking = (left > 1).then_some((t, left - 1));
-                let mut alerts = Vec::new();
-                for s in &sessions {
-                    self.check_call(s);
-                    alerts.clear();
-                    self.reporting.on_snapshot(s, Instant::now(), &mut alerts);
-                    for &(leg, alert) in &alerts {
-                        self.emit(EngineEvent::Quality {
-                            call: s.id,
-                            leg,
-                            alert,
-                        });
-                    }
-                }
-                return;
+        if let Some(sw) = self.checking.as_mut().filter(|sw| sw.token == token) {
+            if let Some(c) = sw.workers.get_mut(w) {
+                *c = (next_slot, false);
             }
+            sw.answered = Instant::now();
+            let mut alerts = Vec::new();
+            for s in &sessions {
+                self.check_call(s);
+                alerts.clear();
+                self.reporting.on_snapshot(s, Instant::now(), &mut alerts);
+                for &(leg, alert) in &alerts {
+                    self.emit(EngineEvent::Quality {
+                        call: s.id,
+                        leg,
+                        alert,
+                    });
+                }
+            }
+            return;
         }
         if let Some(Pending::Query(_, reply, _)) =
             self.take_pending(|p| matches!(p, Pending::Query(t, _, _) if *t == token))
@@ -1343,20 +1377,57 @@ impl Control {
         }
     }
 
-    /// Periodic: ask every worker for all its sessions.
+    /// Periodic: starts a sweep over every worker's sessions (media timeouts,
+    /// SRTP failures, RTCP statistics), carried out slice by slice in
+    /// [`Control::sweep_step`].
     fn sweep(&mut self) {
         if self.checking.is_some() || self.calls.is_empty() {
             return;
         }
         let token = self.token();
         let n = self.dp().workers().len();
-        for h in self.dp().workers() {
-            let _ = h.send(Command::Snapshot {
-                session: None,
-                token,
-            });
+        // About a hundred slices per worker, at least 32 sessions each: with one
+        // slice per worker per loop turn (2 ms when idle) a sweep of 1,000 calls
+        // takes some 60 ms in turns of tens of microseconds, instead of one turn
+        // of more than a millisecond that delays whatever shares the core.
+        let per_worker = self.calls.len() / n.max(1);
+        let slice = (per_worker / 100).clamp(32, 4096) as u32;
+        self.checking = Some(Sweep {
+            token,
+            slice,
+            workers: vec![(Some(0), false); n],
+            answered: Instant::now(),
+        });
+    }
+
+    /// Asks each worker for its next slice of the sweep once it answered the last.
+    fn sweep_step(&mut self) {
+        let Some(mut sw) = self.checking.take() else {
+            return;
+        };
+        let mut busy = false;
+        for (i, (next, waiting)) in sw.workers.iter_mut().enumerate() {
+            if *waiting {
+                busy = true;
+                continue;
+            }
+            let Some(from) = *next else { continue };
+            busy = true;
+            let Some(h) = self.dp.as_ref().and_then(|d| d.workers().get(i)) else {
+                continue;
+            };
+            // A full ring: ask again next turn.
+            *waiting = h
+                .send(Command::SnapshotSlots {
+                    from,
+                    max: sw.slice,
+                    token: sw.token,
+                })
+                .is_ok();
         }
-        self.checking = Some((token, n));
+        if busy {
+            self.checking = Some(sw);
+        }
     }
 
     fn check_call(&mut self, s: &SessionSnapshot) {
@@ -1428,12 +1499,14 @@ impl Control {
                 }
             }
         }
-        if let Some((t, _)) = self.checking {
-            // A sweep that never completes must not block the next one.
-            if self.last_check.elapsed() > ANSWER {
-                let _ = t;
-                self.checking = None;
-            }
+        // A sweep whose answers stopped coming (a worker's event ring was full)
+        // must not block the next one.
+        if self
+            .checking
+            .as_ref()
+            .is_some_and(|sw| sw.answered.elapsed() > ANSWER)
+        {
+            self.checking = None;
         }
     }
 

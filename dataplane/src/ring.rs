@@ -64,6 +64,18 @@ pub enum Command {
         /// Echoed in the answer.
         token: u64,
     },
+    /// Report the numbers of the sessions in the worker's slots from `from` on,
+    /// at most `max` of them; answered with [`Event::Stats`] whose `next_slot`
+    /// says where to continue. A periodic sweep asks in such slices so that
+    /// neither the worker nor the control plane spends a long stretch on it.
+    SnapshotSlots {
+        /// First slot to look at.
+        from: u32,
+        /// Most sessions to report.
+        max: u32,
+        /// Echoed in the answer.
+        token: u64,
+    },
 }
 
 /// What a worker tells the control plane.
@@ -124,6 +136,9 @@ pub enum Event {
         counters: Box<WorkerCounters>,
         /// Sessions asked for.
         sessions: Vec<SessionSnapshot>,
+        /// For [`Command::SnapshotSlots`]: the slot to continue from, `None`
+        /// when the worker's sessions have all been reported.
+        next_slot: Option<u32>,
     },
 }
 

@@ -365,6 +365,31 @@ pub fn pin_thread(core: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: core })
 }
 
+/// Removes `cores` from the calling thread's CPU set (the control plane keeps off
+/// the workers' cores); false when that would leave no CPU (the set is left as it
+/// was) or the kernel refuses.
+pub fn avoid_cores(cores: &[usize]) -> bool {
+    // SAFETY: cpu_set_t is plain data, zeroed is a valid empty set; the CPU_*
+    // helpers index within it (cores beyond CPU_SETSIZE are skipped), and
+    // sched_{get,set}affinity(0, ...) act on the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut set) != 0 {
+            return false;
+        }
+        for &c in cores {
+            if c < libc::CPU_SETSIZE as usize {
+                libc::CPU_CLR(c, &mut set);
+            }
+        }
+        if libc::CPU_COUNT(&set) == 0 {
+            return false;
+        }
+        libc::sched_setaffinity(0, size, &set) == 0
+    }
+}
+
 /// Sets the calling thread's nice value (-20..=19; higher yields to others), e.g.
 /// a control thread that must not delay the dataplane workers it shares cores
 /// with. Raising priority (negative values) needs CAP_SYS_NICE.

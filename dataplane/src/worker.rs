@@ -519,23 +519,38 @@ impl Worker {
             Command::Snapshot { session, token } => {
                 let sessions = match session {
                     Some(id) => self.session_snapshot(id).into_iter().collect(),
-                    None => {
-                        let ids: Vec<SessionId> = self.by_id.keys().copied().collect();
-                        ids.into_iter()
-                            .filter_map(|id| self.session_snapshot(id))
-                            .collect()
-                    }
+                    None => (0..self.sessions.len() as u32)
+                        .filter_map(|slot| self.session_snapshot_slot(slot))
+                        .collect(),
                 };
-                let counters = Box::new(self.snapshot_counters());
-                let index = self.index;
-                self.event(Event::Stats {
-                    token,
-                    worker: index,
-                    counters,
-                    sessions,
-                });
+                self.stats_event(token, sessions, None);
+            }
+            Command::SnapshotSlots { from, max, token } => {
+                let mut sessions = Vec::new();
+                let mut slot = from as usize;
+                // Empty slots cost a look each: bound those too.
+                let mut budget = (max as usize).saturating_mul(8).max(64);
+                while slot < self.sessions.len() && sessions.len() < max as usize && budget > 0 {
+                    sessions.extend(self.session_snapshot_slot(slot as u32));
+                    slot += 1;
+                    budget -= 1;
+                }
+                let next = (slot < self.sessions.len()).then_some(slot as u32);
+                self.stats_event(token, sessions, next);
             }
         }
+    }
+
+    fn stats_event(&mut self, token: u64, sessions: Vec<SessionSnapshot>, next: Option<u32>) {
+        let counters = Box::new(self.snapshot_counters());
+        let index = self.index;
+        self.event(Event::Stats {
+            token,
+            worker: index,
+            counters,
+            sessions,
+            next_slot: next,
+        });
     }
 
     fn snapshot_counters(&self) -> WorkerCounters {

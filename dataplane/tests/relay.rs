@@ -724,3 +724,78 @@ fn coalescing_relays_everything_and_a_lone_packet_within_the_wait() {
         })
     );
 }
+
+#[test]
+fn a_sweep_in_slices_reports_every_session_once() {
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    let dp = start(BackendKind::Mmsg);
+    let h = &dp.workers()[0];
+    for id in 1..=9u64 {
+        let (a, _, _) = per_session_leg(ip, false);
+        let (b, _, _) = per_session_leg(ip, false);
+        add_session(h, pair(id, a, b));
+    }
+    // A hole in the slots.
+    h.send(Command::RemoveSession(4)).unwrap();
+    wait_event(
+        h,
+        "removed",
+        |e| matches!(e, Event::SessionRemoved(s) if s.id == 4),
+    );
+    let mut seen = Vec::new();
+    let mut from = Some(0u32);
+    let mut slices = 0;
+    while let Some(f) = from {
+        let token = 1000 + slices;
+        h.send(Command::SnapshotSlots {
+            from: f,
+            max: 3,
+            token,
+        })
+        .unwrap();
+        let Event::Stats {
+            sessions,
+            next_slot,
+            ..
+        } = wait_event(
+            h,
+            "slice",
+            |e| matches!(e, Event::Stats { token: t, .. } if *t == token),
+        )
+        else {
+            unreachable!()
+        };
+        assert!(sessions.len() <= 3, "a slice holds at most max sessions");
+        seen.extend(sessions.iter().map(|s| s.id));
+        if let Some(n) = next_slot {
+            assert!(n > f, "the sweep moves on");
+        }
+        from = next_slot;
+        slices += 1;
+        assert!(slices < 20, "the sweep ends");
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec![1, 2, 3, 5, 6, 7, 8, 9]);
+    assert!(
+        slices >= 3,
+        "eight sessions in slices of three: {slices} slices"
+    );
+    // Asking past the end answers empty and done.
+    h.send(Command::SnapshotSlots {
+        from: 1_000,
+        max: 3,
+        token: 99,
+    })
+    .unwrap();
+    match wait_event(h, "past the end", |e| {
+        matches!(e, Event::Stats { token: 99, .. })
+    }) {
+        Event::Stats {
+            sessions,
+            next_slot,
+            ..
+        } => assert!(sessions.is_empty() && next_slot.is_none()),
+        _ => unreachable!(),
+    }
+    dp.shutdown();
+}
