@@ -13,8 +13,15 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
 
 fn ctx(p: SrtpProfile) -> SrtpContext {
+    ctx_keys(p, false)
+}
+
+fn ctx_keys(p: SrtpProfile, compact: bool) -> SrtpContext {
     let ks: Vec<u8> = (0..(p.key_len() + p.salt_len()) as u8).collect();
-    SrtpContext::new(SrtpConfig::from_key_salt(p, &ks).unwrap()).unwrap()
+    let cfg = SrtpConfig::from_key_salt(p, &ks)
+        .unwrap()
+        .with_compact_keys(compact);
+    SrtpContext::new(cfg).unwrap()
 }
 
 fn rtp(buf: &mut [u8], seq: u16, payload: usize) -> usize {
@@ -65,5 +72,30 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(srtp, benches);
+/// What compact session keys (`SrtpConfig::with_compact_keys`: the AES schedule
+/// expanded per packet) cost per packet, next to expanded keys in the same run:
+/// `cargo bench -p rtp-core --bench srtp -- compact`.
+fn compact(c: &mut Criterion) {
+    for p in [SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+        let mut g = c.benchmark_group(format!("compact/{}", p.sdes_name()));
+        g.throughput(Throughput::Elements(1));
+        for compact in [false, true] {
+            let name = if compact { "compact" } else { "expanded" };
+            let (mut tx, mut rx) = (ctx_keys(p, compact), ctx_keys(p, compact));
+            let mut buf = [0u8; 1500];
+            let mut seq = 0u16;
+            g.bench_function(BenchmarkId::new("protect+unprotect_rtp_160", name), |b| {
+                b.iter(|| {
+                    seq = seq.wrapping_add(1);
+                    let n = rtp(&mut buf, seq, 160);
+                    let m = tx.protect_rtp(&mut buf, n).unwrap();
+                    black_box(rx.unprotect_rtp(&mut buf[..m]).unwrap().len)
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(srtp, benches, compact);
 criterion_main!(srtp);

@@ -206,6 +206,13 @@ impl EngineBuilder {
         self.cfg.dataplane.idle = i;
         self
     }
+    /// Compact SRTP session keys in the workers (see
+    /// [`rtp_core::srtp::SrtpConfig::with_compact_keys`]): about 2.8 KB less per
+    /// SRTP -> SRTP call, for some tens of nanoseconds per packet.
+    pub fn compact_srtp_keys(mut self, on: bool) -> Self {
+        self.cfg.dataplane.compact_srtp_keys = on;
+        self
+    }
     /// Receive batch size.
     pub fn batch(mut self, n: usize) -> Self {
         self.cfg.dataplane.batch = n;

@@ -85,6 +85,11 @@ pub struct DataplaneConfig {
     pub gso: bool,
     /// SO_RCVBUF/SO_SNDBUF of shared sockets.
     pub socket_buffer: Option<usize>,
+    /// SRTP contexts keep their session keys compact and expand the AES key
+    /// schedule per packet ([`rtp_core::srtp::SrtpConfig::with_compact_keys`]):
+    /// about 2.8 KB less per SRTP -> SRTP session, for some tens of nanoseconds
+    /// per packet.
+    pub compact_srtp_keys: bool,
 }
 
 impl Default for DataplaneConfig {
@@ -101,6 +106,7 @@ impl Default for DataplaneConfig {
             shared: Vec::new(),
             gso: true,
             socket_buffer: Some(4 << 20),
+            compact_srtp_keys: false,
         }
     }
 }
@@ -254,6 +260,7 @@ impl Dataplane {
                 pool_frames: cfg.pool_frames,
                 idle: cfg.idle,
                 gso,
+                compact_srtp_keys: cfg.compact_srtp_keys,
                 shared: socks,
             };
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -388,11 +388,21 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
-    pub(crate) fn set_srtp(&mut self, s: Option<&LegSrtp>) -> Result<(), SrtpError> {
+    pub(crate) fn set_srtp(&mut self, s: Option<&LegSrtp>, compact: bool) -> Result<(), SrtpError> {
         match s {
             Some(s) => {
-                self.srtp_in = Some(Box::new(SrtpContext::new(s.inbound.clone())?));
-                self.srtp_out = Some(Box::new(SrtpContext::new(s.outbound.clone())?));
+                // The dataplane's setting turns compact keys on; a configuration
+                // that asks for them keeps them either way.
+                let ctx = |c: &SrtpConfig| {
+                    let c = if compact {
+                        c.clone().with_compact_keys(true)
+                    } else {
+                        c.clone()
+                    };
+                    SrtpContext::new(c).map(Box::new)
+                };
+                self.srtp_in = Some(ctx(&s.inbound)?);
+                self.srtp_out = Some(ctx(&s.outbound)?);
                 self.keys_pending = false;
             }
             None => {

@@ -153,6 +153,7 @@ pub(crate) struct WorkerSetup {
     pub pool_frames: usize,
     pub idle: IdlePolicy,
     pub gso: bool,
+    pub compact_srtp_keys: bool,
     pub shared: Vec<UdpSocket>,
 }
 
@@ -188,6 +189,7 @@ pub(crate) struct Worker {
     notify: Arc<EventFd>,
     stop: Arc<AtomicBool>,
     idle: IdlePolicy,
+    compact_srtp_keys: bool,
     batch: usize,
     pool: FramePool,
     backend: Box<dyn IoBackend>,
@@ -254,6 +256,7 @@ impl Worker {
             notify,
             stop,
             idle: setup.idle,
+            compact_srtp_keys: setup.compact_srtp_keys,
             batch: setup.batch.max(1),
             pool,
             backend,
@@ -683,7 +686,7 @@ impl Worker {
             tx_last_ns: 0,
             tx_payload: 0,
         };
-        if let Err(e) = l.set_srtp(spec.srtp.as_ref()) {
+        if let Err(e) = l.set_srtp(spec.srtp.as_ref(), self.compact_srtp_keys) {
             self.release_leg(&l);
             return Err(format!("bad SRTP keys: {e}"));
         }
@@ -729,6 +732,7 @@ impl Worker {
         if leg > 1 {
             return Err(format!("no leg {leg}"));
         }
+        let compact = self.compact_srtp_keys;
         let s = self.sessions[slot as usize]
             .as_mut()
             .ok_or("session slot empty")?;
@@ -737,7 +741,7 @@ impl Worker {
             l.keys_pending = p;
         }
         if let Some(srtp) = &u.srtp {
-            l.set_srtp(srtp.as_ref())
+            l.set_srtp(srtp.as_ref(), compact)
                 .map_err(|e| format!("bad SRTP keys: {e}"))?;
         }
         if let Some(r) = u.rewrite {

@@ -32,9 +32,9 @@ fn rfc3711_b2_aes_cm_keystream() {
     // RFC 3711 Appendix B.2: session key and salt given, SSRC 0 and index 0, so the
     // IV is salt || 0000; encrypting zeros yields the keystream.
     let keys = SessionKeys {
-        cipher: Cipher::Cm128(Aes128::new(
+        cipher: Cipher::Cm128(Box::new(Aes128::new(
             hex("2B7E151628AED2A6ABF7158809CF4F3C").as_slice().into(),
-        )),
+        ))),
         salt: hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().unwrap(),
         auth: None,
         tag_len: 0,
@@ -597,4 +597,53 @@ fn forged_packets_do_not_create_state() {
         rx.unprotect_rtp(&mut buf[..m]).unwrap();
         assert_eq!(rx.stream_count(), 1);
     }
+}
+
+#[test]
+fn compact_keys_give_the_same_bytes_and_a_small_context() {
+    for p in SrtpProfile::ALL {
+        let mut full = SrtpContext::new(cfg(p)).unwrap();
+        let mut compact = SrtpContext::new(cfg(p).with_compact_keys(true)).unwrap();
+        let mut rx_full = SrtpContext::new(cfg(p)).unwrap();
+        let mut rx_compact = SrtpContext::new(cfg(p).with_compact_keys(true)).unwrap();
+        for i in 0..40u32 {
+            let seq = (65_520 + i) as u16;
+            let (mut a, mut b) = ([0u8; 300], [0u8; 300]);
+            let n = rtp(seq, 0x5678, 160, &mut a);
+            rtp(seq, 0x5678, 160, &mut b);
+            let m = full.protect_rtp(&mut a, n).unwrap();
+            assert_eq!(compact.protect_rtp(&mut b, n).unwrap(), m);
+            assert_eq!(a[..m], b[..m], "{p:?} seq {seq}: same SRTP bytes");
+            // Each side reads the other's packets.
+            let ua = rx_compact.unprotect_rtp(&mut a[..m]).unwrap();
+            let ub = rx_full.unprotect_rtp(&mut b[..m]).unwrap();
+            assert_eq!(a[..ua.len], b[..ub.len]);
+            // A tampered packet is refused by a compact context and left as it was.
+            let mut t = [0u8; 300];
+            let n = rtp(seq, 0x9999, 160, &mut t);
+            let m = full.protect_rtp(&mut t, n).unwrap();
+            t[20] ^= 4;
+            let before = t;
+            assert_eq!(
+                rx_compact.unprotect_rtp(&mut t[..m]),
+                Err(SrtpError::AuthFailed)
+            );
+            assert_eq!(t, before);
+        }
+        // SRTCP too.
+        let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
+        for buf in [&mut a, &mut b] {
+            buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 9]);
+        }
+        let m = full.protect_rtcp(&mut a, 8).unwrap();
+        assert_eq!(compact.protect_rtcp(&mut b, 8).unwrap(), m);
+        assert_eq!(a[..m], b[..m], "{p:?} SRTCP");
+        assert!(rx_compact.unprotect_rtcp(&mut a[..m]).is_ok());
+    }
+    // What a compact context keeps inline: no key schedule.
+    assert!(
+        std::mem::size_of::<SessionKeys>() <= 128,
+        "{} bytes",
+        std::mem::size_of::<SessionKeys>()
+    );
 }

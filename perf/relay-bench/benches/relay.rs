@@ -55,6 +55,8 @@ enum Pipeline {
     Ceiling,
     Plain,
     Srtp,
+    /// SRTP -> SRTP with compact session keys (AES schedules expanded per packet).
+    SrtpCompact,
 }
 
 impl Pipeline {
@@ -63,7 +65,11 @@ impl Pipeline {
             Pipeline::Ceiling => "ceiling",
             Pipeline::Plain => "plain",
             Pipeline::Srtp => "srtp->srtp",
+            Pipeline::SrtpCompact => "srtp->srtp compact keys",
         }
+    }
+    fn srtp(self) -> bool {
+        matches!(self, Pipeline::Srtp | Pipeline::SrtpCompact)
     }
 }
 
@@ -296,6 +302,7 @@ fn start_relay(
         shared: vec!["127.0.0.1:0".parse().unwrap()],
         gso: false,
         socket_buffer: Some(BUF),
+        compact_srtp_keys: pipeline == Pipeline::SrtpCompact,
         ..DataplaneConfig::default()
     })
     .expect("dataplane starts");
@@ -327,7 +334,7 @@ fn add_sessions(dp: &Dataplane, pipeline: Pipeline, streams: usize, load: &Load)
             });
             leg1.remote = Some(sink);
             leg1.latch = LatchMode::Fixed;
-            if pipeline == Pipeline::Srtp {
+            if pipeline.srtp() {
                 leg0.srtp = Some(LegSrtp {
                     inbound: key(1),
                     outbound: key(2),
@@ -449,9 +456,12 @@ fn main() {
         for b in backends {
             configs.push((Pipeline::Plain, Some(b)));
             configs.push((Pipeline::Srtp, Some(b)));
+            if batch == 32 {
+                configs.push((Pipeline::SrtpCompact, Some(b)));
+            }
         }
         for (p, b) in configs {
-            let mut load = Load::new(streams, p == Pipeline::Srtp);
+            let mut load = Load::new(streams, p.srtp());
             let relay = start_relay(
                 p,
                 b.unwrap_or(BackendKind::Mmsg),
@@ -502,8 +512,8 @@ fn main() {
     println!("| pipeline | backend | streams | pkt/s (loss < 0.1%) | x 1,000-stream figure | heap bytes / stream |");
     println!("|---|---|---|---|---|---|");
     for b in backends {
-        for p in [Pipeline::Plain, Pipeline::Srtp] {
-            let mut load = Load::new(big, p == Pipeline::Srtp);
+        for p in [Pipeline::Plain, Pipeline::Srtp, Pipeline::SrtpCompact] {
+            let mut load = Load::new(big, p.srtp());
             let mut added = 0i64;
             let relay = start_relay(p, b, batch, big, &load, &mut added);
             let live = LIVE.load(Ordering::Relaxed);

@@ -71,6 +71,9 @@ struct Cli {
     /// Largest DTLS datagram to send.
     #[arg(long)]
     dtls_mtu: Option<usize>,
+    /// Keep SRTP session keys compact (AES key schedules expanded per packet).
+    #[arg(long)]
+    compact_srtp_keys: bool,
 }
 
 fn config(cli: &Cli) -> Result<GatewayConfig, String> {
@@ -97,6 +100,9 @@ fn config(cli: &Cli) -> Result<GatewayConfig, String> {
     );
     if cli.control_nice.is_some() {
         c.control_nice = cli.control_nice;
+    }
+    if cli.compact_srtp_keys {
+        c.compact_srtp_keys = true;
     }
     if cli.control_core.is_some() {
         c.control_core = cli.control_core;

@@ -68,6 +68,9 @@ pub struct GatewayConfig {
     /// Largest DTLS datagram the gateway sends (handshake flights are fragmented
     /// to fit).
     pub dtls_mtu: usize,
+    /// Keep SRTP session keys compact and expand AES key schedules per packet
+    /// (about 2.8 KB less per SRTP -> SRTP call).
+    pub compact_srtp_keys: bool,
 }
 
 impl Default for GatewayConfig {
@@ -93,6 +96,7 @@ impl Default for GatewayConfig {
             dtls_cert: None,
             dtls_key: None,
             dtls_mtu: 1200,
+            compact_srtp_keys: false,
         }
     }
 }
@@ -140,6 +144,7 @@ impl GatewayConfig {
         c.dataplane.cores = self.cores.clone();
         c.dataplane.backend = backend;
         c.dataplane.idle = idle;
+        c.dataplane.compact_srtp_keys = self.compact_srtp_keys;
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
