@@ -145,6 +145,13 @@ impl std::fmt::Debug for UringBackend {
 /// Checks that io_uring, multishot recvmsg and provided-buffer rings work.
 pub fn probe() -> Result<(), String> {
     let ring = IoUring::new(8).map_err(|e| format!("io_uring_setup failed: {e}"))?;
+    // The worker's ring defers task work (Linux 6.1).
+    IoUring::<squeue::Entry, cqueue::Entry>::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .build(8)
+        .map_err(|e| format!("io_uring without DEFER_TASKRUN (Linux 6.1 or later): {e}"))?;
     let mut p = io_uring::Probe::new();
     ring.submitter()
         .register_probe(&mut p)
@@ -175,10 +182,17 @@ impl UringBackend {
     pub fn new(pool: &FramePool, waker: RawFd) -> io::Result<Self> {
         let half = (pool.capacity() / 2).clamp(2, 32768);
         let entries = 1u16 << (usize::BITS - 1 - half.leading_zeros());
+        // Task work is deferred to this thread's own io_uring_enter calls
+        // (DEFER_TASKRUN): completions are posted when the worker asks for them,
+        // no other thread is ever interrupted to run them, and a wait for N
+        // completions sleeps until N are pending (what `IdlePolicy::Coalesce`
+        // relies on; with COOP_TASKRUN each datagram woke the waiting worker).
+        // TASKRUN_FLAG tells a busy-polling worker when work is pending.
         let ring = IoUring::builder()
             .setup_cqsize(16384)
             .setup_single_issuer()
-            .setup_coop_taskrun()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .build(4096)?;
         let bufs = BufRing::new(entries)?;
         // SAFETY: page-aligned mapping of `entries` entries, alive as long as `ring`

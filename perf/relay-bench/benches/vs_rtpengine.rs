@@ -5,7 +5,7 @@
 //!     one-way latency under 10 ms), plain and RTP -> SRTP
 //!     (AES_CM_128_HMAC_SHA1_80 towards the receiver);
 //! (b) relay CPU time per relayed packet at fixed offered loads of 40k and 60k
-//!     packets/s (rtp-gateway with a blocking and with a spin-then-park worker);
+//!     packets/s (rtp-gateway with a blocking, a spin-then-park and a coalescing worker);
 //! (c) one-way latency p50 / p99 / p99.9 at 50% of rtpengine's plain maximum;
 //! (d) the highest rate at which p99 one-way latency stays at or under 1 ms.
 //!
@@ -202,9 +202,16 @@ fn main() {
     let mut relays: Vec<Box<dyn Fn() -> Option<Relay>>> = vec![
         Box::new(move || Some(ours("block", streams))),
         Box::new(move || Some(ours("spin:200", streams))),
+        // Interrupt moderation: one wake-up per 32 completions or 500 us.
+        Box::new(move || Some(ours("coalesce:32:500", streams))),
         Box::new(move || rtpengine(streams)),
     ];
-    let labels = ["rtp-gateway (block)", "rtp-gateway (spin:200)", "rtpengine"];
+    let labels = [
+        "rtp-gateway (block)",
+        "rtp-gateway (spin:200)",
+        "rtp-gateway (coalesce:32:500)",
+        "rtpengine",
+    ];
     println!(
         "rtp-gateway vs rtpengine: {streams} calls, one relay core, generator on core {GEN_CORE}"
     );
