@@ -59,7 +59,8 @@ pub enum Command {
     },
     /// Report numbers: one session or all; answered with [`Event::Stats`].
     Snapshot {
-        /// `None`: every session.
+        /// `None`: every session, in one turn of the worker (with many sessions a
+        /// long one: periodic sweeps use [`Command::SnapshotSlots`] instead).
         session: Option<SessionId>,
         /// Echoed in the answer.
         token: u64,
