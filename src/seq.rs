@@ -80,7 +80,7 @@ pub struct SeqTracker {
     initial_probation: u16,
     received: u64,
     /// Bit `i` set: extended sequence number `highest - i` was received.
-    seen: u128,
+    seen: [u64; 2],
     duplicates: u64,
     late: u64,
     bad: u64,
@@ -112,12 +112,22 @@ impl SeqTracker {
             probation: 0,
             initial_probation: probation,
             received: 0,
-            seen: 0,
+            seen: [0; 2],
             duplicates: 0,
             late: 0,
             bad: 0,
             restarts: 0,
         }
+    }
+
+    // The window of seen packets as two words: a `u128` field would align the
+    // tracker (and every statistics struct holding it) to 16 bytes.
+    fn seen(&self) -> u128 {
+        u128::from(self.seen[0]) | (u128::from(self.seen[1]) << 64)
+    }
+
+    fn set_seen(&mut self, v: u128) {
+        self.seen = [v as u64, (v >> 64) as u64];
     }
 
     /// A.1 `init_seq`: restart the tracking at `seq`.
@@ -127,7 +137,7 @@ impl SeqTracker {
         self.bad_seq = SEQ_MOD + 1;
         self.cycles = 0;
         self.received = 0;
-        self.seen = 1;
+        self.set_seen(1);
     }
 
     /// Feed the sequence number of the next packet (in arrival order).
@@ -174,7 +184,7 @@ impl SeqTracker {
             }
             self.max_seq = seq;
             let d = u64::from(udelta);
-            self.seen = if d >= WINDOW { 0 } else { self.seen << d } | 1;
+            self.set_seen(if d >= WINDOW { 0 } else { self.seen() << d } | 1);
             SeqOutcome::Accepted {
                 ext_seq: self.highest_ext(),
                 gap: d - 1,
@@ -197,11 +207,11 @@ impl SeqTracker {
             let back = u64::from(self.max_seq.wrapping_sub(seq));
             let ext_seq = self.highest_ext().saturating_sub(back);
             let bit = 1u128 << back;
-            if self.seen & bit != 0 {
+            if self.seen() & bit != 0 {
                 self.duplicates += 1;
                 SeqOutcome::Duplicate { ext_seq }
             } else {
-                self.seen |= bit;
+                self.set_seen(self.seen() | bit);
                 self.late += 1;
                 SeqOutcome::Late { ext_seq }
             }

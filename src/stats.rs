@@ -15,11 +15,27 @@ use crate::time::{compact_to_duration, duration_to_compact, ts_diff, NtpTime};
 /// For each packet, in arrival order, `D = (Rj - Ri) - (Sj - Si)` against the previous
 /// packet and `J += (|D| - J) / 16`. Kept in floating point so that arrival times
 /// finer than one RTP unit are not rounded away.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct JitterEstimator {
-    last: Option<(Duration, u32)>,
+    /// Arrival (nanoseconds since the caller's origin; `NO_ARRIVAL`: none yet) and
+    /// RTP timestamp of the previous packet. Packed: one per received source.
+    last_ns: u64,
+    last_ts: u32,
     last_units: Option<(u32, u32)>,
     jitter: f64,
+}
+
+const NO_ARRIVAL: u64 = u64::MAX;
+
+impl Default for JitterEstimator {
+    fn default() -> Self {
+        JitterEstimator {
+            last_ns: NO_ARRIVAL,
+            last_ts: 0,
+            last_units: None,
+            jitter: 0.0,
+        }
+    }
 }
 
 impl JitterEstimator {
@@ -35,16 +51,20 @@ impl JitterEstimator {
     /// One packet with RTP timestamp `rtp_ts`, arriving at `arrival` (any fixed
     /// origin), for a clock of `clock_rate` Hz.
     pub fn update(&mut self, arrival: Duration, rtp_ts: u32, clock_rate: u32) {
-        if let Some((last_arrival, last_ts)) = self.last {
-            let secs = if arrival >= last_arrival {
-                (arrival - last_arrival).as_secs_f64()
+        // 584 years of nanoseconds fit; later arrivals saturate.
+        let now = u64::try_from(arrival.as_nanos()).unwrap_or(NO_ARRIVAL - 1);
+        if self.last_ns != NO_ARRIVAL {
+            let last = self.last_ns;
+            let secs = if now >= last {
+                Duration::from_nanos(now - last).as_secs_f64()
             } else {
-                -(last_arrival - arrival).as_secs_f64()
+                -Duration::from_nanos(last - now).as_secs_f64()
             };
-            let d = secs * f64::from(clock_rate) - ts_diff(rtp_ts, last_ts) as f64;
+            let d = secs * f64::from(clock_rate) - ts_diff(rtp_ts, self.last_ts) as f64;
             self.step(d);
         }
-        self.last = Some((arrival, rtp_ts));
+        self.last_ns = now;
+        self.last_ts = rtp_ts;
     }
 
     /// One packet whose arrival time is already in RTP timestamp units (wrapping).
@@ -58,7 +78,7 @@ impl JitterEstimator {
 
     /// Forget the previous packet (after a sender restart); the estimate is kept.
     pub fn reset_reference(&mut self) {
-        self.last = None;
+        self.last_ns = NO_ARRIVAL;
         self.last_units = None;
     }
 

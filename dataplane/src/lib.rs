@@ -33,6 +33,7 @@ pub mod ports;
 mod relay_rtcp;
 pub mod ring;
 pub mod session;
+mod slab;
 pub mod sys;
 mod worker;
 

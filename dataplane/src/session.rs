@@ -278,11 +278,6 @@ impl LegCounters {
     pub fn dropped_total(&self) -> u64 {
         self.drops.iter().sum()
     }
-
-    #[inline]
-    pub(crate) fn drop(&mut self, r: DropReason) {
-        self.drops[r as usize] += 1;
-    }
 }
 
 impl fmt::Debug for LegCounters {
@@ -361,11 +356,58 @@ pub struct SessionSnapshot {
     pub legs: [LegSnapshot; 2],
 }
 
-/// Runtime state of one leg inside a worker.
+/// A leg's counters as its worker keeps them: the drops by reason (rare on most
+/// legs) in a box that the leg's first drop allocates, so that a leg without
+/// drops costs one pointer for them instead of 80 bytes.
+#[derive(Default)]
+pub(crate) struct LegCounts {
+    pub rx_rtp: u64,
+    pub rx_rtcp: u64,
+    pub rx_bytes: u64,
+    pub tx_rtp: u64,
+    pub tx_rtcp: u64,
+    pub tx_bytes: u64,
+    drops: Option<Box<[u64; DropReason::ALL.len()]>>,
+}
+
+impl LegCounts {
+    #[inline]
+    pub(crate) fn drop(&mut self, r: DropReason) {
+        self.drops.get_or_insert_with(Box::default)[r as usize] += 1;
+    }
+
+    pub(crate) fn drops(&self) -> [u64; DropReason::ALL.len()] {
+        self.drops.as_deref().copied().unwrap_or_default()
+    }
+
+    pub(crate) fn snapshot(&self) -> LegCounters {
+        LegCounters {
+            rx_rtp: self.rx_rtp,
+            rx_rtcp: self.rx_rtcp,
+            rx_bytes: self.rx_bytes,
+            tx_rtp: self.tx_rtp,
+            tx_rtcp: self.tx_rtcp,
+            tx_bytes: self.tx_bytes,
+            drops: self.drops(),
+        }
+    }
+}
+
+/// Receive statistics of a leg's current source.
+pub(crate) struct RxStats {
+    pub stats: ReceiverStats,
+    pub burst: BurstGapTracker,
+}
+
+/// Runtime state of one leg inside a worker. Kept small: two per session, and a
+/// gateway holds 100,000 sessions per worker.
 pub(crate) struct Leg {
     pub rtp_sock: u32,
     pub rtcp_sock: Option<u32>,
-    pub shared: Option<(usize, Option<u32>)>,
+    /// The RTP socket is a shared one (flows demultiplexed by address and SSRC).
+    pub shared: bool,
+    /// The SSRC signalled for demultiplexing on a shared socket.
+    pub shared_ssrc: Option<u32>,
     pub remote: Option<SocketAddr>,
     pub remote_rtcp: Option<SocketAddr>,
     pub rtcp_mux: bool,
@@ -375,11 +417,13 @@ pub(crate) struct Leg {
     pub srtp_in: Option<Box<SrtpContext>>,
     pub srtp_out: Option<Box<SrtpContext>>,
     pub keys_pending: bool,
-    pub rewrite: Rewrite,
+    /// `None` when the rewrite is the identity (most legs).
+    pub rewrite: Option<Box<Rewrite>>,
     pub clock_rate: u32,
-    pub counters: LegCounters,
-    pub stats: Option<Box<ReceiverStats>>,
-    pub burst: BurstGapTracker,
+    pub counters: LegCounts,
+    /// Receive statistics, created by the first RTP packet (a leg that only sends
+    /// has none).
+    pub rx: Option<Box<RxStats>>,
     /// Sent RTP: SSRC, timestamp and worker time of the last packet, payload octets.
     pub tx_ssrc: u32,
     pub tx_rtp_ts: u32,
@@ -434,8 +478,9 @@ impl Leg {
 
     pub(crate) fn snapshot(&self, local: Option<SocketAddr>, now_ns: u64) -> LegSnapshot {
         LegSnapshot {
-            counters: self.counters,
-            quality: self.stats.as_ref().map(|s| {
+            counters: self.counters.snapshot(),
+            quality: self.rx.as_ref().map(|rx| {
+                let s = &rx.stats;
                 let seq = s.seq();
                 LegQuality {
                     ssrc: s.ssrc(),
@@ -443,7 +488,7 @@ impl Leg {
                     lost: seq.lost(),
                     jitter: s.jitter().jitter() / f64::from(s.clock_rate().max(1)),
                     ext_highest_seq: seq.ext_highest_seq().unwrap_or(0),
-                    burst: self.burst.counts(),
+                    burst: rx.burst.counts(),
                 }
             }),
             remote: self.remote,
@@ -458,5 +503,36 @@ impl Leg {
                     .then(|| Duration::from_nanos(now_ns.saturating_sub(self.tx_last_ns))),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_session_state_stays_small() {
+        // Two legs per session and 100,000 sessions per worker: what a leg holds
+        // inline is paid for every call, so growth here should be a decision.
+        assert!(
+            std::mem::size_of::<Leg>() <= 256,
+            "{}",
+            std::mem::size_of::<Leg>()
+        );
+        assert!(std::mem::size_of::<RxStats>() <= 256);
+    }
+
+    #[test]
+    fn drop_counters_are_allocated_by_the_first_drop() {
+        let mut c = LegCounts::default();
+        assert!(c.drops.is_none());
+        assert_eq!(c.snapshot().dropped_total(), 0);
+        c.drop(DropReason::Replay);
+        c.drop(DropReason::Replay);
+        c.drop(DropReason::Auth);
+        let s = c.snapshot();
+        assert_eq!(s.dropped(DropReason::Replay), 2);
+        assert_eq!(s.dropped(DropReason::Auth), 1);
+        assert_eq!(s.dropped_total(), 3);
     }
 }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::session::RxStats;
+use crate::slab::Slab;
 use rtp_core::demux::{classify, PacketKind};
 use rtp_core::stats::{BurstGapTracker, ReceiverStats};
 
@@ -196,7 +198,7 @@ pub(crate) struct Worker {
     socks: Vec<Option<SockEntry>>,
     free_socks: Vec<SockId>,
     shared: Vec<SockId>,
-    sessions: Vec<Option<Session>>,
+    sessions: Slab<Session>,
     free_sessions: Vec<u32>,
     by_id: HashMap<SessionId, u32>,
     /// Shared-port flows by (socket, remote).
@@ -263,7 +265,7 @@ impl Worker {
             socks: Vec::new(),
             free_socks: Vec::new(),
             shared: Vec::new(),
-            sessions: Vec::new(),
+            sessions: Slab::new(),
             free_sessions: Vec::new(),
             by_id: HashMap::new(),
             flows: HashMap::new(),
@@ -565,7 +567,7 @@ impl Worker {
         c.drops = self.removed_drops;
         for s in self.sessions.iter().flatten() {
             for l in &s.legs {
-                for (d, v) in c.drops.iter_mut().zip(l.counters.drops) {
+                for (d, v) in c.drops.iter_mut().zip(l.counters.drops()) {
                     *d += v;
                 }
             }
@@ -589,10 +591,7 @@ impl Worker {
         }
         let slot = match self.free_sessions.pop() {
             Some(s) => s,
-            None => {
-                self.sessions.push(None);
-                (self.sessions.len() - 1) as u32
-            }
+            None => self.sessions.push_empty() as u32,
         };
         let [a, b] = spec.legs;
         let legs = match (self.make_leg(slot, 0, a), self.make_leg(slot, 1, b)) {
@@ -610,8 +609,8 @@ impl Worker {
             }
         };
         for (i, l) in legs.iter().enumerate() {
-            if let Some((_, ssrc)) = l.shared {
-                if let Some(ssrc) = ssrc {
+            if l.shared {
+                if let Some(ssrc) = l.shared_ssrc {
                     self.ssrc_flows.insert((l.rtp_sock, ssrc), (slot, i as u8));
                 }
                 if let Some(r) = l.remote {
@@ -661,12 +660,13 @@ impl Worker {
                 };
                 (r, c, None)
             }
-            LocalBinding::Shared { index, ssrc } => (self.shared[index], None, Some((index, ssrc))),
+            LocalBinding::Shared { index, ssrc } => (self.shared[index], None, Some(ssrc)),
         };
         let mut l = Leg {
             rtp_sock,
             rtcp_sock,
-            shared,
+            shared: shared.is_some(),
+            shared_ssrc: shared.flatten(),
             remote: spec.remote,
             remote_rtcp: spec.remote_rtcp,
             rtcp_mux: spec.rtcp_mux || rtcp_sock.is_none(),
@@ -676,11 +676,10 @@ impl Worker {
             srtp_in: None,
             srtp_out: None,
             keys_pending: spec.keys_pending,
-            rewrite: spec.rewrite,
+            rewrite: boxed_rewrite(spec.rewrite),
             clock_rate: spec.clock_rate.max(1),
             counters: Default::default(),
-            stats: None,
-            burst: BurstGapTracker::default(),
+            rx: None,
             tx_ssrc: 0,
             tx_rtp_ts: 0,
             tx_last_ns: 0,
@@ -695,7 +694,7 @@ impl Worker {
 
     /// Unregisters a leg's own sockets (not shared ones).
     fn release_leg(&mut self, l: &Leg) {
-        if l.shared.is_none() {
+        if !l.shared {
             self.remove_sock(l.rtp_sock);
         }
         if let Some(c) = l.rtcp_sock {
@@ -708,16 +707,27 @@ impl Worker {
         let snap = self.session_snapshot_slot(slot);
         let s = self.sessions[slot as usize].take()?;
         for l in &s.legs {
-            for (d, v) in self.removed_drops.iter_mut().zip(l.counters.drops) {
+            for (d, v) in self.removed_drops.iter_mut().zip(l.counters.drops()) {
                 *d += v;
             }
         }
         for (i, l) in s.legs.iter().enumerate() {
             self.release_leg(l);
-            if l.shared.is_some() {
+            if l.shared {
+                // A leg's flows are its current remote and its signalled SSRC
+                // (re-latching moves the address entry); remove those that still
+                // point at it, without a scan of every flow of the worker.
                 let target = (slot, i as u8);
-                self.flows.retain(|_, v| *v != target);
-                self.ssrc_flows.retain(|_, v| *v != target);
+                if let Some(r) = l.remote {
+                    if self.flows.get(&(l.rtp_sock, r)) == Some(&target) {
+                        self.flows.remove(&(l.rtp_sock, r));
+                    }
+                }
+                if let Some(ssrc) = l.shared_ssrc {
+                    if self.ssrc_flows.get(&(l.rtp_sock, ssrc)) == Some(&target) {
+                        self.ssrc_flows.remove(&(l.rtp_sock, ssrc));
+                    }
+                }
             }
         }
         self.free_sessions.push(slot);
@@ -745,7 +755,7 @@ impl Worker {
                 .map_err(|e| format!("bad SRTP keys: {e}"))?;
         }
         if let Some(r) = u.rewrite {
-            l.rewrite = r;
+            l.rewrite = boxed_rewrite(r);
         }
         if let Some(m) = u.latch {
             l.latch = m;
@@ -760,7 +770,7 @@ impl Worker {
             let old = l.remote;
             l.remote = r;
             l.latched_ssrc = None;
-            if l.shared.is_some() {
+            if l.shared {
                 let sock = l.rtp_sock;
                 if let Some(o) = old {
                     self.flows.remove(&(sock, o));
@@ -1104,12 +1114,12 @@ impl Worker {
                 inl.remote_rtcp = Some(p.src);
             } else {
                 if let Some(old) = inl.remote {
-                    if inl.shared.is_some() {
+                    if inl.shared {
                         self.flows.remove(&(inl.rtp_sock, old));
                     }
                 }
                 inl.remote = Some(p.src);
-                if inl.shared.is_some() {
+                if inl.shared {
                     self.flows.insert((inl.rtp_sock, p.src), (slot, li as u8));
                 }
                 if !rtcp {
@@ -1135,15 +1145,15 @@ impl Worker {
             }
             let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
             let ts = be32(pkt, 4);
-            let stats = match &mut inl.stats {
-                Some(st) if st.ssrc() == pkt_ssrc => st,
-                other => {
-                    inl.burst = BurstGapTracker::default();
-                    other.insert(Box::new(ReceiverStats::new(pkt_ssrc, inl.clock_rate)))
-                }
+            let rx = match &mut inl.rx {
+                Some(rx) if rx.stats.ssrc() == pkt_ssrc => rx,
+                other => other.insert(Box::new(RxStats {
+                    stats: ReceiverStats::new(pkt_ssrc, inl.clock_rate),
+                    burst: BurstGapTracker::default(),
+                })),
             };
-            let outcome = stats.on_rtp(seq, ts, Duration::from_nanos(now));
-            inl.burst.on_outcome(outcome);
+            let outcome = rx.stats.on_rtp(seq, ts, Duration::from_nanos(now));
+            rx.burst.on_outcome(outcome);
         }
         let copy = if to_control { Some(pkt.to_vec()) } else { None };
         // RTCP terminated by the control plane: only feedback goes on.
@@ -1173,11 +1183,14 @@ impl Worker {
             }
             Some((sock, dst)) => {
                 let pkt = &mut frame[start..start + len];
-                rewrite(&outl.rewrite, pkt, rtcp);
+                if let Some(r) = &outl.rewrite {
+                    rewrite(r, pkt, rtcp);
+                }
                 if rtcp {
                     // Report blocks and feedback from this leg's peer name the SSRC
                     // we sent it; the other peer knows its own SSRC.
-                    if let (Some(from), Some(to)) = (inl.rewrite.ssrc, outl.latched_ssrc) {
+                    let from = inl.rewrite.as_ref().and_then(|r| r.ssrc);
+                    if let (Some(from), Some(to)) = (from, outl.latched_ssrc) {
                         map_media_ssrc(pkt, from, to);
                     }
                 } else {
@@ -1256,12 +1269,14 @@ impl Worker {
     }
 }
 
+/// A leg's rewrite rules as it keeps them: nothing for the identity.
+fn boxed_rewrite(r: crate::session::Rewrite) -> Option<Box<crate::session::Rewrite>> {
+    (!r.is_identity()).then(|| Box::new(r))
+}
+
 /// Applies a leg's rewrite rules to a plaintext RTP or RTCP packet.
 #[inline]
 fn rewrite(r: &crate::session::Rewrite, pkt: &mut [u8], rtcp: bool) {
-    if r.is_identity() {
-        return;
-    }
     if rtcp {
         // The first SSRC of every packet in the compound is the sender's (SR, RR,
         // SDES first chunk, BYE, APP, feedback).

@@ -625,6 +625,18 @@ fn bundled_streams_from_one_address_are_told_apart_by_ssrc() {
                 assert_intact(&got, ssrc, round * 10, 10);
             }
         }
+        // Removing one session leaves its bundled neighbour's flows alone, in
+        // either order of removal.
+        let (gone, stays) = if backend == BackendKind::Mmsg {
+            (20, 1)
+        } else {
+            (21, 0)
+        };
+        h.send(Command::RemoveSession(gone)).unwrap();
+        wait_event(h, "removed", |e| matches!(e, Event::SessionRemoved(_)));
+        let ssrc = 0x100 + stays as u32;
+        let got = flow(&a, shared, None, &sinks[stays], None, ssrc, 40, 10);
+        assert_intact(&got, ssrc, 40, 10);
         dp.shutdown();
     }
 }

@@ -234,7 +234,11 @@ fn every_profile_round_trips_every_shape() {
                 let ext_at = 12 + 4 * usize::from(cc);
                 let inserted = cc > 0 && ext.is_none();
                 let grow = if inserted { 4 } else { 0 };
-                assert_eq!(m, n + grow + p.rtp_tag_len() + c.mki_len, "{what}");
+                assert_eq!(
+                    m,
+                    n + grow + p.rtp_tag_len() + usize::from(c.mki_len),
+                    "{what}"
+                );
                 assert_eq!(buf[1..12], plain[1..12], "{what}: fixed header in clear");
                 if cc > 0 || ext.is_some() {
                     assert_eq!(buf[0] & 0x10, 0x10, "{what}: X bit");

@@ -212,11 +212,12 @@ pub struct SrtpConfig {
     profile: SrtpProfile,
     key: [u8; 32],
     salt: [u8; 14],
-    replay_window: usize,
+    // Packed: one per context, four per relayed SRTP call.
+    replay_window: u32,
     strict_ssrc: bool,
-    kdr: u64,
+    kdr: u32,
     mki: [u8; 4],
-    mki_len: usize,
+    mki_len: u8,
     cryptex: bool,
     compact: bool,
 }
@@ -253,7 +254,7 @@ impl SrtpConfig {
             profile,
             key: k,
             salt: s,
-            replay_window: Self::DEFAULT_REPLAY_WINDOW,
+            replay_window: Self::DEFAULT_REPLAY_WINDOW as u32,
             strict_ssrc: false,
             kdr: 0,
             mki: [0; 4],
@@ -283,13 +284,14 @@ impl SrtpConfig {
         Self::new(profile, k, s)
     }
 
-    /// Replay window size in packets, 64..=32768 (rounded up to a power of two, so
-    /// that finding a packet's bit is a mask, not a division).
+    /// SRTP replay window size in packets, 64..=32768 (rounded up to a power of
+    /// two, so that finding a packet's bit is a mask, not a division). The SRTCP
+    /// replay window is 128 packets whatever this is, as in libsrtp.
     pub fn with_replay_window(mut self, packets: usize) -> Result<Self, SrtpError> {
         if !(64..=32768).contains(&packets) {
             return Err(SrtpError::BadConfig);
         }
-        self.replay_window = packets.next_power_of_two();
+        self.replay_window = packets.next_power_of_two() as u32;
         Ok(self)
     }
 
@@ -299,7 +301,7 @@ impl SrtpConfig {
         if kdr != 0 && (!kdr.is_power_of_two() || kdr > 1 << 24) {
             return Err(SrtpError::BadConfig);
         }
-        self.kdr = kdr;
+        self.kdr = kdr as u32;
         Ok(self)
     }
 
@@ -310,7 +312,7 @@ impl SrtpConfig {
             return Err(SrtpError::BadConfig);
         }
         self.mki[..mki.len()].copy_from_slice(mki);
-        self.mki_len = mki.len();
+        self.mki_len = mki.len() as u8;
         Ok(self)
     }
 
@@ -318,12 +320,12 @@ impl SrtpConfig {
     /// the 4-byte extension header inserted into packets that have CSRCs but no
     /// header extension.
     pub fn rtp_overhead(&self) -> usize {
-        self.profile.rtp_tag_len() + self.mki_len + if self.cryptex { 4 } else { 0 }
+        self.profile.rtp_tag_len() + usize::from(self.mki_len) + if self.cryptex { 4 } else { 0 }
     }
 
     /// Bytes protect adds to an RTCP packet (tag, E||index and MKI).
     pub fn rtcp_overhead(&self) -> usize {
-        self.profile.rtcp_tag_len() + 4 + self.mki_len
+        self.profile.rtcp_tag_len() + 4 + usize::from(self.mki_len)
     }
 
     /// Rejects packets of SSRCs not added with [`SrtpContext::add_ssrc`].
@@ -477,7 +479,7 @@ struct SessionKeys {
     cipher: Cipher,
     salt: [u8; 14],
     auth: Option<HmacSha1Key>,
-    tag_len: usize,
+    tag_len: u8,
 }
 
 impl SessionKeys {
@@ -525,7 +527,7 @@ impl SessionKeys {
             p.rtcp_tag_len()
         } else {
             p.rtp_tag_len()
-        };
+        } as u8;
         SessionKeys {
             cipher,
             salt,
@@ -613,95 +615,142 @@ impl SessionKeys {
 
 // ------------------------------------------------------------------ replay window
 
-/// A sliding replay window over packet indices, as a ring bitmap allocated once.
+/// "No packet accepted yet" in a window's highest index (SRTP indices are 48-bit,
+/// SRTCP indices 31-bit, so this never is one).
+const NO_MAX: u64 = u64::MAX;
+
+/// Replay check of `idx` against a ring bitmap whose highest accepted index is `max`.
+fn window_check(bits: &[u64], max: u64, idx: u64) -> Result<(), SrtpError> {
+    if max == NO_MAX || idx > max {
+        return Ok(());
+    }
+    let size = bits.len() as u64 * 64;
+    if max - idx >= size {
+        return Err(SrtpError::TooOld);
+    }
+    let (w, m) = window_bit(size, idx);
+    if bits[w] & m != 0 {
+        Err(SrtpError::Replayed)
+    } else {
+        Ok(())
+    }
+}
+
+/// Records `idx` (already checked) in a ring bitmap, sliding it when `idx` is new.
+fn window_accept(bits: &mut [u64], max: &mut u64, idx: u64) {
+    let size = bits.len() as u64 * 64;
+    if *max == NO_MAX {
+        *max = idx;
+    } else if idx > *max {
+        if idx - *max >= size {
+            bits.fill(0);
+        } else {
+            for i in *max + 1..=idx {
+                let (w, m) = window_bit(size, i);
+                bits[w] &= !m;
+            }
+        }
+        *max = idx;
+    }
+    let (w, m) = window_bit(size, idx);
+    bits[w] |= m;
+}
+
+fn window_bit(size: u64, idx: u64) -> (usize, u64) {
+    // The size is a power of two (see `SrtpConfig::with_replay_window`).
+    let pos = idx & (size - 1);
+    ((pos / 64) as usize, 1u64 << (pos % 64))
+}
+
+/// The SRTP replay window of one stream: a ring bitmap of the configured size,
+/// allocated by the first accepted packet (a sending context's streams never
+/// need it).
 #[derive(Debug, Clone)]
 struct ReplayWindow {
     bits: Box<[u64]>,
-    words: u32,
-    max: Option<u64>,
+    max: u64,
 }
 
 impl ReplayWindow {
-    fn new(size: usize) -> Self {
-        // The bits are allocated by the first accepted packet: a sending
-        // context's streams never need them.
+    fn new() -> Self {
         ReplayWindow {
             bits: Box::default(),
-            words: (size / 64) as u32,
-            max: None,
+            max: NO_MAX,
         }
-    }
-    fn size(&self) -> u64 {
-        u64::from(self.words) * 64
-    }
-    fn bit(&self, idx: u64) -> (usize, u64) {
-        // The size is a power of two (see `SrtpConfig::with_replay_window`).
-        let pos = idx & (self.size() - 1);
-        ((pos / 64) as usize, 1u64 << (pos % 64))
     }
     fn check(&self, idx: u64) -> Result<(), SrtpError> {
-        let Some(max) = self.max else { return Ok(()) };
-        if idx > max {
-            return Ok(());
+        window_check(&self.bits, self.max, idx)
+    }
+    /// `words`: the window size in 64-bit words, used when the bits are allocated.
+    fn accept(&mut self, idx: u64, words: u32) {
+        if self.bits.is_empty() {
+            self.bits = vec![0u64; words as usize].into_boxed_slice();
         }
-        if max - idx >= self.size() {
-            return Err(SrtpError::TooOld);
-        }
-        let (w, m) = self.bit(idx);
-        if self.bits[w] & m != 0 {
-            Err(SrtpError::Replayed)
-        } else {
-            Ok(())
+        window_accept(&mut self.bits, &mut self.max, idx);
+    }
+}
+
+/// The SRTCP replay window of one stream: 128 packets held inline, as libsrtp
+/// does (RTCP comes every few seconds, so 128 packets are minutes of history,
+/// and a second bitmap of the RTP window's size would add 128 bytes per
+/// receiving stream).
+#[derive(Debug, Clone)]
+struct SrtcpWindow {
+    bits: [u64; SRTCP_WINDOW / 64],
+    max: u64,
+}
+
+/// Packets the SRTCP replay window covers.
+const SRTCP_WINDOW: usize = 128;
+
+impl SrtcpWindow {
+    fn new() -> Self {
+        SrtcpWindow {
+            bits: [0; SRTCP_WINDOW / 64],
+            max: NO_MAX,
         }
     }
+    fn check(&self, idx: u64) -> Result<(), SrtpError> {
+        window_check(&self.bits, self.max, idx)
+    }
     fn accept(&mut self, idx: u64) {
-        if self.bits.is_empty() {
-            self.bits = vec![0u64; self.words as usize].into_boxed_slice();
-        }
-        match self.max {
-            Some(max) if idx <= max => {}
-            Some(max) => {
-                if idx - max >= self.size() {
-                    self.bits.fill(0);
-                } else {
-                    for i in max + 1..=idx {
-                        let (w, m) = self.bit(i);
-                        self.bits[w] &= !m;
-                    }
-                }
-                self.max = Some(idx);
-            }
-            None => self.max = Some(idx),
-        }
-        let (w, m) = self.bit(idx);
-        self.bits[w] |= m;
+        window_accept(&mut self.bits, &mut self.max, idx);
     }
 }
 
 // ------------------------------------------------------------------ per-SSRC state
 
+/// Session keys of a stream under a non-zero key derivation rate: (r, keys) of
+/// RTP and of RTCP, each re-derived when `index / kdr` changes.
+#[derive(Clone, Default)]
+struct KdrKeys {
+    rtp: Option<(u64, SessionKeys)>,
+    rtcp: Option<(u64, SessionKeys)>,
+}
+
 #[derive(Clone)]
 struct Stream {
-    /// Session keys for a non-zero key derivation rate: (r, keys), RTP and RTCP.
-    kdr_rtp: Option<(u64, Box<SessionKeys>)>,
-    kdr_rtcp: Option<(u64, Box<SessionKeys>)>,
+    /// Only with a non-zero key derivation rate (one pointer otherwise).
+    kdr: Option<Box<KdrKeys>>,
     roc: u32,
     s_l: Option<u16>,
-    window: ReplayWindow,
+    /// RTP replay window size in 64-bit words.
+    words: u32,
     rtcp_next: u32,
-    rtcp_window: ReplayWindow,
+    window: ReplayWindow,
+    rtcp_window: SrtcpWindow,
 }
 
 impl Stream {
-    fn new(window: usize) -> Self {
+    fn new(window: u32) -> Self {
         Stream {
-            kdr_rtp: None,
-            kdr_rtcp: None,
+            kdr: None,
             roc: 0,
             s_l: None,
-            window: ReplayWindow::new(window),
+            words: window / 64,
             rtcp_next: 0,
-            rtcp_window: ReplayWindow::new(window),
+            window: ReplayWindow::new(),
+            rtcp_window: SrtcpWindow::new(),
         }
     }
 
@@ -731,7 +780,8 @@ impl Stream {
     /// Records an authenticated packet (receiver: ROC, highest sequence, window).
     fn update(&mut self, roc: u32, seq: u16) {
         self.advance(roc, seq);
-        self.window.accept((u64::from(roc) << 16) | u64::from(seq));
+        self.window
+            .accept((u64::from(roc) << 16) | u64::from(seq), self.words);
     }
 
     /// Records a sent packet (sender: ROC and highest sequence only; a sender
@@ -885,8 +935,8 @@ impl SrtpContext {
         };
         let len_in = len;
         let len = len + plan.map_or(0, cryptex::SendPlan::grow);
-        let tag_len = self.rtp.tag_len;
-        let mki = &self.cfg.mki[..self.cfg.mki_len];
+        let tag_len = usize::from(self.rtp.tag_len);
+        let mki = &self.cfg.mki[..usize::from(self.cfg.mki_len)];
         let total = len + mki.len() + tag_len;
         if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
@@ -902,7 +952,7 @@ impl SrtpContext {
         };
         st.advance(roc, seq);
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr_rtp, false, index);
+        let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr, false, index);
         // With Cryptex the clear part is the fixed header and the extension header,
         // hoisted together in front of the CSRCs while encrypting.
         let clear = match plan {
@@ -953,8 +1003,8 @@ impl SrtpContext {
         &mut self,
         buf: &mut [u8],
     ) -> Result<Unprotected, SrtpError> {
-        let tag_len = self.rtp.tag_len;
-        let mki_len = self.cfg.mki_len;
+        let tag_len = usize::from(self.rtp.tag_len);
+        let mki_len = usize::from(self.cfg.mki_len);
         let len = buf
             .len()
             .checked_sub(tag_len + mki_len)
@@ -980,7 +1030,7 @@ impl SrtpContext {
             Some(st) => {
                 let roc = st.estimate(seq)?;
                 st.window.check((u64::from(roc) << 16) | u64::from(seq))?;
-                (roc, &mut st.kdr_rtp)
+                (roc, &mut st.kdr)
             }
             None if self.cfg.strict_ssrc => return Err(SrtpError::UnknownSsrc),
             None => (0, &mut scratch),
@@ -1049,8 +1099,8 @@ impl SrtpContext {
         let rtcp = &**self
             .rtcp
             .get_or_insert_with(|| Box::new(SessionKeys::derive(&self.cfg, true, 0)));
-        let tag_len = rtcp.tag_len;
-        let mki = &self.cfg.mki[..self.cfg.mki_len];
+        let tag_len = usize::from(rtcp.tag_len);
+        let mki = &self.cfg.mki[..usize::from(self.cfg.mki_len)];
         let total = len + 4 + mki.len() + tag_len;
         if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
@@ -1065,7 +1115,7 @@ impl SrtpContext {
         }
         st.rtcp_next += 1;
         let e_index = (u32::from(encrypt) << 31) | index;
-        let keys = keys_for(&self.cfg, rtcp, &mut st.kdr_rtcp, true, u64::from(index));
+        let keys = keys_for(&self.cfg, rtcp, &mut st.kdr, true, u64::from(index));
         if aead {
             // RFC 7714 9: header(8) || ciphertext || tag || E||index || MKI; the
             // AAD is the first 8 bytes followed by E||index.
@@ -1092,8 +1142,8 @@ impl SrtpContext {
         let rtcp = &**self
             .rtcp
             .get_or_insert_with(|| Box::new(SessionKeys::derive(&self.cfg, true, 0)));
-        let tag_len = rtcp.tag_len;
-        let mki_len = self.cfg.mki_len;
+        let tag_len = usize::from(rtcp.tag_len);
+        let mki_len = usize::from(self.cfg.mki_len);
         let total = buf.len();
         if total < 8 + 4 + tag_len + mki_len {
             return Err(SrtpError::Truncated);
@@ -1120,7 +1170,7 @@ impl SrtpContext {
         let slot = match self.streams.get_mut(ssrc) {
             Some(st) => {
                 st.rtcp_window.check(u64::from(index))?;
-                &mut st.kdr_rtcp
+                &mut st.kdr
             }
             None if self.cfg.strict_ssrc => return Err(SrtpError::UnknownSsrc),
             None => &mut scratch,
@@ -1171,21 +1221,22 @@ fn stream_entry<'m>(
 #[derive(Default)]
 struct Streams {
     first: Option<(u32, Stream)>,
-    more: FxHashMap<u32, Stream>,
+    /// Allocated by the second SSRC.
+    more: Option<Box<FxHashMap<u32, Stream>>>,
 }
 
 impl Streams {
     fn get(&self, ssrc: u32) -> Option<&Stream> {
         match &self.first {
             Some((s, st)) if *s == ssrc => Some(st),
-            _ => self.more.get(&ssrc),
+            _ => self.more.as_ref()?.get(&ssrc),
         }
     }
 
     fn get_mut(&mut self, ssrc: u32) -> Option<&mut Stream> {
         match &mut self.first {
             Some((s, st)) if *s == ssrc => Some(st),
-            _ => self.more.get_mut(&ssrc),
+            _ => self.more.as_mut()?.get_mut(&ssrc),
         }
     }
 
@@ -1195,7 +1246,11 @@ impl Streams {
         }
         match &mut self.first {
             Some((s, st)) if *s == ssrc => st,
-            _ => self.more.entry(ssrc).or_insert_with(make),
+            _ => self
+                .more
+                .get_or_insert_with(Box::default)
+                .entry(ssrc)
+                .or_insert_with(make),
         }
     }
 
@@ -1203,15 +1258,18 @@ impl Streams {
         if self.first.as_ref().is_some_and(|(s, _)| *s == ssrc) {
             // Promote one of the others, if any, so that the inline slot stays
             // the one that is used.
-            let next = self.more.keys().next().copied();
-            self.first = next.and_then(|k| self.more.remove(&k).map(|st| (k, st)));
-        } else {
-            self.more.remove(&ssrc);
+            let more = self.more.as_mut();
+            self.first = more.and_then(|m| {
+                let k = *m.keys().next()?;
+                m.remove(&k).map(|st| (k, st))
+            });
+        } else if let Some(m) = self.more.as_mut() {
+            m.remove(&ssrc);
         }
     }
 
     fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.more.len()
+        usize::from(self.first.is_some()) + self.more.as_ref().map_or(0, |m| m.len())
     }
 }
 
@@ -1220,16 +1278,18 @@ impl Streams {
 fn keys_for<'s>(
     cfg: &SrtpConfig,
     base: &'s SessionKeys,
-    slot: &'s mut Option<(u64, Box<SessionKeys>)>,
+    kdr: &'s mut Option<Box<KdrKeys>>,
     rtcp: bool,
     index: u64,
 ) -> &'s SessionKeys {
     if cfg.kdr == 0 {
         return base;
     }
-    let r = index / cfg.kdr;
+    let r = index / u64::from(cfg.kdr);
+    let k = kdr.get_or_insert_with(Box::default);
+    let slot = if rtcp { &mut k.rtcp } else { &mut k.rtp };
     if slot.as_ref().is_none_or(|(have, _)| *have != r) {
-        *slot = Some((r, Box::new(SessionKeys::derive(cfg, rtcp, r))));
+        *slot = Some((r, SessionKeys::derive(cfg, rtcp, r)));
     }
     &slot.as_ref().expect("derived above").1
 }

@@ -647,3 +647,47 @@ fn compact_keys_give_the_same_bytes_and_a_small_context() {
         std::mem::size_of::<SessionKeys>()
     );
 }
+
+#[test]
+fn srtcp_replay_window_is_128_packets_whatever_the_rtp_window() {
+    let c = cfg(SrtpProfile::AesCm128HmacSha1_80)
+        .with_replay_window(4096)
+        .unwrap();
+    let mut tx = SrtpContext::new(c.clone()).unwrap();
+    let mut rx = SrtpContext::new(c).unwrap();
+    // SRTCP indices 0..=128.
+    let pkts: Vec<Vec<u8>> = (0..=SRTCP_WINDOW)
+        .map(|_| {
+            let mut buf = [0u8; 64];
+            buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 42]);
+            let m = tx.protect_rtcp(&mut buf, 8).unwrap();
+            buf[..m].to_vec()
+        })
+        .collect();
+    // The newest first: index 0 is then 128 behind (too old), index 1 is inside.
+    rx.unprotect_rtcp(&mut pkts[128].clone()).unwrap();
+    assert_eq!(
+        rx.unprotect_rtcp(&mut pkts[0].clone()),
+        Err(SrtpError::TooOld)
+    );
+    rx.unprotect_rtcp(&mut pkts[1].clone()).unwrap();
+    assert_eq!(
+        rx.unprotect_rtcp(&mut pkts[1].clone()),
+        Err(SrtpError::Replayed)
+    );
+    // A jump past the whole window clears it.
+    rx.streams.get_mut(42).unwrap().rtcp_window.accept(1000);
+    assert_eq!(
+        rx.unprotect_rtcp(&mut pkts[128].clone()),
+        Err(SrtpError::TooOld)
+    );
+}
+
+#[test]
+fn context_memory_stays_small() {
+    // Four contexts per relayed SRTP call: these sizes are what the relay
+    // benchmark's heap figure is made of.
+    assert!(std::mem::size_of::<SrtpConfig>() <= 64);
+    assert!(std::mem::size_of::<Stream>() <= 72);
+    assert!(std::mem::size_of::<SrtpContext>() <= 272);
+}

@@ -90,6 +90,8 @@ struct Load {
     sink_bufs: Vec<[u8; 2048]>,
     received: Vec<Received>,
     srtp: Option<SrtpContext>,
+    /// The sink's own sending context (leg 1's inbound key), for the reverse direction.
+    back: Option<SrtpContext>,
     seqs: Vec<u16>,
     next: usize,
 }
@@ -108,13 +110,86 @@ impl Load {
             sink_bufs: vec![[0u8; 2048]; 64],
             received: Vec::with_capacity(64),
             srtp: srtp.then(|| SrtpContext::new(key(1)).unwrap()),
+            back: srtp.then(|| SrtpContext::new(key(3)).unwrap()),
             seqs: vec![0; streams],
             next: 0,
         }
+        .warm()
+    }
+
+    /// Creates the generator's and the sink's per-SSRC SRTP state up front, so that
+    /// the heap measured per relayed stream holds only the relay's.
+    fn warm(mut self) -> Self {
+        let mut p = [0u8; 256];
+        for i in 0..self.seqs.len() {
+            for (ctx, ssrc) in [
+                (self.srtp.as_mut(), Self::ssrc(i)),
+                (self.back.as_mut(), Self::back_ssrc(i)),
+            ] {
+                if let Some(c) = ctx {
+                    p[0] = 0x80;
+                    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                    c.protect_rtp(&mut p, 12 + PAYLOAD).unwrap();
+                }
+            }
+        }
+        // The SRTCP session keys too (derived once per context).
+        for c in [self.srtp.as_mut(), self.back.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            p[..8].copy_from_slice(&[0x81, 201, 0, 7, 0, 0, 0, 0]);
+            c.protect_rtcp(&mut p, 32).unwrap();
+        }
+        self
     }
 
     fn ssrc(i: usize) -> u32 {
         0x1000_0000 + i as u32
+    }
+
+    /// SSRC of stream `i`'s reverse direction (sink -> leg 1 -> leg 0 -> generator).
+    fn back_ssrc(i: usize) -> u32 {
+        0x2000_0000 + i as u32
+    }
+
+    /// Sends one packet of stream `i`'s reverse direction from the sink to `dst`.
+    fn send_back(&mut self, dst: SocketAddr, i: usize) {
+        let mut p = [0u8; 256];
+        p[0] = 0x80;
+        p[8..12].copy_from_slice(&Self::back_ssrc(i).to_be_bytes());
+        let mut len = 12 + PAYLOAD;
+        if let Some(c) = self.back.as_mut() {
+            len = c.protect_rtp(&mut p, len).unwrap();
+        }
+        while self.sink.send_to(&p[..len], dst).is_err() {
+            self.drain();
+        }
+    }
+
+    /// Sends one SRTCP (or RTCP) receiver report of stream `i` to `dst`: from the
+    /// generator, or from the sink for the reverse direction.
+    fn send_rtcp(&mut self, dst: SocketAddr, i: usize, back: bool) {
+        let mut p = [0u8; 128];
+        p[..4].copy_from_slice(&[0x81, 201, 0, 7]);
+        let ssrc = if back {
+            Self::back_ssrc(i)
+        } else {
+            Self::ssrc(i)
+        };
+        p[4..8].copy_from_slice(&ssrc.to_be_bytes());
+        let ctx = if back { &mut self.back } else { &mut self.srtp };
+        let len = match ctx.as_mut() {
+            Some(c) => c.protect_rtcp(&mut p, 32).unwrap(),
+            None => 32,
+        };
+        while (if back { &self.sink } else { &self.gen })
+            .send_to(&p[..len], dst)
+            .is_err()
+        {
+            self.drain();
+            self.drain_fd(self.gen.as_raw_fd());
+        }
     }
 
     /// Sends up to `n` (<= 64) packets to `dst`; returns how many the kernel took.
@@ -156,6 +231,10 @@ impl Load {
     }
 
     fn drain(&mut self) -> u64 {
+        self.drain_fd(self.sink.as_raw_fd())
+    }
+
+    fn drain_fd(&mut self, fd: std::os::fd::RawFd) -> u64 {
         let mut total = 0;
         loop {
             let slots: [RecvSlot; 64] = std::array::from_fn(|i| RecvSlot {
@@ -163,10 +242,7 @@ impl Load {
                 cap: 2048,
             });
             self.received.clear();
-            let n = self
-                .rx
-                .recv(self.sink.as_raw_fd(), &slots, &mut self.received)
-                .unwrap_or(0);
+            let n = self.rx.recv(fd, &slots, &mut self.received).unwrap_or(0);
             total += n as u64;
             if n < 64 {
                 return total;
@@ -330,7 +406,7 @@ fn add_sessions(dp: &Dataplane, pipeline: Pipeline, streams: usize, load: &Load)
             leg0.latch = LatchMode::Fixed;
             let mut leg1 = LegSpec::new(LocalBinding::Shared {
                 index: 0,
-                ssrc: None,
+                ssrc: Some(Load::back_ssrc(i)),
             });
             leg1.remote = Some(sink);
             leg1.latch = LatchMode::Fixed;
@@ -470,7 +546,16 @@ fn main() {
                 &load,
                 &mut 0,
             );
-            let (rate, loss) = search(&mut load, relay.addr(), dur, steps);
+            let (mut rate, mut loss) = search(&mut load, relay.addr(), dur, steps);
+            // The short mode's single 60 ms step at 40k pkt/s fails on any stall of
+            // a loaded machine (3 packets lost); it checks that the relay works, so
+            // it tries again before saying it does not.
+            for _ in 0..if full { 0 } else { 3 } {
+                if rate > 0.0 {
+                    break;
+                }
+                (rate, loss) = search(&mut load, relay.addr(), dur, steps);
+            }
             relay.stop();
             println!(
                 "  {:<11} {:<9} batch {:>2}: {:>9.0} pkt/s (loss {:.3}%)",
@@ -481,7 +566,7 @@ fn main() {
                 loss * 100.0
             );
             if !full {
-                assert!(rate > 0.0, "{p:?} relayed nothing");
+                assert!(rate > 0.0, "{p:?}: no loss-free step in four tries");
             }
             rows.push((p, b, batch, rate));
         }
@@ -509,26 +594,51 @@ fn main() {
     let big = if full { 100_000 } else { 2_000 };
     let batch = 32;
     println!();
-    println!("| pipeline | backend | streams | pkt/s (loss < 0.1%) | x 1,000-stream figure | heap bytes / stream |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| pipeline | backend | streams | pkt/s (loss < 0.1%) | x 1,000-stream figure \
+         | heap bytes / stream, RTP both ways | the same after one RTCP each way |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for b in backends {
         for p in [Pipeline::Plain, Pipeline::Srtp, Pipeline::SrtpCompact] {
             let mut load = Load::new(big, p.srtp());
             let mut added = 0i64;
             let relay = start_relay(p, b, batch, big, &load, &mut added);
             let live = LIVE.load(Ordering::Relaxed);
-            // Touch every stream once so that per-stream state exists.
+            // Touch every stream once in each direction so that the state of a
+            // bidirectional call exists (both legs receive and send).
             let dst = relay.addr();
             let mut sent = 0;
             while sent < big {
                 sent += load.send(dst, 64.min(big - sent));
                 load.drain();
             }
+            for i in 0..big {
+                load.send_back(dst, i);
+                if i % 64 == 63 {
+                    load.drain_fd(load.gen.as_raw_fd());
+                }
+            }
             std::thread::sleep(Duration::from_millis(200));
             load.drain();
+            load.drain_fd(load.gen.as_raw_fd());
             // Heap held by the sessions: what adding them allocated, plus what the
-            // first packet of each stream allocated (SRTP stream state, statistics).
+            // first packets of each stream allocated (SRTP stream state, replay
+            // windows, statistics).
             let per_stream = (added + LIVE.load(Ordering::Relaxed) - live) as f64 / big as f64;
+            // Then one RTCP report each way (SRTCP session keys of all four contexts).
+            for i in 0..big {
+                load.send_rtcp(dst, i, false);
+                load.send_rtcp(dst, i, true);
+                if i % 32 == 31 {
+                    load.drain();
+                    load.drain_fd(load.gen.as_raw_fd());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            load.drain();
+            load.drain_fd(load.gen.as_raw_fd());
+            let with_rtcp = (added + LIVE.load(Ordering::Relaxed) - live) as f64 / big as f64;
             let (rate, _) = search(&mut load, dst, dur, steps);
             relay.stop();
             let small = rows
@@ -537,13 +647,14 @@ fn main() {
                 .map(|r| r.3)
                 .unwrap_or(f64::NAN);
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.0} |",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} |",
                 p.name(),
                 b.name(),
                 big,
                 rate,
                 rate / small,
-                per_stream
+                per_stream,
+                with_rtcp
             );
         }
     }
