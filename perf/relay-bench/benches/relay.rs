@@ -11,8 +11,10 @@
 //! for both backends and batch sizes 1, 8, 32, 64, with 1,000 streams of 172-byte
 //! RTP packets (12-byte header + 160 bytes, G.711 at 20 ms), all measured in one
 //! run, each printed as a ratio to the ceiling at the same batch size. Then the
-//! same worker with 100,000 streams (flat scaling) and the resident memory per
-//! bidirectional SRTP stream.
+//! same worker with 100,000 streams (flat scaling) and the heap held per
+//! bidirectional stream: a session of two legs after one RTP packet each way,
+//! then after one RTCP report each way (counted by a global allocator; the
+//! generator's own state is created before counting starts).
 //!
 //! Layout: the load generator and the sink run in one thread pinned to core 0;
 //! the relay (worker) is pinned to core 1 and busy-polls. All relays use one UDP
@@ -25,7 +27,9 @@
 //! overload shows as loss within a step, not as a queue that drains after it.
 //!
 //! Run: `cargo bench -p relay-bench --bench relay` (about 3 minutes). Without
-//! `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
+//! `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run;
+//! `RELAY_SCALE_STREAMS=100000` with the short mode gives the memory figures at
+//! full scale in about a minute.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{SocketAddr, UdpSocket};
@@ -232,6 +236,16 @@ impl Load {
 
     fn drain(&mut self) -> u64 {
         self.drain_fd(self.sink.as_raw_fd())
+    }
+
+    /// Drains `fd` until `want` datagrams came (or 200 ms passed); returns how many.
+    fn settle(&mut self, fd: std::os::fd::RawFd, want: u64) -> u64 {
+        let end = Instant::now() + Duration::from_millis(200);
+        let mut got = 0;
+        while got < want && Instant::now() < end {
+            got += self.drain_fd(fd);
+        }
+        got
     }
 
     fn drain_fd(&mut self, fd: std::os::fd::RawFd) -> u64 {
@@ -591,7 +605,12 @@ fn main() {
     }
 
     // Flat scaling and memory per stream.
-    let big = if full { 100_000 } else { 2_000 };
+    // RELAY_SCALE_STREAMS overrides the stream count of this part (e.g. the short
+    // mode's memory figures at 100,000 sessions without the full ramp).
+    let big = std::env::var("RELAY_SCALE_STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 100_000 } else { 2_000 });
     let batch = 32;
     println!();
     println!(
@@ -606,38 +625,40 @@ fn main() {
             let relay = start_relay(p, b, batch, big, &load, &mut added);
             let live = LIVE.load(Ordering::Relaxed);
             // Touch every stream once in each direction so that the state of a
-            // bidirectional call exists (both legs receive and send).
+            // bidirectional call exists (both legs receive and send), 32 streams at
+            // a time, each chunk waited for at the other end so that none is lost
+            // in a socket buffer (a stream that was not touched would hold less).
             let dst = relay.addr();
-            let mut sent = 0;
-            while sent < big {
-                sent += load.send(dst, 64.min(big - sent));
-                load.drain();
-            }
-            for i in 0..big {
-                load.send_back(dst, i);
-                if i % 64 == 63 {
-                    load.drain_fd(load.gen.as_raw_fd());
+            let (sink, gen) = (load.sink.as_raw_fd(), load.gen.as_raw_fd());
+            let (mut fwd, mut back, mut rtcp) = (0u64, 0u64, 0u64);
+            for at in (0..big).step_by(32) {
+                let n = 32.min(big - at);
+                let sent = load.send(dst, n);
+                fwd += load.settle(sink, sent as u64);
+                for i in at..at + n {
+                    load.send_back(dst, i);
                 }
+                back += load.settle(gen, n as u64);
             }
-            std::thread::sleep(Duration::from_millis(200));
-            load.drain();
-            load.drain_fd(load.gen.as_raw_fd());
             // Heap held by the sessions: what adding them allocated, plus what the
             // first packets of each stream allocated (SRTP stream state, replay
             // windows, statistics).
             let per_stream = (added + LIVE.load(Ordering::Relaxed) - live) as f64 / big as f64;
             // Then one RTCP report each way (SRTCP session keys of all four contexts).
-            for i in 0..big {
-                load.send_rtcp(dst, i, false);
-                load.send_rtcp(dst, i, true);
-                if i % 32 == 31 {
-                    load.drain();
-                    load.drain_fd(load.gen.as_raw_fd());
+            for at in (0..big).step_by(32) {
+                let n = 32.min(big - at);
+                for i in at..at + n {
+                    load.send_rtcp(dst, i, false);
+                    load.send_rtcp(dst, i, true);
                 }
+                rtcp += load.settle(sink, n as u64) + load.settle(gen, n as u64);
             }
-            std::thread::sleep(Duration::from_millis(200));
-            load.drain();
-            load.drain_fd(load.gen.as_raw_fd());
+            println!(
+                "  {} {}: relayed RTP {fwd}/{big} forward, {back}/{big} back, RTCP {rtcp}/{} both ways",
+                p.name(),
+                b.name(),
+                2 * big
+            );
             let with_rtcp = (added + LIVE.load(Ordering::Relaxed) - live) as f64 / big as f64;
             let (rate, _) = search(&mut load, dst, dur, steps);
             relay.stop();

@@ -16,6 +16,12 @@
 //! CPU time is read from /proc (rtpengine: the process; rtp-gateway: its worker,
 //! control and ng threads).
 //!
+//! (b) also has a floor: the CPU per packet of `rtp-load reflect` (one thread on
+//! the relay core that does nothing but a blocking `recv_from` and a `send_to` of
+//! each datagram), the kernel's share of relaying a packet on loopback at the same
+//! offered loads. A relay cannot cost less per packet than that without batching
+//! the kernel's work.
+//!
 //! Run: `cargo bench -p relay-bench --bench vs_rtpengine` (about 10 minutes).
 //! Without `--bench` it does a short smoke run (and skips rtpengine if it is not
 //! installed outside CI).
@@ -27,6 +33,7 @@ use relay_bench::audio_class;
 use rtp_core::srtp::SrtpProfile;
 use rtp_tools::gateway::{Gateway, GatewayConfig};
 use rtp_tools::interop::{free_port_range, Rtpengine};
+use rtp_tools::load::reflect::{ReflectConfig, Reflector};
 use rtp_tools::load::report::LatencySummary;
 use rtp_tools::load::{run, LoadConfig, LoadResult, Target};
 
@@ -119,6 +126,65 @@ fn rtpengine(streams: usize) -> Option<Relay> {
     ))
 }
 
+/// On-CPU nanoseconds of this process's thread named `name` (schedstat).
+fn thread_cpu_ns(name: &str) -> Option<u64> {
+    for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let st = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            return st.split_whitespace().next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// CPU microseconds per reflected packet of a recv_from/send_to reflector on the
+/// relay core, at `rate` packets/s.
+fn floor_cpu(streams: usize, rate: f64, secs: f64) -> Option<f64> {
+    let r = Reflector::spawn(ReflectConfig {
+        core: Some(RELAY_CORE),
+        ..ReflectConfig::default()
+    })
+    .expect("reflector starts");
+    // The thread name as /proc shows it (15 bytes).
+    let name = "rtp-load-reflec";
+    std::thread::sleep(Duration::from_millis(50));
+    let cpu0 = thread_cpu_ns(name)?;
+    let res = run(load_config(
+        streams,
+        rate,
+        secs,
+        false,
+        Target::Reflector(r.addr()),
+    ))
+    .expect("load runs");
+    let cpu = thread_cpu_ns(name)?.saturating_sub(cpu0);
+    r.stop().expect("reflector stops");
+    Some(cpu as f64 / 1e3 / res.received().max(1) as f64)
+}
+
+fn load_config(
+    streams: usize,
+    rate: f64,
+    secs: f64,
+    rtp_to_srtp: bool,
+    target: Target,
+) -> LoadConfig {
+    LoadConfig {
+        classes: vec![audio_class(streams, rate)],
+        duration: Duration::from_secs_f64(secs),
+        srtp: rtp_to_srtp.then_some(SrtpProfile::AesCm128HmacSha1_80),
+        ssrc_base: 0x3000_0000,
+        seq_start: 0,
+        target,
+        progress: false,
+        drain: Duration::from_millis(300),
+        busy_poll: true,
+        load_core: Some(GEN_CORE),
+        plain_sender: true,
+    }
+}
+
 fn load(
     relay: &Relay,
     streams: usize,
@@ -126,19 +192,7 @@ fn load(
     secs: f64,
     rtp_to_srtp: bool,
 ) -> (LoadResult, f64) {
-    let cfg = LoadConfig {
-        classes: vec![audio_class(streams, rate)],
-        duration: Duration::from_secs_f64(secs),
-        srtp: rtp_to_srtp.then_some(SrtpProfile::AesCm128HmacSha1_80),
-        ssrc_base: 0x3000_0000,
-        seq_start: 0,
-        target: Target::Ng(relay.ng()),
-        progress: false,
-        drain: Duration::from_millis(300),
-        busy_poll: true,
-        load_core: Some(GEN_CORE),
-        plain_sender: true,
-    };
+    let cfg = load_config(streams, rate, secs, rtp_to_srtp, Target::Ng(relay.ng()));
     // Relay CPU over the whole run, call set-up and deletion included (the
     // caller subtracts a run without media to isolate the per-packet cost).
     let cpu0 = relay.cpu();
@@ -254,6 +308,20 @@ fn main() {
         );
         maxima.push((label, relay, plain, srtp, cpu, ms_rate));
     }
+    // (b) floor: the kernel's share at the same loads.
+    let floor: Vec<Option<f64>> = fixed
+        .iter()
+        .map(|&rate| floor_cpu(streams, rate, secs * 2.0))
+        .collect();
+    println!(
+        "kernel floor (recv_from/send_to reflector): CPU us/pkt {}",
+        floor
+            .iter()
+            .zip(fixed)
+            .map(|(c, r)| format!("{:.2} at {r:.0}", c.unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     // (c) latency at 50% of rtpengine's plain maximum (or of the first relay's).
     let reference = maxima
         .iter()
@@ -285,6 +353,19 @@ fn main() {
         rows.push((label, plain, srtp, cpu, l.p999_us, ms_rate));
         relay.stop();
     }
+    let f = |i: usize| {
+        floor
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "| kernel floor (recv_from/send_to reflector) | - | - | {} | {} | - | - | - | - |",
+        f(0),
+        f(1)
+    );
     if let Some(e) = rows.iter().find(|r| r.0 == "rtpengine").cloned() {
         println!();
         println!("ratios to rtpengine (goals: plain >= 1.25, RTP->SRTP >= 1.5, CPU <= 0.5, p99.9 <= 1.0, 1ms-p99 rate >= 2.5):");
@@ -304,5 +385,15 @@ fn main() {
                 r.5 / e.5.max(1.0)
             );
         }
+        let floor_ratio = |i: usize| match (floor.get(i).copied().flatten(), e.3.get(i)) {
+            (Some(a), Some(b)) => format!("{:.2}", a / b.1),
+            _ => "-".into(),
+        };
+        println!(
+            "  kernel floor: CPU {} / {} (the CPU goal of 0.5 is out of reach for any relay \
+             that does not batch the kernel's work when this is above it)",
+            floor_ratio(0),
+            floor_ratio(1)
+        );
     }
 }

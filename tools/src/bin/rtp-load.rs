@@ -143,6 +143,9 @@ struct ReflectArgs {
     /// Stop after this many seconds (default: 3600).
     #[arg(long, default_value_t = 3600.0)]
     duration: f64,
+    /// Pin the reflecting thread to this core.
+    #[arg(long)]
+    core: Option<usize>,
 }
 
 fn parse_idle(s: &str, many_cores: bool) -> Result<IdlePolicy, String> {
@@ -292,6 +295,7 @@ fn reflect(a: &ReflectArgs) -> Result<(), String> {
         reorder_depth: a.reorder_depth,
         duplicate_every: a.duplicate_every,
         duration: Some(Duration::from_secs_f64(a.duration.max(0.0))),
+        core: a.core,
     })
     .map_err(|e| format!("reflect on {}: {e}", a.listen))?;
     println!("reflecting on {}", r.addr());

@@ -27,6 +27,8 @@ pub struct ReflectConfig {
     pub duplicate_every: u64,
     /// Stop after this long (`None`: until stopped).
     pub duration: Option<Duration>,
+    /// Pin the reflecting thread to this core.
+    pub core: Option<usize>,
 }
 
 /// What the reflector did.
@@ -66,7 +68,12 @@ impl Reflector {
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name("rtp-load-reflect".into())
-            .spawn(move || reflect_loop(&sock, &cfg, &s))?;
+            .spawn(move || {
+                if let Some(c) = cfg.core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                }
+                reflect_loop(&sock, &cfg, &s)
+            })?;
         Ok(Reflector {
             addr,
             stop,
