@@ -371,9 +371,11 @@ pub(crate) struct LegCounts {
 }
 
 impl LegCounts {
+    /// Counts a drop on this leg and in the worker's `totals`.
     #[inline]
-    pub(crate) fn drop(&mut self, r: DropReason) {
+    pub(crate) fn drop(&mut self, r: DropReason, totals: &mut [u64; DropReason::ALL.len()]) {
         self.drops.get_or_insert_with(Box::default)[r as usize] += 1;
+        totals[r as usize] += 1;
     }
 
     pub(crate) fn drops(&self) -> [u64; DropReason::ALL.len()] {
@@ -525,14 +527,17 @@ mod tests {
     #[test]
     fn drop_counters_are_allocated_by_the_first_drop() {
         let mut c = LegCounts::default();
+        let mut totals = [0; DropReason::ALL.len()];
         assert!(c.drops.is_none());
         assert_eq!(c.snapshot().dropped_total(), 0);
-        c.drop(DropReason::Replay);
-        c.drop(DropReason::Replay);
-        c.drop(DropReason::Auth);
+        c.drop(DropReason::Replay, &mut totals);
+        c.drop(DropReason::Replay, &mut totals);
+        c.drop(DropReason::Auth, &mut totals);
         let s = c.snapshot();
         assert_eq!(s.dropped(DropReason::Replay), 2);
         assert_eq!(s.dropped(DropReason::Auth), 1);
         assert_eq!(s.dropped_total(), 3);
+        assert_eq!(totals[DropReason::Replay as usize], 2);
+        assert_eq!(totals.iter().sum::<u64>(), 3);
     }
 }

@@ -209,8 +209,9 @@ pub(crate) struct Worker {
     tx: Vec<TxPacket>,
     failed: Vec<TxFailure>,
     counters: WorkerCounters,
-    /// Drops of removed sessions' legs.
-    removed_drops: [u64; DropReason::ALL.len()],
+    /// Drops of every leg, current and removed, by reason: kept as they happen so
+    /// that a statistics slice does not walk every session for them.
+    leg_drops: [u64; DropReason::ALL.len()],
     epoch: Instant,
     now_ns: u64,
     events_pushed: bool,
@@ -274,7 +275,7 @@ impl Worker {
             tx: Vec::with_capacity(setup.batch.max(1) + COMMANDS_PER_TURN),
             failed: Vec::with_capacity(setup.batch.max(1)),
             counters,
-            removed_drops: [0; DropReason::ALL.len()],
+            leg_drops: [0; DropReason::ALL.len()],
             epoch: Instant::now(),
             now_ns: 0,
             events_pushed: false,
@@ -412,7 +413,7 @@ impl Worker {
         match self.sessions.get_mut(slot).and_then(Option::as_mut) {
             Some(s) => s.legs[(f.tag & 1) as usize]
                 .counters
-                .drop(DropReason::SendError),
+                .drop(DropReason::SendError, &mut self.leg_drops),
             None => self.counters.send_errors += 1,
         }
     }
@@ -564,14 +565,7 @@ impl Worker {
         c.pool_empty += self.pool.exhausted() + c.io.no_frame;
         c.pool_free = self.pool.available();
         c.sessions = self.by_id.len();
-        c.drops = self.removed_drops;
-        for s in self.sessions.iter().flatten() {
-            for l in &s.legs {
-                for (d, v) in c.drops.iter_mut().zip(l.counters.drops()) {
-                    *d += v;
-                }
-            }
-        }
+        c.drops = self.leg_drops;
         c
     }
 
@@ -706,11 +700,6 @@ impl Worker {
         let slot = self.by_id.remove(&id)?;
         let snap = self.session_snapshot_slot(slot);
         let s = self.sessions[slot as usize].take()?;
-        for l in &s.legs {
-            for (d, v) in self.removed_drops.iter_mut().zip(l.counters.drops()) {
-                *d += v;
-            }
-        }
         for (i, l) in s.legs.iter().enumerate() {
             self.release_leg(l);
             if l.shared {
@@ -857,7 +846,7 @@ impl Worker {
         if protect && l.keys_pending {
             // Reports due before a DTLS handshake completes: a counted drop, not
             // an error event per report.
-            l.counters.drop(DropReason::NoKeys);
+            l.counters.drop(DropReason::NoKeys, &mut self.leg_drops);
             return Ok(());
         }
         let target = if rtcp {
@@ -868,12 +857,12 @@ impl Worker {
         let Some((sock, dst)) = target else {
             // A report due before the leg's remote is known: a counted drop,
             // not an error event per report.
-            l.counters.drop(DropReason::NoRemote);
+            l.counters.drop(DropReason::NoRemote, &mut self.leg_drops);
             return Ok(());
         };
         let dst = to.unwrap_or(dst);
         let Some(f) = self.pool.alloc() else {
-            l.counters.drop(DropReason::PoolEmpty);
+            l.counters.drop(DropReason::PoolEmpty, &mut self.leg_drops);
             return Err("frame pool empty".into());
         };
         let frame = self.pool.frame_mut(f);
@@ -890,7 +879,7 @@ impl Worker {
                     Ok(n) => len = n,
                     Err(e) => {
                         self.pool.free(f);
-                        l.counters.drop(DropReason::Protect);
+                        l.counters.drop(DropReason::Protect, &mut self.leg_drops);
                         return Err(format!("protect failed: {e}"));
                     }
                 }
@@ -980,7 +969,7 @@ impl Worker {
                 if let Some(s) = self.sessions[slot as usize].as_mut() {
                     s.legs[usize::from(leg)]
                         .counters
-                        .drop(DropReason::Malformed);
+                        .drop(DropReason::Malformed, &mut self.leg_drops);
                 }
                 self.free(p.frame);
             }
@@ -1046,7 +1035,8 @@ impl Worker {
         };
         let ssrc_at = if rtcp { 4 } else { 8 };
         if len < ssrc_at + 4 {
-            inl.counters.drop(DropReason::Malformed);
+            inl.counters
+                .drop(DropReason::Malformed, &mut self.leg_drops);
             self.pool.free(p.frame);
             return;
         }
@@ -1062,14 +1052,15 @@ impl Worker {
                 }
             };
             if !allowed {
-                inl.counters.drop(DropReason::WrongSource);
+                inl.counters
+                    .drop(DropReason::WrongSource, &mut self.leg_drops);
                 self.pool.free(p.frame);
                 return;
             }
         }
 
         if inl.keys_pending {
-            inl.counters.drop(DropReason::NoKeys);
+            inl.counters.drop(DropReason::NoKeys, &mut self.leg_drops);
             self.pool.free(p.frame);
             return;
         }
@@ -1101,7 +1092,7 @@ impl Worker {
         match checked {
             Ok(n) => len = n,
             Err(r) => {
-                inl.counters.drop(r);
+                inl.counters.drop(r, &mut self.leg_drops);
                 self.pool.free(p.frame);
                 return;
             }
@@ -1174,11 +1165,12 @@ impl Worker {
         };
         let forwarded = match target {
             _ if outl.keys_pending => {
-                outl.counters.drop(DropReason::NoKeys);
+                outl.counters.drop(DropReason::NoKeys, &mut self.leg_drops);
                 false
             }
             None => {
-                outl.counters.drop(DropReason::NoRemote);
+                outl.counters
+                    .drop(DropReason::NoRemote, &mut self.leg_drops);
                 false
             }
             Some((sock, dst)) => {
@@ -1231,7 +1223,7 @@ impl Worker {
                         true
                     }
                     Err(_) => {
-                        outl.counters.drop(DropReason::Protect);
+                        outl.counters.drop(DropReason::Protect, &mut self.leg_drops);
                         false
                     }
                 }
@@ -1262,7 +1254,9 @@ impl Worker {
                 data,
             }) {
                 if let Some(s) = self.sessions[slot as usize].as_mut() {
-                    s.legs[li].counters.drop(DropReason::RingFull);
+                    s.legs[li]
+                        .counters
+                        .drop(DropReason::RingFull, &mut self.leg_drops);
                 }
             }
         }

@@ -359,7 +359,16 @@ fn bad_traffic_is_counted_and_harms_no_legitimate_stream() {
             Some(a.local_addr().unwrap()),
             "no re-latch to the attacker"
         );
-        dp.shutdown();
+        // The worker's drop totals are the legs' drops, and keep those of a
+        // session once it is removed.
+        let legs: Vec<u64> = DropReason::ALL
+            .iter()
+            .map(|&r| s.legs[0].counters.dropped(r) + s.legs[1].counters.dropped(r))
+            .collect();
+        h.send(Command::RemoveSession(42)).unwrap();
+        wait_event(h, "removed", |e| matches!(e, Event::SessionRemoved(_)));
+        let w = dp.shutdown();
+        assert_eq!(w[0].drops.to_vec(), legs, "{backend:?}");
     }
 }
 
