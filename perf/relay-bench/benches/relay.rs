@@ -170,8 +170,17 @@ impl Load {
         if let Some(c) = self.back.as_mut() {
             len = c.protect_rtp(&mut p, len).unwrap();
         }
-        while self.sink.send_to(&p[..len], dst).is_err() {
+        self.send_retrying(true, &p[..len], dst);
+    }
+
+    /// Sends one datagram from the sink (`back`) or the generator, draining both
+    /// while the kernel's send buffer is full; gives up after a second.
+    fn send_retrying(&mut self, back: bool, data: &[u8], dst: SocketAddr) {
+        let end = Instant::now() + Duration::from_secs(1);
+        while let Err(e) = if back { &self.sink } else { &self.gen }.send_to(data, dst) {
+            assert!(Instant::now() < end, "send to {dst}: {e}");
             self.drain();
+            self.drain_fd(self.gen.as_raw_fd());
         }
     }
 
@@ -191,13 +200,7 @@ impl Load {
             Some(c) => c.protect_rtcp(&mut p, 32).unwrap(),
             None => 32,
         };
-        while (if back { &self.sink } else { &self.gen })
-            .send_to(&p[..len], dst)
-            .is_err()
-        {
-            self.drain();
-            self.drain_fd(self.gen.as_raw_fd());
-        }
+        self.send_retrying(back, &p[..len], dst);
     }
 
     /// Sends up to `n` (<= 64) packets to `dst`; returns how many the kernel took.
