@@ -734,20 +734,17 @@ struct Stream {
     kdr: Option<Box<KdrKeys>>,
     roc: u32,
     s_l: Option<u16>,
-    /// RTP replay window size in 64-bit words.
-    words: u32,
     rtcp_next: u32,
     window: ReplayWindow,
     rtcp_window: SrtcpWindow,
 }
 
 impl Stream {
-    fn new(window: u32) -> Self {
+    fn new() -> Self {
         Stream {
             kdr: None,
             roc: 0,
             s_l: None,
-            words: window / 64,
             rtcp_next: 0,
             window: ReplayWindow::new(),
             rtcp_window: SrtcpWindow::new(),
@@ -777,11 +774,12 @@ impl Stream {
         u32::try_from(v).map_err(|_| SrtpError::IndexExhausted)
     }
 
-    /// Records an authenticated packet (receiver: ROC, highest sequence, window).
-    fn update(&mut self, roc: u32, seq: u16) {
+    /// Records an authenticated packet (receiver: ROC, highest sequence, window
+    /// of `words` 64-bit words).
+    fn update(&mut self, roc: u32, seq: u16, words: u32) {
         self.advance(roc, seq);
         self.window
-            .accept((u64::from(roc) << 16) | u64::from(seq), self.words);
+            .accept((u64::from(roc) << 16) | u64::from(seq), words);
     }
 
     /// Records a sent packet (sender: ROC and highest sequence only; a sender
@@ -877,8 +875,7 @@ impl SrtpContext {
 
     /// Creates state for `ssrc` (required first in strict mode).
     pub fn add_ssrc(&mut self, ssrc: u32) {
-        let w = self.cfg.replay_window;
-        self.streams.entry(ssrc, || Stream::new(w));
+        self.streams.entry(ssrc, Stream::new);
     }
 
     /// Forgets `ssrc`.
@@ -1075,9 +1072,10 @@ impl SrtpContext {
         if let Some(at) = ext_at {
             cryptex::unmark(buf, at);
         }
+        let words = self.cfg.replay_window / 64;
         match known {
-            Some(st) => st.update(roc, seq),
-            None => stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq),
+            Some(st) => st.update(roc, seq, words),
+            None => stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq, words),
         }
         Ok(Unprotected {
             len,
@@ -1212,7 +1210,7 @@ fn stream_entry<'m>(
     if cfg.strict_ssrc && streams.get(ssrc).is_none() {
         return Err(SrtpError::UnknownSsrc);
     }
-    Ok(streams.entry(ssrc, || Stream::new(cfg.replay_window)))
+    Ok(streams.entry(ssrc, Stream::new))
 }
 
 /// Per-SSRC state. Nearly every context carries one SSRC, so the first lives
