@@ -84,22 +84,47 @@ pub fn srtpdec_accepts(
     while !udp_port_bound(port) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Count srtpdec's output as it comes: a loaded machine can take more than a
+    // second to bring the pipeline to PLAYING, and an EOS sent before that ends
+    // it with nothing decoded (a fixed wait made this test flaky in CI).
+    let mut child = child;
+    let stdout = child.stdout.take().expect("piped");
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("last-message = chain") {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     for p in packets {
         sock.send_to(p, ("127.0.0.1", port)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
-    // Let the pipeline take them, then stop it with an EOS (SIGINT, forwarded
-    // by `timeout` to gst-launch -e); wait_with_output reaps it.
-    std::thread::sleep(Duration::from_millis(1000));
+    // Until every packet came out, or 10 s; then stop the pipeline with an EOS
+    // (SIGINT, forwarded by `timeout` to gst-launch -e) and reap it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.load(std::sync::atomic::Ordering::Relaxed) < packets.len()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Output that is still on its way after the last packet: a short grace.
+    std::thread::sleep(Duration::from_millis(200));
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("last-message = chain"))
-        .count()
+    let _ = child.wait();
+    let _ = reader.join();
+    seen.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether some socket is bound to UDP `port` on 127.0.0.1 or any address
