@@ -54,6 +54,15 @@ impl HmacSha1Key {
         }
     }
 
+    /// Placeholder states for a profile that does not authenticate with HMAC
+    /// (GCM): never used to compute a tag.
+    pub(super) fn unused() -> Self {
+        HmacSha1Key {
+            inner: [0; 5],
+            outer: [0; 5],
+        }
+    }
+
     /// HMAC-SHA1 of the concatenation of `parts`.
     pub(super) fn mac(&self, parts: &[&[u8]]) -> [u8; 20] {
         let mut state = self.inner;

@@ -212,27 +212,32 @@ pub struct SrtpConfig {
     profile: SrtpProfile,
     key: [u8; 32],
     salt: [u8; 14],
-    // Packed: one per context, four per relayed SRTP call.
-    replay_window: u32,
-    strict_ssrc: bool,
-    kdr: u32,
+    // Packed into 56 bytes: one per context, four per relayed SRTP call.
+    /// log2 of the SRTP replay window in packets (6..=15).
+    replay_log2: u8,
+    /// log2 of the key derivation rate plus one; 0 for a rate of zero.
+    kdr_log2p1: u8,
     mki: [u8; 4],
     mki_len: u8,
-    cryptex: bool,
-    compact: bool,
+    /// `STRICT_SSRC | CRYPTEX | COMPACT`.
+    flags: u8,
 }
+
+const STRICT_SSRC: u8 = 1;
+const CRYPTEX: u8 = 2;
+const COMPACT: u8 = 4;
 
 impl fmt::Debug for SrtpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
         f.debug_struct("SrtpConfig")
             .field("profile", &self.profile)
-            .field("replay_window", &self.replay_window)
-            .field("strict_ssrc", &self.strict_ssrc)
-            .field("kdr", &self.kdr)
+            .field("replay_window", &(64 * self.replay_words()))
+            .field("strict_ssrc", &self.strict())
+            .field("kdr", &self.kdr())
             .field("mki_len", &self.mki_len)
-            .field("cryptex", &self.cryptex)
-            .field("compact", &self.compact)
+            .field("cryptex", &self.cryptex())
+            .field("compact", &self.compact())
             .finish_non_exhaustive()
     }
 }
@@ -254,13 +259,11 @@ impl SrtpConfig {
             profile,
             key: k,
             salt: s,
-            replay_window: Self::DEFAULT_REPLAY_WINDOW as u32,
-            strict_ssrc: false,
-            kdr: 0,
+            replay_log2: Self::DEFAULT_REPLAY_WINDOW.trailing_zeros() as u8,
+            kdr_log2p1: 0,
             mki: [0; 4],
             mki_len: 0,
-            cryptex: false,
-            compact: false,
+            flags: 0,
         })
     }
 
@@ -269,9 +272,11 @@ impl SrtpConfig {
     /// (704 bytes per AES-128 key with the `aes` crate, 960 for AES-256, 736 for
     /// AES-128-GCM). For gateways that hold many sessions: it saves about 0.7 KB
     /// per context (more once SRTCP flows) for some tens of nanoseconds per packet
-    /// (an AES-NI key expansion). Off by default.
+    /// (an AES-NI key expansion). With the 128-bit profiles the SRTCP session keys
+    /// are not kept either: each SRTCP packet derives them (about half a
+    /// microsecond; RTCP comes every few seconds per stream). Off by default.
     pub fn with_compact_keys(mut self, on: bool) -> Self {
-        self.compact = on;
+        self.set_flag(COMPACT, on);
         self
     }
 
@@ -291,7 +296,7 @@ impl SrtpConfig {
         if !(64..=32768).contains(&packets) {
             return Err(SrtpError::BadConfig);
         }
-        self.replay_window = packets.next_power_of_two() as u32;
+        self.replay_log2 = packets.next_power_of_two().trailing_zeros() as u8;
         Ok(self)
     }
 
@@ -301,7 +306,11 @@ impl SrtpConfig {
         if kdr != 0 && (!kdr.is_power_of_two() || kdr > 1 << 24) {
             return Err(SrtpError::BadConfig);
         }
-        self.kdr = kdr as u32;
+        self.kdr_log2p1 = if kdr == 0 {
+            0
+        } else {
+            kdr.trailing_zeros() as u8 + 1
+        };
         Ok(self)
     }
 
@@ -320,7 +329,7 @@ impl SrtpConfig {
     /// the 4-byte extension header inserted into packets that have CSRCs but no
     /// header extension.
     pub fn rtp_overhead(&self) -> usize {
-        self.profile.rtp_tag_len() + usize::from(self.mki_len) + if self.cryptex { 4 } else { 0 }
+        self.profile.rtp_tag_len() + usize::from(self.mki_len) + if self.cryptex() { 4 } else { 0 }
     }
 
     /// Bytes protect adds to an RTCP packet (tag, E||index and MKI).
@@ -330,7 +339,7 @@ impl SrtpConfig {
 
     /// Rejects packets of SSRCs not added with [`SrtpContext::add_ssrc`].
     pub fn with_strict_ssrc(mut self, strict: bool) -> Self {
-        self.strict_ssrc = strict;
+        self.set_flag(STRICT_SSRC, strict);
         self
     }
 
@@ -360,13 +369,42 @@ impl SrtpConfig {
     /// and its payload does not decrypt to the original; with GCM it fails
     /// authentication (the AAD differs) and is left unchanged.
     pub fn with_cryptex(mut self, on: bool) -> Self {
-        self.cryptex = on;
+        self.set_flag(CRYPTEX, on);
         self
     }
 
     /// Whether Cryptex is on.
     pub fn cryptex(&self) -> bool {
-        self.cryptex
+        self.flags & CRYPTEX != 0
+    }
+
+    fn strict(&self) -> bool {
+        self.flags & STRICT_SSRC != 0
+    }
+
+    fn compact(&self) -> bool {
+        self.flags & COMPACT != 0
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    /// The SRTP replay window in 64-bit words.
+    fn replay_words(&self) -> u32 {
+        1 << (self.replay_log2 - 6)
+    }
+
+    /// The key derivation rate (0: derive once).
+    fn kdr(&self) -> u64 {
+        match self.kdr_log2p1 {
+            0 => 0,
+            n => 1 << (n - 1),
+        }
     }
 
     /// The profile.
@@ -465,11 +503,12 @@ enum Cipher {
     Cm256(Box<Aes256>),
     Gcm128(Box<Aes128Gcm>),
     Gcm256(Box<Aes256Gcm>),
-    /// Compact: the session key only, expanded per packet.
+    /// Compact: the session key only, expanded per packet (AES-256 keys boxed,
+    /// so that the enum is sized by a 16-byte key: 24 bytes).
     Cm128Key([u8; 16]),
-    Cm256Key([u8; 32]),
+    Cm256Key(Box<[u8; 32]>),
     Gcm128Key([u8; 16]),
-    Gcm256Key([u8; 32]),
+    Gcm256Key(Box<[u8; 32]>),
     Null,
 }
 
@@ -478,7 +517,8 @@ enum Cipher {
 struct SessionKeys {
     cipher: Cipher,
     salt: [u8; 14],
-    auth: Option<HmacSha1Key>,
+    /// HMAC-SHA1 states (unused, zero, with the GCM profiles).
+    auth: HmacSha1Key,
     tag_len: u8,
 }
 
@@ -495,7 +535,7 @@ impl SessionKeys {
         let key = &*key;
         let k16 = || <[u8; 16]>::try_from(key).unwrap_or_default();
         let k32 = || <[u8; 32]>::try_from(key).unwrap_or_default();
-        let cipher = match (p, cfg.compact) {
+        let cipher = match (p, cfg.compact()) {
             (SrtpProfile::AesCm128HmacSha1_80 | SrtpProfile::AesCm128HmacSha1_32, false) => {
                 Cipher::Cm128(Box::new(Aes128::new(key.into())))
             }
@@ -506,7 +546,7 @@ impl SessionKeys {
                 Cipher::Cm256(Box::new(Aes256::new(key.into())))
             }
             (SrtpProfile::AesCm256HmacSha1_80 | SrtpProfile::AesCm256HmacSha1_32, true) => {
-                Cipher::Cm256Key(k32())
+                Cipher::Cm256Key(Box::new(k32()))
             }
             (SrtpProfile::AeadAes128Gcm, false) => {
                 Cipher::Gcm128(Box::new(<Aes128Gcm as aes_gcm::KeyInit>::new(key.into())))
@@ -515,14 +555,16 @@ impl SessionKeys {
             (SrtpProfile::AeadAes256Gcm, false) => {
                 Cipher::Gcm256(Box::new(<Aes256Gcm as aes_gcm::KeyInit>::new(key.into())))
             }
-            (SrtpProfile::AeadAes256Gcm, true) => Cipher::Gcm256Key(k32()),
+            (SrtpProfile::AeadAes256Gcm, true) => Cipher::Gcm256Key(Box::new(k32())),
             (SrtpProfile::NullHmacSha1_80 | SrtpProfile::NullHmacSha1_32, _) => Cipher::Null,
         };
-        let auth = (!p.is_aead()).then(|| {
+        let auth = if p.is_aead() {
+            HmacSha1Key::unused()
+        } else {
             let mut ak = [0u8; 20];
             kdf_r(mk, ms, base + 1, r, &mut ak);
             HmacSha1Key::new(&ak)
-        });
+        };
         let tag_len = if rtcp {
             p.rtcp_tag_len()
         } else {
@@ -550,16 +592,14 @@ impl SessionKeys {
             Cipher::Cm128(c) => cm_xor(&**c, &iv, data),
             Cipher::Cm256(c) => cm_xor(&**c, &iv, data),
             Cipher::Cm128Key(k) => cm_xor(&Aes128Enc::new(k.into()), &iv, data),
-            Cipher::Cm256Key(k) => cm_xor(&Aes256Enc::new(k.into()), &iv, data),
+            Cipher::Cm256Key(k) => cm_xor(&Aes256Enc::new((&**k).into()), &iv, data),
             _ => {}
         }
     }
 
     /// HMAC-SHA1 over `parts`, truncated into `out`.
     fn mac(&self, parts: &[&[u8]], out: &mut [u8; 20]) {
-        if let Some(h) = &self.auth {
-            *out = h.mac(parts);
-        }
+        *out = self.auth.mac(parts);
     }
 
     /// GCM IV (RFC 7714 8.1 / 9.1): 12 bytes of salt XOR (0 || ssrc || a || b).
@@ -590,7 +630,7 @@ impl SessionKeys {
             Cipher::Gcm256(c) => c.encrypt_in_place_detached(iv.into(), aad, data),
             Cipher::Gcm128Key(k) => <Aes128Gcm as aes_gcm::KeyInit>::new(k.into())
                 .encrypt_in_place_detached(iv.into(), aad, data),
-            Cipher::Gcm256Key(k) => <Aes256Gcm as aes_gcm::KeyInit>::new(k.into())
+            Cipher::Gcm256Key(k) => <Aes256Gcm as aes_gcm::KeyInit>::new((&**k).into())
                 .encrypt_in_place_detached(iv.into(), aad, data),
             _ => unreachable!("GCM keys for a GCM profile"),
         };
@@ -605,7 +645,7 @@ impl SessionKeys {
             Cipher::Gcm256(c) => c.decrypt_in_place_detached(iv.into(), aad, data, tag),
             Cipher::Gcm128Key(k) => <Aes128Gcm as aes_gcm::KeyInit>::new(k.into())
                 .decrypt_in_place_detached(iv.into(), aad, data, tag),
-            Cipher::Gcm256Key(k) => <Aes256Gcm as aes_gcm::KeyInit>::new(k.into())
+            Cipher::Gcm256Key(k) => <Aes256Gcm as aes_gcm::KeyInit>::new((&**k).into())
                 .decrypt_in_place_detached(iv.into(), aad, data, tag),
             _ => return false,
         };
@@ -662,38 +702,44 @@ fn window_bit(size: u64, idx: u64) -> (usize, u64) {
     ((pos / 64) as usize, 1u64 << (pos % 64))
 }
 
-/// The SRTP replay window of one stream: a ring bitmap of the configured size,
-/// allocated by the first accepted packet (a sending context's streams never
-/// need it).
-#[derive(Debug, Clone)]
-struct ReplayWindow {
-    bits: Box<[u64]>,
+/// A receiving stream's replay state, allocated by its first accepted packet (a
+/// sending context's streams never need it): the highest accepted SRTP index, the
+/// SRTCP window, and the SRTP window's ring bitmap of the configured size, in one
+/// allocation.
+struct RxWindows<B: ?Sized = [u64]> {
     max: u64,
+    rtcp: SrtcpWindow,
+    bits: B,
 }
 
-impl ReplayWindow {
-    fn new() -> Self {
-        ReplayWindow {
-            bits: Box::default(),
+/// Replay state whose SRTP bitmap has `words` 64-bit words (a power of two from 1
+/// to 512: windows of 64 to 32,768 packets).
+fn rx_windows(words: u32) -> Box<RxWindows> {
+    fn make<const N: usize>() -> Box<RxWindows> {
+        Box::new(RxWindows {
             max: NO_MAX,
-        }
+            rtcp: SrtcpWindow::new(),
+            bits: [0u64; N],
+        })
     }
-    fn check(&self, idx: u64) -> Result<(), SrtpError> {
-        window_check(&self.bits, self.max, idx)
-    }
-    /// `words`: the window size in 64-bit words, used when the bits are allocated.
-    fn accept(&mut self, idx: u64, words: u32) {
-        if self.bits.is_empty() {
-            self.bits = vec![0u64; words as usize].into_boxed_slice();
-        }
-        window_accept(&mut self.bits, &mut self.max, idx);
+    debug_assert!(words.is_power_of_two() && words <= 512);
+    match words {
+        1 => make::<1>(),
+        2 => make::<2>(),
+        4 => make::<4>(),
+        8 => make::<8>(),
+        16 => make::<16>(),
+        32 => make::<32>(),
+        64 => make::<64>(),
+        128 => make::<128>(),
+        256 => make::<256>(),
+        _ => make::<512>(),
     }
 }
 
-/// The SRTCP replay window of one stream: 128 packets held inline, as libsrtp
-/// does (RTCP comes every few seconds, so 128 packets are minutes of history,
-/// and a second bitmap of the RTP window's size would add 128 bytes per
-/// receiving stream).
+/// The SRTCP replay window of one stream: 128 packets, as libsrtp keeps (RTCP
+/// comes every few seconds, so 128 packets are minutes of history, and a second
+/// bitmap of the RTP window's size would add 128 bytes per receiving stream).
 #[derive(Debug, Clone)]
 struct SrtcpWindow {
     bits: [u64; SRTCP_WINDOW / 64],
@@ -728,26 +774,32 @@ struct KdrKeys {
     rtcp: Option<(u64, SessionKeys)>,
 }
 
-#[derive(Clone)]
+/// What few contexts need, in one box allocated on first use: the SRTCP session
+/// keys of a context with expanded keys (a compact one derives them for each SRTCP
+/// packet), and the per-SSRC keys under a non-zero key derivation rate.
+#[derive(Default)]
+struct Extra {
+    rtcp: Option<SessionKeys>,
+    kdr: FxHashMap<u32, KdrKeys>,
+}
+
+/// The state of one SSRC: 32 bytes, plus the replay windows of a receiving one.
 struct Stream {
-    /// Only with a non-zero key derivation rate (one pointer otherwise).
-    kdr: Option<Box<KdrKeys>>,
+    ssrc: u32,
     roc: u32,
     s_l: Option<u16>,
     rtcp_next: u32,
-    window: ReplayWindow,
-    rtcp_window: SrtcpWindow,
+    rx: Option<Box<RxWindows>>,
 }
 
 impl Stream {
-    fn new() -> Self {
+    fn new(ssrc: u32) -> Self {
         Stream {
-            kdr: None,
+            ssrc,
             roc: 0,
             s_l: None,
             rtcp_next: 0,
-            window: ReplayWindow::new(),
-            rtcp_window: SrtcpWindow::new(),
+            rx: None,
         }
     }
 
@@ -774,16 +826,46 @@ impl Stream {
         u32::try_from(v).map_err(|_| SrtpError::IndexExhausted)
     }
 
+    /// Replay check of SRTP index `idx`.
+    fn check(&self, idx: u64) -> Result<(), SrtpError> {
+        match &self.rx {
+            Some(w) => window_check(&w.bits, w.max, idx),
+            None => Ok(()),
+        }
+    }
+
+    /// Replay check of SRTCP index `idx`.
+    fn check_rtcp(&self, idx: u64) -> Result<(), SrtpError> {
+        match &self.rx {
+            Some(w) => w.rtcp.check(idx),
+            None => Ok(()),
+        }
+    }
+
+    /// The replay state, allocated with an SRTP window of `words` 64-bit words.
+    fn rx(&mut self, words: u32) -> &mut RxWindows {
+        self.rx.get_or_insert_with(|| rx_windows(words))
+    }
+
     /// Records an authenticated packet (receiver: ROC, highest sequence, window
     /// of `words` 64-bit words).
     fn update(&mut self, roc: u32, seq: u16, words: u32) {
         self.advance(roc, seq);
-        self.window
-            .accept((u64::from(roc) << 16) | u64::from(seq), words);
+        let w = self.rx(words);
+        window_accept(
+            &mut w.bits,
+            &mut w.max,
+            (u64::from(roc) << 16) | u64::from(seq),
+        );
+    }
+
+    /// Records an authenticated SRTCP packet.
+    fn update_rtcp(&mut self, index: u32, words: u32) {
+        self.rx(words).rtcp.accept(u64::from(index));
     }
 
     /// Records a sent packet (sender: ROC and highest sequence only; a sender
-    /// never checks replays, so its window is never allocated).
+    /// never checks replays, so its windows are never allocated).
     fn advance(&mut self, roc: u32, seq: u16) {
         match self.s_l {
             None => {
@@ -816,10 +898,10 @@ pub struct Unprotected {
 pub struct SrtpContext {
     cfg: SrtpConfig,
     rtp: SessionKeys,
-    /// Derived on the first SRTCP packet (many streams never send RTCP through a
-    /// given context, and the keys are a third of its memory).
-    rtcp: Option<Box<SessionKeys>>,
     streams: Streams,
+    /// SRTCP keys (derived by the first SRTCP packet: many contexts never carry
+    /// RTCP) and key-derivation-rate keys.
+    extra: Option<Box<Extra>>,
 }
 
 impl fmt::Debug for SrtpContext {
@@ -862,9 +944,9 @@ impl SrtpContext {
     pub fn new(cfg: SrtpConfig) -> Result<Self, SrtpError> {
         Ok(SrtpContext {
             rtp: SessionKeys::derive(&cfg, false, 0),
-            rtcp: None,
             cfg,
             streams: Streams::default(),
+            extra: None,
         })
     }
 
@@ -875,12 +957,15 @@ impl SrtpContext {
 
     /// Creates state for `ssrc` (required first in strict mode).
     pub fn add_ssrc(&mut self, ssrc: u32) {
-        self.streams.entry(ssrc, Stream::new);
+        self.streams.entry(ssrc);
     }
 
     /// Forgets `ssrc`.
     pub fn remove_ssrc(&mut self, ssrc: u32) {
         self.streams.remove(ssrc);
+        if let Some(e) = &mut self.extra {
+            e.kdr.remove(&ssrc);
+        }
     }
 
     /// Sets the rollover counter of `ssrc` (e.g. when joining a stream late).
@@ -909,7 +994,7 @@ impl SrtpContext {
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         // Two copies of the code, so that the Cryptex checks cost plain SRTP
         // nothing but this branch.
-        if self.cfg.cryptex {
+        if self.cfg.cryptex() {
             self.protect_rtp_as::<true>(buf, len)
         } else {
             self.protect_rtp_as::<false>(buf, len)
@@ -949,7 +1034,10 @@ impl SrtpContext {
         };
         st.advance(roc, seq);
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        let keys = keys_for(&self.cfg, &self.rtp, &mut st.kdr, false, index);
+        let keys = match self.cfg.kdr() {
+            0 => &self.rtp,
+            _ => kdr_keys(&self.cfg, stream_kdr(&mut self.extra, ssrc), false, index),
+        };
         // With Cryptex the clear part is the fixed header and the extension header,
         // hoisted together in front of the CSRCs while encrypting.
         let clear = match plan {
@@ -988,7 +1076,7 @@ impl SrtpContext {
     /// Authenticates and decrypts the SRTP packet that fills `buf`. On error the
     /// buffer is unchanged and the stream state is not advanced.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
-        if self.cfg.cryptex {
+        if self.cfg.cryptex() {
             self.unprotect_rtp_as::<true>(buf)
         } else {
             self.unprotect_rtp_as::<false>(buf)
@@ -1021,19 +1109,29 @@ impl SrtpContext {
         let ssrc = be32(buf, 8);
         // State for a new SSRC is created only once a packet authenticates, so a
         // flood of forged packets with random SSRCs cannot grow the table.
-        let mut scratch = None;
         let mut known = self.streams.get_mut(ssrc);
-        let (roc, slot) = match known.as_deref_mut() {
+        let roc = match known.as_deref_mut() {
             Some(st) => {
                 let roc = st.estimate(seq)?;
-                st.window.check((u64::from(roc) << 16) | u64::from(seq))?;
-                (roc, &mut st.kdr)
+                st.check((u64::from(roc) << 16) | u64::from(seq))?;
+                roc
             }
-            None if self.cfg.strict_ssrc => return Err(SrtpError::UnknownSsrc),
-            None => (0, &mut scratch),
+            None if self.cfg.strict() => return Err(SrtpError::UnknownSsrc),
+            None => 0,
         };
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        let keys = keys_for(&self.cfg, &self.rtp, slot, false, index);
+        let mut scratch = KdrKeys::default();
+        let keys = match self.cfg.kdr() {
+            0 => &self.rtp,
+            _ => {
+                // Keys of a stream that has not authenticated yet are not kept.
+                let slot = match known {
+                    Some(_) => stream_kdr(&mut self.extra, ssrc),
+                    None => &mut scratch,
+                };
+                kdr_keys(&self.cfg, slot, false, index)
+            }
+        };
         if aead {
             let iv = keys.gcm_iv(ssrc, roc, seq);
             let clear = match ext_at {
@@ -1072,7 +1170,7 @@ impl SrtpContext {
         if let Some(at) = ext_at {
             cryptex::unmark(buf, at);
         }
-        let words = self.cfg.replay_window / 64;
+        let words = self.cfg.replay_words();
         match known {
             Some(st) => st.update(roc, seq, words),
             None => stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq, words),
@@ -1094,18 +1192,19 @@ impl SrtpContext {
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
-        let rtcp = &**self
-            .rtcp
-            .get_or_insert_with(|| Box::new(SessionKeys::derive(&self.cfg, true, 0)));
-        let tag_len = usize::from(rtcp.tag_len);
+        let p = self.cfg.profile;
+        let tag_len = p.rtcp_tag_len();
         let mki = &self.cfg.mki[..usize::from(self.cfg.mki_len)];
         let total = len + 4 + mki.len() + tag_len;
         if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
         let ssrc = be32(buf, 4);
-        let aead = self.cfg.profile.is_aead();
-        let encrypt = !matches!(rtcp.cipher, Cipher::Null);
+        let aead = p.is_aead();
+        let encrypt = !matches!(
+            p,
+            SrtpProfile::NullHmacSha1_80 | SrtpProfile::NullHmacSha1_32
+        );
         let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
         let index = st.rtcp_next;
         if index > 0x7fff_ffff {
@@ -1113,7 +1212,16 @@ impl SrtpContext {
         }
         st.rtcp_next += 1;
         let e_index = (u32::from(encrypt) << 31) | index;
-        let keys = keys_for(&self.cfg, rtcp, &mut st.kdr, true, u64::from(index));
+        let (mut derived, mut scratch) = (None, KdrKeys::default());
+        let keys = rtcp_keys(
+            &self.cfg,
+            &mut self.extra,
+            &mut derived,
+            Some(ssrc)
+                .filter(|_| self.cfg.kdr() != 0)
+                .ok_or(&mut scratch),
+            index,
+        );
         if aead {
             // RFC 7714 9: header(8) || ciphertext || tag || E||index || MKI; the
             // AAD is the first 8 bytes followed by E||index.
@@ -1137,10 +1245,7 @@ impl SrtpContext {
     /// Authenticates and decrypts the SRTCP packet that fills `buf`. On error the
     /// buffer is unchanged.
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
-        let rtcp = &**self
-            .rtcp
-            .get_or_insert_with(|| Box::new(SessionKeys::derive(&self.cfg, true, 0)));
-        let tag_len = usize::from(rtcp.tag_len);
+        let tag_len = self.cfg.profile.rtcp_tag_len();
         let mki_len = usize::from(self.cfg.mki_len);
         let total = buf.len();
         if total < 8 + 4 + tag_len + mki_len {
@@ -1164,16 +1269,23 @@ impl SrtpContext {
         let encrypted = e_index & 0x8000_0000 != 0;
         let index = e_index & 0x7fff_ffff;
         let ssrc = be32(buf, 4);
-        let mut scratch = None;
-        let slot = match self.streams.get_mut(ssrc) {
+        let known = match self.streams.get(ssrc) {
             Some(st) => {
-                st.rtcp_window.check(u64::from(index))?;
-                &mut st.kdr
+                st.check_rtcp(u64::from(index))?;
+                true
             }
-            None if self.cfg.strict_ssrc => return Err(SrtpError::UnknownSsrc),
-            None => &mut scratch,
+            None if self.cfg.strict() => return Err(SrtpError::UnknownSsrc),
+            None => false,
         };
-        let keys = keys_for(&self.cfg, rtcp, slot, true, u64::from(index));
+        // Keys of a stream that has not authenticated yet are not kept.
+        let (mut derived, mut scratch) = (None, KdrKeys::default());
+        let keys = rtcp_keys(
+            &self.cfg,
+            &mut self.extra,
+            &mut derived,
+            Some(ssrc).filter(|_| known).ok_or(&mut scratch),
+            index,
+        );
         if aead {
             let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
             let (body, trailer) = buf[8..].split_at_mut(len - 8);
@@ -1190,9 +1302,8 @@ impl SrtpContext {
                 keys.ctr_xor(ssrc, u64::from(index), &mut buf[8..len]);
             }
         }
-        stream_entry(&mut self.streams, &self.cfg, ssrc)?
-            .rtcp_window
-            .accept(u64::from(index));
+        let words = self.cfg.replay_words();
+        stream_entry(&mut self.streams, &self.cfg, ssrc)?.update_rtcp(index, words);
         Ok(Unprotected {
             len,
             payload: 8..len,
@@ -1207,10 +1318,10 @@ fn stream_entry<'m>(
     cfg: &SrtpConfig,
     ssrc: u32,
 ) -> Result<&'m mut Stream, SrtpError> {
-    if cfg.strict_ssrc && streams.get(ssrc).is_none() {
+    if cfg.strict() && streams.get(ssrc).is_none() {
         return Err(SrtpError::UnknownSsrc);
     }
-    Ok(streams.entry(ssrc, Stream::new))
+    Ok(streams.entry(ssrc))
 }
 
 /// Per-SSRC state. Nearly every context carries one SSRC, so the first lives
@@ -1218,7 +1329,7 @@ fn stream_entry<'m>(
 /// slots of about 140 bytes) was a quarter of a relayed SRTP session's memory.
 #[derive(Default)]
 struct Streams {
-    first: Option<(u32, Stream)>,
+    first: Option<Stream>,
     /// Allocated by the second SSRC.
     more: Option<Box<FxHashMap<u32, Stream>>>,
 }
@@ -1226,40 +1337,40 @@ struct Streams {
 impl Streams {
     fn get(&self, ssrc: u32) -> Option<&Stream> {
         match &self.first {
-            Some((s, st)) if *s == ssrc => Some(st),
+            Some(st) if st.ssrc == ssrc => Some(st),
             _ => self.more.as_ref()?.get(&ssrc),
         }
     }
 
     fn get_mut(&mut self, ssrc: u32) -> Option<&mut Stream> {
         match &mut self.first {
-            Some((s, st)) if *s == ssrc => Some(st),
+            Some(st) if st.ssrc == ssrc => Some(st),
             _ => self.more.as_mut()?.get_mut(&ssrc),
         }
     }
 
-    fn entry(&mut self, ssrc: u32, make: impl FnOnce() -> Stream) -> &mut Stream {
+    fn entry(&mut self, ssrc: u32) -> &mut Stream {
         if self.first.is_none() {
-            return &mut self.first.insert((ssrc, make())).1;
+            return self.first.insert(Stream::new(ssrc));
         }
         match &mut self.first {
-            Some((s, st)) if *s == ssrc => st,
+            Some(st) if st.ssrc == ssrc => st,
             _ => self
                 .more
                 .get_or_insert_with(Box::default)
                 .entry(ssrc)
-                .or_insert_with(make),
+                .or_insert_with(|| Stream::new(ssrc)),
         }
     }
 
     fn remove(&mut self, ssrc: u32) {
-        if self.first.as_ref().is_some_and(|(s, _)| *s == ssrc) {
+        if self.first.as_ref().is_some_and(|st| st.ssrc == ssrc) {
             // Promote one of the others, if any, so that the inline slot stays
             // the one that is used.
             let more = self.more.as_mut();
             self.first = more.and_then(|m| {
                 let k = *m.keys().next()?;
-                m.remove(&k).map(|st| (k, st))
+                m.remove(&k)
             });
         } else if let Some(m) = self.more.as_mut() {
             m.remove(&ssrc);
@@ -1271,25 +1382,60 @@ impl Streams {
     }
 }
 
-/// The session keys for packet `index`: the context's when the key derivation rate
-/// is zero, otherwise the stream's, re-derived when `index / kdr` changes.
-fn keys_for<'s>(
+/// The key-derivation-rate keys of the stream `ssrc` (a context with a non-zero
+/// rate).
+fn stream_kdr(extra: &mut Option<Box<Extra>>, ssrc: u32) -> &mut KdrKeys {
+    extra
+        .get_or_insert_with(Box::default)
+        .kdr
+        .entry(ssrc)
+        .or_default()
+}
+
+/// The session keys for packet `index` under a non-zero key derivation rate,
+/// re-derived into `slot` when `index / kdr` changes.
+fn kdr_keys<'s>(
     cfg: &SrtpConfig,
-    base: &'s SessionKeys,
-    kdr: &'s mut Option<Box<KdrKeys>>,
+    slot: &'s mut KdrKeys,
     rtcp: bool,
     index: u64,
 ) -> &'s SessionKeys {
-    if cfg.kdr == 0 {
-        return base;
-    }
-    let r = index / u64::from(cfg.kdr);
-    let k = kdr.get_or_insert_with(Box::default);
-    let slot = if rtcp { &mut k.rtcp } else { &mut k.rtp };
+    let r = index / cfg.kdr();
+    let slot = if rtcp { &mut slot.rtcp } else { &mut slot.rtp };
     if slot.as_ref().is_none_or(|(have, _)| *have != r) {
         *slot = Some((r, SessionKeys::derive(cfg, rtcp, r)));
     }
     &slot.as_ref().expect("derived above").1
+}
+
+/// The SRTCP session keys for SRTCP `index` of the stream `stream`: `Ok(ssrc)` for
+/// a known stream under a non-zero key derivation rate, `Err(scratch)` otherwise
+/// (rate zero, or a stream not authenticated yet, whose keys are not kept). With
+/// rate zero they are derived once and kept in `extra`, or with compact 128-bit
+/// keys derived for this packet into `derived` (SRTCP comes every few seconds per
+/// stream, and the keys would be 80 bytes per context; compact 256-bit keys are
+/// boxed, so deriving them per packet would allocate: those are kept).
+fn rtcp_keys<'a>(
+    cfg: &SrtpConfig,
+    extra: &'a mut Option<Box<Extra>>,
+    derived: &'a mut Option<SessionKeys>,
+    stream: Result<u32, &'a mut KdrKeys>,
+    index: u32,
+) -> &'a SessionKeys {
+    if cfg.kdr() != 0 {
+        let slot = match stream {
+            Ok(ssrc) => stream_kdr(extra, ssrc),
+            Err(scratch) => scratch,
+        };
+        return kdr_keys(cfg, slot, true, u64::from(index));
+    }
+    if cfg.compact() && cfg.profile.key_len() == 16 {
+        return derived.insert(SessionKeys::derive(cfg, true, 0));
+    }
+    extra
+        .get_or_insert_with(Box::default)
+        .rtcp
+        .get_or_insert_with(|| SessionKeys::derive(cfg, true, 0))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ fn rfc3711_b2_aes_cm_keystream() {
             hex("2B7E151628AED2A6ABF7158809CF4F3C").as_slice().into(),
         ))),
         salt: hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().unwrap(),
-        auth: None,
+        auth: HmacSha1Key::unused(),
         tag_len: 0,
     };
     let mut ks = [0u8; 48];
@@ -473,7 +473,7 @@ fn rfc7714_16_1_aead_aes_128_gcm_rtp() {
             s[..12].copy_from_slice(&hex("517569642070726f2071756f"));
             s
         },
-        auth: None,
+        auth: HmacSha1Key::unused(),
         tag_len: 16,
     };
     assert_eq!(
@@ -515,12 +515,15 @@ fn rfc7714_17_1_aead_aes_128_gcm_srtcp() {
             s[..12].copy_from_slice(&hex("517569642070726f2071756f"));
             s
         },
-        auth: None,
+        auth: HmacSha1Key::unused(),
         tag_len: 16,
     };
     let context = || {
         let mut c = SrtpContext::new(cfg(SrtpProfile::AeadAes128Gcm)).unwrap();
-        c.rtcp = Some(Box::new(keys()));
+        c.extra = Some(Box::new(Extra {
+            rtcp: Some(keys()),
+            ..Extra::default()
+        }));
         c.add_ssrc(0x4d61_7273);
         c
     };
@@ -676,7 +679,7 @@ fn srtcp_replay_window_is_128_packets_whatever_the_rtp_window() {
         Err(SrtpError::Replayed)
     );
     // A jump past the whole window clears it.
-    rx.streams.get_mut(42).unwrap().rtcp_window.accept(1000);
+    rx.streams.get_mut(42).unwrap().update_rtcp(1000, 64);
     assert_eq!(
         rx.unprotect_rtcp(&mut pkts[128].clone()),
         Err(SrtpError::TooOld)
@@ -687,7 +690,91 @@ fn srtcp_replay_window_is_128_packets_whatever_the_rtp_window() {
 fn context_memory_stays_small() {
     // Four contexts per relayed SRTP call: these sizes are what the relay
     // benchmark's heap figure is made of.
-    assert!(std::mem::size_of::<SrtpConfig>() <= 64);
-    assert!(std::mem::size_of::<Stream>() <= 72);
-    assert!(std::mem::size_of::<SrtpContext>() <= 272);
+    use std::mem::{size_of, size_of_val};
+    assert!(size_of::<SrtpConfig>() <= 56);
+    assert!(size_of::<SessionKeys>() <= 80);
+    assert!(size_of::<Stream>() <= 32);
+    assert!(size_of::<SrtpContext>() <= 184);
+    // A receiving stream's replay state: the default 1,024-packet bitmap and the
+    // SRTCP window in one allocation.
+    assert_eq!(size_of_val(&*rx_windows(16)), 8 + 24 + 128);
+    for log2 in 6..=15 {
+        let c = cfg(SrtpProfile::AesCm128HmacSha1_80)
+            .with_replay_window(1 << log2)
+            .unwrap();
+        let words = c.replay_words();
+        assert_eq!(words, 1 << (log2 - 6));
+        assert_eq!(rx_windows(words).bits.len(), words as usize);
+    }
+}
+
+#[test]
+fn where_the_state_of_a_stream_lives() {
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let rr = |ssrc: u8| {
+        let mut b = [0u8; 128];
+        b[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, ssrc]);
+        b
+    };
+    for compact in [false, true] {
+        let c = cfg(p).with_compact_keys(compact);
+        let (mut tx, mut rx) = (
+            SrtpContext::new(c.clone()).unwrap(),
+            SrtpContext::new(c).unwrap(),
+        );
+        let mut buf = [0u8; 300];
+        let n = rtp(1, 5, 160, &mut buf);
+        let m = tx.protect_rtp(&mut buf, n).unwrap();
+        rx.unprotect_rtp(&mut buf[..m]).unwrap();
+        // A sender keeps no replay state; a receiver has its windows.
+        assert!(tx.streams.get(5).unwrap().rx.is_none());
+        assert!(rx.streams.get(5).unwrap().rx.is_some());
+        assert!(tx.extra.is_none() && rx.extra.is_none());
+        for _ in 0..3 {
+            let mut b = rr(5);
+            let m = tx.protect_rtcp(&mut b, 8).unwrap();
+            rx.unprotect_rtcp(&mut b[..m]).unwrap();
+            assert_eq!(rx.unprotect_rtcp(&mut b[..m]), Err(SrtpError::Replayed));
+        }
+        // Expanded keys keep the SRTCP keys; compact 128-bit ones derive them
+        // per packet.
+        assert_eq!(tx.extra.is_some(), !compact, "compact {compact}");
+        assert_eq!(rx.extra.is_some(), !compact, "compact {compact}");
+    }
+    // Under a key derivation rate, per-stream keys: kept for streams that
+    // authenticated, not for forged SSRCs, and dropped with the stream.
+    let c = cfg(p).with_kdr(16).unwrap();
+    let (mut tx, mut rx) = (
+        SrtpContext::new(c.clone()).unwrap(),
+        SrtpContext::new(c).unwrap(),
+    );
+    let mut buf = [0u8; 300];
+    for ssrc in 1..=1000u32 {
+        let n = rtp(ssrc as u16, ssrc, 40, &mut buf);
+        assert_eq!(
+            rx.unprotect_rtp(&mut buf[..n + 10]),
+            Err(SrtpError::AuthFailed)
+        );
+        let mut b = rr(ssrc as u8);
+        b[4..8].copy_from_slice(&ssrc.to_be_bytes());
+        b[8..12].copy_from_slice(&0x8000_0001u32.to_be_bytes());
+        assert!(rx.unprotect_rtcp(&mut b[..8 + 4 + 10]).is_err());
+    }
+    assert!(rx.extra.is_none(), "forged packets kept no keys");
+    for ssrc in [7u32, 8] {
+        let n = rtp(1, ssrc, 40, &mut buf);
+        let m = tx.protect_rtp(&mut buf, n).unwrap();
+        rx.unprotect_rtp(&mut buf[..m]).unwrap();
+        let mut b = rr(ssrc as u8);
+        let m = tx.protect_rtcp(&mut b, 8).unwrap();
+        rx.unprotect_rtcp(&mut b[..m]).unwrap();
+    }
+    assert_eq!(rx.extra.as_ref().unwrap().kdr.len(), 2);
+    rx.remove_ssrc(7);
+    assert_eq!(rx.stream_count(), 1);
+    assert_eq!(rx.extra.as_ref().unwrap().kdr.len(), 1);
+    // The remaining stream goes on.
+    let n = rtp(2, 8, 40, &mut buf);
+    let m = tx.protect_rtp(&mut buf, n).unwrap();
+    rx.unprotect_rtp(&mut buf[..m]).unwrap();
 }
