@@ -51,8 +51,7 @@ impl JitterEstimator {
     /// One packet with RTP timestamp `rtp_ts`, arriving at `arrival` (any fixed
     /// origin), for a clock of `clock_rate` Hz.
     pub fn update(&mut self, arrival: Duration, rtp_ts: u32, clock_rate: u32) {
-        // 584 years of nanoseconds fit; later arrivals saturate.
-        let now = u64::try_from(arrival.as_nanos()).unwrap_or(NO_ARRIVAL - 1);
+        let now = arrival_ns(arrival);
         if self.last_ns != NO_ARRIVAL {
             let last = self.last_ns;
             let secs = if now >= last {
@@ -124,15 +123,29 @@ pub fn fraction_lost(expected_interval: u64, received_interval: u64) -> u8 {
 
 /// Per-source receiver statistics (RFC 3550 A.1, A.3, A.8), fed one RTP packet at a
 /// time with its arrival time.
+///
+/// A gateway holds one per received stream, so the state is kept small (120 bytes
+/// on 64-bit targets): 32-bit where A.1 and A.3 are (see [`SeqTracker`]).
 #[derive(Debug, Clone)]
 pub struct ReceiverStats {
     ssrc: u32,
     clock_rate: u32,
     seq: SeqTracker,
     jitter: JitterEstimator,
-    expected_prior: u64,
-    received_prior: u64,
-    last_sr: Option<(u32, Duration)>,
+    /// A.3 `expected_prior` and `received_prior`: 32 bits, and the intervals are
+    /// their wrapping differences, as in A.3.
+    expected_prior: u32,
+    received_prior: u32,
+    /// Compact NTP time of the last SR, and its arrival in nanoseconds since the
+    /// caller's origin (`NO_ARRIVAL`: no SR yet).
+    last_sr_ntp: u32,
+    last_sr_ns: u64,
+}
+
+/// Nanoseconds since the caller's origin; 584 years fit, later times saturate just
+/// below `NO_ARRIVAL`.
+fn arrival_ns(arrival: Duration) -> u64 {
+    u64::try_from(arrival.as_nanos()).unwrap_or(NO_ARRIVAL - 1)
 }
 
 impl ReceiverStats {
@@ -151,7 +164,8 @@ impl ReceiverStats {
             jitter: JitterEstimator::new(),
             expected_prior: 0,
             received_prior: 0,
-            last_sr: None,
+            last_sr_ntp: 0,
+            last_sr_ns: NO_ARRIVAL,
         }
     }
 
@@ -186,7 +200,8 @@ impl ReceiverStats {
 
     /// A sender report from this source arrived at `arrival` carrying `ntp`.
     pub fn on_sender_report(&mut self, ntp: NtpTime, arrival: Duration) {
-        self.last_sr = Some((ntp.to_compact(), arrival));
+        self.last_sr_ntp = ntp.to_compact();
+        self.last_sr_ns = arrival_ns(arrival);
     }
 
     /// The sequence tracker.
@@ -212,17 +227,26 @@ impl ReceiverStats {
     /// The report block for a report sent at `now` (same origin as the arrival times),
     /// and start a new reporting interval (A.3 `expected_prior` / `received_prior`).
     pub fn report_block(&mut self, now: Duration) -> ReportBlockSummary {
-        let expected = self.seq.expected();
-        let received = self.seq.received();
+        // A.3 in 32 bits: both counts only grow between restarts (which reset the
+        // priors), so the wrapping differences are the intervals, also across the
+        // 2^32 wrap of `expected` or `received`.
+        let expected = self.seq.expected_u32();
+        let received = self.seq.received_u32();
         let fraction = fraction_lost(
-            expected.saturating_sub(self.expected_prior),
-            received.saturating_sub(self.received_prior),
+            u64::from(expected.wrapping_sub(self.expected_prior)),
+            u64::from(received.wrapping_sub(self.received_prior)),
         );
         self.expected_prior = expected;
         self.received_prior = received;
-        let (lsr, dlsr) = match self.last_sr {
-            Some((lsr, at)) => (lsr, duration_to_compact(now.saturating_sub(at))),
-            None => (0, 0),
+        let (lsr, dlsr) = if self.last_sr_ns == NO_ARRIVAL {
+            (0, 0)
+        } else {
+            // Exact below 584 years; `now` saturates as the arrival did.
+            let delay = arrival_ns(now).saturating_sub(self.last_sr_ns);
+            (
+                self.last_sr_ntp,
+                duration_to_compact(Duration::from_nanos(delay)),
+            )
         };
         ReportBlockSummary {
             ssrc: self.ssrc,
@@ -256,17 +280,33 @@ pub fn rtt(arrival_ntp_compact: u32, lsr: u32, dlsr: u32) -> Option<Duration> {
 /// than `gmin - 1` packets in a row were received; everything else is a gap (a lone
 /// loss with at least `gmin` received packets on each side is a gap loss). The
 /// stream start counts as a gap.
+///
+/// A gateway holds one per received stream, so the counts are kept as `u32` (44
+/// bytes in all) and saturate at `u32::MAX` (2^32 packets: 2.7 years of 50 packets
+/// a second); [`counts`](Self::counts) widens them to the `u64` of
+/// [`BurstGapCounts`].
 #[derive(Debug, Clone)]
 pub struct BurstGapTracker {
     gmin: u32,
     /// Packets received since the last loss.
-    pkt: u64,
+    pkt: u32,
     /// Whether a loss run (burst candidate) is open.
     in_run: bool,
-    run_lost: u64,
-    run_recv: u64,
-    totals: BurstGapCounts,
+    run_lost: u32,
+    run_recv: u32,
+    totals: Totals,
     in_gap_period: bool,
+}
+
+/// [`BurstGapCounts`] in 32 bits, saturating.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    bursts: u32,
+    burst_packets: u32,
+    burst_lost: u32,
+    gaps: u32,
+    gap_packets: u32,
+    gap_lost: u32,
 }
 
 /// Raw counts behind [`BurstGapMetrics`].
@@ -333,22 +373,22 @@ impl BurstGapTracker {
             in_run: false,
             run_lost: 0,
             run_recv: 0,
-            totals: BurstGapCounts::default(),
+            totals: Totals::default(),
             in_gap_period: false,
         }
     }
 
     /// One packet received.
     pub fn on_received(&mut self) {
-        self.pkt += 1;
+        self.pkt = self.pkt.saturating_add(1);
     }
 
     /// One packet lost.
     pub fn on_lost(&mut self) {
-        if self.in_run && self.pkt < u64::from(self.gmin) {
+        if self.in_run && self.pkt < self.gmin {
             // Still inside the same loss run.
-            self.run_lost += 1;
-            self.run_recv += self.pkt;
+            self.run_lost = self.run_lost.saturating_add(1);
+            self.run_recv = self.run_recv.saturating_add(self.pkt);
         } else {
             if self.in_run {
                 Self::close_run(
@@ -372,7 +412,8 @@ impl BurstGapTracker {
             return;
         }
         self.on_lost();
-        self.run_lost += n - 1;
+        let more = u32::try_from(n - 1).unwrap_or(u32::MAX);
+        self.run_lost = self.run_lost.saturating_add(more);
     }
 
     /// Feed a [`SeqOutcome`]: a gap of `n` before an accepted packet counts `n` losses.
@@ -388,31 +429,32 @@ impl BurstGapTracker {
         }
     }
 
-    fn add_gap(t: &mut BurstGapCounts, in_gap: &mut bool, packets: u64, lost: u64) {
+    fn add_gap(t: &mut Totals, in_gap: &mut bool, packets: u32, lost: u32) {
         if packets == 0 {
             return;
         }
         if !*in_gap {
-            t.gaps += 1;
+            t.gaps = t.gaps.saturating_add(1);
             *in_gap = true;
         }
-        t.gap_packets += packets;
-        t.gap_lost += lost;
+        t.gap_packets = t.gap_packets.saturating_add(packets);
+        t.gap_lost = t.gap_lost.saturating_add(lost);
     }
 
-    fn close_run(t: &mut BurstGapCounts, in_gap: &mut bool, lost: u64, recv: u64) {
+    fn close_run(t: &mut Totals, in_gap: &mut bool, lost: u32, recv: u32) {
         if lost == 1 && recv == 0 {
             Self::add_gap(t, in_gap, 1, 1);
         } else {
-            t.bursts += 1;
-            t.burst_packets += lost + recv;
-            t.burst_lost += lost;
+            t.bursts = t.bursts.saturating_add(1);
+            t.burst_packets = t.burst_packets.saturating_add(lost.saturating_add(recv));
+            t.burst_lost = t.burst_lost.saturating_add(lost);
             *in_gap = false;
         }
     }
 
     /// The counts so far, treating the stream as if it ended now (an open loss run is
-    /// closed and the received packets after it belong to a gap).
+    /// closed and the received packets after it belong to a gap). Each saturates at
+    /// `u32::MAX`.
     pub fn counts(&self) -> BurstGapCounts {
         let mut t = self.totals;
         let mut in_gap = self.in_gap_period;
@@ -420,7 +462,14 @@ impl BurstGapTracker {
             Self::close_run(&mut t, &mut in_gap, self.run_lost, self.run_recv);
         }
         Self::add_gap(&mut t, &mut in_gap, self.pkt, 0);
-        t
+        BurstGapCounts {
+            bursts: u64::from(t.bursts),
+            burst_packets: u64::from(t.burst_packets),
+            burst_lost: u64::from(t.burst_lost),
+            gaps: u64::from(t.gaps),
+            gap_packets: u64::from(t.gap_packets),
+            gap_lost: u64::from(t.gap_lost),
+        }
     }
 
     /// The metrics so far, with `packet_ms` milliseconds of media per packet.
@@ -578,6 +627,61 @@ mod tests {
     }
 
     #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        // One of each per received stream in a gateway (were 168, 80 and 32 bytes).
+        assert!(size_of::<ReceiverStats>() <= 120);
+        assert!(size_of::<BurstGapTracker>() <= 44);
+        assert!(size_of::<JitterEstimator>() <= 32);
+    }
+
+    #[test]
+    fn report_block_across_32_bit_wrap() {
+        // Extended numbers from 0xffff_fff0 across the 2^32 wrap to 0xf.
+        let mut s = ReceiverStats::with_tracker(1, 8000, SeqTracker::started_at(0xffff_fff0));
+        let t = Duration::from_millis;
+        for seq in (0xfff1u16..=0xffff).filter(|q| *q != 0xfff5) {
+            s.on_rtp_units(seq, 0, 0);
+        }
+        // 16 expected, 15 received: 1 * 256 / 16.
+        let rb = s.report_block(t(1));
+        assert_eq!((rb.fraction_lost, rb.cumulative_lost), (16, 1));
+        assert_eq!(rb.ext_highest_seq, 0xffff_ffff);
+        for seq in (0u16..=0xf).filter(|q| *q != 3 && *q != 7) {
+            s.on_rtp_units(seq, 0, 0);
+        }
+        // Interval: 16 expected, 14 received: 2 * 256 / 16.
+        let rb = s.report_block(t(2));
+        assert_eq!((rb.fraction_lost, rb.cumulative_lost), (32, 3));
+        assert_eq!(rb.ext_highest_seq, 0xf);
+        assert_eq!((s.seq().expected(), s.seq().received()), (32, 29));
+        // The priors are 32-bit and the intervals wrapping (A.3): with priors from
+        // just before `expected` and `received` wrapped past 2^32, the interval is
+        // 6 more than the counts: 22 expected, 21 received: 256 / 22.
+        s.expected_prior = 32u32.wrapping_sub(22);
+        s.received_prior = 29u32.wrapping_sub(21);
+        let rb = s.report_block(t(3));
+        assert_eq!((rb.fraction_lost, rb.cumulative_lost), (11, 3));
+    }
+
+    #[test]
+    fn sender_report_arrival() {
+        let mut s = ReceiverStats::new(1, 8000);
+        let ntp = NtpTime::new(0x0000_b705, 0x2000_0000);
+        // An SR arriving at the origin is an SR all the same.
+        s.on_sender_report(ntp, Duration::ZERO);
+        let rb = s.report_block(Duration::from_millis(250));
+        assert_eq!((rb.lsr, rb.dlsr), (0xb705_2000, 0x4000));
+        // A report "before" the SR arrived: DLSR 0.
+        s.on_sender_report(ntp, Duration::from_secs(10));
+        assert_eq!(s.report_block(Duration::from_secs(9)).dlsr, 0);
+        // Beyond 584 years of nanoseconds both times saturate (still an SR).
+        s.on_sender_report(ntp, Duration::MAX);
+        let rb = s.report_block(Duration::MAX);
+        assert_eq!((rb.lsr, rb.dlsr), (0xb705_2000, 0));
+    }
+
+    #[test]
     fn jitter_hand_worked() {
         // 8 kHz, 20 ms packets (160 units). Arrival in RTP units:
         //   packet:  ts     arrival   transit  D (vs previous)  J
@@ -727,6 +831,42 @@ mod tests {
             }
         }
         assert_eq!(a.counts(), b.counts());
+    }
+
+    #[test]
+    fn burst_gap_counts_saturate() {
+        let mut t = BurstGapTracker::new(16);
+        t.pkt = u32::MAX - 1;
+        t.on_received();
+        t.on_received();
+        assert_eq!(t.counts().gap_packets, u64::from(u32::MAX));
+        // A loss closes that gap period (saturated) and opens a loss run.
+        t.on_lost();
+        t.totals.gaps = u32::MAX;
+        t.totals.bursts = u32::MAX - 1;
+        t.totals.burst_packets = u32::MAX - 3;
+        t.on_received();
+        // A run of 2^33 losses, O(1), saturates the run.
+        t.on_lost_run(1 << 33);
+        assert_eq!(t.run_lost, u32::MAX);
+        t.on_lost();
+        let c = t.counts();
+        let max = u64::from(u32::MAX);
+        assert_eq!(c.gaps, max);
+        assert_eq!(c.gap_packets, max);
+        assert_eq!(c.gap_lost, 0);
+        assert_eq!(c.bursts, max);
+        assert_eq!(c.burst_packets, max);
+        assert_eq!(c.burst_lost, max);
+        // Counting goes on without overflow.
+        for _ in 0..20 {
+            t.on_received();
+        }
+        t.on_lost();
+        t.on_lost();
+        let c = t.counts();
+        assert_eq!((c.bursts, c.burst_lost, c.gaps), (max, max, max));
+        assert!((t.metrics(20.0).burst_density - 1.0).abs() < 1e-9);
     }
 
     #[test]
