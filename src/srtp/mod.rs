@@ -7,7 +7,9 @@
 //! caller's tailroom; `unprotect_*` authenticates before touching the buffer, so a
 //! packet that fails leaves the buffer exactly as it was.
 //!
-//! Profiles are dispatched through an `enum`, never a trait object.
+//! Profiles are dispatched through an `enum`, never a trait object. AES-CM and
+//! HMAC-SHA1 come from RustCrypto (`aes`, `sha1`'s compression function); the GCM
+//! profiles use ring's assembly, which is 2-4x faster than `aes-gcm` here.
 //!
 //! Cryptex (RFC 9335, [`SrtpConfig::with_cryptex`]) extends the encrypted part of
 //! RTP packets to the CSRC list and the RFC 8285 header extensions.
@@ -19,6 +21,7 @@ use aes::{Aes128, Aes128Enc, Aes256, Aes256Enc};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use cipher::{BlockEncrypt, KeyInit};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 
@@ -501,8 +504,7 @@ fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U1
 enum Cipher {
     Cm128(Box<Aes128>),
     Cm256(Box<Aes256>),
-    Gcm128(Box<Aes128Gcm>),
-    Gcm256(Box<Aes256Gcm>),
+    Gcm(Box<GcmKey>),
     /// Compact: the session key only, expanded per packet (AES-256 keys boxed,
     /// so that the enum is sized by a 16-byte key: 24 bytes).
     Cm128Key([u8; 16]),
@@ -548,13 +550,10 @@ impl SessionKeys {
             (SrtpProfile::AesCm256HmacSha1_80 | SrtpProfile::AesCm256HmacSha1_32, true) => {
                 Cipher::Cm256Key(Box::new(k32()))
             }
-            (SrtpProfile::AeadAes128Gcm, false) => {
-                Cipher::Gcm128(Box::new(<Aes128Gcm as aes_gcm::KeyInit>::new(key.into())))
+            (SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm, false) => {
+                Cipher::Gcm(Box::new(GcmKey::new(key)))
             }
             (SrtpProfile::AeadAes128Gcm, true) => Cipher::Gcm128Key(k16()),
-            (SrtpProfile::AeadAes256Gcm, false) => {
-                Cipher::Gcm256(Box::new(<Aes256Gcm as aes_gcm::KeyInit>::new(key.into())))
-            }
             (SrtpProfile::AeadAes256Gcm, true) => Cipher::Gcm256Key(Box::new(k32())),
             (SrtpProfile::NullHmacSha1_80 | SrtpProfile::NullHmacSha1_32, _) => Cipher::Null,
         };
@@ -624,32 +623,118 @@ impl SessionKeys {
         (aad, self.gcm_iv(ssrc, index >> 16, index as u16))
     }
 
-    fn gcm_seal(&self, iv: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
-        let r = match &self.cipher {
-            Cipher::Gcm128(c) => c.encrypt_in_place_detached(iv.into(), aad, data),
-            Cipher::Gcm256(c) => c.encrypt_in_place_detached(iv.into(), aad, data),
-            Cipher::Gcm128Key(k) => <Aes128Gcm as aes_gcm::KeyInit>::new(k.into())
-                .encrypt_in_place_detached(iv.into(), aad, data),
-            Cipher::Gcm256Key(k) => <Aes256Gcm as aes_gcm::KeyInit>::new((&**k).into())
-                .encrypt_in_place_detached(iv.into(), aad, data),
+    /// The ring key for this packet: the kept one, or one made from compact key
+    /// bytes into `scratch`.
+    fn gcm_key<'k>(&'k self, scratch: &'k mut Option<GcmKey>) -> &'k GcmKey {
+        match &self.cipher {
+            Cipher::Gcm(k) => k,
+            Cipher::Gcm128Key(k) => scratch.insert(GcmKey::new(k)),
+            Cipher::Gcm256Key(k) => scratch.insert(GcmKey::new(&**k)),
             _ => unreachable!("GCM keys for a GCM profile"),
-        };
-        r.map(Into::into).unwrap_or([0; 16])
+        }
     }
 
-    /// Verifies the tag and, only then, decrypts `data` in place.
+    fn gcm_seal(&self, iv: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+        let mut scratch = None;
+        let k = self.gcm_key(&mut scratch);
+        // ring refuses only inputs over 2^36 bytes, which no datagram is.
+        k.ring
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*iv), Aad::from(aad), data)
+            .ok()
+            .and_then(|t| t.as_ref().try_into().ok())
+            .unwrap_or([0; 16])
+    }
+
+    /// Verifies the tag and decrypts `data` in place; on failure `data` is left as
+    /// it was. ring checks the tag after decrypting (and then zeroes the output),
+    /// so the ciphertext is backed up on the stack first; a packet too large for
+    /// the backup (over 4 KiB of payload, which a datagram on an Ethernet path
+    /// never is) goes through `aes-gcm`, which verifies before it decrypts.
     fn gcm_open(&self, iv: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8]) -> bool {
-        let tag = aes_gcm::Tag::from_slice(tag);
-        let r = match &self.cipher {
-            Cipher::Gcm128(c) => c.decrypt_in_place_detached(iv.into(), aad, data, tag),
-            Cipher::Gcm256(c) => c.decrypt_in_place_detached(iv.into(), aad, data, tag),
-            Cipher::Gcm128Key(k) => <Aes128Gcm as aes_gcm::KeyInit>::new(k.into())
-                .decrypt_in_place_detached(iv.into(), aad, data, tag),
-            Cipher::Gcm256Key(k) => <Aes256Gcm as aes_gcm::KeyInit>::new((&**k).into())
-                .decrypt_in_place_detached(iv.into(), aad, data, tag),
-            _ => return false,
+        let mut scratch = None;
+        let k = self.gcm_key(&mut scratch);
+        let Ok(t) = ring::aead::Tag::try_from(tag) else {
+            return false;
         };
+        let open = |data: &mut [u8]| {
+            k.ring
+                .open_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*iv),
+                    Aad::from(aad),
+                    t,
+                    data,
+                    0..,
+                )
+                .is_ok()
+        };
+        match data.len() {
+            0..=256 => open_restoring::<256>(data, open),
+            257..=1536 => open_restoring::<1536>(data, open),
+            1537..=4096 => open_restoring::<4096>(data, open),
+            _ => k.open_verified_first(iv, aad, data, tag),
+        }
+    }
+}
+
+/// Runs `open` on `data` (at most `N` bytes) and puts the bytes back if it fails.
+fn open_restoring<const N: usize>(data: &mut [u8], open: impl FnOnce(&mut [u8]) -> bool) -> bool {
+    let mut backup = [0u8; N];
+    let backup = &mut backup[..data.len()];
+    backup.copy_from_slice(data);
+    if open(data) {
+        true
+    } else {
+        data.copy_from_slice(backup);
+        false
+    }
+}
+
+/// An AEAD_AES_128_GCM or AEAD_AES_256_GCM session key: ring's expanded key, and
+/// the key bytes for the rare packet that [`SessionKeys::gcm_open`] cannot back up.
+struct GcmKey {
+    ring: LessSafeKey,
+    raw: [u8; 32],
+}
+
+impl GcmKey {
+    fn new(key: &[u8]) -> Self {
+        let alg = if key.len() == 16 {
+            &ring::aead::AES_128_GCM
+        } else {
+            &ring::aead::AES_256_GCM
+        };
+        let ring = UnboundKey::new(alg, key).expect("SRTP session keys are 16 or 32 bytes");
+        let mut raw = [0u8; 32];
+        raw[..key.len()].copy_from_slice(key);
+        GcmKey {
+            ring: LessSafeKey::new(ring),
+            raw,
+        }
+    }
+
+    /// Opens with `aes-gcm`, which checks the tag before decrypting anything.
+    fn open_verified_first(&self, iv: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8]) -> bool {
+        let tag = aes_gcm::Tag::from_slice(tag);
+        let r =
+            if self.ring.algorithm() == &ring::aead::AES_128_GCM {
+                <Aes128Gcm as aes_gcm::KeyInit>::new(self.raw[..16].into())
+                    .decrypt_in_place_detached(iv.into(), aad, data, tag)
+            } else {
+                <Aes256Gcm as aes_gcm::KeyInit>::new((&self.raw).into()).decrypt_in_place_detached(
+                    iv.into(),
+                    aad,
+                    data,
+                    tag,
+                )
+            };
         r.is_ok()
+    }
+}
+
+impl Clone for GcmKey {
+    fn clone(&self) -> Self {
+        let len = self.ring.algorithm().key_len();
+        GcmKey::new(&self.raw[..len])
     }
 }
 

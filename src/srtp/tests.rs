@@ -465,9 +465,7 @@ fn rfc7714_16_1_aead_aes_128_gcm_rtp() {
     // 0x5501a0b2, ROC 0, seq 0xf17b; IV from section 16.1.1 as well.
     let key = hex("000102030405060708090a0b0c0d0e0f");
     let keys = SessionKeys {
-        cipher: Cipher::Gcm128(Box::new(<Aes128Gcm as aes_gcm::KeyInit>::new(
-            key.as_slice().into(),
-        ))),
+        cipher: Cipher::Gcm(Box::new(GcmKey::new(&key))),
         salt: {
             let mut s = [0u8; 14];
             s[..12].copy_from_slice(&hex("517569642070726f2071756f"));
@@ -507,9 +505,9 @@ fn rfc7714_17_1_aead_aes_128_gcm_srtcp() {
     // (0x4d617273), SRTCP index 0x5d4, encrypted. The whole protect_rtcp path:
     // header || ciphertext || tag || E+index (RFC 7714 9.2's order).
     let keys = || SessionKeys {
-        cipher: Cipher::Gcm128(Box::new(<Aes128Gcm as aes_gcm::KeyInit>::new(
-            hex("000102030405060708090a0b0c0d0e0f").as_slice().into(),
-        ))),
+        cipher: Cipher::Gcm(Box::new(GcmKey::new(&hex(
+            "000102030405060708090a0b0c0d0e0f",
+        )))),
         salt: {
             let mut s = [0u8; 14];
             s[..12].copy_from_slice(&hex("517569642070726f2071756f"));
@@ -777,4 +775,40 @@ fn where_the_state_of_a_stream_lives() {
     let n = rtp(2, 8, 40, &mut buf);
     let m = tx.protect_rtp(&mut buf, n).unwrap();
     rx.unprotect_rtp(&mut buf[..m]).unwrap();
+}
+
+#[test]
+fn gcm_failure_leaves_every_size_of_packet_unchanged() {
+    // ring decrypts before it checks the tag, so `gcm_open` backs the payload up
+    // in size classes (256, 1536, 4096 bytes) and sends larger ones through
+    // aes-gcm, which verifies first: every class, its edges, and the fallback.
+    for p in [SrtpProfile::AeadAes128Gcm, SrtpProfile::AeadAes256Gcm] {
+        for compact in [false, true] {
+            let c = cfg(p).with_compact_keys(compact);
+            let mut tx = SrtpContext::new(c.clone()).unwrap();
+            let mut rx = SrtpContext::new(c).unwrap();
+            for (i, payload) in [1usize, 256, 257, 1200, 1536, 1537, 4096, 4097, 9000]
+                .into_iter()
+                .enumerate()
+            {
+                let mut buf = vec![0u8; payload + 64];
+                let n = rtp(i as u16, 0x1234, payload, &mut buf);
+                let plain = buf[..n].to_vec();
+                let m = tx.protect_rtp(&mut buf, n).unwrap();
+                for at in [12, 12 + payload / 2, m - 1] {
+                    let mut bad = buf[..m].to_vec();
+                    bad[at] ^= 0x40;
+                    let before = bad.clone();
+                    assert_eq!(
+                        rx.unprotect_rtp(&mut bad),
+                        Err(SrtpError::AuthFailed),
+                        "{p:?} compact {compact} payload {payload} byte {at}"
+                    );
+                    assert_eq!(bad, before, "{p:?} payload {payload}: buffer changed");
+                }
+                let u = rx.unprotect_rtp(&mut buf[..m]).unwrap();
+                assert_eq!(buf[..u.len], plain[..], "{p:?} payload {payload}");
+            }
+        }
+    }
 }
