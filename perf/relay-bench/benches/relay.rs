@@ -33,7 +33,9 @@
 //! Run: `cargo bench -p relay-bench --bench relay` (about 3 minutes). Without
 //! `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run;
 //! `RELAY_SCALE_STREAMS=100000` with the short mode gives the memory figures at
-//! full scale in about a minute.
+//! full scale in about a minute. `RELAY_ONLY="srtp->srtp io_uring 32"` runs only
+//! the rows whose "pipeline backend batch" label contains that text (e.g. to
+//! profile one of them with `perf record`), and skips the scaling part.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{SocketAddr, UdpSocket};
@@ -552,6 +554,7 @@ fn main() {
         dur.as_millis()
     );
     let backends = [BackendKind::Mmsg, BackendKind::IoUring];
+    let only = std::env::var("RELAY_ONLY").ok();
     let mut rows: Vec<(Pipeline, Option<BackendKind>, usize, f64)> = Vec::new();
     for &batch in batches {
         let mut configs = vec![(Pipeline::Ceiling, None)];
@@ -563,6 +566,14 @@ fn main() {
             }
         }
         for (p, b) in configs {
+            let label = format!(
+                "{} {} {batch}",
+                p.name(),
+                b.map(|b| b.name()).unwrap_or("-")
+            );
+            if only.as_deref().is_some_and(|o| !label.contains(o)) {
+                continue;
+            }
             let mut load = Load::new(streams, p.srtp());
             let relay = start_relay(
                 p,
@@ -616,6 +627,9 @@ fn main() {
         );
     }
 
+    if only.is_some() {
+        return;
+    }
     // Flat scaling and memory per stream.
     // RELAY_SCALE_STREAMS overrides the stream count of this part (e.g. the short
     // mode's memory figures at 100,000 sessions without the full ramp).
