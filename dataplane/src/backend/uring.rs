@@ -7,7 +7,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::{BackendCounters, BackendKind, IoBackend, RxPacket, SockId, TxFailure, TxPacket};
@@ -35,6 +35,26 @@ struct USock {
     live: bool,
     gen: u32,
     armed: bool,
+    /// Registered in the ring's file table at the socket's id: requests name it
+    /// by index, and the kernel does not look the descriptor up (and take and
+    /// drop a reference to it) for every datagram.
+    fixed: bool,
+}
+
+/// Slots of the registered file table: sockets with a larger id (or all, when the
+/// registration fails) are named by descriptor.
+fn fixed_files() -> u32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    soft.clamp(64, 1 << 16) as u32
 }
 
 /// Per-frame send state whose address the kernel reads until the completion.
@@ -126,6 +146,12 @@ pub struct UringBackend {
     /// for this many completions (see `IdlePolicy::Coalesce`).
     coalesce: Option<(u32, Duration)>,
     counters: BackendCounters,
+    /// Size of the registered file table (0: none).
+    files: u32,
+    /// The kernel takes a destination address with `IORING_OP_SEND` (Linux 6.0):
+    /// a send is then one address copy instead of a `msghdr`, an iovec and an
+    /// address.
+    send_to: bool,
 }
 
 // SAFETY: raw pointers point into memory owned by this value (mapping, slots,
@@ -216,7 +242,19 @@ impl UringBackend {
                 tag: 0,
             })
             .collect();
+        let files = fixed_files();
+        let files = match ring.submitter().register_files_sparse(files) {
+            Ok(()) => files,
+            Err(_) => 0,
+        };
+        let mut p = io_uring::Probe::new();
+        // SEND_ZC and the destination address of IORING_OP_SEND came together
+        // (Linux 6.0).
+        let send_to =
+            ring.submitter().register_probe(&mut p).is_ok() && p.is_supported(opcode::SendZc::CODE);
         let mut b = UringBackend {
+            files,
+            send_to,
             ring,
             bufs,
             given: 0,
@@ -256,9 +294,13 @@ impl UringBackend {
 
     fn arm_recv(&mut self, id: SockId) {
         let s = self.socks[id as usize];
-        let e = opcode::RecvMsgMulti::new(Fd(s.fd), &*self.template as *const libc::msghdr, BGID)
-            .build()
-            .user_data(ud(OP_RECV, s.gen, id));
+        let hdr = &*self.template as *const libc::msghdr;
+        let e = if s.fixed {
+            opcode::RecvMsgMulti::new(Fixed(id), hdr, BGID).build()
+        } else {
+            opcode::RecvMsgMulti::new(Fd(s.fd), hdr, BGID).build()
+        }
+        .user_data(ud(OP_RECV, s.gen, id));
         self.push_sqe(e);
         self.socks[id as usize].armed = true;
     }
@@ -430,11 +472,18 @@ impl IoBackend for UringBackend {
             self.socks.resize(i + 1, USock::default());
         }
         let gen = self.socks[i].gen.wrapping_add(1);
+        let fixed = id < self.files
+            && self
+                .ring
+                .submitter()
+                .register_files_update(id, &[fd])
+                .is_ok();
         self.socks[i] = USock {
             fd,
             live: true,
             gen,
             armed: false,
+            fixed,
         };
         self.arm_recv(id);
         Ok(())
@@ -448,14 +497,20 @@ impl IoBackend for UringBackend {
             return;
         }
         s.live = false;
-        let target = ud(OP_RECV, s.gen, id);
-        if s.armed {
+        let (target, armed, fixed) = (ud(OP_RECV, s.gen, id), s.armed, s.fixed);
+        s.fixed = false;
+        if armed {
             let e = opcode::AsyncCancel::new(target)
                 .build()
                 .user_data(ud(OP_CANCEL, 0, 0));
             self.push_sqe(e);
             // Make sure the cancel reaches the kernel before the caller closes the fd.
             let _ = self.ring.submit();
+        }
+        if fixed {
+            // The table holds a reference to the socket: without this, closing
+            // the descriptor would leave it open (and its port bound).
+            let _ = self.ring.submitter().register_files_update(id, &[-1]);
         }
     }
 
@@ -504,8 +559,8 @@ impl IoBackend for UringBackend {
             return;
         }
         for p in tx.drain(..) {
-            let fd = match self.socks.get(p.sock as usize) {
-                Some(s) if s.live => s.fd,
+            let (fd, fixed) = match self.socks.get(p.sock as usize) {
+                Some(s) if s.live => (s.fd, s.fixed),
                 _ => {
                     failed.push(TxFailure {
                         tag: p.tag,
@@ -524,6 +579,24 @@ impl IoBackend for UringBackend {
                 iov_len: usize::from(p.len),
             };
             let namelen = slot.addr.set(&p.dst);
+            if self.send_to {
+                let addr = (&slot.addr as *const RawAddr).cast::<libc::sockaddr>();
+                let (buf, len) = (data as *const u8, u32::from(p.len));
+                let e = if fixed {
+                    opcode::Send::new(Fixed(p.sock), buf, len)
+                        .dest_addr(addr)
+                        .dest_addr_len(namelen)
+                        .build()
+                } else {
+                    opcode::Send::new(Fd(fd), buf, len)
+                        .dest_addr(addr)
+                        .dest_addr_len(namelen)
+                        .build()
+                };
+                self.push_sqe(e.user_data(ud(OP_SEND, 0, p.frame)));
+                self.in_flight += 1;
+                continue;
+            }
             slot.hdr.msg_name = (&mut slot.addr as *mut RawAddr).cast();
             slot.hdr.msg_namelen = namelen;
             slot.hdr.msg_iov = &mut slot.iov;
@@ -531,9 +604,12 @@ impl IoBackend for UringBackend {
             slot.hdr.msg_control = std::ptr::null_mut();
             slot.hdr.msg_controllen = 0;
             slot.hdr.msg_flags = 0;
-            let e = opcode::SendMsg::new(Fd(fd), &slot.hdr)
-                .build()
-                .user_data(ud(OP_SEND, 0, p.frame));
+            let e = if fixed {
+                opcode::SendMsg::new(Fixed(p.sock), &slot.hdr).build()
+            } else {
+                opcode::SendMsg::new(Fd(fd), &slot.hdr).build()
+            }
+            .user_data(ud(OP_SEND, 0, p.frame));
             self.push_sqe(e);
             self.in_flight += 1;
         }
