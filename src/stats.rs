@@ -15,14 +15,26 @@ use crate::time::{compact_to_duration, duration_to_compact, ts_diff, NtpTime};
 /// For each packet, in arrival order, `D = (Rj - Ri) - (Sj - Si)` against the previous
 /// packet and `J += (|D| - J) / 16`. Kept in floating point so that arrival times
 /// finer than one RTP unit are not rounded away.
+///
+/// A source is measured in one time base, [`update`](Self::update) (arrival as a
+/// `Duration`) or [`update_units`](Self::update_units) (arrival in RTP units);
+/// switching from one to the other starts again from the next packet, as
+/// [`reset_reference`](Self::reset_reference) does. 24 bytes: one per received
+/// source.
 #[derive(Debug, Clone, Copy)]
 pub struct JitterEstimator {
-    /// Arrival (nanoseconds since the caller's origin; `NO_ARRIVAL`: none yet) and
-    /// RTP timestamp of the previous packet. Packed: one per received source.
-    last_ns: u64,
-    last_ts: u32,
-    last_units: Option<(u32, u32)>,
+    last: Last,
     jitter: f64,
+}
+
+/// The previous packet: its arrival and RTP timestamp.
+#[derive(Debug, Clone, Copy)]
+enum Last {
+    None,
+    /// Nanoseconds since the caller's origin.
+    Ns(u64, u32),
+    /// RTP timestamp units (wrapping).
+    Units(u32, u32),
 }
 
 const NO_ARRIVAL: u64 = u64::MAX;
@@ -30,9 +42,7 @@ const NO_ARRIVAL: u64 = u64::MAX;
 impl Default for JitterEstimator {
     fn default() -> Self {
         JitterEstimator {
-            last_ns: NO_ARRIVAL,
-            last_ts: 0,
-            last_units: None,
+            last: Last::None,
             jitter: 0.0,
         }
     }
@@ -52,33 +62,30 @@ impl JitterEstimator {
     /// origin), for a clock of `clock_rate` Hz.
     pub fn update(&mut self, arrival: Duration, rtp_ts: u32, clock_rate: u32) {
         let now = arrival_ns(arrival);
-        if self.last_ns != NO_ARRIVAL {
-            let last = self.last_ns;
+        if let Last::Ns(last, last_ts) = self.last {
             let secs = if now >= last {
                 Duration::from_nanos(now - last).as_secs_f64()
             } else {
                 -Duration::from_nanos(last - now).as_secs_f64()
             };
-            let d = secs * f64::from(clock_rate) - ts_diff(rtp_ts, self.last_ts) as f64;
+            let d = secs * f64::from(clock_rate) - ts_diff(rtp_ts, last_ts) as f64;
             self.step(d);
         }
-        self.last_ns = now;
-        self.last_ts = rtp_ts;
+        self.last = Last::Ns(now, rtp_ts);
     }
 
     /// One packet whose arrival time is already in RTP timestamp units (wrapping).
     pub fn update_units(&mut self, arrival_units: u32, rtp_ts: u32) {
-        if let Some((last_arrival, last_ts)) = self.last_units {
+        if let Last::Units(last_arrival, last_ts) = self.last {
             let d = ts_diff(arrival_units, last_arrival) - ts_diff(rtp_ts, last_ts);
             self.step(d as f64);
         }
-        self.last_units = Some((arrival_units, rtp_ts));
+        self.last = Last::Units(arrival_units, rtp_ts);
     }
 
     /// Forget the previous packet (after a sender restart); the estimate is kept.
     pub fn reset_reference(&mut self) {
-        self.last_ns = NO_ARRIVAL;
-        self.last_units = None;
+        self.last = Last::None;
     }
 
     /// The current estimate in RTP timestamp units.
@@ -281,13 +288,14 @@ pub fn rtt(arrival_ntp_compact: u32, lsr: u32, dlsr: u32) -> Option<Duration> {
 /// loss with at least `gmin` received packets on each side is a gap loss). The
 /// stream start counts as a gap.
 ///
-/// A gateway holds one per received stream, so the counts are kept as `u32` (44
+/// A gateway holds one per received stream, so the counts are kept as `u32` (40
 /// bytes in all) and saturate at `u32::MAX` (2^32 packets: 2.7 years of 50 packets
 /// a second); [`counts`](Self::counts) widens them to the `u64` of
 /// [`BurstGapCounts`].
 #[derive(Debug, Clone)]
 pub struct BurstGapTracker {
-    gmin: u32,
+    /// RFC 3611's Gmin, an 8-bit field of the VoIP metrics block.
+    gmin: u8,
     /// Packets received since the last loss.
     pkt: u32,
     /// Whether a loss run (burst candidate) is open.
@@ -365,10 +373,11 @@ impl Default for BurstGapTracker {
 }
 
 impl BurstGapTracker {
-    /// A tracker with the given `Gmin` (16 is the RFC 3611 recommendation).
+    /// A tracker with the given `Gmin` (16 is the RFC 3611 recommendation; the
+    /// block's field holds 1 to 255, and larger values are taken as 255).
     pub fn new(gmin: u32) -> Self {
         BurstGapTracker {
-            gmin: gmin.max(1),
+            gmin: gmin.clamp(1, 255) as u8,
             pkt: 0,
             in_run: false,
             run_lost: 0,
@@ -385,7 +394,7 @@ impl BurstGapTracker {
 
     /// One packet lost.
     pub fn on_lost(&mut self) {
-        if self.in_run && self.pkt < self.gmin {
+        if self.in_run && self.pkt < u32::from(self.gmin) {
             // Still inside the same loss run.
             self.run_lost = self.run_lost.saturating_add(1);
             self.run_recv = self.run_recv.saturating_add(self.pkt);
@@ -630,9 +639,49 @@ mod tests {
     fn sizes() {
         use std::mem::size_of;
         // One of each per received stream in a gateway (were 168, 80 and 32 bytes).
-        assert!(size_of::<ReceiverStats>() <= 120);
-        assert!(size_of::<BurstGapTracker>() <= 44);
-        assert!(size_of::<JitterEstimator>() <= 32);
+        assert!(size_of::<ReceiverStats>() <= 112);
+        assert!(size_of::<BurstGapTracker>() <= 40);
+        assert!(size_of::<JitterEstimator>() <= 24);
+    }
+
+    #[test]
+    fn jitter_time_bases_do_not_mix() {
+        // Same packets in either time base give the same estimate; switching
+        // base restarts from the next packet instead of diffing across bases.
+        let (mut a, mut b) = (JitterEstimator::new(), JitterEstimator::new());
+        for (i, extra) in [0u32, 40, 0, 80, 8, 0].into_iter().enumerate() {
+            let ts = 160 * i as u32;
+            let units = ts + extra;
+            a.update(Duration::from_micros(u64::from(units) * 125), ts, 8000);
+            b.update_units(units, ts);
+        }
+        assert!(a.jitter() > 1.0);
+        assert!((a.jitter() - b.jitter()).abs() < 1e-6);
+        let before = a.jitter();
+        // One packet in the other base: no step from an unrelated reference.
+        a.update_units(5_000_000, 960);
+        assert_eq!(a.jitter(), before);
+        a.update(Duration::from_secs(100), 1120, 8000);
+        assert_eq!(a.jitter(), before);
+    }
+
+    #[test]
+    fn gmin_fits_the_xr_field() {
+        let mut t = BurstGapTracker::new(1000);
+        // A Gmin of 1000 is taken as 255: the same bursts and gaps.
+        t.on_lost();
+        for _ in 0..255 {
+            t.on_received();
+        }
+        t.on_lost();
+        let wide = t.counts();
+        let mut u = BurstGapTracker::new(255);
+        u.on_lost();
+        for _ in 0..255 {
+            u.on_received();
+        }
+        u.on_lost();
+        assert_eq!(wide, u.counts());
     }
 
     #[test]

@@ -521,7 +521,8 @@ mod tests {
             "{}",
             std::mem::size_of::<Leg>()
         );
-        assert!(std::mem::size_of::<RxStats>() <= 256);
+        // 152 bytes: malloc's chunk of 160 (168 would take 176).
+        assert!(std::mem::size_of::<RxStats>() <= 152);
     }
 
     #[test]
