@@ -1297,16 +1297,16 @@ impl SrtpContext {
         }
         st.rtcp_next += 1;
         let e_index = (u32::from(encrypt) << 31) | index;
-        let (mut derived, mut scratch) = (None, KdrKeys::default());
-        let keys = rtcp_keys(
-            &self.cfg,
-            &mut self.extra,
-            &mut derived,
-            Some(ssrc)
-                .filter(|_| self.cfg.kdr() != 0)
-                .ok_or(&mut scratch),
-            index,
-        );
+        let mut derived = None;
+        let keys = match self.cfg.kdr() {
+            0 => rtcp_keys(&self.cfg, &mut self.extra, &mut derived),
+            _ => kdr_keys(
+                &self.cfg,
+                stream_kdr(&mut self.extra, ssrc),
+                true,
+                u64::from(index),
+            ),
+        };
         if aead {
             // RFC 7714 9: header(8) || ciphertext || tag || E||index || MKI; the
             // AAD is the first 8 bytes followed by E||index.
@@ -1362,15 +1362,18 @@ impl SrtpContext {
             None if self.cfg.strict() => return Err(SrtpError::UnknownSsrc),
             None => false,
         };
-        // Keys of a stream that has not authenticated yet are not kept.
         let (mut derived, mut scratch) = (None, KdrKeys::default());
-        let keys = rtcp_keys(
-            &self.cfg,
-            &mut self.extra,
-            &mut derived,
-            Some(ssrc).filter(|_| known).ok_or(&mut scratch),
-            index,
-        );
+        let keys = match self.cfg.kdr() {
+            0 => rtcp_keys(&self.cfg, &mut self.extra, &mut derived),
+            _ => {
+                // Keys of a stream that has not authenticated yet are not kept.
+                let slot = match known {
+                    true => stream_kdr(&mut self.extra, ssrc),
+                    false => &mut scratch,
+                };
+                kdr_keys(&self.cfg, slot, true, u64::from(index))
+            }
+        };
         if aead {
             let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
             let (body, trailer) = buf[8..].split_at_mut(len - 8);
@@ -1493,27 +1496,16 @@ fn kdr_keys<'s>(
     &slot.as_ref().expect("derived above").1
 }
 
-/// The SRTCP session keys for SRTCP `index` of the stream `stream`: `Ok(ssrc)` for
-/// a known stream under a non-zero key derivation rate, `Err(scratch)` otherwise
-/// (rate zero, or a stream not authenticated yet, whose keys are not kept). With
-/// rate zero they are derived once and kept in `extra`, or with compact 128-bit
-/// keys derived for this packet into `derived` (SRTCP comes every few seconds per
-/// stream, and the keys would be 80 bytes per context; compact 256-bit keys are
-/// boxed, so deriving them per packet would allocate: those are kept).
+/// The SRTCP session keys of a context with a key derivation rate of zero:
+/// derived once and kept in `extra`, or with compact 128-bit keys derived for this
+/// packet into `derived` (SRTCP comes every few seconds per stream, and the keys
+/// would be 80 bytes per context; compact 256-bit keys are boxed, so deriving them
+/// per packet would allocate: those are kept).
 fn rtcp_keys<'a>(
     cfg: &SrtpConfig,
     extra: &'a mut Option<Box<Extra>>,
     derived: &'a mut Option<SessionKeys>,
-    stream: Result<u32, &'a mut KdrKeys>,
-    index: u32,
 ) -> &'a SessionKeys {
-    if cfg.kdr() != 0 {
-        let slot = match stream {
-            Ok(ssrc) => stream_kdr(extra, ssrc),
-            Err(scratch) => scratch,
-        };
-        return kdr_keys(cfg, slot, true, u64::from(index));
-    }
     if cfg.compact() && cfg.profile.key_len() == 16 {
         return derived.insert(SessionKeys::derive(cfg, true, 0));
     }
