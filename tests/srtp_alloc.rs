@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+use rtp_core::srtp::{Opening, PendingCheck, PendingTag, SrtpConfig, SrtpContext, SrtpProfile};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -66,10 +66,36 @@ fn run(profile: SrtpProfile, packets: u32, compact: bool) {
         let n = tx.protect_rtcp(&mut buf, 8).unwrap();
         rx.unprotect_rtcp(&mut buf[..n]).unwrap();
     };
+    // The split API, two packets at a time (tags computed together).
+    let mut pair = [[0u8; 1500]; 2];
+    let mut two = |i: u32, tx: &mut SrtpContext, rx: &mut SrtpContext| {
+        let [a, b] = &mut pair;
+        for (k, buf) in [&mut *a, &mut *b].into_iter().enumerate() {
+            buf[0] = 0x80;
+            buf[2..4].copy_from_slice(&((2 * i) as u16 + k as u16).to_be_bytes());
+            buf[8..12].copy_from_slice(&0x5678u32.to_be_bytes());
+        }
+        let (na, ta) = tx.protect_rtp_deferred(a, 172).unwrap();
+        let (nb, tb) = tx.protect_rtp_deferred(b, 172).unwrap();
+        if let (Some(ta), Some(tb)) = (ta, tb) {
+            let r = PendingTag::write_pair(ta, a, tb, b);
+            assert!(r.iter().all(Result::is_ok));
+        }
+        let (a, b) = (&mut a[..na], &mut b[..nb]);
+        let oa = rx.unprotect_rtp_deferred(a).unwrap();
+        let ob = rx.unprotect_rtp_deferred(b).unwrap();
+        if let (Opening::Pending(mut ca), Opening::Pending(mut cb)) = (oa, ob) {
+            PendingCheck::compute_pair(&mut ca, a, &mut cb, b);
+            rx.unprotect_rtp_finish(a, ca).unwrap();
+            rx.unprotect_rtp_finish(b, cb).unwrap();
+        }
+    };
     one(0, &mut tx, &mut rx); // warm-up: creates the per-SSRC state
+    two(0, &mut tx, &mut rx);
     let before = ALLOCS.load(Ordering::Relaxed);
     for i in 1..packets {
         one(i, &mut tx, &mut rx);
+        two(i, &mut tx, &mut rx);
     }
     let after = ALLOCS.load(Ordering::Relaxed);
     assert_eq!(

@@ -63,56 +63,116 @@ impl HmacSha1Key {
         }
     }
 
-    /// HMAC-SHA1 of the concatenation of `parts`.
-    pub(super) fn mac(&self, parts: &[&[u8]]) -> [u8; 20] {
-        let mut state = self.inner;
-        // The tail of the message that does not fill a block yet.
-        let mut tail = [0u8; BLOCK];
-        let mut fill = 0;
-        let mut total = BLOCK as u64; // the key block already hashed
-        for part in parts {
-            total += part.len() as u64;
-            let mut p = *part;
-            if fill > 0 {
-                let take = (BLOCK - fill).min(p.len());
-                tail[fill..fill + take].copy_from_slice(&p[..take]);
-                fill += take;
-                p = &p[take..];
-                if fill < BLOCK {
-                    continue;
-                }
-                compress(&mut state, &tail);
+    /// HMAC-SHA1 of `msg || suffix` (`suffix` at most 56 bytes: SRTP's ROC).
+    pub(super) fn mac(&self, msg: &[u8], suffix: &[u8]) -> [u8; 20] {
+        let mut run = MacRun::new(self, msg, suffix);
+        while run.step() {}
+        run.digest()
+    }
+
+    /// HMAC-SHA1 of two messages at once: their SHA-1 compressions alternate, so
+    /// that the CPU overlaps two independent dependency chains (SHA-NI's rounds
+    /// have a latency several times their throughput; on an AMD EPYC two chains
+    /// take 85 ns per 160-byte packet instead of 160).
+    pub(super) fn mac_pair(
+        a: (&Self, &[u8], &[u8]),
+        b: (&Self, &[u8], &[u8]),
+    ) -> ([u8; 20], [u8; 20]) {
+        let mut x = MacRun::new(a.0, a.1, a.2);
+        let mut y = MacRun::new(b.0, b.1, b.2);
+        loop {
+            let more_x = x.step();
+            let more_y = y.step();
+            if !more_x && !more_y {
+                break;
             }
-            let whole = p.len() / BLOCK * BLOCK;
-            for block in p[..whole].chunks_exact(BLOCK) {
-                compress(&mut state, block);
-            }
-            let rest = &p[whole..];
-            tail[..rest.len()].copy_from_slice(rest);
-            fill = rest.len();
         }
-        finish(&mut state, &mut tail, fill, total);
-        let mut block = [0u8; BLOCK];
-        write_be(&state, &mut block[..20]);
-        let mut outer = self.outer;
-        finish(&mut outer, &mut block, 20, (BLOCK + 20) as u64);
-        let mut out = [0u8; 20];
-        write_be(&outer, &mut out);
-        out
+        (x.digest(), y.digest())
+    }
+
+    /// Whether two keys are the same (not constant time: the caller compares keys
+    /// of its own contexts, not secrets against input).
+    pub(super) fn same(&self, other: &Self) -> bool {
+        self.inner == other.inner && self.outer == other.outer
     }
 }
 
-/// SHA-1 padding (0x80, zeros, the bit length) after `fill` bytes in `tail`, and the
-/// last one or two compressions.
-fn finish(state: &mut [u32; 5], tail: &mut [u8; BLOCK], fill: usize, total: u64) {
-    tail[fill] = 0x80;
-    tail[fill + 1..].fill(0);
-    if fill + 1 > BLOCK - 8 {
-        compress(state, tail);
-        tail.fill(0);
+/// One HMAC-SHA1 computation that advances one compression per `step`, so that
+/// two of them can be interleaved.
+struct MacRun<'a> {
+    state: [u32; 5],
+    outer: [u32; 5],
+    /// Whole blocks of the message not compressed yet.
+    body: &'a [u8],
+    /// The message's last partial block, the suffix and SHA-1's padding: one or
+    /// two blocks.
+    tail: [u8; 2 * BLOCK],
+    tail_next: u8,
+    tail_blocks: u8,
+    done: bool,
+}
+
+impl<'a> MacRun<'a> {
+    fn new(key: &HmacSha1Key, msg: &'a [u8], suffix: &[u8]) -> Self {
+        debug_assert!(suffix.len() <= BLOCK - 8, "suffixes are a ROC at most");
+        let whole = msg.len() / BLOCK * BLOCK;
+        let (body, rest) = msg.split_at(whole);
+        let mut tail = [0u8; 2 * BLOCK];
+        let fill = rest.len() + suffix.len();
+        tail[..rest.len()].copy_from_slice(rest);
+        tail[rest.len()..fill].copy_from_slice(suffix);
+        tail[fill] = 0x80;
+        let tail_blocks = if fill + 1 > BLOCK - 8 { 2 } else { 1 };
+        let end = usize::from(tail_blocks) * BLOCK;
+        // The bit length counts the key block already in the inner state.
+        let bits = (BLOCK + msg.len() + suffix.len()) as u64 * 8;
+        tail[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+        MacRun {
+            state: key.inner,
+            outer: key.outer,
+            body,
+            tail,
+            tail_next: 0,
+            tail_blocks,
+            done: false,
+        }
     }
-    tail[BLOCK - 8..].copy_from_slice(&(total * 8).to_be_bytes());
-    compress(state, tail);
+
+    /// Compresses the next block; false once the outer hash is complete.
+    #[inline(always)]
+    fn step(&mut self) -> bool {
+        if self.body.len() >= BLOCK {
+            let (block, rest) = self.body.split_at(BLOCK);
+            compress(&mut self.state, block);
+            self.body = rest;
+            return true;
+        }
+        if self.tail_next < self.tail_blocks {
+            let at = usize::from(self.tail_next) * BLOCK;
+            compress(&mut self.state, &self.tail[at..at + BLOCK]);
+            self.tail_next += 1;
+            return true;
+        }
+        if self.done {
+            return false;
+        }
+        // The outer hash: the inner digest, padding, and the length of key
+        // block plus digest.
+        let mut block = [0u8; BLOCK];
+        write_be(&self.state, &mut block[..20]);
+        block[20] = 0x80;
+        block[BLOCK - 8..].copy_from_slice(&(((BLOCK + 20) * 8) as u64).to_be_bytes());
+        compress(&mut self.outer, &block);
+        self.done = true;
+        false
+    }
+
+    fn digest(&self) -> [u8; 20] {
+        debug_assert!(self.done);
+        let mut out = [0u8; 20];
+        write_be(&self.outer, &mut out);
+        out
+    }
 }
 
 fn write_be(state: &[u32; 5], out: &mut [u8]) {
@@ -147,17 +207,17 @@ mod tests {
         // Test cases 1, 3 and 6 of RFC 2202 section 3 (keys of one block or less).
         let k = HmacSha1Key::new(&[0x0b; 20]);
         assert_eq!(
-            k.mac(&[b"Hi There"]).to_vec(),
+            k.mac(b"Hi There", &[]).to_vec(),
             hex("b617318655057264e28bc0b6fb378c8ef146be00")
         );
         let k = HmacSha1Key::new(&[0xaa; 20]);
         assert_eq!(
-            k.mac(&[&[0xdd; 50]]).to_vec(),
+            k.mac(&[0xdd; 50], &[]).to_vec(),
             hex("125d7342b9ac11cd91a39af48aa17b4f63f175d3")
         );
         let k = HmacSha1Key::new(b"Jefe");
         assert_eq!(
-            k.mac(&[b"what do ya want ", b"for nothing?"]).to_vec(),
+            k.mac(b"what do ya want for nothing?", &[]).to_vec(),
             hex("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79")
         );
     }
@@ -169,11 +229,12 @@ mod tests {
             msg in proptest::collection::vec(any::<u8>(), 0..400),
             cut in 0usize..400,
         ) {
-            let cut = cut.min(msg.len());
+            // A suffix of up to 56 bytes (SRTP's is the 4-byte ROC).
+            let cut = cut.min(msg.len()).max(msg.len().saturating_sub(56));
             let (a, b) = msg.split_at(cut);
             let ours = HmacSha1Key::new(&key);
-            prop_assert_eq!(ours.mac(&[a, b]), reference(&key, &[&msg]));
-            prop_assert_eq!(ours.mac(&[&msg]), reference(&key, &[&msg]));
+            prop_assert_eq!(ours.mac(a, b), reference(&key, &[&msg]));
+            prop_assert_eq!(ours.mac(&msg, &[]), reference(&key, &[&msg]));
         }
     }
 
@@ -183,10 +244,27 @@ mod tests {
         let msg: Vec<u8> = (0..300u32).map(|i| (i * 31) as u8).collect();
         let ours = HmacSha1Key::new(&key);
         for n in 0..msg.len() {
-            for cut in [0, n / 2, n.saturating_sub(4), n] {
-                let (a, b) = msg[..n].split_at(cut.min(n));
-                assert_eq!(ours.mac(&[a, b]), reference(&key, &[&msg[..n]]), "n={n}");
+            for cut in [n.saturating_sub(56), n.saturating_sub(4), n] {
+                let (a, b) = msg[..n].split_at(cut);
+                assert_eq!(ours.mac(a, b), reference(&key, &[&msg[..n]]), "n={n}");
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_pair_is_two_single_macs(
+            ka in proptest::collection::vec(any::<u8>(), 0..=64),
+            kb in proptest::collection::vec(any::<u8>(), 0..=64),
+            a in proptest::collection::vec(any::<u8>(), 0..400),
+            b in proptest::collection::vec(any::<u8>(), 0..400),
+            roc in any::<[u8; 4]>(),
+        ) {
+            // Messages of different lengths run out of blocks at different steps.
+            let (x, y) = (HmacSha1Key::new(&ka), HmacSha1Key::new(&kb));
+            let (ma, mb) = HmacSha1Key::mac_pair((&x, &a, &roc), (&y, &b, &[]));
+            prop_assert_eq!(ma, reference(&ka, &[&a, &roc]));
+            prop_assert_eq!(mb, reference(&kb, &[&b]));
         }
     }
 }

@@ -596,9 +596,9 @@ impl SessionKeys {
         }
     }
 
-    /// HMAC-SHA1 over `parts`, truncated into `out`.
-    fn mac(&self, parts: &[&[u8]], out: &mut [u8; 20]) {
-        *out = self.auth.mac(parts);
+    /// HMAC-SHA1 over `msg || suffix`.
+    fn mac(&self, msg: &[u8], suffix: &[u8]) -> [u8; 20] {
+        self.auth.mac(msg, suffix)
     }
 
     /// GCM IV (RFC 7714 8.1 / 9.1): 12 bytes of salt XOR (0 || ssrc || a || b).
@@ -979,6 +979,146 @@ pub struct Unprotected {
     pub cryptex: bool,
 }
 
+/// An RTP packet that [`SrtpContext::protect_rtp_deferred`] encrypted and whose
+/// HMAC-SHA1 tag is still to be written: phase two of the split protect. Tags of
+/// two packets, of any contexts, computed together with [`PendingTag::write_pair`]
+/// cost about half as much each as one at a time, because their SHA-1 compressions
+/// overlap in the CPU. The packet must not change before its tag is written.
+#[must_use = "the packet has no authentication tag until it is written"]
+pub struct PendingTag {
+    auth: HmacSha1Key,
+    len: u32,
+    roc: u32,
+    tag_at: u32,
+    tag_len: u8,
+}
+
+impl PendingTag {
+    /// The authenticated bytes and the tag's place, if `buf` holds them.
+    fn parts<'b>(&self, buf: &'b mut [u8]) -> Option<(&'b [u8], &'b mut [u8])> {
+        let (len, at) = (self.len as usize, self.tag_at as usize);
+        let end = at + usize::from(self.tag_len);
+        if buf.len() < end || at < len {
+            return None;
+        }
+        let (msg, rest) = buf.split_at_mut(len);
+        Some((msg, &mut rest[at - len..end - len]))
+    }
+
+    /// Writes the tag into `buf`, the buffer given to `protect_rtp_deferred`.
+    pub fn write(self, buf: &mut [u8]) -> Result<(), SrtpError> {
+        let (msg, tag) = self.parts(buf).ok_or(SrtpError::BufferTooSmall)?;
+        let mac = self.auth.mac(msg, &self.roc.to_be_bytes());
+        tag.copy_from_slice(&mac[..tag.len()]);
+        Ok(())
+    }
+
+    /// Writes the tags of two packets, computing them together.
+    pub fn write_pair(
+        a: PendingTag,
+        buf_a: &mut [u8],
+        b: PendingTag,
+        buf_b: &mut [u8],
+    ) -> [Result<(), SrtpError>; 2] {
+        match (a.parts(buf_a), b.parts(buf_b)) {
+            (Some((ma, ta)), Some((mb, tb))) => {
+                let (x, y) = HmacSha1Key::mac_pair(
+                    (&a.auth, ma, &a.roc.to_be_bytes()),
+                    (&b.auth, mb, &b.roc.to_be_bytes()),
+                );
+                ta.copy_from_slice(&x[..ta.len()]);
+                tb.copy_from_slice(&y[..tb.len()]);
+                [Ok(()), Ok(())]
+            }
+            _ => [a.write(buf_a), b.write(buf_b)],
+        }
+    }
+}
+
+/// What [`SrtpContext::unprotect_rtp_deferred`] did with a packet.
+#[derive(Debug)]
+pub enum Opening {
+    /// Authenticated and decrypted already (AEAD profiles, whose tag check is
+    /// part of the decryption).
+    Done(Unprotected),
+    /// Checked up to its HMAC-SHA1 tag: compute the tag with
+    /// [`PendingCheck::compute`] or [`PendingCheck::compute_pair`], then
+    /// [`SrtpContext::unprotect_rtp_finish`] compares it, decrypts and updates the
+    /// stream. The buffer is unchanged until then.
+    Pending(PendingCheck),
+}
+
+/// An RTP packet waiting for its HMAC-SHA1 tag to be computed and checked: phase
+/// two of the split unprotect (see [`Opening::Pending`]).
+#[must_use = "the packet is neither accepted nor rejected until it is finished"]
+pub struct PendingCheck {
+    auth: HmacSha1Key,
+    len: u32,
+    roc: u32,
+    mac: Option<[u8; 20]>,
+}
+
+impl PendingCheck {
+    /// Computes the tag of the packet in `buf`, the buffer given to
+    /// `unprotect_rtp_deferred` (a buffer too short leaves it uncomputed, and
+    /// `unprotect_rtp_finish` then reports the packet truncated).
+    pub fn compute(&mut self, buf: &[u8]) {
+        if let Some(msg) = buf.get(..self.len as usize) {
+            self.mac = Some(self.auth.mac(msg, &self.roc.to_be_bytes()));
+        }
+    }
+
+    /// Computes the tags of two packets together.
+    pub fn compute_pair(a: &mut PendingCheck, buf_a: &[u8], b: &mut PendingCheck, buf_b: &[u8]) {
+        match (buf_a.get(..a.len as usize), buf_b.get(..b.len as usize)) {
+            (Some(ma), Some(mb)) => {
+                let (x, y) = HmacSha1Key::mac_pair(
+                    (&a.auth, ma, &a.roc.to_be_bytes()),
+                    (&b.auth, mb, &b.roc.to_be_bytes()),
+                );
+                a.mac = Some(x);
+                b.mac = Some(y);
+            }
+            _ => {
+                a.compute(buf_a);
+                b.compute(buf_b);
+            }
+        }
+    }
+}
+
+// The keyed states stay out of debug output.
+impl fmt::Debug for PendingTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingTag")
+            .field("len", &self.len)
+            .field("roc", &self.roc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for PendingCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCheck")
+            .field("len", &self.len)
+            .field("roc", &self.roc)
+            .field("computed", &self.mac.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How far `unprotect_rtp_as` goes.
+#[derive(Clone, Copy)]
+enum Phase<'j> {
+    /// The whole unprotect.
+    Whole,
+    /// Up to the HMAC tag: returns `Opening::Pending`.
+    Defer,
+    /// From the HMAC tag on, with the tag computed for this packet and the ROC it
+    /// was computed with.
+    Finish(&'j PendingCheck, [u8; 20]),
+}
+
 /// SRTP/SRTCP state of one direction under one master key.
 pub struct SrtpContext {
     cfg: SrtpConfig,
@@ -1079,10 +1219,28 @@ impl SrtpContext {
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         // Two copies of the code, so that the Cryptex checks cost plain SRTP
         // nothing but this branch.
-        if self.cfg.cryptex() {
-            self.protect_rtp_as::<true>(buf, len)
+        let done = if self.cfg.cryptex() {
+            self.protect_rtp_as::<true>(buf, len, false)
         } else {
-            self.protect_rtp_as::<false>(buf, len)
+            self.protect_rtp_as::<false>(buf, len, false)
+        };
+        done.map(|(n, _)| n)
+    }
+
+    /// [`protect_rtp`](Self::protect_rtp) up to the HMAC-SHA1 tag, which the
+    /// returned [`PendingTag`] writes later (phase two of the split protect, for
+    /// computing the tags of several packets together). The stream state has
+    /// advanced and the packet is encrypted, its MKI written. AEAD profiles finish
+    /// here and return no pending tag. Returns the SRTP length, as `protect_rtp`.
+    pub fn protect_rtp_deferred(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<(usize, Option<PendingTag>), SrtpError> {
+        if self.cfg.cryptex() {
+            self.protect_rtp_as::<true>(buf, len, true)
+        } else {
+            self.protect_rtp_as::<false>(buf, len, true)
         }
     }
 
@@ -1091,7 +1249,8 @@ impl SrtpContext {
         &mut self,
         buf: &mut [u8],
         len: usize,
-    ) -> Result<usize, SrtpError> {
+        defer: bool,
+    ) -> Result<(usize, Option<PendingTag>), SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
         let hlen = rtp_header_len(pkt)?;
         // Decided before anything changes, so that an error leaves `buf` as it was.
@@ -1150,21 +1309,70 @@ impl SrtpContext {
             if let Some(plan) = plan {
                 cryptex::lower(buf, plan.ext_at);
             }
-            let mut mac = [0u8; 20];
-            keys.mac(&[&buf[..len], &roc.to_be_bytes()], &mut mac);
             buf[len..len + mki.len()].copy_from_slice(mki);
+            if defer {
+                let job = PendingTag {
+                    auth: keys.auth.clone(),
+                    len: len as u32,
+                    roc,
+                    tag_at: (len + mki.len()) as u32,
+                    tag_len: tag_len as u8,
+                };
+                return Ok((total, Some(job)));
+            }
+            let mac = keys.mac(&buf[..len], &roc.to_be_bytes());
             buf[len + mki.len()..total].copy_from_slice(&mac[..tag_len]);
         }
-        Ok(total)
+        Ok((total, None))
     }
 
     /// Authenticates and decrypts the SRTP packet that fills `buf`. On error the
     /// buffer is unchanged and the stream state is not advanced.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<Unprotected, SrtpError> {
+        match self.unprotect_phase(buf, Phase::Whole)? {
+            Opening::Done(u) => Ok(u),
+            // The whole unprotect never stops at the tag.
+            Opening::Pending(_) => Err(SrtpError::AuthFailed),
+        }
+    }
+
+    /// [`unprotect_rtp`](Self::unprotect_rtp) up to the HMAC-SHA1 tag (phase one
+    /// of the split unprotect, for computing the tags of several packets
+    /// together): the checks that need no cryptography (length, MKI, replay with
+    /// the estimated ROC, strict SSRC) are done and the buffer is unchanged. AEAD
+    /// profiles are unprotected whole and return [`Opening::Done`].
+    pub fn unprotect_rtp_deferred(&mut self, buf: &mut [u8]) -> Result<Opening, SrtpError> {
+        self.unprotect_phase(buf, Phase::Defer)
+    }
+
+    /// Phase three of the split unprotect: compares the tag computed for `check`
+    /// (computing it now if that was not done) with the packet's, then decrypts in
+    /// place and updates the stream, as `unprotect_rtp` does. The ROC estimate and
+    /// the replay check are made again, so that the outcome is that of a whole
+    /// unprotect at this point: a duplicate accepted since phase one is rejected,
+    /// and a ROC that a packet accepted since then moved gets its tag computed
+    /// again. A check made by a context with other keys fails authentication. On
+    /// error the buffer is unchanged.
+    pub fn unprotect_rtp_finish(
+        &mut self,
+        buf: &mut [u8],
+        mut check: PendingCheck,
+    ) -> Result<Unprotected, SrtpError> {
+        if check.mac.is_none() {
+            check.compute(buf);
+        }
+        let mac = check.mac.ok_or(SrtpError::Truncated)?;
+        match self.unprotect_phase(buf, Phase::Finish(&check, mac))? {
+            Opening::Done(u) => Ok(u),
+            Opening::Pending(_) => Err(SrtpError::AuthFailed),
+        }
+    }
+
+    fn unprotect_phase(&mut self, buf: &mut [u8], phase: Phase<'_>) -> Result<Opening, SrtpError> {
         if self.cfg.cryptex() {
-            self.unprotect_rtp_as::<true>(buf)
+            self.unprotect_rtp_as::<true>(buf, phase)
         } else {
-            self.unprotect_rtp_as::<false>(buf)
+            self.unprotect_rtp_as::<false>(buf, phase)
         }
     }
 
@@ -1172,7 +1380,8 @@ impl SrtpContext {
     fn unprotect_rtp_as<const CRYPTEX: bool>(
         &mut self,
         buf: &mut [u8],
-    ) -> Result<Unprotected, SrtpError> {
+        phase: Phase<'_>,
+    ) -> Result<Opening, SrtpError> {
         let tag_len = usize::from(self.rtp.tag_len);
         let mki_len = usize::from(self.cfg.mki_len);
         let len = buf
@@ -1238,8 +1447,31 @@ impl SrtpContext {
                 return Err(SrtpError::AuthFailed);
             }
         } else {
-            let mut mac = [0u8; 20];
-            keys.mac(&[&buf[..len], &roc.to_be_bytes()], &mut mac);
+            let mac = match phase {
+                Phase::Whole => keys.mac(&buf[..len], &roc.to_be_bytes()),
+                Phase::Defer => {
+                    return Ok(Opening::Pending(PendingCheck {
+                        auth: keys.auth.clone(),
+                        len: len as u32,
+                        roc,
+                        mac: None,
+                    }));
+                }
+                Phase::Finish(check, mac) => {
+                    if !check.auth.same(&keys.auth) || check.len as usize != len {
+                        return Err(SrtpError::AuthFailed);
+                    }
+                    // A packet of the same stream accepted since phase one can move
+                    // the ROC estimate (the first packets after a wrap): the tag is
+                    // then computed again with the ROC estimated now, as a whole
+                    // unprotect at this point would.
+                    if check.roc == roc {
+                        mac
+                    } else {
+                        keys.mac(&buf[..len], &roc.to_be_bytes())
+                    }
+                }
+            };
             if !bool::from(mac[..tag_len].ct_eq(&buf[len + mki_len..])) {
                 return Err(SrtpError::AuthFailed);
             }
@@ -1260,11 +1492,11 @@ impl SrtpContext {
             Some(st) => st.update(roc, seq, words),
             None => stream_entry(&mut self.streams, &self.cfg, ssrc)?.update(roc, seq, words),
         }
-        Ok(Unprotected {
+        Ok(Opening::Done(Unprotected {
             len,
             payload: hlen..len,
             cryptex: ext_at.is_some(),
-        })
+        }))
     }
 
     /// Protects the compound RTCP packet in `buf[..len]`, appending (per profile)
@@ -1319,8 +1551,7 @@ impl SrtpContext {
             // RFC 3711 3.4: ... || E||index || MKI || tag.
             keys.ctr_xor(ssrc, u64::from(index), &mut buf[8..len]);
             buf[len..len + 4].copy_from_slice(&e_index.to_be_bytes());
-            let mut mac = [0u8; 20];
-            keys.mac(&[&buf[..len + 4]], &mut mac);
+            let mac = keys.mac(&buf[..len + 4], &[]);
             buf[len + 4..len + 4 + mki.len()].copy_from_slice(mki);
             buf[len + 4 + mki.len()..total].copy_from_slice(&mac[..tag_len]);
         }
@@ -1381,8 +1612,7 @@ impl SrtpContext {
                 return Err(SrtpError::AuthFailed);
             }
         } else {
-            let mut mac = [0u8; 20];
-            keys.mac(&[&buf[..len + 4]], &mut mac);
+            let mac = keys.mac(&buf[..len + 4], &[]);
             if !bool::from(mac[..tag_len].ct_eq(&buf[len + 4 + mki_len..])) {
                 return Err(SrtpError::AuthFailed);
             }

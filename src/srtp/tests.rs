@@ -812,3 +812,215 @@ fn gcm_failure_leaves_every_size_of_packet_unchanged() {
         }
     }
 }
+
+/// Protects `pkts` with the split API, tags written in pairs (an odd one alone).
+fn protect_split(ctx: &mut SrtpContext, pkts: &mut [Vec<u8>], lens: &[usize]) -> Vec<usize> {
+    let mut jobs = Vec::new();
+    let mut out = Vec::new();
+    for (b, &n) in pkts.iter_mut().zip(lens) {
+        let (m, job) = ctx.protect_rtp_deferred(b, n).unwrap();
+        out.push(m);
+        jobs.push(job);
+    }
+    let mut i = 0;
+    while i < pkts.len() {
+        match (jobs[i].take(), jobs.get_mut(i + 1).and_then(Option::take)) {
+            (Some(a), Some(b)) => {
+                let (x, y) = pkts.split_at_mut(i + 1);
+                let r = PendingTag::write_pair(a, &mut x[i], b, &mut y[0]);
+                assert!(r.iter().all(Result::is_ok));
+            }
+            (a, b) => {
+                if let Some(a) = a {
+                    a.write(&mut pkts[i]).unwrap();
+                }
+                if let Some(b) = b {
+                    b.write(&mut pkts[i + 1]).unwrap();
+                }
+            }
+        }
+        i += 2;
+    }
+    out
+}
+
+#[test]
+fn split_protect_writes_the_same_bytes_as_protect() {
+    // Every profile (AEAD ones finish in phase one), with and without MKI and
+    // Cryptex, two SSRCs interleaved, payloads of different lengths (pairs whose
+    // messages end at different steps), across a sequence number wrap.
+    for p in SrtpProfile::ALL {
+        for (mki, cryptex) in [(false, false), (true, false), (false, true)] {
+            let mut c = cfg(p).with_cryptex(cryptex);
+            if mki {
+                c = c.with_mki(&[9, 8, 7]).unwrap();
+            }
+            let mut whole = SrtpContext::new(c.clone()).unwrap();
+            let mut split = SrtpContext::new(c).unwrap();
+            let mut bufs = Vec::new();
+            let mut lens = Vec::new();
+            for i in 0..40u32 {
+                let mut b = vec![0u8; 1600];
+                let n = rtp(
+                    65_520u16.wrapping_add(i as u16 * 2),
+                    0x10 + i % 2,
+                    (i as usize * 37) % 1300,
+                    &mut b,
+                );
+                lens.push(n);
+                bufs.push(b);
+            }
+            let expect: Vec<Vec<u8>> = bufs
+                .iter()
+                .zip(&lens)
+                .map(|(b, &n)| {
+                    let mut b = b.clone();
+                    let m = whole.protect_rtp(&mut b, n).unwrap();
+                    b[..m].to_vec()
+                })
+                .collect();
+            let got = protect_split(&mut split, &mut bufs, &lens);
+            for (i, (e, (b, m))) in expect.iter().zip(bufs.iter().zip(got)).enumerate() {
+                assert_eq!(
+                    &b[..m],
+                    &e[..],
+                    "{p:?} mki {mki} cryptex {cryptex} packet {i}"
+                );
+            }
+            assert_eq!(split.roc(0x10), whole.roc(0x10));
+        }
+    }
+}
+
+#[test]
+fn a_pending_tag_needs_its_buffer() {
+    let mut tx = SrtpContext::new(cfg(SrtpProfile::AesCm128HmacSha1_80)).unwrap();
+    let mut buf = [0u8; 300];
+    let n = rtp(1, 5, 160, &mut buf);
+    let (m, job) = tx.protect_rtp_deferred(&mut buf, n).unwrap();
+    let mut short = buf[..m - 1].to_vec();
+    assert_eq!(
+        job.unwrap().write(&mut short),
+        Err(SrtpError::BufferTooSmall)
+    );
+    // A pair with one short buffer still writes the other tag.
+    let n = rtp(2, 5, 160, &mut buf);
+    let (_, a) = tx.protect_rtp_deferred(&mut buf, n).unwrap();
+    let mut other = [0u8; 300];
+    let n2 = rtp(3, 5, 100, &mut other);
+    let (m2, b) = tx.protect_rtp_deferred(&mut other, n2).unwrap();
+    let r = PendingTag::write_pair(a.unwrap(), &mut buf[..10], b.unwrap(), &mut other);
+    assert_eq!(r, [Err(SrtpError::BufferTooSmall), Ok(())]);
+    let mut rx = SrtpContext::new(cfg(SrtpProfile::AesCm128HmacSha1_80)).unwrap();
+    rx.unprotect_rtp(&mut other[..m2]).unwrap();
+}
+
+#[test]
+fn split_unprotect_accepts_and_rejects_what_unprotect_does() {
+    for p in [
+        SrtpProfile::AesCm128HmacSha1_80,
+        SrtpProfile::AesCm256HmacSha1_32,
+        SrtpProfile::NullHmacSha1_80,
+        SrtpProfile::AeadAes128Gcm,
+    ] {
+        let mut tx = SrtpContext::new(cfg(p)).unwrap();
+        // A batch across the wrap, two SSRCs, with a duplicate of packet 3 in
+        // the same batch, packet 5 tampered, and packet 7 replayed from earlier.
+        let mut batch: Vec<Vec<u8>> = (0..12u32)
+            .map(|i| {
+                let mut b = vec![0u8; 400];
+                let n = rtp(65_526u16.wrapping_add(i as u16), 0x70 + i % 2, 160, &mut b);
+                let m = tx.protect_rtp(&mut b, n).unwrap();
+                b.truncate(m);
+                b
+            })
+            .collect();
+        let dup = batch[3].clone();
+        batch.push(dup);
+        batch[5][20] ^= 1;
+        let plain: Vec<Vec<u8>> = batch.clone();
+        let mut rx = SrtpContext::new(cfg(p)).unwrap();
+        let mut early = batch[7].clone();
+        rx.unprotect_rtp(&mut early).unwrap();
+
+        // The whole API, packet by packet, on a twin receiver: the expected results.
+        let mut twin = SrtpContext::new(cfg(p)).unwrap();
+        twin.unprotect_rtp(&mut batch[7].clone()).unwrap();
+        let expect: Vec<Result<Vec<u8>, SrtpError>> = batch
+            .iter()
+            .map(|b| {
+                let mut b = b.clone();
+                twin.unprotect_rtp(&mut b).map(|u| b[..u.len].to_vec())
+            })
+            .collect();
+
+        // Phase one for the whole batch, tags in pairs, then finish.
+        let mut open: Vec<Result<Opening, SrtpError>> = batch
+            .iter_mut()
+            .map(|b| rx.unprotect_rtp_deferred(b))
+            .collect();
+        let pending: Vec<usize> = (0..open.len())
+            .filter(|&i| matches!(open[i], Ok(Opening::Pending(_))))
+            .collect();
+        for pair in pending.chunks(2) {
+            if let [i, j] = *pair {
+                let (x, y) = open.split_at_mut(j);
+                if let (Ok(Opening::Pending(a)), Ok(Opening::Pending(b))) = (&mut x[i], &mut y[0]) {
+                    PendingCheck::compute_pair(a, &batch[i], b, &batch[j]);
+                }
+            }
+            // An odd one out is computed by finish.
+        }
+        for (i, o) in open.into_iter().enumerate() {
+            let got = match o {
+                Ok(Opening::Done(u)) => Ok(batch[i][..u.len].to_vec()),
+                Ok(Opening::Pending(c)) => rx
+                    .unprotect_rtp_finish(&mut batch[i], c)
+                    .map(|u| batch[i][..u.len].to_vec()),
+                Err(e) => Err(e),
+            };
+            assert_eq!(got, expect[i], "{p:?} packet {i}");
+            if got.is_err() {
+                assert_eq!(batch[i], plain[i], "{p:?} packet {i} changed on error");
+            }
+        }
+        assert_eq!(expect[12], Err(SrtpError::Replayed));
+        assert_eq!(expect[5], Err(SrtpError::AuthFailed));
+        assert_eq!(expect[7], Err(SrtpError::Replayed));
+        assert_eq!(rx.roc(0x70), twin.roc(0x70));
+    }
+}
+
+#[test]
+fn a_check_from_another_context_does_not_authenticate() {
+    // Both receivers would accept the packet; the check computed with one
+    // context's keys cannot finish in a context with other keys.
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let other = SrtpConfig::new(p, &[0x55; 16], &[0x66; 14]).unwrap();
+    let mut tx = SrtpContext::new(cfg(p)).unwrap();
+    let mut buf = vec![0u8; 300];
+    let n = rtp(10, 0x99, 160, &mut buf);
+    let m = tx.protect_rtp(&mut buf, n).unwrap();
+    buf.truncate(m);
+    let before = buf.clone();
+    let mut ours = SrtpContext::new(cfg(p)).unwrap();
+    let mut theirs = SrtpContext::new(other).unwrap();
+    let Ok(Opening::Pending(mut check)) = ours.unprotect_rtp_deferred(&mut buf) else {
+        panic!("an HMAC profile stops at the tag");
+    };
+    check.compute(&buf);
+    assert_eq!(
+        theirs.unprotect_rtp_finish(&mut buf, check),
+        Err(SrtpError::AuthFailed)
+    );
+    assert_eq!(buf, before);
+    assert_eq!(theirs.stream_count(), 0);
+    // The right context, with the tag left for finish to compute.
+    let Ok(Opening::Pending(check)) = ours.unprotect_rtp_deferred(&mut buf) else {
+        panic!("an HMAC profile stops at the tag");
+    };
+    let u = ours.unprotect_rtp_finish(&mut buf, check).unwrap();
+    let mut plain = vec![0u8; 300];
+    let n = rtp(10, 0x99, 160, &mut plain);
+    assert_eq!(buf[..u.len], plain[..n]);
+}
