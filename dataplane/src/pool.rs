@@ -120,6 +120,24 @@ impl FramePool {
         unsafe { std::slice::from_raw_parts_mut(self.ptr(f), FRAME_SIZE) }
     }
 
+    /// Two different frames at once (the SRTP tags of two packets are computed
+    /// together).
+    #[inline]
+    pub fn frame_pair_mut(&mut self, a: FrameId, b: FrameId) -> (&mut [u8], &mut [u8]) {
+        assert!(
+            a != b && (a as usize) < self.frames && (b as usize) < self.frames,
+            "frame pair: two different frames in range"
+        );
+        // SAFETY: both in range and distinct, so the two slices do not overlap;
+        // otherwise as in `frame_mut`.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.ptr(a), FRAME_SIZE),
+                std::slice::from_raw_parts_mut(self.ptr(b), FRAME_SIZE),
+            )
+        }
+    }
+
     /// The whole frame, read-only.
     #[inline]
     pub fn frame(&self, f: FrameId) -> &[u8] {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::session::RxStats;
 use crate::slab::Slab;
 use rtp_core::demux::{classify, PacketKind};
+use rtp_core::srtp::PendingTag;
 use rtp_core::stats::{BurstGapTracker, ReceiverStats};
 
 use crate::backend::mmsg::MmsgBackend;
@@ -207,6 +208,9 @@ pub(crate) struct Worker {
     ssrc_flows: HashMap<(SockId, u32), (u32, u8)>,
     rx: Vec<RxPacket>,
     tx: Vec<TxPacket>,
+    /// HMAC-SHA1 tags of queued SRTP packets, written in pairs before the batch
+    /// is sent: frame, packet start, tag.
+    tags: Vec<(FrameId, u16, PendingTag)>,
     failed: Vec<TxFailure>,
     counters: WorkerCounters,
     /// Drops of every leg, current and removed, by reason: kept as they happen so
@@ -273,6 +277,7 @@ impl Worker {
             ssrc_flows: HashMap::new(),
             rx: Vec::with_capacity(setup.batch.max(1)),
             tx: Vec::with_capacity(setup.batch.max(1) + COMMANDS_PER_TURN),
+            tags: Vec::with_capacity(setup.batch.max(1)),
             failed: Vec::with_capacity(setup.batch.max(1)),
             counters,
             leg_drops: [0; DropReason::ALL.len()],
@@ -393,6 +398,7 @@ impl Worker {
     }
 
     fn flush(&mut self) {
+        self.write_tags();
         if !self.tx.is_empty() {
             self.backend
                 .send(&mut self.pool, &mut self.tx, &mut self.failed);
@@ -402,6 +408,38 @@ impl Worker {
             self.account_failure(f);
         }
         self.failed.clear();
+    }
+
+    /// Writes the deferred SRTP tags of the queued packets, two at a time: the
+    /// SHA-1 compressions of two packets overlap in the CPU (rtp-core's split
+    /// protect), which takes about 30 ns off each.
+    fn write_tags(&mut self) {
+        while let Some((fa, sa, a)) = self.tags.pop() {
+            let ok = match self.tags.pop() {
+                Some((fb, sb, b)) if fb != fa => {
+                    let (x, y) = self.pool.frame_pair_mut(fa, fb);
+                    let r = PendingTag::write_pair(
+                        a,
+                        &mut x[usize::from(sa)..],
+                        b,
+                        &mut y[usize::from(sb)..],
+                    );
+                    r.iter().all(Result::is_ok)
+                }
+                other => {
+                    let one = a.write(&mut self.pool.frame_mut(fa)[usize::from(sa)..]);
+                    // A frame queued twice cannot happen; were it so, the other
+                    // tag is written alone.
+                    let two = other.map_or(Ok(()), |(fb, sb, b)| {
+                        b.write(&mut self.pool.frame_mut(fb)[usize::from(sb)..])
+                    });
+                    one.is_ok() && two.is_ok()
+                }
+            };
+            // The tag's buffer is the frame region that protect was given, which
+            // has room for it: this cannot fail.
+            debug_assert!(ok, "a deferred SRTP tag did not fit its frame");
+        }
     }
 
     fn account_failure(&mut self, f: TxFailure) {
@@ -1198,7 +1236,14 @@ impl Worker {
                         if rtcp {
                             ctx.protect_rtcp(room, len)
                         } else {
-                            ctx.protect_rtp(room, len)
+                            // The tag is written with the next one's, before the
+                            // batch is sent (`write_tags`).
+                            ctx.protect_rtp_deferred(room, len).map(|(n, tag)| {
+                                if let Some(tag) = tag {
+                                    self.tags.push((p.frame, p.start, tag));
+                                }
+                                n
+                            })
                         }
                     }
                 };
