@@ -1160,6 +1160,20 @@ fn rtp_header_len(buf: &[u8]) -> Result<usize, SrtpError> {
     Ok(len)
 }
 
+/// Whether `tag` equals `want` (SRTP tags: 4 or 10 bytes), in constant time: both
+/// in one 128-bit word compared by `subtle` once (its slice comparison pays an
+/// optimisation barrier per byte).
+fn tag_matches(want: &[u8], tag: &[u8]) -> bool {
+    let n = tag.len();
+    if n != want.len() || n > 16 {
+        return false;
+    }
+    let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+    a[..n].copy_from_slice(want);
+    b[..n].copy_from_slice(tag);
+    bool::from(u128::from_ne_bytes(a).ct_eq(&u128::from_ne_bytes(b)))
+}
+
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -1396,7 +1410,7 @@ impl SrtpContext {
         };
         let aead = self.cfg.profile.is_aead();
         let mki_at = if aead { len + tag_len } else { len };
-        if buf[mki_at..mki_at + mki_len] != self.cfg.mki[..mki_len] {
+        if mki_len > 0 && buf[mki_at..mki_at + mki_len] != self.cfg.mki[..mki_len] {
             return Err(SrtpError::MkiMismatch);
         }
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
@@ -1472,7 +1486,7 @@ impl SrtpContext {
                     }
                 }
             };
-            if !bool::from(mac[..tag_len].ct_eq(&buf[len + mki_len..])) {
+            if !tag_matches(&mac[..tag_len], &buf[len + mki_len..]) {
                 return Err(SrtpError::AuthFailed);
             }
             match ext_at {
@@ -1578,7 +1592,7 @@ impl SrtpContext {
         } else {
             (len, len + 4)
         };
-        if buf[mki_at..mki_at + mki_len] != self.cfg.mki[..mki_len] {
+        if mki_len > 0 && buf[mki_at..mki_at + mki_len] != self.cfg.mki[..mki_len] {
             return Err(SrtpError::MkiMismatch);
         }
         let e_index = be32(buf, e_at);
@@ -1613,7 +1627,7 @@ impl SrtpContext {
             }
         } else {
             let mac = keys.mac(&buf[..len + 4], &[]);
-            if !bool::from(mac[..tag_len].ct_eq(&buf[len + 4 + mki_len..])) {
+            if !tag_matches(&mac[..tag_len], &buf[len + 4 + mki_len..]) {
                 return Err(SrtpError::AuthFailed);
             }
             if encrypted {
