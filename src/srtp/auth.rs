@@ -70,6 +70,26 @@ impl HmacSha1Key {
         run.digest()
     }
 
+    /// HMAC-SHA1 of `msg || suffix`, calling `beside` between its compressions
+    /// until both are done: independent work (AES-CM keystream for the same
+    /// packet) then runs in the shadow of the SHA-1 chain's latency.
+    pub(super) fn mac_beside(
+        &self,
+        msg: &[u8],
+        suffix: &[u8],
+        mut beside: impl FnMut() -> bool,
+    ) -> [u8; 20] {
+        let mut run = MacRun::new(self, msg, suffix);
+        loop {
+            let more_mac = run.step();
+            let more_beside = beside();
+            if !more_mac && !more_beside {
+                break;
+            }
+        }
+        run.digest()
+    }
+
     /// HMAC-SHA1 of two messages at once: their SHA-1 compressions alternate, so
     /// that the CPU overlaps two independent dependency chains (SHA-NI's rounds
     /// have a latency several times their throughput; on an AMD EPYC two chains

@@ -465,6 +465,77 @@ fn kdf_r(master_key: &[u8], master_salt: &[u8], label: u8, r: u64, out: &mut [u8
     }
 }
 
+/// Counter blocks iv + first, iv + first + 1, ... into `blocks`.
+#[inline(always)]
+fn counter_blocks(base: u128, first: u128, blocks: &mut [aes::Block]) {
+    for (i, b) in blocks.iter_mut().enumerate() {
+        *b = base.wrapping_add(first + i as u128).to_be_bytes().into();
+    }
+}
+
+/// A producer of the AES-CM keystream E(iv), E(iv + 1), ... into `ks`, eight
+/// blocks per call; false once `ks` is full.
+fn keystream<'k, C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U16>>(
+    c: &'k C,
+    iv: &[u8; 16],
+    ks: &'k mut [u8],
+) -> impl FnMut() -> bool + 'k {
+    let base = u128::from_be_bytes(*iv);
+    let mut at = 0;
+    move || {
+        if at >= ks.len() {
+            return false;
+        }
+        let end = (at + 16 * 8).min(ks.len());
+        let n = (end - at).div_ceil(16);
+        let mut blocks = [aes::Block::default(); 8];
+        counter_blocks(base, (at / 16) as u128, &mut blocks[..n]);
+        c.encrypt_blocks(&mut blocks[..n]);
+        for (d, k) in ks[at..end].chunks_mut(16).zip(&blocks[..n]) {
+            d.copy_from_slice(&k[..d.len()]);
+        }
+        at = end;
+        at < ks.len()
+    }
+}
+
+/// `data ^= ks` (equal lengths), 16 bytes at a time.
+fn xor_in(data: &mut [u8], ks: &[u8]) {
+    let mut d = data.chunks_exact_mut(16);
+    let mut k = ks.chunks_exact(16);
+    for (d16, k16) in (&mut d).zip(&mut k) {
+        let (Ok(d16), Ok(k16)) = (<&mut [u8; 16]>::try_from(d16), <&[u8; 16]>::try_from(k16))
+        else {
+            continue;
+        };
+        *d16 = (u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes(*k16)).to_ne_bytes();
+    }
+    for (b, kb) in d.into_remainder().iter_mut().zip(k.remainder()) {
+        *b ^= kb;
+    }
+}
+
+/// Unprotect's HMAC check and AES-CM decryption with the keystream computed
+/// between the MAC's compressions into a stack buffer of `N` bytes (the caller
+/// picks the smallest class that holds the payload): the tag is checked before
+/// anything in `buf` changes.
+fn check_then_decrypt<const N: usize>(
+    keys: &SessionKeys,
+    buf: &mut [u8],
+    (hlen, len, tag_at): (usize, usize, usize),
+    (ssrc, roc, seq): (u32, u32, u16),
+) -> Result<(), SrtpError> {
+    let index = (u64::from(roc) << 16) | u64::from(seq);
+    let mut ks = [0u8; N];
+    let ks = &mut ks[..len - hlen];
+    let mac = keys.mac_and_keystream(&buf[..len], &roc.to_be_bytes(), ssrc, index, ks);
+    if !tag_matches(&mac[..usize::from(keys.tag_len)], &buf[tag_at..]) {
+        return Err(SrtpError::AuthFailed);
+    }
+    xor_in(&mut buf[hlen..len], ks);
+    Ok(())
+}
+
 /// AES counter mode: XORs `data` with E(iv), E(iv + 1), ... (8 blocks per batch so
 /// the AES backend can pipeline them).
 fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U16>>(
@@ -477,9 +548,7 @@ fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U1
     let mut blocks = [aes::Block::default(); 8];
     for chunk in data.chunks_mut(16 * 8) {
         let n = chunk.len().div_ceil(16);
-        for (i, b) in blocks[..n].iter_mut().enumerate() {
-            *b = base.wrapping_add(counter + i as u128).to_be_bytes().into();
-        }
+        counter_blocks(base, counter, &mut blocks[..n]);
         c.encrypt_blocks(&mut blocks[..n]);
         for (d, k) in chunk.chunks_mut(16).zip(&blocks[..n]) {
             if let Ok(d16) = <&mut [u8; 16]>::try_from(&mut *d) {
@@ -577,8 +646,8 @@ impl SessionKeys {
         }
     }
 
-    /// AES-CM keystream XOR with IV = salt ^ (ssrc << 64) ^ (index << 16).
-    fn ctr_xor(&self, ssrc: u32, index: u64, data: &mut [u8]) {
+    /// AES-CM IV = salt ^ (ssrc << 64) ^ (index << 16).
+    fn cm_iv(&self, ssrc: u32, index: u64) -> [u8; 16] {
         let mut iv = [0u8; 16];
         iv[..14].copy_from_slice(&self.salt);
         for (d, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
@@ -587,6 +656,43 @@ impl SessionKeys {
         for (d, s) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
             *d ^= s;
         }
+        iv
+    }
+
+    /// HMAC-SHA1 of `msg || suffix` and, between its compressions, the AES-CM
+    /// keystream that `ctr_xor(ssrc, index, ..)` would XOR into `ks.len()` bytes,
+    /// written to `ks` (zeros for the NULL cipher).
+    fn mac_and_keystream(
+        &self,
+        msg: &[u8],
+        suffix: &[u8],
+        ssrc: u32,
+        index: u64,
+        ks: &mut [u8],
+    ) -> [u8; 20] {
+        let iv = self.cm_iv(ssrc, index);
+        let auth = &self.auth;
+        match &self.cipher {
+            Cipher::Cm128(c) => auth.mac_beside(msg, suffix, keystream(&**c, &iv, ks)),
+            Cipher::Cm256(c) => auth.mac_beside(msg, suffix, keystream(&**c, &iv, ks)),
+            Cipher::Cm128Key(k) => {
+                let c = Aes128Enc::new(k.into());
+                auth.mac_beside(msg, suffix, keystream(&c, &iv, ks))
+            }
+            Cipher::Cm256Key(k) => {
+                let c = Aes256Enc::new((&**k).into());
+                auth.mac_beside(msg, suffix, keystream(&c, &iv, ks))
+            }
+            _ => {
+                ks.fill(0);
+                auth.mac(msg, suffix)
+            }
+        }
+    }
+
+    /// AES-CM keystream XOR with IV = salt ^ (ssrc << 64) ^ (index << 16).
+    fn ctr_xor(&self, ssrc: u32, index: u64, data: &mut [u8]) {
+        let iv = self.cm_iv(ssrc, index);
         match &self.cipher {
             Cipher::Cm128(c) => cm_xor(&**c, &iv, data),
             Cipher::Cm256(c) => cm_xor(&**c, &iv, data),
@@ -1459,6 +1565,15 @@ impl SrtpContext {
             }
             if !ok {
                 return Err(SrtpError::AuthFailed);
+            }
+        } else if matches!(phase, Phase::Whole) && ext_at.is_none() && len - hlen <= 1536 {
+            // The common case: the keystream is computed in the MAC's shadow.
+            let at = (hlen, len, len + mki_len);
+            let id = (ssrc, roc, seq);
+            if len - hlen <= 256 {
+                check_then_decrypt::<256>(keys, buf, at, id)?;
+            } else {
+                check_then_decrypt::<1536>(keys, buf, at, id)?;
             }
         } else {
             let mac = match phase {
