@@ -134,19 +134,9 @@ struct MacRun<'a> {
 
 impl<'a> MacRun<'a> {
     fn new(key: &HmacSha1Key, msg: &'a [u8], suffix: &[u8]) -> Self {
-        debug_assert!(suffix.len() <= BLOCK - 8, "suffixes are a ROC at most");
         let whole = msg.len() / BLOCK * BLOCK;
         let (body, rest) = msg.split_at(whole);
-        let mut tail = [0u8; 2 * BLOCK];
-        let fill = rest.len() + suffix.len();
-        tail[..rest.len()].copy_from_slice(rest);
-        tail[rest.len()..fill].copy_from_slice(suffix);
-        tail[fill] = 0x80;
-        let tail_blocks = if fill + 1 > BLOCK - 8 { 2 } else { 1 };
-        let end = usize::from(tail_blocks) * BLOCK;
-        // The bit length counts the key block already in the inner state.
-        let bits = (BLOCK + msg.len() + suffix.len()) as u64 * 8;
-        tail[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+        let (tail, tail_blocks) = tail_blocks(rest, suffix, msg.len());
         MacRun {
             state: key.inner,
             outer: key.outer,
@@ -176,13 +166,7 @@ impl<'a> MacRun<'a> {
         if self.done {
             return false;
         }
-        // The outer hash: the inner digest, padding, and the length of key
-        // block plus digest.
-        let mut block = [0u8; BLOCK];
-        write_be(&self.state, &mut block[..20]);
-        block[20] = 0x80;
-        block[BLOCK - 8..].copy_from_slice(&(((BLOCK + 20) * 8) as u64).to_be_bytes());
-        compress(&mut self.outer, &block);
+        outer_hash(&mut self.outer, &self.state);
         self.done = true;
         false
     }
@@ -191,6 +175,78 @@ impl<'a> MacRun<'a> {
         debug_assert!(self.done);
         let mut out = [0u8; 20];
         write_be(&self.outer, &mut out);
+        out
+    }
+}
+
+/// The message's last partial block `rest`, the suffix and SHA-1's padding for a
+/// message of `msg_len` bytes (plus the key block): one or two blocks.
+fn tail_blocks(rest: &[u8], suffix: &[u8], msg_len: usize) -> ([u8; 2 * BLOCK], u8) {
+    debug_assert!(
+        rest.len() < BLOCK && suffix.len() <= BLOCK - 8,
+        "suffixes are a ROC at most"
+    );
+    let mut tail = [0u8; 2 * BLOCK];
+    let fill = rest.len() + suffix.len();
+    tail[..rest.len()].copy_from_slice(rest);
+    tail[rest.len()..fill].copy_from_slice(suffix);
+    tail[fill] = 0x80;
+    let blocks = if fill + 1 > BLOCK - 8 { 2 } else { 1 };
+    let end = usize::from(blocks) * BLOCK;
+    // The bit length counts the key block already in the inner state.
+    let bits = (BLOCK + msg_len + suffix.len()) as u64 * 8;
+    tail[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+    (tail, blocks)
+}
+
+/// The outer hash: the inner digest, padding, and the length of key block plus
+/// digest, compressed into `outer`.
+fn outer_hash(outer: &mut [u32; 5], inner: &[u32; 5]) {
+    let mut block = [0u8; BLOCK];
+    write_be(inner, &mut block[..20]);
+    block[20] = 0x80;
+    block[BLOCK - 8..].copy_from_slice(&(((BLOCK + 20) * 8) as u64).to_be_bytes());
+    compress(outer, &block);
+}
+
+/// HMAC-SHA1 fed a message as it is being written: each `absorb` compresses the
+/// whole blocks of a longer prefix that are not compressed yet, so that the
+/// blocks of ciphertext already encrypted are hashed while the next ones are.
+pub(super) struct Absorb {
+    state: [u32; 5],
+    done: usize,
+}
+
+impl Absorb {
+    pub(super) fn new(key: &HmacSha1Key) -> Self {
+        Absorb {
+            state: key.inner,
+            done: 0,
+        }
+    }
+
+    /// Compresses the whole blocks of `prefix` (a prefix of the message, no
+    /// shorter than the last one) not compressed yet.
+    #[inline(always)]
+    pub(super) fn absorb(&mut self, prefix: &[u8]) {
+        while let Some(block) = prefix.get(self.done..self.done + BLOCK) {
+            compress(&mut self.state, block);
+            self.done += BLOCK;
+        }
+    }
+
+    /// The MAC of `msg || suffix` (`msg` the whole message, of which the blocks
+    /// absorbed are a prefix).
+    pub(super) fn finish(mut self, key: &HmacSha1Key, msg: &[u8], suffix: &[u8]) -> [u8; 20] {
+        self.absorb(msg);
+        let (tail, n) = tail_blocks(&msg[self.done..], suffix, msg.len());
+        for block in tail[..usize::from(n) * BLOCK].chunks_exact(BLOCK) {
+            compress(&mut self.state, block);
+        }
+        let mut outer = key.outer;
+        outer_hash(&mut outer, &self.state);
+        let mut out = [0u8; 20];
+        write_be(&outer, &mut out);
         out
     }
 }
@@ -285,6 +341,25 @@ mod tests {
             let (ma, mb) = HmacSha1Key::mac_pair((&x, &a, &roc), (&y, &b, &[]));
             prop_assert_eq!(ma, reference(&ka, &[&a, &roc]));
             prop_assert_eq!(mb, reference(&kb, &[&b]));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn absorbing_a_growing_prefix_is_the_same_mac(
+            key in proptest::collection::vec(any::<u8>(), 0..=64),
+            msg in proptest::collection::vec(any::<u8>(), 0..700),
+            cuts in proptest::collection::vec(0usize..700, 0..8),
+            roc in any::<[u8; 4]>(),
+        ) {
+            let k = HmacSha1Key::new(&key);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(msg.len())).collect();
+            cuts.sort_unstable();
+            let mut run = super::Absorb::new(&k);
+            for c in cuts {
+                run.absorb(&msg[..c]);
+            }
+            prop_assert_eq!(run.finish(&k, &msg, &roc), reference(&key, &[&msg, &roc]));
         }
     }
 }

@@ -25,7 +25,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 
-use auth::HmacSha1Key;
+use auth::{Absorb, HmacSha1Key};
 
 mod auth;
 mod cryptex;
@@ -536,6 +536,52 @@ fn check_then_decrypt<const N: usize>(
     Ok(())
 }
 
+/// `chunk ^= keystream blocks` (the last block may be partial).
+#[inline(always)]
+fn xor_blocks(chunk: &mut [u8], blocks: &[aes::Block]) {
+    for (d, k) in chunk.chunks_mut(16).zip(blocks) {
+        if let Ok(d16) = <&mut [u8; 16]>::try_from(&mut *d) {
+            // A whole block: XOR 16 bytes at once.
+            let x = u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes((*k).into());
+            *d16 = x.to_ne_bytes();
+        } else {
+            for (b, kb) in d.iter_mut().zip(k.iter()) {
+                *b ^= kb;
+            }
+        }
+    }
+}
+
+/// AES-CM encryption of `pkt[clear..]` in place, then the HMAC of `pkt || suffix`,
+/// pipelined: while the rounds of one batch of eight blocks run, the ciphertext of
+/// the batches before it is hashed (AES-NI and SHA-NI are separate units, and the
+/// SHA-1 chain mostly waits on its own latency).
+fn encrypt_then_mac<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U16>>(
+    c: &C,
+    iv: &[u8; 16],
+    auth: &HmacSha1Key,
+    pkt: &mut [u8],
+    clear: usize,
+    suffix: &[u8],
+) -> [u8; 20] {
+    let base = u128::from_be_bytes(*iv);
+    let mut mac = Absorb::new(auth);
+    let mut blocks = [aes::Block::default(); 8];
+    let mut at = clear;
+    let mut counter = 0u128;
+    while at < pkt.len() {
+        let end = (at + 16 * 8).min(pkt.len());
+        let n = (end - at).div_ceil(16);
+        counter_blocks(base, counter, &mut blocks[..n]);
+        c.encrypt_blocks(&mut blocks[..n]);
+        mac.absorb(&pkt[..at]);
+        xor_blocks(&mut pkt[at..end], &blocks[..n]);
+        counter += n as u128;
+        at = end;
+    }
+    mac.finish(auth, pkt, suffix)
+}
+
 /// AES counter mode: XORs `data` with E(iv), E(iv + 1), ... (8 blocks per batch so
 /// the AES backend can pipeline them).
 fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U16>>(
@@ -550,17 +596,7 @@ fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U1
         let n = chunk.len().div_ceil(16);
         counter_blocks(base, counter, &mut blocks[..n]);
         c.encrypt_blocks(&mut blocks[..n]);
-        for (d, k) in chunk.chunks_mut(16).zip(&blocks[..n]) {
-            if let Ok(d16) = <&mut [u8; 16]>::try_from(&mut *d) {
-                // A whole block: XOR 16 bytes at once.
-                let x = u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes((*k).into());
-                *d16 = x.to_ne_bytes();
-            } else {
-                for (b, kb) in d.iter_mut().zip(k.iter()) {
-                    *b ^= kb;
-                }
-            }
-        }
+        xor_blocks(chunk, &blocks[..n]);
         counter += n as u128;
     }
 }
@@ -687,6 +723,33 @@ impl SessionKeys {
                 ks.fill(0);
                 auth.mac(msg, suffix)
             }
+        }
+    }
+
+    /// AES-CM encryption of `pkt[clear..]` in place, then the HMAC of
+    /// `pkt || suffix`, pipelined (see [`encrypt_then_mac`]).
+    fn encrypt_then_mac(
+        &self,
+        ssrc: u32,
+        index: u64,
+        pkt: &mut [u8],
+        clear: usize,
+        suffix: &[u8],
+    ) -> [u8; 20] {
+        let iv = self.cm_iv(ssrc, index);
+        let auth = &self.auth;
+        match &self.cipher {
+            Cipher::Cm128(c) => encrypt_then_mac(&**c, &iv, auth, pkt, clear, suffix),
+            Cipher::Cm256(c) => encrypt_then_mac(&**c, &iv, auth, pkt, clear, suffix),
+            Cipher::Cm128Key(k) => {
+                let c = Aes128Enc::new(k.into());
+                encrypt_then_mac(&c, &iv, auth, pkt, clear, suffix)
+            }
+            Cipher::Cm256Key(k) => {
+                let c = Aes256Enc::new((&**k).into());
+                encrypt_then_mac(&c, &iv, auth, pkt, clear, suffix)
+            }
+            _ => auth.mac(pkt, suffix),
         }
     }
 
@@ -1422,9 +1485,17 @@ impl SrtpContext {
             }
             buf[len..len + 16].copy_from_slice(&tag);
             buf[len + 16..total].copy_from_slice(mki);
-        } else {
+        } else if !defer && plan.is_none() {
             // RFC 3711 3.1: header || ciphertext || MKI || tag; the tag covers the
-            // header, the ciphertext and the ROC, not the MKI.
+            // header, the ciphertext and the ROC, not the MKI. Encryption and MAC
+            // pipelined.
+            let mac =
+                keys.encrypt_then_mac(ssrc, index, &mut buf[..len], clear, &roc.to_be_bytes());
+            buf[len..len + mki.len()].copy_from_slice(mki);
+            buf[len + mki.len()..total].copy_from_slice(&mac[..tag_len]);
+        } else {
+            // As above, one after the other: Cryptex moves the extension back
+            // after encrypting, and a deferred tag is computed later.
             keys.ctr_xor(ssrc, index, &mut buf[clear..len]);
             if let Some(plan) = plan {
                 cryptex::lower(buf, plan.ext_at);
