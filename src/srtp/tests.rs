@@ -1024,3 +1024,31 @@ fn a_check_from_another_context_does_not_authenticate() {
     let n = rtp(10, 0x99, 160, &mut plain);
     assert_eq!(buf[..u.len], plain[..n]);
 }
+
+#[test]
+fn every_payload_length_round_trips_and_tampering_changes_nothing() {
+    // Payload lengths across partial AES blocks, the 128-byte keystream batches
+    // and the 256-byte limit of the keystream computed in the MAC's shadow.
+    for p in [
+        SrtpProfile::AesCm128HmacSha1_80,
+        SrtpProfile::AesCm256HmacSha1_32,
+        SrtpProfile::NullHmacSha1_80,
+    ] {
+        let mut tx = SrtpContext::new(cfg(p)).unwrap();
+        let mut rx = SrtpContext::new(cfg(p)).unwrap();
+        for (i, payload) in (0..=300).chain([511, 512, 513, 1200]).enumerate() {
+            let mut buf = vec![0u8; 1600];
+            let n = rtp(i as u16, 0x42, payload, &mut buf);
+            let plain = buf[..n].to_vec();
+            let m = tx.protect_rtp(&mut buf, n).unwrap();
+            buf.truncate(m);
+            let mut bad = buf.clone();
+            bad[m - 1] ^= 0x80;
+            let before = bad.clone();
+            assert_eq!(rx.unprotect_rtp(&mut bad), Err(SrtpError::AuthFailed));
+            assert_eq!(bad, before, "{p:?} payload {payload}");
+            let u = rx.unprotect_rtp(&mut buf).unwrap();
+            assert_eq!(buf[..u.len], plain[..], "{p:?} payload {payload}");
+        }
+    }
+}
