@@ -111,9 +111,23 @@ fn sustainable(
         // A step ends the ramp only when it fails twice in a row: one stall of
         // the VM longer than 10 ms puts more than 1% of a short step above 10 ms,
         // and ended ramps at random (a relay's "50% load" then came from it).
-        if overloaded(&load(streams, rate, secs, None, mk()))
-            && overloaded(&load(streams, rate, secs, None, mk()))
-        {
+        let verbose = std::env::var_os("LATENCY_STEPS").is_some();
+        let attempt = || {
+            let r = load(streams, rate, secs, None, mk());
+            if verbose {
+                let l = LatencySummary::of(&r.latency);
+                eprintln!(
+                    "  step {rate:.0} pkt/s: sent {} received {} loss {:.3}% p99 {:.0} us max {:.0} us",
+                    r.sent(),
+                    r.received(),
+                    100.0 * r.loss_ratio(),
+                    l.p99_us,
+                    l.max_us
+                );
+            }
+            overloaded(&r)
+        };
+        if attempt() && attempt() {
             break;
         }
         best = rate;
