@@ -465,11 +465,18 @@ fn kdf_r(master_key: &[u8], master_salt: &[u8], label: u8, r: u64, out: &mut [u8
     }
 }
 
-/// Counter blocks iv + first, iv + first + 1, ... into `blocks`.
+/// Counter blocks E-input iv + first, iv + first + 1, ... into `blocks`. SRTP's
+/// AES-CM IVs are multiples of 2^16 (RFC 3711 4.1.1: the low 16 bits are the
+/// block counter, and a packet or a derived key has fewer than 2^16 blocks), so
+/// the counter is written into the IV's last two bytes without carries.
 #[inline(always)]
-fn counter_blocks(base: u128, first: u128, blocks: &mut [aes::Block]) {
+fn counter_blocks(iv: &[u8; 16], first: usize, blocks: &mut [aes::Block]) {
+    debug_assert!(iv[14] == 0 && iv[15] == 0 && first + blocks.len() <= 1 << 16);
+    let base = u128::from_ne_bytes(*iv);
     for (i, b) in blocks.iter_mut().enumerate() {
-        *b = base.wrapping_add(first + i as u128).to_be_bytes().into();
+        let mut ctr = [0u8; 16];
+        ctr[14..].copy_from_slice(&((first + i) as u16).to_be_bytes());
+        *b = (base | u128::from_ne_bytes(ctr)).to_ne_bytes().into();
     }
 }
 
@@ -480,7 +487,7 @@ fn keystream<'k, C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::con
     iv: &[u8; 16],
     ks: &'k mut [u8],
 ) -> impl FnMut() -> bool + 'k {
-    let base = u128::from_be_bytes(*iv);
+    let iv = *iv;
     let mut at = 0;
     move || {
         if at >= ks.len() {
@@ -489,7 +496,7 @@ fn keystream<'k, C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::con
         let end = (at + 16 * 8).min(ks.len());
         let n = (end - at).div_ceil(16);
         let mut blocks = [aes::Block::default(); 8];
-        counter_blocks(base, (at / 16) as u128, &mut blocks[..n]);
+        counter_blocks(&iv, at / 16, &mut blocks[..n]);
         c.encrypt_blocks(&mut blocks[..n]);
         for (d, k) in ks[at..end].chunks_mut(16).zip(&blocks[..n]) {
             d.copy_from_slice(&k[..d.len()]);
@@ -544,15 +551,18 @@ fn check_then_decrypt(
 /// `chunk ^= keystream blocks` (the last block may be partial).
 #[inline(always)]
 fn xor_blocks(chunk: &mut [u8], blocks: &[aes::Block]) {
-    for (d, k) in chunk.chunks_mut(16).zip(blocks) {
-        if let Ok(d16) = <&mut [u8; 16]>::try_from(&mut *d) {
-            // A whole block: XOR 16 bytes at once.
-            let x = u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes((*k).into());
-            *d16 = x.to_ne_bytes();
-        } else {
-            for (b, kb) in d.iter_mut().zip(k.iter()) {
-                *b ^= kb;
-            }
+    let whole = chunk.len() / 16;
+    let (head, tail) = chunk.split_at_mut(whole * 16);
+    for (d, k) in head.chunks_exact_mut(16).zip(blocks) {
+        let Ok(d16) = <&mut [u8; 16]>::try_from(d) else {
+            continue;
+        };
+        // A whole block: XOR 16 bytes at once.
+        *d16 = (u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes((*k).into())).to_ne_bytes();
+    }
+    if let Some(k) = blocks.get(whole) {
+        for (b, kb) in tail.iter_mut().zip(k.iter()) {
+            *b ^= kb;
         }
     }
 }
@@ -569,20 +579,25 @@ fn encrypt_then_mac<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::
     clear: usize,
     suffix: &[u8],
 ) -> [u8; 20] {
-    let base = u128::from_be_bytes(*iv);
     let mut mac = Absorb::new(auth);
     let mut blocks = [aes::Block::default(); 8];
     let mut at = clear;
-    let mut counter = 0u128;
+    // The first batch ends with the first SHA-1 block, so that hashing starts
+    // as early as it can.
+    let mut batch = if clear < 64 {
+        (64 - clear).div_ceil(16)
+    } else {
+        8
+    };
     while at < pkt.len() {
-        let end = (at + 16 * 8).min(pkt.len());
+        let end = (at + 16 * batch).min(pkt.len());
         let n = (end - at).div_ceil(16);
-        counter_blocks(base, counter, &mut blocks[..n]);
+        counter_blocks(iv, (at - clear) / 16, &mut blocks[..n]);
         c.encrypt_blocks(&mut blocks[..n]);
         mac.absorb(&pkt[..at]);
         xor_blocks(&mut pkt[at..end], &blocks[..n]);
-        counter += n as u128;
         at = end;
+        batch = 8;
     }
     mac.finish(auth, pkt, suffix)
 }
@@ -594,15 +609,12 @@ fn cm_xor<C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U1
     iv: &[u8; 16],
     data: &mut [u8],
 ) {
-    let base = u128::from_be_bytes(*iv);
-    let mut counter = 0u128;
     let mut blocks = [aes::Block::default(); 8];
-    for chunk in data.chunks_mut(16 * 8) {
+    for (i, chunk) in data.chunks_mut(16 * 8).enumerate() {
         let n = chunk.len().div_ceil(16);
-        counter_blocks(base, counter, &mut blocks[..n]);
+        counter_blocks(iv, 8 * i, &mut blocks[..n]);
         c.encrypt_blocks(&mut blocks[..n]);
         xor_blocks(chunk, &blocks[..n]);
-        counter += n as u128;
     }
 }
 
@@ -689,15 +701,12 @@ impl SessionKeys {
 
     /// AES-CM IV = salt ^ (ssrc << 64) ^ (index << 16).
     fn cm_iv(&self, ssrc: u32, index: u64) -> [u8; 16] {
-        let mut iv = [0u8; 16];
-        iv[..14].copy_from_slice(&self.salt);
-        for (d, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
-            *d ^= s;
-        }
-        for (d, s) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
-            *d ^= s;
-        }
-        iv
+        let mut salt = [0u8; 16];
+        salt[..14].copy_from_slice(&self.salt);
+        let iv = u128::from_be_bytes(salt)
+            ^ (u128::from(ssrc) << 64)
+            ^ (u128::from(index & 0xffff_ffff_ffff) << 16);
+        iv.to_be_bytes()
     }
 
     /// HMAC-SHA1 of `msg || suffix` and, between its compressions, the AES-CM
