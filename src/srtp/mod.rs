@@ -480,12 +480,12 @@ fn counter_blocks(iv: &[u8; 16], first: usize, blocks: &mut [aes::Block]) {
     }
 }
 
-/// A producer of the AES-CM keystream E(iv), E(iv + 1), ... into `ks`, eight
-/// blocks per call; false once `ks` is full.
+/// A producer of the AES-CM keystream blocks E(iv), E(iv + 1), ... into `ks`,
+/// eight blocks per call; false once `ks` is full.
 fn keystream<'k, C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::consts::U16>>(
     c: &'k C,
     iv: &[u8; 16],
-    ks: &'k mut [u8],
+    ks: &'k mut [aes::Block],
 ) -> impl FnMut() -> bool + 'k {
     let iv = *iv;
     let mut at = 0;
@@ -493,32 +493,11 @@ fn keystream<'k, C: BlockEncrypt + cipher::BlockSizeUser<BlockSize = cipher::con
         if at >= ks.len() {
             return false;
         }
-        let end = (at + 16 * 8).min(ks.len());
-        let n = (end - at).div_ceil(16);
-        let mut blocks = [aes::Block::default(); 8];
-        counter_blocks(&iv, at / 16, &mut blocks[..n]);
-        c.encrypt_blocks(&mut blocks[..n]);
-        for (d, k) in ks[at..end].chunks_mut(16).zip(&blocks[..n]) {
-            d.copy_from_slice(&k[..d.len()]);
-        }
+        let end = (at + 8).min(ks.len());
+        counter_blocks(&iv, at, &mut ks[at..end]);
+        c.encrypt_blocks(&mut ks[at..end]);
         at = end;
         at < ks.len()
-    }
-}
-
-/// `data ^= ks` (equal lengths), 16 bytes at a time.
-fn xor_in(data: &mut [u8], ks: &[u8]) {
-    let mut d = data.chunks_exact_mut(16);
-    let mut k = ks.chunks_exact(16);
-    for (d16, k16) in (&mut d).zip(&mut k) {
-        let (Ok(d16), Ok(k16)) = (<&mut [u8; 16]>::try_from(d16), <&[u8; 16]>::try_from(k16))
-        else {
-            continue;
-        };
-        *d16 = (u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes(*k16)).to_ne_bytes();
-    }
-    for (b, kb) in d.into_remainder().iter_mut().zip(k.remainder()) {
-        *b ^= kb;
     }
 }
 
@@ -538,13 +517,13 @@ fn check_then_decrypt(
     (ssrc, roc, seq): (u32, u32, u16),
 ) -> Result<(), SrtpError> {
     let index = (u64::from(roc) << 16) | u64::from(seq);
-    let mut ks = [0u8; SHADOW_MAX];
-    let ks = &mut ks[..len - hlen];
+    let mut ks = [aes::Block::default(); SHADOW_MAX / 16];
+    let ks = &mut ks[..(len - hlen).div_ceil(16)];
     let mac = keys.mac_and_keystream(&buf[..len], &roc.to_be_bytes(), ssrc, index, ks);
     if !tag_matches(&mac[..usize::from(keys.tag_len)], &buf[tag_at..]) {
         return Err(SrtpError::AuthFailed);
     }
-    xor_in(&mut buf[hlen..len], ks);
+    xor_blocks(&mut buf[hlen..len], ks);
     Ok(())
 }
 
@@ -718,7 +697,7 @@ impl SessionKeys {
         suffix: &[u8],
         ssrc: u32,
         index: u64,
-        ks: &mut [u8],
+        ks: &mut [aes::Block],
     ) -> [u8; 20] {
         let iv = self.cm_iv(ssrc, index);
         let auth = &self.auth;
@@ -734,7 +713,7 @@ impl SessionKeys {
                 auth.mac_beside(msg, suffix, keystream(&c, &iv, ks))
             }
             _ => {
-                ks.fill(0);
+                ks.fill(aes::Block::default());
                 auth.mac(msg, suffix)
             }
         }
