@@ -178,13 +178,19 @@ pub enum SrtpError {
     IndexExhausted,
     /// The buffer has no room for the tag.
     BufferTooSmall,
-    /// The packet is malformed (bad version, lengths that do not add up).
+    /// The packet is malformed (bad version, lengths that do not add up, longer
+    /// than [`MAX_PACKET`]).
     Malformed,
     /// Cryptex is on and the packet's header extension is not an RFC 8285 one-byte
     /// (0xBEDE) or two-byte (0x1000, appbits zero) block, so its CSRCs and
     /// extension cannot be encrypted (RFC 9335 4).
     CryptexUnsupported,
 }
+
+/// The longest SRTP or SRTCP packet accepted (the largest UDP payload). AES-CM's
+/// keystream for one packet must stay under 2^16 blocks (RFC 3711 4.1.1), which
+/// this keeps far away.
+pub const MAX_PACKET: usize = 65_535;
 
 impl fmt::Display for SrtpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -465,10 +471,10 @@ fn kdf_r(master_key: &[u8], master_salt: &[u8], label: u8, r: u64, out: &mut [u8
     }
 }
 
-/// Counter blocks E-input iv + first, iv + first + 1, ... into `blocks`. SRTP's
-/// AES-CM IVs are multiples of 2^16 (RFC 3711 4.1.1: the low 16 bits are the
-/// block counter, and a packet or a derived key has fewer than 2^16 blocks), so
-/// the counter is written into the IV's last two bytes without carries.
+/// The counter blocks iv + first, iv + first + 1, ... into `blocks`. SRTP's AES-CM
+/// IVs are multiples of 2^16 (RFC 3711 4.1.1: the low 16 bits count the blocks,
+/// and a packet, at most [`MAX_PACKET`] bytes, or a derived key has fewer than
+/// 2^16 of them), so the counter is the IV's last two bytes, with no carry.
 #[inline(always)]
 fn counter_blocks(iv: &[u8; 16], first: usize, blocks: &mut [aes::Block]) {
     debug_assert!(iv[14] == 0 && iv[15] == 0 && first + blocks.len() <= 1 << 16);
@@ -1428,6 +1434,9 @@ impl SrtpContext {
         defer: bool,
     ) -> Result<(usize, Option<PendingTag>), SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
+        if len > MAX_PACKET {
+            return Err(SrtpError::Malformed);
+        }
         let hlen = rtp_header_len(pkt)?;
         // Decided before anything changes, so that an error leaves `buf` as it was.
         let plan = if CRYPTEX {
@@ -1572,6 +1581,9 @@ impl SrtpContext {
             .len()
             .checked_sub(tag_len + mki_len)
             .ok_or(SrtpError::Truncated)?;
+        if buf.len() > MAX_PACKET {
+            return Err(SrtpError::Malformed);
+        }
         let hlen = rtp_header_len(&buf[..len])?;
         let ext_at = if CRYPTEX {
             cryptex::received(&buf[..len])
@@ -1693,6 +1705,9 @@ impl SrtpContext {
         if len < 8 || buf.len() < len {
             return Err(SrtpError::Truncated);
         }
+        if len > MAX_PACKET {
+            return Err(SrtpError::Malformed);
+        }
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
@@ -1753,6 +1768,9 @@ impl SrtpContext {
         let total = buf.len();
         if total < 8 + 4 + tag_len + mki_len {
             return Err(SrtpError::Truncated);
+        }
+        if total > MAX_PACKET {
+            return Err(SrtpError::Malformed);
         }
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);

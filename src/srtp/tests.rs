@@ -1052,3 +1052,68 @@ fn every_payload_length_round_trips_and_tampering_changes_nothing() {
         }
     }
 }
+
+#[test]
+fn protect_matches_aes_ctr_and_hmac_from_their_crates_for_every_length() {
+    // The counter blocks, the pipelined MAC and the tail padding, against the
+    // `ctr` and `hmac` crates, for payloads across every block and batch edge.
+    use cipher::{KeyIvInit, StreamCipher};
+    use hmac::{Hmac, Mac};
+    let c = cfg(SrtpProfile::AesCm128HmacSha1_80);
+    let (mk, ms) = (c.key().to_vec(), c.salt().to_vec());
+    let (mut ke, mut ka, mut ks) = ([0u8; 16], [0u8; 20], [0u8; 14]);
+    kdf(&mk, &ms, 0, &mut ke);
+    kdf(&mk, &ms, 1, &mut ka);
+    kdf(&mk, &ms, 2, &mut ks);
+    let mut tx = SrtpContext::new(c).unwrap();
+    let ssrc = 0x1234_5678u32;
+    for (i, payload) in (0..=300).chain([1200, 1500]).enumerate() {
+        let seq = i as u16;
+        let mut buf = vec![0u8; 1600];
+        let n = rtp(seq, ssrc, payload, &mut buf);
+        let mut want = buf[..n].to_vec();
+        let m = tx.protect_rtp(&mut buf, n).unwrap();
+        // IV = salt ^ (SSRC << 64) ^ (index << 16), index = seq with ROC 0.
+        let mut iv = [0u8; 16];
+        iv[..14].copy_from_slice(&ks);
+        for (d, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
+            *d ^= s;
+        }
+        for (d, s) in iv[12..14].iter_mut().zip(seq.to_be_bytes()) {
+            *d ^= s;
+        }
+        ctr::Ctr128BE::<aes::Aes128>::new(&ke.into(), &iv.into()).apply_keystream(&mut want[12..]);
+        let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&ka).unwrap();
+        mac.update(&want);
+        mac.update(&0u32.to_be_bytes());
+        want.extend_from_slice(&mac.finalize().into_bytes()[..10]);
+        assert_eq!(buf[..m], want[..], "payload {payload}");
+    }
+}
+
+#[test]
+fn packets_longer_than_max_packet_are_refused_untouched() {
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let (mut tx, mut rx) = (
+        SrtpContext::new(cfg(p)).unwrap(),
+        SrtpContext::new(cfg(p)).unwrap(),
+    );
+    let mut buf = vec![0u8; MAX_PACKET + 100];
+    let n = rtp(1, 7, MAX_PACKET + 1 - 12, &mut buf);
+    let before = buf.clone();
+    assert_eq!(tx.protect_rtp(&mut buf, n), Err(SrtpError::Malformed));
+    assert_eq!(tx.protect_rtcp(&mut buf, n), Err(SrtpError::Malformed));
+    assert_eq!(
+        rx.unprotect_rtp(&mut buf[..n]).map(|_| ()),
+        Err(SrtpError::Malformed)
+    );
+    assert_eq!(
+        rx.unprotect_rtcp(&mut buf[..n]).map(|_| ()),
+        Err(SrtpError::Malformed)
+    );
+    assert_eq!(buf, before);
+    // One byte less is an ordinary packet.
+    let n = rtp(2, 7, MAX_PACKET - 12, &mut buf);
+    let m = tx.protect_rtp(&mut buf, n).unwrap();
+    assert_eq!(m, n + 10);
+}

@@ -24,11 +24,12 @@
 //!
 //! Search: a ramp from 40k pkt/s in 20k steps until a step is overloaded twice
 //! in a row (loss of 0.1% or more, or more than 10 ms of the step's packets still
-//! arriving after it: a standing queue) or the generator can no longer offer the step. Socket
-//! buffers are 4 MiB, so that the VM's scheduling gaps of several milliseconds
-//! (of the relay, or of the generator and sink, which then send a burst) are
-//! absorbed instead of showing as loss at any rate, as they did with 256 KiB; an
-//! overload of a 20k step fills them within the step, or leaves a queue after it.
+//! arriving after it: a standing queue) or the generator can no longer offer the
+//! step. Socket buffers are 4 MiB, so that the VM's scheduling gaps of several
+//! milliseconds (of the relay, or of the generator and sink, which then send a
+//! burst) are absorbed instead of showing as loss at any rate, as they did with
+//! 256 KiB; an overload of a 20k step fills them within the step, or leaves a
+//! queue after it.
 //!
 //! Run: `cargo bench -p relay-bench --bench relay` (about 3 minutes). Without
 //! `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run;
