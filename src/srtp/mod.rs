@@ -192,6 +192,14 @@ pub enum SrtpError {
 /// this keeps far away.
 pub const MAX_PACKET: usize = 65_535;
 
+/// `Malformed` for a packet longer than [`MAX_PACKET`].
+fn within_max_packet(len: usize) -> Result<(), SrtpError> {
+    if len > MAX_PACKET {
+        return Err(SrtpError::Malformed);
+    }
+    Ok(())
+}
+
 impl fmt::Display for SrtpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -1434,9 +1442,7 @@ impl SrtpContext {
         defer: bool,
     ) -> Result<(usize, Option<PendingTag>), SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
-        if len > MAX_PACKET {
-            return Err(SrtpError::Malformed);
-        }
+        within_max_packet(len)?;
         let hlen = rtp_header_len(pkt)?;
         // Decided before anything changes, so that an error leaves `buf` as it was.
         let plan = if CRYPTEX {
@@ -1581,9 +1587,7 @@ impl SrtpContext {
             .len()
             .checked_sub(tag_len + mki_len)
             .ok_or(SrtpError::Truncated)?;
-        if buf.len() > MAX_PACKET {
-            return Err(SrtpError::Malformed);
-        }
+        within_max_packet(buf.len())?;
         let hlen = rtp_header_len(&buf[..len])?;
         let ext_at = if CRYPTEX {
             cryptex::received(&buf[..len])
@@ -1705,9 +1709,7 @@ impl SrtpContext {
         if len < 8 || buf.len() < len {
             return Err(SrtpError::Truncated);
         }
-        if len > MAX_PACKET {
-            return Err(SrtpError::Malformed);
-        }
+        within_max_packet(len)?;
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
@@ -1769,9 +1771,7 @@ impl SrtpContext {
         if total < 8 + 4 + tag_len + mki_len {
             return Err(SrtpError::Truncated);
         }
-        if total > MAX_PACKET {
-            return Err(SrtpError::Malformed);
-        }
+        within_max_packet(total)?;
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }

@@ -502,10 +502,8 @@ fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64
             let overloaded = loss >= 0.001 || late as f64 > rate * 0.010;
             (overloaded, achieved, loss)
         };
-        let (mut overloaded, mut achieved, mut loss) = attempt();
-        if overloaded {
-            (overloaded, achieved, loss) = attempt();
-        }
+        let first = attempt();
+        let (overloaded, achieved, loss) = if first.0 { attempt() } else { first };
         if overloaded {
             break;
         }
