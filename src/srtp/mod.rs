@@ -174,6 +174,9 @@ pub enum SrtpError {
     UnknownSsrc,
     /// The packet's MKI is not the configured one.
     MkiMismatch,
+    /// An SDES MKI this library cannot use: longer than 4 bytes, or a value that
+    /// does not fit its length.
+    BadMki,
     /// The SRTP index (2^48) or SRTCP index (2^31) is exhausted; re-key.
     IndexExhausted,
     /// The buffer has no room for the tag.
@@ -211,6 +214,7 @@ impl fmt::Display for SrtpError {
             SrtpError::TooOld => "packet index older than the replay window",
             SrtpError::UnknownSsrc => "unknown SSRC",
             SrtpError::MkiMismatch => "MKI does not match the configured key",
+            SrtpError::BadMki => "MKI longer than 4 bytes or its value does not fit its length",
             SrtpError::IndexExhausted => "packet index exhausted, re-key needed",
             SrtpError::BufferTooSmall => "no tailroom for the authentication tag",
             SrtpError::Malformed => "malformed RTP/RTCP packet",

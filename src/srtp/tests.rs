@@ -350,6 +350,66 @@ fn sdes_parse_format_and_errors() {
 }
 
 #[test]
+fn sdes_mki_is_applied_and_interoperates() {
+    // `|1:4`: MKI 1 as 4 big-endian bytes. A context from the line and one
+    // configured with the same MKI directly read each other's packets (a context
+    // without the MKI would look for the tag 4 bytes too early).
+    for (suite, p) in [
+        ("AES_CM_128_HMAC_SHA1_80", SrtpProfile::AesCm128HmacSha1_80),
+        ("AEAD_AES_128_GCM", SrtpProfile::AeadAes128Gcm),
+    ] {
+        let ks: Vec<u8> = (0..(p.key_len() + p.salt_len()) as u8).collect();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&ks);
+        let line = format!("a=crypto:1 {suite} inline:{b64}|2^31|1:4");
+        let a = sdes::CryptoAttribute::parse(&line).unwrap();
+        assert_eq!(a.mki, Some((1, 4)));
+        assert_eq!(a.to_string(), line, "parse -> format round-trips");
+        let direct = SrtpConfig::from_key_salt(p, &ks)
+            .unwrap()
+            .with_mki(&[0, 0, 0, 1])
+            .unwrap();
+        assert_eq!(a.to_config().unwrap(), direct);
+        let from_sdes = a.to_config().unwrap();
+        for (t, r) in [(&from_sdes, &direct), (&direct, &from_sdes)] {
+            let mut tx = SrtpContext::new(t.clone()).unwrap();
+            let mut rx = SrtpContext::new(r.clone()).unwrap();
+            let mut buf = [0u8; 200];
+            let n = rtp(1, 5, 40, &mut buf);
+            let plain = buf[..n].to_vec();
+            let m = tx.protect_rtp(&mut buf, n).unwrap();
+            assert_eq!(m, n + 4 + p.rtp_tag_len());
+            let u = rx.unprotect_rtp(&mut buf[..m]).unwrap();
+            assert_eq!(buf[..u.len], plain[..], "{p:?}");
+            let mut rr = [0u8; 64];
+            rr[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 5]);
+            let m = tx.protect_rtcp(&mut rr, 8).unwrap();
+            assert_eq!(rx.unprotect_rtcp(&mut rr[..m]).unwrap().len, 8);
+        }
+    }
+    // Lengths 1..=4 give that many bytes; longer ones, or a value that does not
+    // fit, are refused.
+    let key = "inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+    let mki_of = |mki: &str| {
+        sdes::CryptoAttribute::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 {key}|{mki}"))
+            .unwrap()
+            .to_config()
+    };
+    let base = sdes::CryptoAttribute::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 {key}"))
+        .unwrap()
+        .to_config()
+        .unwrap();
+    let with = |m: &[u8]| base.clone().with_mki(m).unwrap();
+    assert_eq!(mki_of("255:1").unwrap(), with(&[255]));
+    assert_eq!(mki_of("258:2").unwrap(), with(&[1, 2]));
+    assert_eq!(mki_of("65536:3").unwrap(), with(&[1, 0, 0]));
+    assert_eq!(mki_of("4294967295:4").unwrap(), with(&[255; 4]));
+    assert_eq!(mki_of("256:1"), Err(SrtpError::BadMki));
+    assert_eq!(mki_of("1:5"), Err(SrtpError::BadMki));
+    assert_eq!(mki_of("1:128"), Err(SrtpError::BadMki));
+}
+
+#[test]
 fn rfc5764_keying_material_split() {
     let p = SrtpProfile::AesCm128HmacSha1_80;
     let material: Vec<u8> = (0..60u8).collect();
