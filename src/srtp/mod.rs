@@ -182,7 +182,7 @@ pub enum SrtpError {
     /// The buffer has no room for the tag.
     BufferTooSmall,
     /// The packet is malformed (bad version, lengths that do not add up, longer
-    /// than [`MAX_PACKET`]).
+    /// than [`MAX_PACKET`] once protected).
     Malformed,
     /// Cryptex is on and the packet's header extension is not an RFC 8285 one-byte
     /// (0xBEDE) or two-byte (0x1000, appbits zero) block, so its CSRCs and
@@ -190,7 +190,9 @@ pub enum SrtpError {
     CryptexUnsupported,
 }
 
-/// The longest SRTP or SRTCP packet accepted (the largest UDP payload). AES-CM's
+/// The longest SRTP or SRTCP packet accepted (the largest UDP payload): protect
+/// refuses a packet whose protected length would exceed it, unprotect a longer
+/// one, so that every packet we protect our unprotect takes. AES-CM's
 /// keystream for one packet must stay under 2^16 blocks (RFC 3711 4.1.1), which
 /// this keeps far away.
 pub const MAX_PACKET: usize = 65_535;
@@ -1446,7 +1448,6 @@ impl SrtpContext {
         defer: bool,
     ) -> Result<(usize, Option<PendingTag>), SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
-        within_max_packet(len)?;
         let hlen = rtp_header_len(pkt)?;
         // Decided before anything changes, so that an error leaves `buf` as it was.
         let plan = if CRYPTEX {
@@ -1459,6 +1460,8 @@ impl SrtpContext {
         let tag_len = usize::from(self.rtp.tag_len);
         let mki = &self.cfg.mki[..usize::from(self.cfg.mki_len)];
         let total = len + mki.len() + tag_len;
+        // The protected length, so that whatever we protect our unprotect accepts.
+        within_max_packet(total)?;
         if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
@@ -1713,7 +1716,6 @@ impl SrtpContext {
         if len < 8 || buf.len() < len {
             return Err(SrtpError::Truncated);
         }
-        within_max_packet(len)?;
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
@@ -1721,6 +1723,7 @@ impl SrtpContext {
         let tag_len = p.rtcp_tag_len();
         let mki = &self.cfg.mki[..usize::from(self.cfg.mki_len)];
         let total = len + 4 + mki.len() + tag_len;
+        within_max_packet(total)?;
         if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }

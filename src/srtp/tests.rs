@@ -222,11 +222,15 @@ fn srtcp_round_trip_replay_and_tamper() {
         assert_eq!(b[..u.len], plain[..], "{p:?}");
         let mut b = pkt.clone();
         assert_eq!(rx.unprotect_rtcp(&mut b), Err(SrtpError::Replayed));
-        let mut b = buf[..m].to_vec();
+        assert_eq!(b, pkt);
+        // A tampered copy of an accepted packet is refused (as a replay: the index
+        // is checked first) and left as it was.
+        let mut b = pkt.clone();
         b[10] ^= 0x80;
         let before = b.clone();
-        // Index 0 was accepted, so a tampered copy is a replay or an auth failure;
-        // send a fresh one and tamper with that instead.
+        assert_eq!(rx.unprotect_rtcp(&mut b), Err(SrtpError::Replayed));
+        assert_eq!(b, before);
+        // A tampered fresh one fails authentication and is left as it was.
         buf[..32].copy_from_slice(&plain);
         let m2 = tx.protect_rtcp(&mut buf, 32).unwrap();
         let mut t = buf[..m2].to_vec();
@@ -238,7 +242,9 @@ fn srtcp_round_trip_replay_and_tamper() {
             "{p:?}"
         );
         assert_eq!(t, t_before);
-        assert_eq!(b, before);
+        // ... and does not take its index: the genuine packet still goes in.
+        let u = rx.unprotect_rtcp(&mut buf[..m2]).unwrap();
+        assert_eq!(buf[..u.len], plain[..], "{p:?}");
     }
 }
 
@@ -1172,8 +1178,32 @@ fn packets_longer_than_max_packet_are_refused_untouched() {
         Err(SrtpError::Malformed)
     );
     assert_eq!(buf, before);
-    // One byte less is an ordinary packet.
-    let n = rtp(2, 7, MAX_PACKET - 12, &mut buf);
+    // The limit is on the protected length: a packet one byte too long once its
+    // tag is added is refused, untouched ...
+    let n = rtp(2, 7, MAX_PACKET - 12 - 10 + 1, &mut buf);
+    let before = buf.clone();
+    assert_eq!(tx.protect_rtp(&mut buf, n), Err(SrtpError::Malformed));
+    assert_eq!(buf, before);
+    // ... and the longest one we protect our unprotect takes.
+    let n = rtp(2, 7, MAX_PACKET - 12 - 10, &mut buf);
+    let plain = buf[..n].to_vec();
     let m = tx.protect_rtp(&mut buf, n).unwrap();
-    assert_eq!(m, n + 10);
+    assert_eq!(m, MAX_PACKET);
+    let u = rx.unprotect_rtp(&mut buf[..m]).unwrap();
+    assert_eq!(buf[..u.len], plain[..]);
+    // SRTCP too (tag and E||index: 14 bytes).
+    let mut rtcp = |len: usize, buf: &mut [u8]| {
+        buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 7]);
+        tx.protect_rtcp(buf, len)
+    };
+    assert_eq!(
+        rtcp(MAX_PACKET - 14 + 1, &mut buf),
+        Err(SrtpError::Malformed)
+    );
+    let m = rtcp(MAX_PACKET - 14, &mut buf).unwrap();
+    assert_eq!(m, MAX_PACKET);
+    assert_eq!(
+        rx.unprotect_rtcp(&mut buf[..m]).unwrap().len,
+        MAX_PACKET - 14
+    );
 }
