@@ -160,6 +160,61 @@ fn replay_reorder_tamper_and_unchanged_buffer() {
     }
 }
 
+#[test]
+fn a_forged_packet_across_the_wrap_changes_no_state() {
+    // Highest sequence 65535 with ROC 0: a forged seq 0 (which would be ROC 1)
+    // fails and leaves the ROC and the highest sequence as they were, so a late
+    // genuine packet from before the wrap and the genuine seq 0 both go in.
+    for p in [SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+        let mut tx = SrtpContext::new(cfg(p)).unwrap();
+        let mut rx = SrtpContext::new(cfg(p)).unwrap();
+        let pkts: Vec<(Vec<u8>, Vec<u8>)> = [65_533u16, 65_534, 65_535, 0, 1]
+            .into_iter()
+            .map(|seq| {
+                let mut buf = [0u8; 200];
+                let n = rtp(seq, 9, 40, &mut buf);
+                let plain = buf[..n].to_vec();
+                let m = tx.protect_rtp(&mut buf, n).unwrap();
+                (buf[..m].to_vec(), plain)
+            })
+            .collect();
+        for (pkt, _) in &pkts[1..3] {
+            rx.unprotect_rtp(&mut pkt.clone()).unwrap();
+        }
+        let state = |rx: &SrtpContext| {
+            let st = rx.streams.get(9).unwrap();
+            (st.roc, st.s_l)
+        };
+        assert_eq!(state(&rx), (0, Some(65_535)));
+        // Seq 0 and 1 with a payload byte or the tag's last byte flipped.
+        for (i, tag) in [(3usize, false), (4, false), (3, true)] {
+            let mut forged = pkts[i].0.clone();
+            let at = if tag { forged.len() - 1 } else { 20 };
+            forged[at] ^= 1;
+            let before = forged.clone();
+            assert_eq!(
+                rx.unprotect_rtp(&mut forged),
+                Err(SrtpError::AuthFailed),
+                "{p:?}"
+            );
+            assert_eq!(forged, before);
+            assert_eq!(state(&rx), (0, Some(65_535)), "{p:?}: state moved");
+        }
+        // A genuine packet from before the wrap still decrypts with ROC 0 ...
+        let (pkt, plain) = &pkts[0];
+        let mut b = pkt.clone();
+        let u = rx.unprotect_rtp(&mut b).unwrap();
+        assert_eq!(b[..u.len], plain[..], "{p:?}");
+        // ... and the genuine seq 0 and 1 with ROC 1.
+        for (pkt, plain) in &pkts[3..] {
+            let mut b = pkt.clone();
+            let u = rx.unprotect_rtp(&mut b).unwrap();
+            assert_eq!(b[..u.len], plain[..], "{p:?}");
+        }
+        assert_eq!(state(&rx), (1, Some(1)));
+    }
+}
+
 /// Protects sequence numbers `0..n` with a replay window of `window` packets and
 /// unprotects all but those in `hold`, which are returned (still protected) with
 /// the receiver.
