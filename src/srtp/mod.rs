@@ -168,6 +168,10 @@ pub enum SrtpError {
     AuthFailed,
     /// The packet index was seen before.
     Replayed,
+    /// Protect: this SSRC has already sent a packet with this index (ROC and
+    /// sequence number); protecting it again would reuse AES-CM keystream or a
+    /// GCM nonce. See [`SrtpConfig::with_allow_repeat_tx`].
+    IndexReused,
     /// The packet index is older than the replay window.
     TooOld,
     /// The SSRC is unknown and the context is strict.
@@ -213,6 +217,9 @@ impl fmt::Display for SrtpError {
             SrtpError::BadConfig => "invalid SRTP configuration value",
             SrtpError::AuthFailed => "authentication failed",
             SrtpError::Replayed => "replayed packet",
+            SrtpError::IndexReused => {
+                "packet index already protected for this SSRC (keystream reuse refused)"
+            }
             SrtpError::TooOld => "packet index older than the replay window",
             SrtpError::UnknownSsrc => "unknown SSRC",
             SrtpError::MkiMismatch => "MKI does not match the configured key",
@@ -242,13 +249,14 @@ pub struct SrtpConfig {
     kdr_log2p1: u8,
     mki: [u8; 4],
     mki_len: u8,
-    /// `STRICT_SSRC | CRYPTEX | COMPACT`.
+    /// `STRICT_SSRC | CRYPTEX | COMPACT | ALLOW_REPEAT_TX`.
     flags: u8,
 }
 
 const STRICT_SSRC: u8 = 1;
 const CRYPTEX: u8 = 2;
 const COMPACT: u8 = 4;
+const ALLOW_REPEAT_TX: u8 = 8;
 
 impl fmt::Debug for SrtpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -261,6 +269,7 @@ impl fmt::Debug for SrtpConfig {
             .field("mki_len", &self.mki_len)
             .field("cryptex", &self.cryptex())
             .field("compact", &self.compact())
+            .field("allow_repeat_tx", &self.allow_repeat_tx())
             .finish_non_exhaustive()
     }
 }
@@ -394,6 +403,24 @@ impl SrtpConfig {
     pub fn with_cryptex(mut self, on: bool) -> Self {
         self.set_flag(CRYPTEX, on);
         self
+    }
+
+    /// Lets protect send a packet index (ROC and sequence number) of an SSRC
+    /// again, as libsrtp's `allow_repeat_tx` does. Off by default: protect keeps
+    /// the last 64 indices each SSRC sent, refuses one sent already with
+    /// [`SrtpError::IndexReused`] (the same index with other bytes would reuse
+    /// AES-CM keystream or a GCM nonce, which gives away the XOR of the two
+    /// plaintexts and, with GCM, the authentication key), and one more than 64
+    /// behind the highest with [`SrtpError::TooOld`]; reordered packets within
+    /// the 64 go out. On, none of these checks is made (for a sender that must
+    /// retransmit an identical packet, or forwards packets reordered further).
+    pub fn with_allow_repeat_tx(mut self, on: bool) -> Self {
+        self.set_flag(ALLOW_REPEAT_TX, on);
+        self
+    }
+
+    fn allow_repeat_tx(&self) -> bool {
+        self.flags & ALLOW_REPEAT_TX != 0
     }
 
     /// Whether Cryptex is on.
@@ -1056,8 +1083,21 @@ struct Stream {
     roc: u32,
     s_l: Option<u16>,
     rtcp_next: u32,
-    rx: Option<Box<RxWindows>>,
+    seen: Seen,
 }
+
+/// The indices a stream has seen: the send window of a sending one, or the replay
+/// windows of a receiving one, allocated by its first accepted packet. 16 bytes
+/// either way: the send window lies where the box's length would be.
+enum Seen {
+    /// Bit k set when index `(roc, s_l) - k` has been protected (see
+    /// [`SrtpConfig::with_allow_repeat_tx`]).
+    Sent(u64),
+    Rx(Box<RxWindows>),
+}
+
+/// Indices the send window covers.
+const SEND_WINDOW: u64 = 64;
 
 impl Stream {
     fn new(ssrc: u32) -> Self {
@@ -1066,7 +1106,7 @@ impl Stream {
             roc: 0,
             s_l: None,
             rtcp_next: 0,
-            rx: None,
+            seen: Seen::Sent(0),
         }
     }
 
@@ -1093,9 +1133,17 @@ impl Stream {
         u32::try_from(v).map_err(|_| SrtpError::IndexExhausted)
     }
 
+    /// The receive windows, if this stream has accepted a packet.
+    fn rx_windows(&self) -> Option<&RxWindows> {
+        match &self.seen {
+            Seen::Rx(w) => Some(w),
+            Seen::Sent(_) => None,
+        }
+    }
+
     /// Replay check of SRTP index `idx`.
     fn check(&self, idx: u64) -> Result<(), SrtpError> {
-        match &self.rx {
+        match self.rx_windows() {
             Some(w) => window_check(&w.bits, w.max, idx),
             None => Ok(()),
         }
@@ -1103,15 +1151,24 @@ impl Stream {
 
     /// Replay check of SRTCP index `idx`.
     fn check_rtcp(&self, idx: u64) -> Result<(), SrtpError> {
-        match &self.rx {
+        match self.rx_windows() {
             Some(w) => w.rtcp.check(idx),
             None => Ok(()),
         }
     }
 
-    /// The replay state, allocated with an SRTP window of `words` 64-bit words.
+    /// The replay state, allocated with an SRTP window of `words` 64-bit words
+    /// (a stream that also sent loses its send window: a context is meant for one
+    /// direction, and the receive window then guards its sends, see
+    /// [`Stream::check_send`]).
     fn rx(&mut self, words: u32) -> &mut RxWindows {
-        self.rx.get_or_insert_with(|| rx_windows(words))
+        if let Seen::Sent(_) = self.seen {
+            self.seen = Seen::Rx(rx_windows(words));
+        }
+        match &mut self.seen {
+            Seen::Rx(w) => w,
+            Seen::Sent(_) => unreachable!("allocated above"),
+        }
     }
 
     /// Records an authenticated packet (receiver: ROC, highest sequence, window
@@ -1131,19 +1188,80 @@ impl Stream {
         self.rx(words).rtcp.accept(u64::from(index));
     }
 
-    /// Records a sent packet (sender: ROC and highest sequence only; a sender
-    /// never checks replays, so its windows are never allocated).
+    /// Whether protect may use index `(roc, seq)`: not if this stream has sent it
+    /// already ([`SrtpError::IndexReused`]), nor if it is more than the send
+    /// window behind the highest, where that cannot be told
+    /// ([`SrtpError::TooOld`]). A stream that has received checks its receive
+    /// window instead.
+    fn check_send(&self, roc: u32, seq: u16) -> Result<(), SrtpError> {
+        let idx = (u64::from(roc) << 16) | u64::from(seq);
+        let (sent, s_l) = match (&self.seen, self.s_l) {
+            (_, None) => return Ok(()),
+            (Seen::Rx(w), _) => {
+                return match window_check(&w.bits, w.max, idx) {
+                    Err(SrtpError::Replayed) => Err(SrtpError::IndexReused),
+                    r => r,
+                };
+            }
+            (Seen::Sent(sent), Some(s_l)) => (*sent, s_l),
+        };
+        let max = (u64::from(self.roc) << 16) | u64::from(s_l);
+        if idx > max {
+            return Ok(());
+        }
+        let behind = max - idx;
+        if behind >= SEND_WINDOW {
+            Err(SrtpError::TooOld)
+        } else if sent >> behind & 1 != 0 {
+            Err(SrtpError::IndexReused)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records a protected packet: ROC, highest sequence and the send window
+    /// (the receive window for a stream that has received; a sending stream never
+    /// allocates one).
+    fn sent(&mut self, roc: u32, seq: u16) {
+        self.advance(roc, seq);
+        if let Seen::Rx(w) = &mut self.seen {
+            window_accept(
+                &mut w.bits,
+                &mut w.max,
+                (u64::from(roc) << 16) | u64::from(seq),
+            );
+        }
+    }
+
+    /// Moves the ROC and highest sequence to `(roc, seq)` if that is newer, and
+    /// records it in the send window of a sending stream.
     fn advance(&mut self, roc: u32, seq: u16) {
-        match self.s_l {
+        let idx = (u64::from(roc) << 16) | u64::from(seq);
+        let max = match self.s_l {
+            Some(s_l) => (u64::from(self.roc) << 16) | u64::from(s_l),
             None => {
                 self.roc = roc;
                 self.s_l = Some(seq);
-            }
-            Some(s_l) => {
-                if roc > self.roc || (roc == self.roc && seq > s_l) {
-                    self.roc = roc;
-                    self.s_l = Some(seq);
+                if let Seen::Sent(bits) = &mut self.seen {
+                    *bits = 1;
                 }
+                return;
+            }
+        };
+        if idx > max {
+            self.roc = roc;
+            self.s_l = Some(seq);
+        }
+        if let Seen::Sent(bits) = &mut self.seen {
+            if idx > max {
+                let ahead = idx - max;
+                *bits = if ahead >= SEND_WINDOW {
+                    1
+                } else {
+                    *bits << ahead | 1
+                };
+            } else if max - idx < SEND_WINDOW {
+                *bits |= 1 << (max - idx);
             }
         }
     }
@@ -1394,6 +1512,10 @@ impl SrtpContext {
         self.add_ssrc(ssrc);
         if let Some(s) = self.streams.get_mut(ssrc) {
             s.roc = roc;
+            // The send window is relative to the highest index, which moved.
+            if let Seen::Sent(bits) = &mut s.seen {
+                *bits = 0;
+            }
         }
     }
 
@@ -1468,13 +1590,14 @@ impl SrtpContext {
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(buf, 8);
         let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
-        let roc = match st.s_l {
-            Some(s_l) if seq < s_l && s_l - seq > 0x8000 => {
-                st.roc.checked_add(1).ok_or(SrtpError::IndexExhausted)?
-            }
-            _ => st.roc,
-        };
-        st.advance(roc, seq);
+        // The receiver's guess (RFC 3711 3.3.1), so that a packet from before a
+        // wrap sent after it (a relay forwards what arrives reordered) keeps its
+        // ROC, and both sides agree.
+        let roc = st.estimate(seq)?;
+        if !self.cfg.allow_repeat_tx() {
+            st.check_send(roc, seq)?;
+        }
+        st.sent(roc, seq);
         let index = (u64::from(roc) << 16) | u64::from(seq);
         let keys = match self.cfg.kdr() {
             0 => &self.rtp,

@@ -215,6 +215,107 @@ fn a_forged_packet_across_the_wrap_changes_no_state() {
     }
 }
 
+#[test]
+fn protect_refuses_to_reuse_an_index() {
+    for p in [SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+        for defer in [false, true] {
+            let mut tx = SrtpContext::new(cfg(p)).unwrap();
+            let mut rx = SrtpContext::new(cfg(p)).unwrap();
+            let send = |tx: &mut SrtpContext, seq: u16| {
+                let mut buf = [0u8; 200];
+                let n = rtp(seq, 4, 40, &mut buf);
+                let before = buf;
+                let r = if defer {
+                    tx.protect_rtp_deferred(&mut buf, n).map(|(m, tag)| {
+                        if let Some(tag) = tag {
+                            tag.write(&mut buf).unwrap();
+                        }
+                        m
+                    })
+                } else {
+                    tx.protect_rtp(&mut buf, n)
+                };
+                match r {
+                    Ok(m) => Ok(buf[..m].to_vec()),
+                    Err(e) => {
+                        assert_eq!(buf, before, "{p:?}: a refused packet changed");
+                        Err(e)
+                    }
+                }
+            };
+            // In order, with 105 held back and sent late (relays forward what
+            // arrives reordered): accepted once, refused again.
+            let mut out = Vec::new();
+            for seq in (100..=160).filter(|&s| s != 105) {
+                out.push(send(&mut tx, seq).unwrap());
+            }
+            out.push(send(&mut tx, 105).unwrap());
+            assert_eq!(send(&mut tx, 105), Err(SrtpError::IndexReused), "{p:?}");
+            assert_eq!(send(&mut tx, 160), Err(SrtpError::IndexReused), "{p:?}");
+            assert_eq!(send(&mut tx, 140), Err(SrtpError::IndexReused), "{p:?}");
+            // 96 is 64 behind 160, past the window: whether it was sent cannot
+            // be told.
+            assert_eq!(send(&mut tx, 96), Err(SrtpError::TooOld), "{p:?}");
+            // A jump clears the window, and its edge is exact.
+            out.push(send(&mut tx, 1000).unwrap());
+            out.push(send(&mut tx, 1000 - 63).unwrap());
+            assert_eq!(send(&mut tx, 1000 - 64), Err(SrtpError::TooOld));
+            for mut pkt in out {
+                rx.unprotect_rtp(&mut pkt).unwrap();
+            }
+            // Across the wrap: 65535 sent after 0 and 1 keeps ROC 0 (the
+            // receiver's guess), and the stream goes on with ROC 1.
+            let mut tx = SrtpContext::new(cfg(p)).unwrap();
+            let mut rx = SrtpContext::new(cfg(p)).unwrap();
+            for seq in [65_533u16, 65_534, 0, 1, 65_535, 2] {
+                let mut pkt = send(&mut tx, seq).unwrap();
+                rx.unprotect_rtp(&mut pkt)
+                    .unwrap_or_else(|e| panic!("{p:?} seq {seq}: {e}"));
+            }
+            assert_eq!(send(&mut tx, 65_535), Err(SrtpError::IndexReused));
+            assert_eq!((tx.roc(4), rx.roc(4)), (Some(1), Some(1)));
+        }
+    }
+    // A stream that has received checks its sends against its receive window.
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let (mut tx, mut both) = (
+        SrtpContext::new(cfg(p)).unwrap(),
+        SrtpContext::new(cfg(p)).unwrap(),
+    );
+    let mut buf = [0u8; 200];
+    let n = rtp(7, 4, 40, &mut buf);
+    let m = tx.protect_rtp(&mut buf, n).unwrap();
+    both.unprotect_rtp(&mut buf[..m]).unwrap();
+    assert_eq!(both.protect_rtp(&mut buf, n), Err(SrtpError::IndexReused));
+    let n = rtp(8, 4, 40, &mut buf);
+    both.protect_rtp(&mut buf, n).unwrap();
+    assert_eq!(both.protect_rtp(&mut buf, n), Err(SrtpError::IndexReused));
+}
+
+#[test]
+fn allow_repeat_tx_lets_an_index_go_out_again() {
+    for p in [SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+        let c = cfg(p).with_allow_repeat_tx(true);
+        assert!(format!("{c:?}").contains("allow_repeat_tx: true"));
+        let mut tx = SrtpContext::new(c).unwrap();
+        let mut rx = SrtpContext::new(cfg(p)).unwrap();
+        let mut first = Vec::new();
+        for seq in [10u16, 10, 200, 10] {
+            let mut buf = [0u8; 200];
+            let n = rtp(seq, 4, 40, &mut buf);
+            let m = tx.protect_rtp(&mut buf, n).unwrap();
+            if seq == 10 {
+                // The same packet at the same index: the same bytes.
+                if first.is_empty() {
+                    first = buf[..m].to_vec();
+                }
+                assert_eq!(buf[..m], first[..], "{p:?}");
+            }
+        }
+        rx.unprotect_rtp(&mut first).unwrap();
+    }
+}
+
 /// Protects sequence numbers `0..n` with a replay window of `window` packets and
 /// unprotects all but those in `hold`, which are returned (still protected) with
 /// the receiver.
@@ -812,7 +913,12 @@ fn context_memory_stays_small() {
     use std::mem::{size_of, size_of_val};
     assert!(size_of::<SrtpConfig>() <= 56);
     assert!(size_of::<SessionKeys>() <= 80);
-    assert!(size_of::<Stream>() <= 32);
+    assert!(
+        size_of::<Stream>() <= 32,
+        "{} {}",
+        size_of::<Stream>(),
+        size_of::<SrtpContext>()
+    );
     assert!(size_of::<SrtpContext>() <= 184);
     // A receiving stream's replay state: the default 1,024-packet bitmap and the
     // SRTCP window in one allocation.
@@ -846,8 +952,8 @@ fn where_the_state_of_a_stream_lives() {
         let m = tx.protect_rtp(&mut buf, n).unwrap();
         rx.unprotect_rtp(&mut buf[..m]).unwrap();
         // A sender keeps no replay state; a receiver has its windows.
-        assert!(tx.streams.get(5).unwrap().rx.is_none());
-        assert!(rx.streams.get(5).unwrap().rx.is_some());
+        assert!(tx.streams.get(5).unwrap().rx_windows().is_none());
+        assert!(rx.streams.get(5).unwrap().rx_windows().is_some());
         assert!(tx.extra.is_none() && rx.extra.is_none());
         for _ in 0..3 {
             let mut b = rr(5);
