@@ -1744,17 +1744,10 @@ impl SrtpContext {
             None => 0,
         };
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        let mut scratch = KdrKeys::default();
+        let mut fresh = None;
         let keys = match self.cfg.kdr() {
             0 => &self.rtp,
-            _ => {
-                // Keys of a stream that has not authenticated yet are not kept.
-                let slot = match known {
-                    Some(_) => stream_kdr(&mut self.extra, ssrc),
-                    None => &mut scratch,
-                };
-                kdr_keys(&self.cfg, slot, false, index)
-            }
+            kdr => kept_or_fresh(&self.cfg, &self.extra, ssrc, false, index / kdr, &mut fresh),
         };
         if aead {
             let iv = keys.gcm_iv(ssrc, roc, seq);
@@ -1819,6 +1812,9 @@ impl SrtpContext {
         }
         if let Some(at) = ext_at {
             cryptex::unmark(buf, at);
+        }
+        if let Some(fresh) = fresh {
+            keep_kdr(&mut self.extra, ssrc, false, fresh);
         }
         let words = self.cfg.replay_words();
         match known {
@@ -1920,25 +1916,22 @@ impl SrtpContext {
         let encrypted = e_index & 0x8000_0000 != 0;
         let index = e_index & 0x7fff_ffff;
         let ssrc = be32(buf, 4);
-        let known = match self.streams.get(ssrc) {
-            Some(st) => {
-                st.check_rtcp(u64::from(index))?;
-                true
-            }
+        match self.streams.get(ssrc) {
+            Some(st) => st.check_rtcp(u64::from(index))?,
             None if self.cfg.strict() => return Err(SrtpError::UnknownSsrc),
-            None => false,
-        };
-        let (mut derived, mut scratch) = (None, KdrKeys::default());
+            None => {}
+        }
+        let (mut derived, mut fresh) = (None, None);
         let keys = match self.cfg.kdr() {
             0 => rtcp_keys(&self.cfg, &mut self.extra, &mut derived),
-            _ => {
-                // Keys of a stream that has not authenticated yet are not kept.
-                let slot = match known {
-                    true => stream_kdr(&mut self.extra, ssrc),
-                    false => &mut scratch,
-                };
-                kdr_keys(&self.cfg, slot, true, u64::from(index))
-            }
+            kdr => kept_or_fresh(
+                &self.cfg,
+                &self.extra,
+                ssrc,
+                true,
+                u64::from(index) / kdr,
+                &mut fresh,
+            ),
         };
         if aead {
             let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
@@ -1955,8 +1948,11 @@ impl SrtpContext {
                 keys.ctr_xor(ssrc, u64::from(index), &mut buf[8..len]);
             }
         }
-        let words = self.cfg.replay_words();
-        stream_entry(&mut self.streams, &self.cfg, ssrc)?.update_rtcp(index, words);
+        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
+        st.update_rtcp(index, self.cfg.replay_words());
+        if let Some(fresh) = fresh {
+            keep_kdr(&mut self.extra, ssrc, true, fresh);
+        }
         Ok(Unprotected {
             len,
             payload: 8..len,
@@ -2059,6 +2055,37 @@ fn kdr_keys<'s>(
         *slot = Some((r, SessionKeys::derive(cfg, rtcp, r)));
     }
     &slot.as_ref().expect("derived above").1
+}
+
+/// Unprotect's session keys for `r = index DIV kdr`: the stream's kept ones if
+/// they are for `r`, else keys derived into `fresh`, which [`keep_kdr`] keeps
+/// once the packet has authenticated (so that a forged packet can neither replace
+/// a stream's keys nor make a table entry).
+fn kept_or_fresh<'a>(
+    cfg: &SrtpConfig,
+    extra: &'a Option<Box<Extra>>,
+    ssrc: u32,
+    rtcp: bool,
+    r: u64,
+    fresh: &'a mut Option<(u64, SessionKeys)>,
+) -> &'a SessionKeys {
+    let kept = extra.as_ref().and_then(|e| e.kdr.get(&ssrc)).and_then(|k| {
+        if rtcp {
+            k.rtcp.as_ref()
+        } else {
+            k.rtp.as_ref()
+        }
+    });
+    match kept {
+        Some((have, keys)) if *have == r => keys,
+        _ => &fresh.insert((r, SessionKeys::derive(cfg, rtcp, r))).1,
+    }
+}
+
+/// Keeps keys that [`kept_or_fresh`] derived, once their packet authenticated.
+fn keep_kdr(extra: &mut Option<Box<Extra>>, ssrc: u32, rtcp: bool, fresh: (u64, SessionKeys)) {
+    let slot = stream_kdr(extra, ssrc);
+    *if rtcp { &mut slot.rtcp } else { &mut slot.rtp } = Some(fresh);
 }
 
 /// The SRTCP session keys of a context with a key derivation rate of zero:

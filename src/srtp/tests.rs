@@ -668,6 +668,54 @@ fn non_zero_key_derivation_rate_rekeys_every_kdr_packets() {
 }
 
 #[test]
+fn a_forged_packet_in_the_next_kdr_period_keeps_the_streams_keys() {
+    let p = SrtpProfile::AesCm128HmacSha1_80;
+    let c = cfg(p).with_kdr(16).unwrap();
+    let (mut tx, mut rx) = (
+        SrtpContext::new(c.clone()).unwrap(),
+        SrtpContext::new(c).unwrap(),
+    );
+    let pkts: Vec<Vec<u8>> = (0..20u16)
+        .map(|seq| {
+            let mut buf = [0u8; 200];
+            let n = rtp(seq, 3, 40, &mut buf);
+            let m = tx.protect_rtp(&mut buf, n).unwrap();
+            buf[..m].to_vec()
+        })
+        .collect();
+    let rr: Vec<Vec<u8>> = (0..20)
+        .map(|_| {
+            let mut b = [0u8; 64];
+            b[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 3]);
+            let m = tx.protect_rtcp(&mut b, 8).unwrap();
+            b[..m].to_vec()
+        })
+        .collect();
+    rx.unprotect_rtp(&mut pkts[0].clone()).unwrap();
+    rx.unprotect_rtcp(&mut rr[0].clone()).unwrap();
+    let kept = |rx: &SrtpContext| {
+        let k = &rx.extra.as_ref().unwrap().kdr[&3];
+        (k.rtp.as_ref().unwrap().0, k.rtcp.as_ref().unwrap().0)
+    };
+    assert_eq!(kept(&rx), (0, 0));
+    // Index 16 is in r = 1: forged, it fails and the r = 0 keys stay.
+    let mut forged = pkts[16].clone();
+    forged[20] ^= 1;
+    assert_eq!(rx.unprotect_rtp(&mut forged), Err(SrtpError::AuthFailed));
+    let mut forged = rr[16].clone();
+    forged[9] ^= 1;
+    assert_eq!(rx.unprotect_rtcp(&mut forged), Err(SrtpError::AuthFailed));
+    assert_eq!(kept(&rx), (0, 0));
+    // Genuine: kept once they authenticate.
+    rx.unprotect_rtp(&mut pkts[15].clone()).unwrap();
+    rx.unprotect_rtp(&mut pkts[16].clone()).unwrap();
+    rx.unprotect_rtcp(&mut rr[17].clone()).unwrap();
+    assert_eq!(kept(&rx), (1, 1));
+    rx.unprotect_rtcp(&mut rr[1].clone()).unwrap();
+    assert_eq!(kept(&rx), (1, 0));
+}
+
+#[test]
 fn kdf_with_r_differs_from_r_zero() {
     // RFC 3711 4.3.1: r enters the low 48 bits of the key id, so the r = 1 key
     // differs from the B.3 (r = 0) key.
