@@ -1935,8 +1935,21 @@ impl SrtpContext {
         };
         if aead {
             let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
-            let (body, trailer) = buf[8..].split_at_mut(len - 8);
-            if !encrypted || !keys.gcm_open(&iv, &aad, body, &trailer[..16]) {
+            let ok = if encrypted {
+                let (body, trailer) = buf[8..].split_at_mut(len - 8);
+                keys.gcm_open(&iv, &aad, body, &trailer[..16])
+            } else {
+                // Authenticated only (RFC 7714 9.3, 17): the AAD is the whole packet
+                // followed by E||index, and there is no ciphertext. E||index is moved
+                // in front of the tag for the AAD to be one slice, then back.
+                let mut tag = [0u8; 16];
+                tag.copy_from_slice(&buf[len..len + 16]);
+                buf[len..len + 20].rotate_left(16);
+                let ok = keys.gcm_open(&iv, &buf[..len + 4], &mut [], &tag);
+                buf[len..len + 20].rotate_right(16);
+                ok
+            };
+            if !ok {
                 return Err(SrtpError::AuthFailed);
             }
         } else {

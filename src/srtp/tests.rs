@@ -821,6 +821,64 @@ fn rfc7714_17_1_aead_aes_128_gcm_srtcp() {
 }
 
 #[test]
+fn gcm_srtcp_authenticated_only() {
+    // E = 0 with GCM (RFC 7714 9.3): the tag is GCM's over no plaintext with the
+    // whole packet and E||index as AAD. Built here with `aes-gcm` from session
+    // keys derived by the KDF, then read by unprotect.
+    use aes_gcm::aead::AeadInPlace;
+    for p in [SrtpProfile::AeadAes128Gcm, SrtpProfile::AeadAes256Gcm] {
+        let c = cfg(p);
+        let (mut key, mut salt) = ([0u8; 32], [0u8; 12]);
+        let key = &mut key[..p.key_len()];
+        kdf(c.key(), c.salt(), 3, key);
+        kdf(c.key(), c.salt(), 5, &mut salt);
+        let ssrc = 0x0102_0304u32;
+        let mut plain = vec![0x81u8, 201, 0, 7];
+        plain.extend(ssrc.to_be_bytes());
+        plain.extend((0..24u8).map(|i| i * 7));
+        for index in [0u32, 5, 0x7fff_ffff] {
+            // IV = salt ^ (00 00 || SSRC || 00 00 || index), RFC 7714 9.1.
+            let mut iv = salt;
+            for (d, s) in iv[2..6].iter_mut().zip(ssrc.to_be_bytes()) {
+                *d ^= s;
+            }
+            for (d, s) in iv[8..12].iter_mut().zip(index.to_be_bytes()) {
+                *d ^= s;
+            }
+            let mut aad = plain.clone();
+            aad.extend(index.to_be_bytes()); // E = 0
+            let tag = match p {
+                SrtpProfile::AeadAes128Gcm => <Aes128Gcm as aes_gcm::KeyInit>::new_from_slice(key)
+                    .unwrap()
+                    .encrypt_in_place_detached((&iv).into(), &aad, &mut []),
+                _ => <Aes256Gcm as aes_gcm::KeyInit>::new_from_slice(key)
+                    .unwrap()
+                    .encrypt_in_place_detached((&iv).into(), &aad, &mut []),
+            }
+            .unwrap();
+            let mut pkt = plain.clone();
+            pkt.extend_from_slice(&tag);
+            pkt.extend(index.to_be_bytes());
+            let mut rx = SrtpContext::new(c.clone()).unwrap();
+            // Tampered anywhere (the clear body, the tag, the index, the E flag):
+            // refused and left as it was.
+            for at in [12, 8 + 24, pkt.len() - 1, pkt.len() - 4] {
+                let mut bad = pkt.clone();
+                bad[at] ^= 0x80;
+                let before = bad.clone();
+                assert_eq!(rx.unprotect_rtcp(&mut bad), Err(SrtpError::AuthFailed));
+                assert_eq!(bad, before, "{p:?} byte {at}");
+            }
+            let mut got = pkt.clone();
+            let u = rx.unprotect_rtcp(&mut got).unwrap();
+            assert_eq!(got[..u.len], plain[..], "{p:?} index {index}");
+            assert_eq!(got[u.len..], pkt[u.len..], "the trailer is put back");
+            assert_eq!(rx.unprotect_rtcp(&mut pkt), Err(SrtpError::Replayed));
+        }
+    }
+}
+
+#[test]
 fn rfc6188_7_2_aes_256_key_derivation() {
     // RFC 6188 section 7.2: AES_256_CM_PRF with a 32-byte master key.
     let mk = hex("f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b6");
