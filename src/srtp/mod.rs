@@ -2,8 +2,9 @@
 //!
 //! A [`SrtpContext`] holds the session keys of one direction (derived once from the
 //! master key, with AES key schedules and HMAC states precomputed) and per-SSRC
-//! state in a hash map: rollover counter, highest sequence number, replay windows and
-//! the SRTCP index. `protect_*` encrypts in place and writes the tag into the
+//! state in a hash map: rollover counter, highest sequence number, replay windows (a
+//! sender's: the indices it sent, so that none is protected twice) and the SRTCP
+//! index. `protect_*` encrypts in place and writes the tag into the
 //! caller's tailroom; `unprotect_*` authenticates before touching the buffer, so a
 //! packet that fails leaves the buffer exactly as it was.
 //!
@@ -1533,7 +1534,9 @@ impl SrtpContext {
     /// Protects the RTP packet in `buf[..len]`; the MKI (if configured) and the tag
     /// go into the tailroom after it. Returns the SRTP length (with Cryptex, 4 more
     /// for a packet that had CSRCs and no extension, see
-    /// [`SrtpConfig::with_cryptex`]).
+    /// [`SrtpConfig::with_cryptex`]). A packet index its SSRC has sent already is
+    /// refused, unless [`SrtpConfig::with_allow_repeat_tx`]. On error the buffer
+    /// is unchanged.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         // Two copies of the code, so that the Cryptex checks cost plain SRTP
         // nothing but this branch.
