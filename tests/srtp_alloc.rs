@@ -2,44 +2,58 @@
 //! a counting global allocator wraps the system one, and after the first packet of a
 //! stream (which creates its per-SSRC state) the count must not move.
 //!
-//! Only the test's own thread is counted: the test harness's other threads may
-//! allocate at any time (a process-wide count failed now and then with 4 such
-//! allocations).
+//! Only each test's own thread is counted, in thread-local counters: the test
+//! harness's other threads may allocate at any time (a process-wide count failed
+//! now and then with 4 such allocations), and the tests run in parallel.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rtp_core::srtp::{Opening, PendingCheck, PendingTag, SrtpConfig, SrtpContext, SrtpProfile};
+use rtp_core::srtp::{
+    Opening, PendingCheck, PendingTag, SrtpConfig, SrtpContext, SrtpError, SrtpProfile,
+};
 
 struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    // Const-initialised and without a destructor: safe to read inside the
+    // Const-initialised and without destructors: safe to use inside the
     // allocator.
     static COUNTED: Cell<bool> = const { Cell::new(false) };
+    /// Allocations (and reallocations) made by this thread while counted.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed by this thread while counted.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
 }
 
-fn count() {
+fn count(grow: isize, calls: usize) {
     if COUNTED.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|a| a.set(a.get() + calls));
+        LIVE.with(|l| l.set(l.get() + grow));
     }
+}
+
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
+}
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
 }
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
+        count(layout.size() as isize, 1);
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as isize), 0);
         // SAFETY: same contract as our caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        count();
+        count(new as isize - layout.size() as isize, 1);
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new) }
     }
@@ -92,12 +106,12 @@ fn run(profile: SrtpProfile, packets: u32, compact: bool) {
     };
     one(0, &mut tx, &mut rx); // warm-up: creates the per-SSRC state
     two(0, &mut tx, &mut rx);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for i in 1..packets {
         one(i, &mut tx, &mut rx);
         two(i, &mut tx, &mut rx);
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     assert_eq!(
         after - before,
         0,
@@ -119,9 +133,87 @@ fn steady_state_allocates_nothing() {
         run(p, 2_000, true);
     }
     // The counter does count: creating a context allocates.
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     let cfg = SrtpConfig::new(SrtpProfile::AeadAes128Gcm, &[0; 16], &[0; 12]).unwrap();
     let mut ctx = SrtpContext::new(cfg).unwrap();
     ctx.add_ssrc(1);
-    assert!(ALLOCS.load(Ordering::Relaxed) > before);
+    assert!(allocs() > before);
+}
+
+#[test]
+fn forged_packets_under_a_key_derivation_rate_keep_nothing() {
+    // A forged packet of a known SSRC whose index is in another `index DIV kdr`
+    // than the stream's keys gets keys derived for it (freed again), but keeps
+    // none: the stream's keys stay, and the next genuine packet goes in.
+    COUNTED.with(|c| c.set(true));
+    const SSRC: u32 = 0x1234;
+    for p in [SrtpProfile::AesCm128HmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+        let ks: Vec<u8> = (0..(p.key_len() + p.salt_len()) as u8).collect();
+        let cfg = SrtpConfig::from_key_salt(p, &ks)
+            .unwrap()
+            .with_kdr(16)
+            .unwrap();
+        let mut tx = SrtpContext::new(cfg.clone()).unwrap();
+        // Strict, with the SSRC known before any packet of it authenticated.
+        let mut rx = SrtpContext::new(cfg.with_strict_ssrc(true)).unwrap();
+        rx.add_ssrc(SSRC);
+        let mut genuine = |seq: u16, rtcp: bool| {
+            let mut buf = [0u8; 300];
+            let n = if rtcp {
+                buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0x12, 0x34]);
+                tx.protect_rtcp(&mut buf, 8).unwrap()
+            } else {
+                buf[0] = 0x80;
+                buf[2..4].copy_from_slice(&seq.to_be_bytes());
+                buf[8..12].copy_from_slice(&SSRC.to_be_bytes());
+                tx.protect_rtp(&mut buf, 172).unwrap()
+            };
+            buf[..n].to_vec()
+        };
+        let forge = |rx: &mut SrtpContext, mut pkt: Vec<u8>, rtcp: bool| {
+            pkt[20] ^= 1;
+            let r = if rtcp {
+                rx.unprotect_rtcp(&mut pkt).map(|_| ())
+            } else {
+                rx.unprotect_rtp(&mut pkt).map(|_| ())
+            };
+            assert_eq!(r, Err(SrtpError::AuthFailed), "{p:?}");
+        };
+        // Genuine packets in every r of 0..200, SRTCP indices 0..40, held back.
+        let rtp: Vec<Vec<u8>> = (0..200).map(|s| genuine(s, false)).collect();
+        let rtcp: Vec<Vec<u8>> = (0..40).map(|_| genuine(0, true)).collect();
+        for (pkts, is_rtcp) in [(&rtp, false), (&rtcp, true)] {
+            // Before the stream has any keys, then with them (r = 0).
+            for warm in [false, true] {
+                if warm {
+                    let mut first = pkts[0].clone();
+                    let r = if is_rtcp {
+                        rx.unprotect_rtcp(&mut first).map(|_| ())
+                    } else {
+                        rx.unprotect_rtp(&mut first).map(|_| ())
+                    };
+                    r.unwrap();
+                }
+                let before = live();
+                for pkt in pkts.iter().skip(1).step_by(7) {
+                    forge(&mut rx, pkt.clone(), is_rtcp);
+                }
+                assert_eq!(
+                    live(),
+                    before,
+                    "{p:?} rtcp {is_rtcp}: forged packets kept memory"
+                );
+            }
+            // The stream goes on, through every r.
+            for pkt in &pkts[1..] {
+                let mut b = pkt.clone();
+                let r = if is_rtcp {
+                    rx.unprotect_rtcp(&mut b).map(|_| ())
+                } else {
+                    rx.unprotect_rtp(&mut b).map(|_| ())
+                };
+                r.unwrap_or_else(|e| panic!("{p:?} rtcp {is_rtcp}: {e}"));
+            }
+        }
+    }
 }

@@ -201,7 +201,7 @@ pub enum DropReason {
     RingFull,
     /// The kernel refused the send (or its buffer was full).
     SendError,
-    /// Protecting for the other leg failed (no tailroom, index exhausted).
+    /// Protecting for the other leg failed (no tailroom, index exhausted or reused).
     Protect,
     /// The leg is secure but its keys are not installed yet (DTLS-SRTP before the
     /// handshake completed): nothing is relayed in the clear.

@@ -454,3 +454,113 @@ fn malformed_and_random_input_never_panics() {
         }
     }
 }
+
+/// One operation of the fuzz below on a copy of `input` in a buffer of `room`
+/// bytes (`len` of them the packet); on error the buffer must be as it was.
+fn fuzz_op(op: u8, ctx: &mut SrtpContext, input: &[u8], room: usize) -> Result<(), SrtpError> {
+    let len = input.len();
+    let mut buf = vec![0u8; room.max(len)];
+    buf[..len].copy_from_slice(input);
+    let before = buf.clone();
+    let r = match op {
+        0 => ctx.unprotect_rtp(&mut buf[..len]).map(|_| ()),
+        1 => ctx.unprotect_rtcp(&mut buf[..len]).map(|_| ()),
+        2 | 3 => match ctx.unprotect_rtp_deferred(&mut buf[..len]) {
+            Ok(Opening::Pending(mut check)) => {
+                // Tag computed in phase two, or left to finish.
+                if op == 2 {
+                    check.compute(&buf[..len]);
+                }
+                ctx.unprotect_rtp_finish(&mut buf[..len], check).map(|_| ())
+            }
+            r => r.map(|_| ()),
+        },
+        4 => ctx.protect_rtp(&mut buf, len).map(|_| ()),
+        5 => ctx.protect_rtcp(&mut buf, len).map(|_| ()),
+        _ => ctx
+            .protect_rtp_deferred(&mut buf, len)
+            .and_then(|(_, tag)| match tag {
+                Some(tag) => tag.write(&mut buf),
+                None => Ok(()),
+            }),
+    };
+    if r.is_err() {
+        assert_eq!(buf, before, "op {op}: a refused packet changed ({r:?})");
+    }
+    r
+}
+
+#[test]
+fn random_and_mangled_input_in_every_api_never_panics_nor_changes_a_refused_buffer() {
+    // Unprotect (whole and split) of SRTP and SRTCP and protect (whole and
+    // split), for CM, GCM and NULL profiles, plain, with an MKI, strict, and both:
+    // random bytes, and genuine packets mangled (a byte flipped, cut short,
+    // another SSRC) or intact (accepted once, then replays).
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3711);
+    const SSRC: u32 = 0x5eed_f00d;
+    for p in [
+        SrtpProfile::AesCm128HmacSha1_80,
+        SrtpProfile::AesCm256HmacSha1_32,
+        SrtpProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm,
+        SrtpProfile::NullHmacSha1_80,
+    ] {
+        for (mki, strict) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut c = cfg(p).with_strict_ssrc(strict);
+            if mki {
+                c = c.with_mki(&[7, 0, 9]).unwrap();
+            }
+            let mut sender = SrtpContext::new(c.clone()).unwrap();
+            let mut tx = SrtpContext::new(c.clone()).unwrap();
+            let mut rx = SrtpContext::new(c).unwrap();
+            for ctx in [&mut sender, &mut tx, &mut rx] {
+                ctx.add_ssrc(SSRC);
+            }
+            let mut accepted = 0;
+            for i in 0..400u16 {
+                let mut input = if rng.gen_bool(0.3) {
+                    let mut v = vec![0u8; rng.gen_range(0..120)];
+                    rng.fill(&mut v[..]);
+                    if let Some(b0) = v.first_mut() {
+                        if rng.gen_bool(0.8) {
+                            *b0 = 0x80 | (*b0 & 0x3f);
+                        }
+                    }
+                    v
+                } else {
+                    // A genuine packet of the sender, RTP or RTCP.
+                    let mut buf = [0u8; 200];
+                    let n = if rng.gen_bool(0.5) {
+                        let n = shaped(i, 0, None, &mut buf);
+                        sender.protect_rtp(&mut buf, n).unwrap()
+                    } else {
+                        buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0x5e, 0xed, 0xf0, 0x0d]);
+                        sender.protect_rtcp(&mut buf, 8).unwrap()
+                    };
+                    buf[..n].to_vec()
+                };
+                match rng.gen_range(0..4) {
+                    0 if !input.is_empty() => {
+                        let at = rng.gen_range(0..input.len());
+                        input[at] ^= 1 << rng.gen_range(0..8);
+                    }
+                    1 => input.truncate(rng.gen_range(0..=input.len())),
+                    2 if input.len() >= 12 => {
+                        input[8..12].copy_from_slice(&rng.gen::<u32>().to_be_bytes());
+                    }
+                    _ => {}
+                }
+                for op in 0..4 {
+                    accepted += usize::from(fuzz_op(op, &mut rx, &input, 0).is_ok());
+                }
+                let room = input.len() + rng.gen_range(0..40);
+                for op in 4..7 {
+                    let _ = fuzz_op(op, &mut tx, &input, room);
+                }
+            }
+            // Intact genuine packets were among the inputs.
+            assert!(accepted > 0, "{p:?} mki {mki} strict {strict}");
+        }
+    }
+}

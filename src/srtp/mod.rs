@@ -2,8 +2,9 @@
 //!
 //! A [`SrtpContext`] holds the session keys of one direction (derived once from the
 //! master key, with AES key schedules and HMAC states precomputed) and per-SSRC
-//! state in a hash map: rollover counter, highest sequence number, replay windows and
-//! the SRTCP index. `protect_*` encrypts in place and writes the tag into the
+//! state in a hash map: rollover counter, highest sequence number, replay windows (a
+//! sender's: the indices it sent, so that none is protected twice) and the SRTCP
+//! index. `protect_*` encrypts in place and writes the tag into the
 //! caller's tailroom; `unprotect_*` authenticates before touching the buffer, so a
 //! packet that fails leaves the buffer exactly as it was.
 //!
@@ -168,18 +169,25 @@ pub enum SrtpError {
     AuthFailed,
     /// The packet index was seen before.
     Replayed,
+    /// Protect: this SSRC has already sent a packet with this index (ROC and
+    /// sequence number); protecting it again would reuse AES-CM keystream or a
+    /// GCM nonce. See [`SrtpConfig::with_allow_repeat_tx`].
+    IndexReused,
     /// The packet index is older than the replay window.
     TooOld,
     /// The SSRC is unknown and the context is strict.
     UnknownSsrc,
     /// The packet's MKI is not the configured one.
     MkiMismatch,
+    /// An SDES MKI this library cannot use: longer than 4 bytes, or a value that
+    /// does not fit its length.
+    BadMki,
     /// The SRTP index (2^48) or SRTCP index (2^31) is exhausted; re-key.
     IndexExhausted,
     /// The buffer has no room for the tag.
     BufferTooSmall,
     /// The packet is malformed (bad version, lengths that do not add up, longer
-    /// than [`MAX_PACKET`]).
+    /// than [`MAX_PACKET`] once protected).
     Malformed,
     /// Cryptex is on and the packet's header extension is not an RFC 8285 one-byte
     /// (0xBEDE) or two-byte (0x1000, appbits zero) block, so its CSRCs and
@@ -187,7 +195,9 @@ pub enum SrtpError {
     CryptexUnsupported,
 }
 
-/// The longest SRTP or SRTCP packet accepted (the largest UDP payload). AES-CM's
+/// The longest SRTP or SRTCP packet accepted (the largest UDP payload): protect
+/// refuses a packet whose protected length would exceed it, unprotect a longer
+/// one, so that every packet we protect our unprotect takes. AES-CM's
 /// keystream for one packet must stay under 2^16 blocks (RFC 3711 4.1.1), which
 /// this keeps far away.
 pub const MAX_PACKET: usize = 65_535;
@@ -208,9 +218,13 @@ impl fmt::Display for SrtpError {
             SrtpError::BadConfig => "invalid SRTP configuration value",
             SrtpError::AuthFailed => "authentication failed",
             SrtpError::Replayed => "replayed packet",
+            SrtpError::IndexReused => {
+                "packet index already protected for this SSRC (keystream reuse refused)"
+            }
             SrtpError::TooOld => "packet index older than the replay window",
             SrtpError::UnknownSsrc => "unknown SSRC",
             SrtpError::MkiMismatch => "MKI does not match the configured key",
+            SrtpError::BadMki => "MKI longer than 4 bytes or its value does not fit its length",
             SrtpError::IndexExhausted => "packet index exhausted, re-key needed",
             SrtpError::BufferTooSmall => "no tailroom for the authentication tag",
             SrtpError::Malformed => "malformed RTP/RTCP packet",
@@ -236,13 +250,14 @@ pub struct SrtpConfig {
     kdr_log2p1: u8,
     mki: [u8; 4],
     mki_len: u8,
-    /// `STRICT_SSRC | CRYPTEX | COMPACT`.
+    /// `STRICT_SSRC | CRYPTEX | COMPACT | ALLOW_REPEAT_TX`.
     flags: u8,
 }
 
 const STRICT_SSRC: u8 = 1;
 const CRYPTEX: u8 = 2;
 const COMPACT: u8 = 4;
+const ALLOW_REPEAT_TX: u8 = 8;
 
 impl fmt::Debug for SrtpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -255,6 +270,7 @@ impl fmt::Debug for SrtpConfig {
             .field("mki_len", &self.mki_len)
             .field("cryptex", &self.cryptex())
             .field("compact", &self.compact())
+            .field("allow_repeat_tx", &self.allow_repeat_tx())
             .finish_non_exhaustive()
     }
 }
@@ -388,6 +404,24 @@ impl SrtpConfig {
     pub fn with_cryptex(mut self, on: bool) -> Self {
         self.set_flag(CRYPTEX, on);
         self
+    }
+
+    /// Lets protect send a packet index (ROC and sequence number) of an SSRC
+    /// again, as libsrtp's `allow_repeat_tx` does. Off by default: protect keeps
+    /// the last 64 indices each SSRC sent, refuses one sent already with
+    /// [`SrtpError::IndexReused`] (the same index with other bytes would reuse
+    /// AES-CM keystream or a GCM nonce, which gives away the XOR of the two
+    /// plaintexts and, with GCM, the authentication key), and one more than 64
+    /// behind the highest with [`SrtpError::TooOld`]; reordered packets within
+    /// the 64 go out. On, none of these checks is made (for a sender that must
+    /// retransmit an identical packet, or forwards packets reordered further).
+    pub fn with_allow_repeat_tx(mut self, on: bool) -> Self {
+        self.set_flag(ALLOW_REPEAT_TX, on);
+        self
+    }
+
+    fn allow_repeat_tx(&self) -> bool {
+        self.flags & ALLOW_REPEAT_TX != 0
     }
 
     /// Whether Cryptex is on.
@@ -1050,8 +1084,21 @@ struct Stream {
     roc: u32,
     s_l: Option<u16>,
     rtcp_next: u32,
-    rx: Option<Box<RxWindows>>,
+    seen: Seen,
 }
+
+/// The indices a stream has seen: the send window of a sending one, or the replay
+/// windows of a receiving one, allocated by its first accepted packet. 16 bytes
+/// either way: the send window lies where the box's length would be.
+enum Seen {
+    /// Bit k set when index `(roc, s_l) - k` has been protected (see
+    /// [`SrtpConfig::with_allow_repeat_tx`]).
+    Sent(u64),
+    Rx(Box<RxWindows>),
+}
+
+/// Indices the send window covers.
+const SEND_WINDOW: u64 = 64;
 
 impl Stream {
     fn new(ssrc: u32) -> Self {
@@ -1060,7 +1107,7 @@ impl Stream {
             roc: 0,
             s_l: None,
             rtcp_next: 0,
-            rx: None,
+            seen: Seen::Sent(0),
         }
     }
 
@@ -1087,9 +1134,17 @@ impl Stream {
         u32::try_from(v).map_err(|_| SrtpError::IndexExhausted)
     }
 
+    /// The receive windows, if this stream has accepted a packet.
+    fn rx_windows(&self) -> Option<&RxWindows> {
+        match &self.seen {
+            Seen::Rx(w) => Some(w),
+            Seen::Sent(_) => None,
+        }
+    }
+
     /// Replay check of SRTP index `idx`.
     fn check(&self, idx: u64) -> Result<(), SrtpError> {
-        match &self.rx {
+        match self.rx_windows() {
             Some(w) => window_check(&w.bits, w.max, idx),
             None => Ok(()),
         }
@@ -1097,15 +1152,24 @@ impl Stream {
 
     /// Replay check of SRTCP index `idx`.
     fn check_rtcp(&self, idx: u64) -> Result<(), SrtpError> {
-        match &self.rx {
+        match self.rx_windows() {
             Some(w) => w.rtcp.check(idx),
             None => Ok(()),
         }
     }
 
-    /// The replay state, allocated with an SRTP window of `words` 64-bit words.
+    /// The replay state, allocated with an SRTP window of `words` 64-bit words
+    /// (a stream that also sent loses its send window: a context is meant for one
+    /// direction, and the receive window then guards its sends, see
+    /// [`Stream::check_send`]).
     fn rx(&mut self, words: u32) -> &mut RxWindows {
-        self.rx.get_or_insert_with(|| rx_windows(words))
+        if let Seen::Sent(_) = self.seen {
+            self.seen = Seen::Rx(rx_windows(words));
+        }
+        match &mut self.seen {
+            Seen::Rx(w) => w,
+            Seen::Sent(_) => unreachable!("allocated above"),
+        }
     }
 
     /// Records an authenticated packet (receiver: ROC, highest sequence, window
@@ -1125,19 +1189,80 @@ impl Stream {
         self.rx(words).rtcp.accept(u64::from(index));
     }
 
-    /// Records a sent packet (sender: ROC and highest sequence only; a sender
-    /// never checks replays, so its windows are never allocated).
+    /// Whether protect may use index `(roc, seq)`: not if this stream has sent it
+    /// already ([`SrtpError::IndexReused`]), nor if it is more than the send
+    /// window behind the highest, where that cannot be told
+    /// ([`SrtpError::TooOld`]). A stream that has received checks its receive
+    /// window instead.
+    fn check_send(&self, roc: u32, seq: u16) -> Result<(), SrtpError> {
+        let idx = (u64::from(roc) << 16) | u64::from(seq);
+        let (sent, s_l) = match (&self.seen, self.s_l) {
+            (_, None) => return Ok(()),
+            (Seen::Rx(w), _) => {
+                return match window_check(&w.bits, w.max, idx) {
+                    Err(SrtpError::Replayed) => Err(SrtpError::IndexReused),
+                    r => r,
+                };
+            }
+            (Seen::Sent(sent), Some(s_l)) => (*sent, s_l),
+        };
+        let max = (u64::from(self.roc) << 16) | u64::from(s_l);
+        if idx > max {
+            return Ok(());
+        }
+        let behind = max - idx;
+        if behind >= SEND_WINDOW {
+            Err(SrtpError::TooOld)
+        } else if sent >> behind & 1 != 0 {
+            Err(SrtpError::IndexReused)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records a protected packet: ROC, highest sequence and the send window
+    /// (the receive window for a stream that has received; a sending stream never
+    /// allocates one).
+    fn sent(&mut self, roc: u32, seq: u16) {
+        self.advance(roc, seq);
+        if let Seen::Rx(w) = &mut self.seen {
+            window_accept(
+                &mut w.bits,
+                &mut w.max,
+                (u64::from(roc) << 16) | u64::from(seq),
+            );
+        }
+    }
+
+    /// Moves the ROC and highest sequence to `(roc, seq)` if that is newer, and
+    /// records it in the send window of a sending stream.
     fn advance(&mut self, roc: u32, seq: u16) {
-        match self.s_l {
+        let idx = (u64::from(roc) << 16) | u64::from(seq);
+        let max = match self.s_l {
+            Some(s_l) => (u64::from(self.roc) << 16) | u64::from(s_l),
             None => {
                 self.roc = roc;
                 self.s_l = Some(seq);
-            }
-            Some(s_l) => {
-                if roc > self.roc || (roc == self.roc && seq > s_l) {
-                    self.roc = roc;
-                    self.s_l = Some(seq);
+                if let Seen::Sent(bits) = &mut self.seen {
+                    *bits = 1;
                 }
+                return;
+            }
+        };
+        if idx > max {
+            self.roc = roc;
+            self.s_l = Some(seq);
+        }
+        if let Seen::Sent(bits) = &mut self.seen {
+            if idx > max {
+                let ahead = idx - max;
+                *bits = if ahead >= SEND_WINDOW {
+                    1
+                } else {
+                    *bits << ahead | 1
+                };
+            } else if max - idx < SEND_WINDOW {
+                *bits |= 1 << (max - idx);
             }
         }
     }
@@ -1388,6 +1513,10 @@ impl SrtpContext {
         self.add_ssrc(ssrc);
         if let Some(s) = self.streams.get_mut(ssrc) {
             s.roc = roc;
+            // The send window is relative to the highest index, which moved.
+            if let Seen::Sent(bits) = &mut s.seen {
+                *bits = 0;
+            }
         }
     }
 
@@ -1405,7 +1534,9 @@ impl SrtpContext {
     /// Protects the RTP packet in `buf[..len]`; the MKI (if configured) and the tag
     /// go into the tailroom after it. Returns the SRTP length (with Cryptex, 4 more
     /// for a packet that had CSRCs and no extension, see
-    /// [`SrtpConfig::with_cryptex`]).
+    /// [`SrtpConfig::with_cryptex`]). A packet index its SSRC has sent already is
+    /// refused, unless [`SrtpConfig::with_allow_repeat_tx`]. On error the buffer
+    /// is unchanged.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         // Two copies of the code, so that the Cryptex checks cost plain SRTP
         // nothing but this branch.
@@ -1442,7 +1573,6 @@ impl SrtpContext {
         defer: bool,
     ) -> Result<(usize, Option<PendingTag>), SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::Truncated)?;
-        within_max_packet(len)?;
         let hlen = rtp_header_len(pkt)?;
         // Decided before anything changes, so that an error leaves `buf` as it was.
         let plan = if CRYPTEX {
@@ -1455,19 +1585,22 @@ impl SrtpContext {
         let tag_len = usize::from(self.rtp.tag_len);
         let mki = &self.cfg.mki[..usize::from(self.cfg.mki_len)];
         let total = len + mki.len() + tag_len;
+        // The protected length, so that whatever we protect our unprotect accepts.
+        within_max_packet(total)?;
         if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(buf, 8);
         let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
-        let roc = match st.s_l {
-            Some(s_l) if seq < s_l && s_l - seq > 0x8000 => {
-                st.roc.checked_add(1).ok_or(SrtpError::IndexExhausted)?
-            }
-            _ => st.roc,
-        };
-        st.advance(roc, seq);
+        // The receiver's guess (RFC 3711 3.3.1), so that a packet from before a
+        // wrap sent after it (a relay forwards what arrives reordered) keeps its
+        // ROC, and both sides agree.
+        let roc = st.estimate(seq)?;
+        if !self.cfg.allow_repeat_tx() {
+            st.check_send(roc, seq)?;
+        }
+        st.sent(roc, seq);
         let index = (u64::from(roc) << 16) | u64::from(seq);
         let keys = match self.cfg.kdr() {
             0 => &self.rtp,
@@ -1614,17 +1747,10 @@ impl SrtpContext {
             None => 0,
         };
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        let mut scratch = KdrKeys::default();
+        let mut fresh = None;
         let keys = match self.cfg.kdr() {
             0 => &self.rtp,
-            _ => {
-                // Keys of a stream that has not authenticated yet are not kept.
-                let slot = match known {
-                    Some(_) => stream_kdr(&mut self.extra, ssrc),
-                    None => &mut scratch,
-                };
-                kdr_keys(&self.cfg, slot, false, index)
-            }
+            kdr => kept_or_fresh(&self.cfg, &self.extra, ssrc, false, index / kdr, &mut fresh),
         };
         if aead {
             let iv = keys.gcm_iv(ssrc, roc, seq);
@@ -1690,6 +1816,9 @@ impl SrtpContext {
         if let Some(at) = ext_at {
             cryptex::unmark(buf, at);
         }
+        if let Some(fresh) = fresh {
+            keep_kdr(&mut self.extra, ssrc, false, fresh);
+        }
         let words = self.cfg.replay_words();
         match known {
             Some(st) => st.update(roc, seq, words),
@@ -1709,7 +1838,6 @@ impl SrtpContext {
         if len < 8 || buf.len() < len {
             return Err(SrtpError::Truncated);
         }
-        within_max_packet(len)?;
         if buf[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
@@ -1717,6 +1845,7 @@ impl SrtpContext {
         let tag_len = p.rtcp_tag_len();
         let mki = &self.cfg.mki[..usize::from(self.cfg.mki_len)];
         let total = len + 4 + mki.len() + tag_len;
+        within_max_packet(total)?;
         if buf.len() < total {
             return Err(SrtpError::BufferTooSmall);
         }
@@ -1790,30 +1919,40 @@ impl SrtpContext {
         let encrypted = e_index & 0x8000_0000 != 0;
         let index = e_index & 0x7fff_ffff;
         let ssrc = be32(buf, 4);
-        let known = match self.streams.get(ssrc) {
-            Some(st) => {
-                st.check_rtcp(u64::from(index))?;
-                true
-            }
+        match self.streams.get(ssrc) {
+            Some(st) => st.check_rtcp(u64::from(index))?,
             None if self.cfg.strict() => return Err(SrtpError::UnknownSsrc),
-            None => false,
-        };
-        let (mut derived, mut scratch) = (None, KdrKeys::default());
+            None => {}
+        }
+        let (mut derived, mut fresh) = (None, None);
         let keys = match self.cfg.kdr() {
             0 => rtcp_keys(&self.cfg, &mut self.extra, &mut derived),
-            _ => {
-                // Keys of a stream that has not authenticated yet are not kept.
-                let slot = match known {
-                    true => stream_kdr(&mut self.extra, ssrc),
-                    false => &mut scratch,
-                };
-                kdr_keys(&self.cfg, slot, true, u64::from(index))
-            }
+            kdr => kept_or_fresh(
+                &self.cfg,
+                &self.extra,
+                ssrc,
+                true,
+                u64::from(index) / kdr,
+                &mut fresh,
+            ),
         };
         if aead {
             let (aad, iv) = keys.srtcp_gcm_params(&buf[..8], ssrc, e_index);
-            let (body, trailer) = buf[8..].split_at_mut(len - 8);
-            if !encrypted || !keys.gcm_open(&iv, &aad, body, &trailer[..16]) {
+            let ok = if encrypted {
+                let (body, trailer) = buf[8..].split_at_mut(len - 8);
+                keys.gcm_open(&iv, &aad, body, &trailer[..16])
+            } else {
+                // Authenticated only (RFC 7714 9.3, 17): the AAD is the whole packet
+                // followed by E||index, and there is no ciphertext. E||index is moved
+                // in front of the tag for the AAD to be one slice, then back.
+                let mut tag = [0u8; 16];
+                tag.copy_from_slice(&buf[len..len + 16]);
+                buf[len..len + 20].rotate_left(16);
+                let ok = keys.gcm_open(&iv, &buf[..len + 4], &mut [], &tag);
+                buf[len..len + 20].rotate_right(16);
+                ok
+            };
+            if !ok {
                 return Err(SrtpError::AuthFailed);
             }
         } else {
@@ -1825,8 +1964,11 @@ impl SrtpContext {
                 keys.ctr_xor(ssrc, u64::from(index), &mut buf[8..len]);
             }
         }
-        let words = self.cfg.replay_words();
-        stream_entry(&mut self.streams, &self.cfg, ssrc)?.update_rtcp(index, words);
+        let st = stream_entry(&mut self.streams, &self.cfg, ssrc)?;
+        st.update_rtcp(index, self.cfg.replay_words());
+        if let Some(fresh) = fresh {
+            keep_kdr(&mut self.extra, ssrc, true, fresh);
+        }
         Ok(Unprotected {
             len,
             payload: 8..len,
@@ -1929,6 +2071,37 @@ fn kdr_keys<'s>(
         *slot = Some((r, SessionKeys::derive(cfg, rtcp, r)));
     }
     &slot.as_ref().expect("derived above").1
+}
+
+/// Unprotect's session keys for `r = index DIV kdr`: the stream's kept ones if
+/// they are for `r`, else keys derived into `fresh`, which [`keep_kdr`] keeps
+/// once the packet has authenticated (so that a forged packet can neither replace
+/// a stream's keys nor make a table entry).
+fn kept_or_fresh<'a>(
+    cfg: &SrtpConfig,
+    extra: &'a Option<Box<Extra>>,
+    ssrc: u32,
+    rtcp: bool,
+    r: u64,
+    fresh: &'a mut Option<(u64, SessionKeys)>,
+) -> &'a SessionKeys {
+    let kept = extra.as_ref().and_then(|e| e.kdr.get(&ssrc)).and_then(|k| {
+        if rtcp {
+            k.rtcp.as_ref()
+        } else {
+            k.rtp.as_ref()
+        }
+    });
+    match kept {
+        Some((have, keys)) if *have == r => keys,
+        _ => &fresh.insert((r, SessionKeys::derive(cfg, rtcp, r))).1,
+    }
+}
+
+/// Keeps keys that [`kept_or_fresh`] derived, once their packet authenticated.
+fn keep_kdr(extra: &mut Option<Box<Extra>>, ssrc: u32, rtcp: bool, fresh: (u64, SessionKeys)) {
+    let slot = stream_kdr(extra, ssrc);
+    *if rtcp { &mut slot.rtcp } else { &mut slot.rtp } = Some(fresh);
 }
 
 /// The SRTCP session keys of a context with a key derivation rate of zero:

@@ -123,9 +123,22 @@ impl CryptoAttribute {
         })
     }
 
-    /// The SRTP configuration for these keys.
+    /// The SRTP configuration for these keys, with the MKI if one is given (its
+    /// value as a big-endian number of its length in bytes, RFC 4568 6.1). An MKI
+    /// longer than the 4 bytes [`SrtpConfig::with_mki`] supports, or a value that
+    /// does not fit its length, is [`SrtpError::BadMki`].
     pub fn to_config(&self) -> Result<SrtpConfig, SrtpError> {
-        SrtpConfig::new(self.profile, &self.key, &self.salt)
+        let cfg = SrtpConfig::new(self.profile, &self.key, &self.salt)?;
+        match self.mki {
+            None => Ok(cfg),
+            Some((value, len)) => {
+                let len = usize::from(len);
+                if !(1..=4).contains(&len) || (len < 4 && value >> (8 * len) != 0) {
+                    return Err(SrtpError::BadMki);
+                }
+                cfg.with_mki(&value.to_be_bytes()[4 - len..])
+            }
+        }
     }
 }
 

@@ -115,6 +115,15 @@ fn crypto_policies(p: SrtpProfile) -> (CryptoPolicy, CryptoPolicy) {
     (rtp, rtcp)
 }
 
+/// Policy options beyond the profile, key and direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// SRTCP authenticated only (`sec_serv_auth`): sent with E = 0, in clear.
+    pub rtcp_auth_only: bool,
+    /// libsrtp's `allow_repeat_tx`.
+    pub allow_repeat_tx: bool,
+}
+
 impl Session {
     /// A session for `profile` with master key||salt, outbound (protect) or inbound
     /// (unprotect), with a replay window of `window` packets.
@@ -124,12 +133,27 @@ impl Session {
         outbound: bool,
         window: u32,
     ) -> Result<Self, LibsrtpError> {
+        Self::with_options(profile, key_salt, outbound, window, Options::default())
+    }
+
+    /// [`Session::new`] with [`Options`].
+    pub fn with_options(
+        profile: SrtpProfile,
+        key_salt: &[u8],
+        outbound: bool,
+        window: u32,
+        opts: Options,
+    ) -> Result<Self, LibsrtpError> {
         static INIT: Once = Once::new();
         // SAFETY: srtp_init has no preconditions; Once runs it a single time.
         INIT.call_once(|| unsafe {
             srtp_init();
         });
-        let (rtp, rtcp) = crypto_policies(profile);
+        let (rtp, mut rtcp) = crypto_policies(profile);
+        if opts.rtcp_auth_only {
+            // sec_serv_auth.
+            rtcp.sec_serv = 2;
+        }
         let mut key = key_salt.to_vec();
         key.resize(64, 0);
         let policy = Policy {
@@ -142,7 +166,7 @@ impl Session {
             num_master_keys: 0,
             deprecated_ekt: std::ptr::null_mut(),
             window_size: c_ulong::from(window),
-            allow_repeat_tx: 0,
+            allow_repeat_tx: c_int::from(opts.allow_repeat_tx),
             enc_xtn_hdr: std::ptr::null_mut(),
             enc_xtn_hdr_count: 0,
             next: std::ptr::null_mut(),
