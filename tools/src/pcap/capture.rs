@@ -470,9 +470,10 @@ impl<W: Write> CaptureWriter<W> {
     pub fn write_raw(&mut self, timestamp: Duration, data: &[u8]) -> Result<(), CaptureError> {
         let link = match &self.sink {
             Sink::Pcap { linktype, .. } => *linktype,
-            Sink::PcapNg { interfaces, .. } => {
-                interfaces.first().copied().unwrap_or(net::linktype::ETHERNET)
-            }
+            Sink::PcapNg { interfaces, .. } => interfaces
+                .first()
+                .copied()
+                .unwrap_or(net::linktype::ETHERNET),
         };
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         self.write_packet(link, timestamp, len, data)

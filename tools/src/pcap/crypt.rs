@@ -84,8 +84,7 @@ impl KeyRing {
     /// The key for a packet: by SSRC, by source port (`--key-for`, then SDP), by
     /// destination port (`--key-for`), else the default.
     pub fn select(&self, ssrc: u32, rtcp: bool, src: u16, dst: u16) -> Option<&Key> {
-        self
-            .by_ssrc
+        self.by_ssrc
             .get(&ssrc)
             .or_else(|| self.by_port.get(&src))
             .or_else(|| self.by_src_port.get(&src))
@@ -167,9 +166,7 @@ pub fn parse_key(profile: SrtpProfile, b64: &str) -> Result<Key, String> {
 /// The MKI bytes of an SDES `VALUE:LENGTH` (big-endian `VALUE` in `LENGTH` bytes).
 fn mki_bytes(value: u32, len: u8) -> Result<Vec<u8>, String> {
     if !(1..=4).contains(&len) {
-        return Err(format!(
-            "MKI length {len} is not supported (1 to 4 bytes)"
-        ));
+        return Err(format!("MKI length {len} is not supported (1 to 4 bytes)"));
     }
     if len < 4 && value >> (8 * u32::from(len)) != 0 {
         return Err(format!("MKI value {value} does not fit in {len} bytes"));
@@ -501,8 +498,7 @@ pub fn run<R: Read>(
         let frame = frame.map_err(|e| e.to_string())?;
         report.frames += 1;
         // Copies the frame unchanged; a frame the output cannot hold is counted.
-        let copy = |w: &mut CaptureWriter<_>, report: &mut CryptReport| match w
-            .write_frame(&frame)
+        let copy = |w: &mut CaptureWriter<_>, report: &mut CryptReport| match w.write_frame(&frame)
         {
             Ok(()) => {
                 report.unchanged += 1;
@@ -529,14 +525,12 @@ pub fn run<R: Read>(
         };
         report.udp += 1;
         let (sport, dport) = (udp.src.port(), udp.dst.port());
-        if !ring.ports.is_empty() && !ring.ports.contains(&sport) && !ring.ports.contains(&dport)
-        {
+        if !ring.ports.is_empty() && !ring.ports.contains(&sport) && !ring.ports.contains(&dport) {
             report.skipped.port_filtered += 1;
             copy(&mut w, &mut report)?;
             continue;
         }
-        if (sport < 1024 && !ring.names_port(sport)) || (dport < 1024 && !ring.names_port(dport))
-        {
+        if (sport < 1024 && !ring.names_port(sport)) || (dport < 1024 && !ring.names_port(dport)) {
             report.skipped.service_port += 1;
             copy(&mut w, &mut report)?;
             continue;
@@ -699,7 +693,8 @@ mod tests {
         assert!(keys_from_sdp("v=0", &mut KeyRing::default()).is_err());
         assert!(parse_key(SrtpProfile::AeadAes128Gcm, "AAAA").is_err());
         // An MKI this implementation cannot carry is an error, not a silent drop.
-        let long = "a=crypto:1 AEAD_AES_128_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==|1:5";
+        let long =
+            "a=crypto:1 AEAD_AES_128_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==|1:5";
         assert!(keys_from_sdp(long, &mut KeyRing::default())
             .unwrap_err()
             .contains("MKI length 5"));
@@ -774,7 +769,10 @@ mod tests {
         r.skipped.count(NetError::UnsupportedLinkType(147));
         r.skipped.count(NetError::Truncated);
         let e = r.verdict().unwrap_err();
-        assert!(e.contains("2 unsupported link type 147") && e.contains("1 truncated"), "{e}");
+        assert!(
+            e.contains("2 unsupported link type 147") && e.contains("1 truncated"),
+            "{e}"
+        );
         r.udp = 1;
         r.skipped.not_rtp = 1;
         assert!(r.verdict().unwrap_err().contains("no RTP/RTCP"));
@@ -783,12 +781,18 @@ mod tests {
         s.failed.no_key += 1;
         assert_eq!(s.failed.total(), 2);
         r.streams.push(s);
-        assert!(r.verdict().unwrap_err().contains("no packet could be transformed"));
+        assert!(r
+            .verdict()
+            .unwrap_err()
+            .contains("no packet could be transformed"));
         r.streams[0].ok = 1;
         assert_eq!(r.verdict(), Ok(()));
         // Every reason has its own JSON field, flat in the stream.
         let j = serde_json::to_value(&r.streams[0]).unwrap();
-        assert_eq!((j["mki_mismatch"].as_u64(), j["no_key"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(
+            (j["mki_mismatch"].as_u64(), j["no_key"].as_u64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(j["auth_failed"].as_u64(), Some(0));
     }
 }
