@@ -464,13 +464,15 @@ fn is_srtp_header(p: &[u8]) -> bool {
     p.len() >= hlen
 }
 
-/// Whether `p` starts with an SRTCP packet: a version 2 RTCP header whose length
-/// fits before the E||index word (the rest is encrypted).
+/// Whether `p` starts with an SRTCP packet: version 2, an RTCP packet type, and a
+/// first packet of at least 8 bytes that ends before the E||index word (the rest,
+/// padding included, is encrypted, so nothing else is checked).
 fn is_srtcp(p: &[u8]) -> bool {
-    match p.get(..p.len().saturating_sub(4)) {
-        Some(head) => matches!(RtcpHeader::parse(head), Ok(h) if h.len >= 8),
-        None => false,
-    }
+    let [b0, b1, l0, l1, ..] = *p else {
+        return false;
+    };
+    let len = (usize::from(u16::from_be_bytes([l0, l1])) + 1) * 4;
+    b0 >> 6 == 2 && (192..=223).contains(&b1) && len >= 8 && len + 4 <= p.len()
 }
 
 fn write_err(e: CaptureError) -> String {
@@ -525,13 +527,13 @@ pub fn run<R: Read>(
         };
         report.udp += 1;
         let (sport, dport) = (udp.src.port(), udp.dst.port());
-        if !ring.ports.is_empty() && !ring.ports.contains(&sport) && !ring.ports.contains(&dport) {
-            report.skipped.port_filtered += 1;
+        if (sport < 1024 && !ring.names_port(sport)) || (dport < 1024 && !ring.names_port(dport)) {
+            report.skipped.service_port += 1;
             copy(&mut w, &mut report)?;
             continue;
         }
-        if (sport < 1024 && !ring.names_port(sport)) || (dport < 1024 && !ring.names_port(dport)) {
-            report.skipped.service_port += 1;
+        if !ring.ports.is_empty() && !ring.ports.contains(&sport) && !ring.ports.contains(&dport) {
+            report.skipped.port_filtered += 1;
             copy(&mut w, &mut report)?;
             continue;
         }
