@@ -54,7 +54,7 @@ fn gstreamer_srtpenc_to_our_unprotect() {
         let port = sock.local_addr().unwrap().port();
         let ks = key_salt(profile);
         let pipeline = format!(
-            "audiotestsrc is-live=true num-buffers=40 samplesperbuffer=160 \
+            "audiotestsrc is-live=true wave=silence num-buffers=40 samplesperbuffer=160 \
              ! audio/x-raw,rate=8000,channels=1 ! mulawenc \
              ! rtppcmupay pt=0 ssrc={SSRC} seqnum-offset=65520 timestamp-offset=0 \
              ! srtpenc key={} rtp-cipher={cipher} rtp-auth={auth} rtcp-cipher={cipher} rtcp-auth={rtcp_auth} \
@@ -80,6 +80,12 @@ fn gstreamer_srtpenc_to_our_unprotect() {
                 Ok(u) => {
                     ok += 1;
                     assert_eq!(u.len, 172, "{profile:?}: 12-byte header + 160 bytes PCMU");
+                    // Silence is 0xFF in PCMU: the payload really was decrypted.
+                    assert!(
+                        buf[12..172].iter().all(|b| *b == 0xff),
+                        "{profile:?}: payload not decrypted: {:02x?}",
+                        &buf[12..172]
+                    );
                     assert_eq!(buf[1] & 0x7f, 0);
                     seqs.push(u16::from_be_bytes([buf[2], buf[3]]));
                 }

@@ -26,15 +26,15 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// GStreamer srtpenc sends `n` PCMU packets from seq 65520 to a socket of ours; we
-/// record them into a raw-IP pcap at `path`.
+/// GStreamer srtpenc sends `n` PCMU packets of silence (every payload byte 0xFF)
+/// from seq 65520 to a socket of ours; we record them into a raw-IP pcap at `path`.
 fn capture_gst_srtp(key_salt: &[u8], cipher: &str, auth: &str, n: usize, path: &Path) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let dst = sock.local_addr().unwrap();
     let pipeline = format!(
-        "audiotestsrc is-live=true num-buffers={n} samplesperbuffer=160 \
+        "audiotestsrc is-live=true wave=silence num-buffers={n} samplesperbuffer=160 \
          ! audio/x-raw,rate=8000,channels=1 ! mulawenc \
          ! rtppcmupay pt=0 ssrc={SSRC} seqnum-offset=65520 timestamp-offset=0 \
          ! srtpenc key={} rtp-cipher={cipher} rtp-auth={auth} rtcp-cipher={cipher} rtcp-auth={auth} \
@@ -79,13 +79,14 @@ fn run_tool(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// (source, payload) of every frame.
 fn payloads(path: &Path) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut r = CaptureReader::open(path).unwrap();
     let mut v = Vec::new();
     while let Some(f) = r.next_frame() {
         let f = f.unwrap();
         let (u, p) = f.udp_payload().expect("UDP frame");
-        v.push((u.dst, p.to_vec()));
+        v.push((u.src, p.to_vec()));
     }
     v
 }
@@ -108,7 +109,8 @@ fn decrypt_a_gstreamer_capture_then_encrypt_for_srtpdec() {
     let enc = dir.join("gst_srtp.pcap");
     capture_gst_srtp(&key, "aes-128-icm", "hmac-sha1-80", 40, &enc);
 
-    // Decrypt: every packet authenticates, and the output is 172-byte plain RTP.
+    // Decrypt: every packet authenticates, and the output is plain RTP whose payload
+    // is GStreamer's: 160 bytes of PCMU silence (0xFF; the ciphertext is not).
     let dec = dir.join("plain.pcap");
     let (ok, out) = run_tool(&[
         "decrypt",
@@ -128,21 +130,27 @@ fn decrypt_a_gstreamer_capture_then_encrypt_for_srtpdec() {
     for (_, p) in &plain {
         assert_eq!(p.len(), 172);
         assert_eq!(u32::from_be_bytes([p[8], p[9], p[10], p[11]]), SSRC);
+        assert!(
+            p[12..].iter().all(|b| *b == 0xff),
+            "not decrypted: {p:02x?}"
+        );
     }
     // And the analyser sees one clean stream across the wrap.
     let (ok, stats) = run_tool(&["stats", "--json", dec.to_str().unwrap()]);
     assert!(ok, "{stats}");
     assert!(stats.contains("\"lost\": 0"), "{stats}");
 
-    // Encrypt with another key (via an SDP file, GCM this time) and replay to srtpdec.
+    // Encrypt with another key (via an SDP file, GCM this time, bound to the port
+    // GStreamer sent from) and replay to srtpdec.
     let key2: Vec<u8> = (0..28u8)
         .map(|i| i.wrapping_mul(5).wrapping_add(9))
         .collect();
+    let sender_port = plain[0].0.port();
     let sdp = dir.join("offer.sdp");
     std::fs::write(
         &sdp,
         format!(
-            "v=0\r\nm=audio 9 RTP/SAVP 0\r\na=crypto:1 AEAD_AES_128_GCM inline:{}\r\n",
+            "v=0\r\nm=audio {sender_port} RTP/SAVP 0\r\na=crypto:1 AEAD_AES_128_GCM inline:{}\r\n",
             STANDARD.encode(&key2)
         ),
     )

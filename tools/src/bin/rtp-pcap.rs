@@ -38,10 +38,26 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Which key a packet takes: a --key-for SSRC key; else a --key-for port key for its
+source port, else an SDP key for its source port (an RTCP packet from port P also
+takes the key of P-1); else a --key-for port key for its destination port; else
+--key. A packet no key selects is counted as no_key and copied unchanged.
+
+Which datagrams are touched: UDP payloads that parse as RTP/RTCP (encrypt: a whole
+valid RTP packet or RTCP compound; decrypt: a valid SRTP/SRTCP header), from or to
+a --port when any is given, and never from or to a port below 1024 (DNS, NTP, ...)
+unless --port, --key-for port or an SDP m= line names it. With only --key, any
+datagram that parses as RTP/RTCP on other ports is transformed: give --port to
+narrow it. Every other frame is copied unchanged and counted with its reason.
+
+Output: pcap for a pcap input; pcapng (one interface per link type) for pcapng.
+Exit status 1 when the capture has frames but none is IP/UDP (e.g. an unsupported
+link type), none is RTP/RTCP, or no packet could be transformed.")]
 struct CryptArgs {
     /// Input capture (pcap or pcapng).
     input: PathBuf,
-    /// Output capture (pcap).
+    /// Output capture (pcap for a pcap input, pcapng for a pcapng input).
     output: PathBuf,
     /// SRTP profile of --key and --key-for, e.g. AES_CM_128_HMAC_SHA1_80,
     /// AEAD_AES_128_GCM (SDES names).
@@ -51,13 +67,20 @@ struct CryptArgs {
     #[arg(long)]
     key: Option<String>,
     /// A key for one stream: TARGET=BASE64 where TARGET is ssrc:N, port:N, 0xSSRC,
-    /// a port (decimal below 65536) or an SSRC (larger decimal). Repeatable.
+    /// a port (decimal below 65536) or an SSRC (larger decimal). A port key applies
+    /// to packets from that port, and to packets to it that no source-port key
+    /// claims. Repeatable.
     #[arg(long = "key-for", value_name = "TARGET=B64")]
     key_for: Vec<String>,
-    /// SDP (or a file of a=crypto lines): keys by m= line port, the first one as
-    /// default.
+    /// SDP (or a file of a=crypto lines; an offer and its answer may share it):
+    /// each key applies to packets sent FROM the port of the m= line above it
+    /// (RFC 4568: the key its author sends with), with the line's MKI. A key with
+    /// no m= port (or port 0 or 9) is the default.
     #[arg(long)]
     sdp: Option<PathBuf>,
+    /// Only touch datagrams from or to this UDP port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
     /// Print the per-stream report as JSON.
     #[arg(long)]
     json: bool,
@@ -71,7 +94,10 @@ fn parse_profile(s: &str) -> Result<SrtpProfile, String> {
 }
 
 fn crypt(args: CryptArgs, mode: Mode) -> Result<(), String> {
-    let mut ring = KeyRing::default();
+    let mut ring = KeyRing {
+        ports: args.ports,
+        ..KeyRing::default()
+    };
     if let Some(k) = &args.key {
         ring.default = Some(parse_key(args.profile, k)?);
     }
@@ -89,7 +115,11 @@ fn crypt(args: CryptArgs, mode: Mode) -> Result<(), String> {
         let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
         keys_from_sdp(&text, &mut ring).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    if ring.default.is_none() && ring.by_port.is_empty() && ring.by_ssrc.is_empty() {
+    if ring.default.is_none()
+        && ring.by_port.is_empty()
+        && ring.by_ssrc.is_empty()
+        && ring.by_src_port.is_empty()
+    {
         return Err("no key: give --key, --key-for or --sdp".into());
     }
     let reader =
@@ -102,16 +132,9 @@ fn crypt(args: CryptArgs, mode: Mode) -> Result<(), String> {
         render(&report)
     };
     print!("{text}");
-    let candidates: u64 = report
-        .streams
-        .iter()
-        .map(|s| s.ok + s.auth_failed + s.replayed + s.other)
-        .sum();
-    let ok: u64 = report.streams.iter().map(|s| s.ok).sum();
-    if candidates > 0 && ok == 0 {
-        return Err("no packet could be transformed (wrong key or profile?)".into());
-    }
-    Ok(())
+    report
+        .verdict()
+        .map_err(|e| format!("{}: {e}", args.input.display()))
 }
 
 #[derive(Args, Debug)]

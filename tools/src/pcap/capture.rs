@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -25,8 +26,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 
 use super::net::{self, NetError, UdpFrame};
@@ -366,17 +370,38 @@ impl<R: Read> Iterator for CaptureReader<R> {
 /// Largest frame the writer accepts (its pcap snap length).
 pub const WRITER_SNAPLEN: u32 = 262_144;
 
-/// Writes a classic pcap file (nanosecond timestamps, one link type).
+enum Sink<W: Write> {
+    Pcap {
+        writer: PcapWriter<W>,
+        linktype: u32,
+    },
+    PcapNg {
+        writer: PcapNgWriter<W>,
+        /// The link type of each interface declared so far (index = interface id).
+        interfaces: Vec<u32>,
+    },
+}
+
+/// Writes a classic pcap file (nanosecond timestamps, one link type) or a pcapng
+/// file (one interface per link type, declared when its first frame is written).
 pub struct CaptureWriter<W: Write> {
-    writer: PcapWriter<W>,
-    linktype: u32,
+    sink: Sink<W>,
 }
 
 impl<W: Write> fmt::Debug for CaptureWriter<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaptureWriter")
-            .field("linktype", &self.linktype)
-            .finish()
+        match &self.sink {
+            Sink::Pcap { linktype, .. } => f
+                .debug_struct("CaptureWriter")
+                .field("format", &CaptureFormat::Pcap)
+                .field("linktype", linktype)
+                .finish(),
+            Sink::PcapNg { interfaces, .. } => f
+                .debug_struct("CaptureWriter")
+                .field("format", &CaptureFormat::PcapNg)
+                .field("interfaces", interfaces)
+                .finish(),
+        }
     }
 }
 
@@ -384,6 +409,11 @@ impl CaptureWriter<BufWriter<File>> {
     /// Creates (truncates) a pcap file for frames of `linktype`.
     pub fn create(path: impl AsRef<Path>, linktype: u32) -> Result<Self, CaptureError> {
         Self::new(BufWriter::new(File::create(path)?), linktype)
+    }
+
+    /// Creates (truncates) a pcapng file, which takes frames of any link type.
+    pub fn create_pcapng(path: impl AsRef<Path>) -> Result<Self, CaptureError> {
+        Self::new_pcapng(BufWriter::new(File::create(path)?))
     }
 }
 
@@ -401,33 +431,61 @@ impl<W: Write> CaptureWriter<W> {
             endianness: Endianness::native(),
         };
         Ok(CaptureWriter {
-            writer: PcapWriter::with_header(w, header)?,
-            linktype,
+            sink: Sink::Pcap {
+                writer: PcapWriter::with_header(w, header)?,
+                linktype,
+            },
         })
     }
 
-    /// The link type of the file.
-    pub fn linktype(&self) -> u32 {
-        self.linktype
+    /// Writes a pcapng section header to `w`; interfaces (nanosecond timestamps) are
+    /// declared as frames of new link types arrive.
+    pub fn new_pcapng(w: W) -> Result<Self, CaptureError> {
+        Ok(CaptureWriter {
+            sink: Sink::PcapNg {
+                writer: PcapNgWriter::with_endianness(w, Endianness::native())?,
+                interfaces: Vec::new(),
+            },
+        })
     }
 
-    /// Writes raw frame bytes captured at `timestamp` (since the UNIX epoch).
+    /// The container format being written.
+    pub fn format(&self) -> CaptureFormat {
+        match self.sink {
+            Sink::Pcap { .. } => CaptureFormat::Pcap,
+            Sink::PcapNg { .. } => CaptureFormat::PcapNg,
+        }
+    }
+
+    /// The link type of a pcap file (`None` for pcapng, which has one per interface).
+    pub fn linktype(&self) -> Option<u32> {
+        match self.sink {
+            Sink::Pcap { linktype, .. } => Some(linktype),
+            Sink::PcapNg { .. } => None,
+        }
+    }
+
+    /// Writes raw frame bytes captured at `timestamp` (since the UNIX epoch), of the
+    /// pcap file's link type (a pcapng file takes the first interface's, or Ethernet).
     pub fn write_raw(&mut self, timestamp: Duration, data: &[u8]) -> Result<(), CaptureError> {
+        let link = match &self.sink {
+            Sink::Pcap { linktype, .. } => *linktype,
+            Sink::PcapNg { interfaces, .. } => interfaces
+                .first()
+                .copied()
+                .unwrap_or(net::linktype::ETHERNET),
+        };
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        self.writer
-            .write_packet(&PcapPacket::new(timestamp, len, data))?;
-        Ok(())
+        self.write_packet(link, timestamp, len, data)
     }
 
-    /// Writes a frame unchanged (it must have the file's link type).
+    /// Writes a frame unchanged. A pcap file refuses a frame of another link type
+    /// ([`CaptureError::LinkTypeMismatch`]); a pcapng file declares an interface for it.
     pub fn write_frame(&mut self, frame: &Frame) -> Result<(), CaptureError> {
-        self.check_link(frame)?;
         let orig = frame
             .orig_len
             .max(u32::try_from(frame.data.len()).unwrap_or(u32::MAX));
-        self.writer
-            .write_packet(&PcapPacket::new(frame.timestamp, orig, &frame.data))?;
-        Ok(())
+        self.write_packet(frame.linktype, frame.timestamp, orig, &frame.data)
     }
 
     /// Writes `frame` with its UDP payload replaced by `payload` (lengths and checksums
@@ -438,24 +496,69 @@ impl<W: Write> CaptureWriter<W> {
         udp: &UdpFrame,
         payload: &[u8],
     ) -> Result<(), CaptureError> {
-        self.check_link(frame)?;
+        self.check_link(frame.linktype)?;
         let data = net::replace_udp_payload(&frame.data, udp, payload)?;
-        self.write_raw(frame.timestamp, &data)
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        self.write_packet(frame.linktype, frame.timestamp, len, &data)
     }
 
-    fn check_link(&self, frame: &Frame) -> Result<(), CaptureError> {
-        if frame.linktype != self.linktype {
-            return Err(CaptureError::LinkTypeMismatch {
-                file: self.linktype,
-                frame: frame.linktype,
-            });
+    fn check_link(&self, linktype: u32) -> Result<(), CaptureError> {
+        match self.sink {
+            Sink::Pcap { linktype: file, .. } if file != linktype => {
+                Err(CaptureError::LinkTypeMismatch {
+                    file,
+                    frame: linktype,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn write_packet(
+        &mut self,
+        linktype: u32,
+        timestamp: Duration,
+        orig_len: u32,
+        data: &[u8],
+    ) -> Result<(), CaptureError> {
+        self.check_link(linktype)?;
+        match &mut self.sink {
+            Sink::Pcap { writer, .. } => {
+                writer.write_packet(&PcapPacket::new(timestamp, orig_len, data))?;
+            }
+            Sink::PcapNg { writer, interfaces } => {
+                let id = match interfaces.iter().position(|l| *l == linktype) {
+                    Some(i) => i,
+                    None => {
+                        let mut idb = InterfaceDescriptionBlock::new(
+                            DataLink::from(linktype),
+                            WRITER_SNAPLEN,
+                        );
+                        // pcap-file writes `timestamp.as_nanos()` as the raw count.
+                        idb.options.push(InterfaceDescriptionOption::IfTsResol(9));
+                        writer.write_pcapng_block(idb)?;
+                        interfaces.push(linktype);
+                        interfaces.len() - 1
+                    }
+                };
+                writer.write_pcapng_block(EnhancedPacketBlock {
+                    interface_id: u32::try_from(id).unwrap_or(u32::MAX),
+                    timestamp,
+                    original_len: orig_len,
+                    data: Cow::Borrowed(data),
+                    options: Vec::new(),
+                })?;
+            }
         }
         Ok(())
     }
 
     /// Flushes and returns the underlying writer.
     pub fn finish(self) -> Result<W, CaptureError> {
-        let mut w = self.writer.into_writer();
+        let mut w = match self.sink {
+            Sink::Pcap { writer, .. } => writer.into_writer(),
+            Sink::PcapNg { writer, .. } => writer.into_inner(),
+        };
         w.flush()?;
         Ok(w)
     }
@@ -566,6 +669,30 @@ mod tests {
         assert_eq!(f1.timestamp, Duration::from_millis(1_500));
         assert_eq!(f2.timestamp, Duration::from_nanos(2_000_000_123));
         assert_eq!(f1.udp_payload().unwrap().1, f2.udp_payload().unwrap().1);
+    }
+
+    #[test]
+    fn pcapng_writer_keeps_each_link_type() {
+        let frames: Vec<Frame> = CaptureReader::new(Cursor::new(sample_pcapng()))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut w = CaptureWriter::new_pcapng(Vec::new()).unwrap();
+        assert_eq!(w.format(), CaptureFormat::PcapNg);
+        for f in &frames {
+            let (u, _) = f.udp_payload().unwrap();
+            w.write_with_payload(f, &u, b"new").unwrap();
+        }
+        w.write_frame(&frames[0]).unwrap();
+        let mut r = CaptureReader::new(Cursor::new(w.finish().unwrap())).unwrap();
+        assert_eq!(r.format(), CaptureFormat::PcapNg);
+        for f in &frames {
+            let g = r.next_frame().unwrap().unwrap();
+            assert_eq!((g.linktype, g.timestamp), (f.linktype, f.timestamp));
+            assert_eq!(g.udp_payload().unwrap().1, b"new");
+        }
+        assert_eq!(r.next_frame().unwrap().unwrap().data, frames[0].data);
+        assert!(r.next_frame().is_none());
     }
 
     #[test]
