@@ -54,8 +54,13 @@ pub struct Key {
 
 impl Key {
     /// The SRTP configuration of this key.
+    ///
+    /// Repeats are allowed on the sending side: a capture may hold the same packet
+    /// twice (a retransmission, or the same datagram seen on two interfaces), and
+    /// encrypting it again gives the same bytes as the original sender did.
     pub fn config(&self) -> Result<SrtpConfig, SrtpError> {
-        let cfg = SrtpConfig::from_key_salt(self.profile, &self.key_salt)?;
+        let cfg =
+            SrtpConfig::from_key_salt(self.profile, &self.key_salt)?.with_allow_repeat_tx(true);
         match &self.mki {
             Some(m) => cfg.with_mki(m),
             None => Ok(cfg),
@@ -246,6 +251,8 @@ pub struct Failures {
     pub unknown_ssrc: u64,
     /// SRTP/SRTCP index exhausted.
     pub index_exhausted: u64,
+    /// An index already sent (encrypt; not counted while repeats are allowed).
+    pub index_reused: u64,
     /// No room for the tag (a datagram near the UDP size limit).
     pub buffer_too_small: u64,
     /// Cryptex could not handle the header extension.
@@ -268,15 +275,18 @@ impl Failures {
             SrtpError::MkiMismatch => &mut self.mki_mismatch,
             SrtpError::UnknownSsrc => &mut self.unknown_ssrc,
             SrtpError::IndexExhausted => &mut self.index_exhausted,
+            SrtpError::IndexReused => &mut self.index_reused,
             SrtpError::BufferTooSmall => &mut self.buffer_too_small,
             SrtpError::CryptexUnsupported => &mut self.cryptex_unsupported,
-            SrtpError::BadKeyLength | SrtpError::BadConfig => &mut self.bad_config,
+            SrtpError::BadKeyLength | SrtpError::BadConfig | SrtpError::BadMki => {
+                &mut self.bad_config
+            }
         };
         *c += 1;
     }
 
     /// (name, count) of every reason.
-    pub fn reasons(&self) -> [(&'static str, u64); 12] {
+    pub fn reasons(&self) -> [(&'static str, u64); 13] {
         [
             ("auth_failed", self.auth_failed),
             ("replayed", self.replayed),
@@ -286,6 +296,7 @@ impl Failures {
             ("mki_mismatch", self.mki_mismatch),
             ("unknown_ssrc", self.unknown_ssrc),
             ("index_exhausted", self.index_exhausted),
+            ("index_reused", self.index_reused),
             ("buffer_too_small", self.buffer_too_small),
             ("cryptex_unsupported", self.cryptex_unsupported),
             ("bad_config", self.bad_config),
