@@ -61,8 +61,12 @@ fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
     p
 }
 
+/// A sending context for crafting captures: it may go back more than 64 indices
+/// (to make a packet too old for the reader's replay window).
 fn ctx(key_salt: &[u8], mki: Option<&[u8]>) -> SrtpContext {
-    let mut cfg = SrtpConfig::from_key_salt(P, key_salt).unwrap();
+    let mut cfg = SrtpConfig::from_key_salt(P, key_salt)
+        .unwrap()
+        .with_allow_repeat_tx(true);
     if let Some(m) = mki {
         cfg = cfg.with_mki(m).unwrap();
     }
