@@ -138,6 +138,8 @@ pub struct DtlsEndpoint {
     /// message_seq of the first message of the peer's last flight: seeing it
     /// again means the peer lost our answer.
     peer_flight_first: Option<u16>,
+    /// A server saw its first ClientHello fragment (its message_seq is fixed).
+    hello_seq_fixed: bool,
     retransmit_at: Option<Instant>,
     rto: Duration,
     deadline: Instant,
@@ -197,6 +199,7 @@ impl DtlsEndpoint {
             reasm,
             flight: Vec::new(),
             peer_flight_first: None,
+            hello_seq_fixed: false,
             retransmit_at: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -623,12 +626,17 @@ impl DtlsEndpoint {
         for f in &frags {
             if self.state == State::ServerWaitClientHello
                 && f.msg_type == HT_CLIENT_HELLO
-                && f.message_seq != self.reasm.next_seq()
-                && f.message_seq < 8
+                && !self.hello_seq_fixed
             {
                 // A stateless (cookie) server's endpoint starts at the client's
-                // second ClientHello.
-                self.reasm.reset_to(f.message_seq);
+                // second ClientHello: the first ClientHello fragment it is fed
+                // (the one the cookie check accepted) fixes the message_seq.
+                // A late fragment of the cookie-less first hello is then old,
+                // and a spoofed one cannot move the reassembly.
+                self.hello_seq_fixed = true;
+                if f.message_seq != self.reasm.next_seq() && f.message_seq < 8 {
+                    self.reasm.reset_to(f.message_seq);
+                }
             }
             match self.reasm.push(f, epoch) {
                 PushResult::Old => {
