@@ -659,14 +659,15 @@ impl DtlsEndpoint {
                 PushResult::Buffered => {}
             }
         }
-        // At most one peer-triggered resend per retransmission timeout: a fresh
-        // record sequence number passes the epoch-0 replay window, so spoofed
-        // records must not buy a whole flight each (amplification).
+        // At most one flight per half retransmission timeout: a fresh record
+        // sequence number passes the epoch-0 replay window, so spoofed records
+        // must not buy a whole flight each (amplification). Half, so that a
+        // peer whose timer runs like ours is not refused for a few ms of delay.
         if retransmit
             && !self.flight.is_empty()
             && self
                 .flight_sent_at
-                .is_none_or(|t| now >= later(t, self.rto))
+                .is_none_or(|t| now >= later(t, self.rto / 2))
         {
             self.transmit_flight();
             self.retransmissions += 1;
