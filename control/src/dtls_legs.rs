@@ -15,10 +15,14 @@
 //!
 //! A server leg allocates an endpoint only for a ClientHello that carries a
 //! valid cookie for its source address ([`CookieKeys`]: the first hello gets a
-//! stateless HelloVerifyRequest), so spoofed datagrams allocate nothing. One
-//! attempt runs at a time; a verified hello from the signalled remote address
-//! replaces an attempt with another source that has not connected. A client leg
-//! sends only to the signalled remote and never learns it from a datagram.
+//! stateless HelloVerifyRequest), so spoofed datagrams allocate nothing and
+//! cannot disturb an attempt in progress. A few attempts run at once, one per
+//! source that passed the cookie check (behind a NAT the real peer's address is
+//! not the signalled one); the first to connect wins and the others end. When
+//! all slots are taken, a new verified source replaces the attempt heard from
+//! least recently, so a source that passes the check and goes quiet cannot
+//! hold the leg. A client leg sends only to the signalled remote and never
+//! learns it from a datagram.
 //!
 //! Timers cost O(log n) per due retransmission: a heap of deadlines, checked
 //! against each endpoint's current deadline when they come due (stale entries
@@ -95,6 +99,25 @@ pub struct DtlsCounters {
     /// where one is due, or from a source other than the one the handshake runs
     /// with.
     pub ignored: u64,
+    /// Server handshake attempts dropped to make room for a new source that
+    /// passed the cookie check while every attempt slot of the leg was taken.
+    pub replaced: u64,
+}
+
+/// The most handshake attempts a server leg runs at once, one per source
+/// address that passed the cookie check. More than one, so that a source that
+/// passes the check and then goes quiet cannot hold the leg; few, so that the
+/// state a leg can be made to hold stays small.
+const MAX_ATTEMPTS: usize = 4;
+
+/// One handshake with one address.
+#[derive(Debug)]
+struct Attempt {
+    peer: SocketAddr,
+    ep: DtlsEndpoint,
+    /// When a datagram from `peer` last reached this attempt (the least
+    /// recently heard attempt makes room for a new source).
+    heard: Instant,
 }
 
 #[derive(Debug)]
@@ -103,9 +126,11 @@ struct Leg {
     params: DtlsLegParams,
     /// Remote RTP address from signalling (where a client sends its hello).
     remote: Option<SocketAddr>,
-    /// The address the handshake runs with.
-    peer: Option<SocketAddr>,
-    endpoint: Option<DtlsEndpoint>,
+    /// Handshakes in progress, one per address: a client leg has at most one
+    /// (with `remote`), a server leg up to [`MAX_ATTEMPTS`]. The first to
+    /// connect wins and the others are dropped, so a connected leg keeps only
+    /// its own.
+    attempts: Vec<Attempt>,
     connected: bool,
     /// When the leg must have connected (set once its role is known).
     deadline: Option<Instant>,
@@ -116,7 +141,7 @@ struct Leg {
     /// The deadline passed: no more attempts.
     given_up: bool,
     /// The endpoint timer entry in the heap that counts (earlier or stale ones
-    /// may be there too): one push per change of the endpoint's next timeout
+    /// may be there too): one push per change of the endpoints' next timeout
     /// rather than one per datagram.
     armed: Option<Instant>,
 }
@@ -171,8 +196,7 @@ impl DtlsLegs {
                 worker,
                 params,
                 remote,
-                peer: None,
-                endpoint: None,
+                attempts: Vec::new(),
                 connected: false,
                 deadline: None,
                 retry_at: None,
@@ -201,8 +225,7 @@ impl DtlsLegs {
         };
         if l.params != params {
             l.params = params;
-            l.endpoint = None;
-            l.peer = None;
+            l.attempts.clear();
             l.connected = false;
             l.deadline = None;
             l.retry_at = None;
@@ -237,9 +260,11 @@ impl DtlsLegs {
             l.remote = remote;
             // A client still handshaking with the old address starts over
             // towards the new one.
-            if l.params.role == Some(Role::Client) && !l.connected && l.peer != remote {
-                l.endpoint = None;
-                l.peer = None;
+            if l.params.role == Some(Role::Client)
+                && !l.connected
+                && l.attempts.iter().any(|a| Some(a.peer) != remote)
+            {
+                l.attempts.clear();
             }
             self.maybe_start_client(call, leg, now, out);
         }
@@ -265,30 +290,23 @@ impl DtlsLegs {
             self.counters.ignored += 1;
             return;
         };
-        if l.given_up {
+        let Some(role) = l.params.role.filter(|_| !l.given_up) else {
             self.counters.ignored += 1;
             return;
-        }
-        // A verified hello from the signalled remote may replace an attempt with
-        // another source that has not connected.
-        let takeover = l.params.role == Some(Role::Server)
-            && l.endpoint.is_some()
-            && !l.connected
-            && l.peer != Some(src)
-            && l.remote == Some(src);
-        if takeover {
-            l.endpoint = None;
-            l.peer = None;
-        }
-        match (l.params.role, &mut l.endpoint) {
-            (None, _) => {
+        };
+        let idx = match l.attempts.iter().position(|a| a.peer == src) {
+            Some(i) => i,
+            // A client never learns where to send from a datagram; a connected
+            // leg whose peer moved re-keys through signalling.
+            None if role == Role::Client || (l.connected && !l.attempts.is_empty()) => {
                 self.counters.ignored += 1;
                 return;
             }
-            (Some(Role::Server), None) => {
+            None => {
                 // The stateless front door: a hello without a valid cookie for
                 // its source address gets a HelloVerifyRequest and allocates
-                // nothing, so spoofed or garbage datagrams cannot take the leg.
+                // nothing, so spoofed or garbage datagrams cannot take the leg
+                // nor disturb the attempts running with other addresses.
                 match self.cookies.check(src, data) {
                     CookieVerdict::Accept => {}
                     CookieVerdict::Respond(hvr) => {
@@ -310,38 +328,36 @@ impl DtlsLegs {
                         return;
                     }
                 }
-                l.endpoint = Some(DtlsEndpoint::server(
-                    self.config.clone(),
-                    self.cert.clone(),
-                    l.params.fingerprint.clone(),
-                    now,
-                ));
-                l.peer = Some(src);
-                l.connected = false;
+                if l.attempts.len() >= MAX_ATTEMPTS {
+                    // Every slot is taken by a source that answered a cookie:
+                    // the one heard from least recently makes room.
+                    if let Some(i) = (0..l.attempts.len()).min_by_key(|&i| l.attempts[i].heard) {
+                        l.attempts.remove(i);
+                        self.counters.replaced += 1;
+                    }
+                }
+                if l.attempts.is_empty() {
+                    // A new handshake after the last one closed.
+                    l.connected = false;
+                }
+                l.attempts.push(Attempt {
+                    peer: src,
+                    ep: DtlsEndpoint::server(
+                        self.config.clone(),
+                        self.cert.clone(),
+                        l.params.fingerprint.clone(),
+                        now,
+                    ),
+                    heard: now,
+                });
                 self.counters.started += 1;
+                l.attempts.len() - 1
             }
-            (Some(Role::Client), None) => {
-                // Between attempts (or before the remote is signalled): a
-                // client never learns where to send from a datagram.
-                self.counters.ignored += 1;
-                return;
-            }
-            (Some(_), Some(_)) if l.peer != Some(src) => {
-                // The handshake runs with one address; a connected leg whose
-                // peer moved re-keys through signalling.
-                self.counters.ignored += 1;
-                return;
-            }
-            (Some(_), Some(_)) => {}
-        }
-        if let Some(ep) = self
-            .legs
-            .get_mut(&(call, leg))
-            .and_then(|l| l.endpoint.as_mut())
-        {
-            ep.handle_datagram(data, now);
-        }
-        self.flush(call, leg, out);
+        };
+        let a = &mut l.attempts[idx];
+        a.heard = now;
+        a.ep.handle_datagram(data, now);
+        self.flush(call, leg, src, now, out);
     }
 
     /// Runs the retransmission and handshake timers that are due.
@@ -352,44 +368,43 @@ impl DtlsLegs {
                 break;
             }
             self.timers.pop();
-            if let Some(l) = self.legs.get_mut(&(call, leg)) {
-                if l.armed == Some(at) {
-                    l.armed = None;
-                }
-                if !l.connected && !l.given_up && l.deadline.is_some_and(|d| d <= now) {
-                    l.given_up = true;
-                    l.endpoint = None;
-                    self.counters.legs_failed += 1;
-                    let error = l.last_error.take().unwrap_or(DtlsError::Timeout);
-                    out.push(Outcome::Failed { call, leg, error });
-                    continue;
-                }
-                if l.endpoint.is_none() && l.retry_at.is_some_and(|r| r <= now) {
-                    l.retry_at = None;
-                    self.maybe_start_client(call, leg, now, out);
-                    continue;
+            let Some(l) = self.legs.get_mut(&(call, leg)) else {
+                continue;
+            };
+            if l.armed == Some(at) {
+                l.armed = None;
+            }
+            if !l.connected && !l.given_up && l.deadline.is_some_and(|d| d <= now) {
+                l.given_up = true;
+                l.attempts.clear();
+                self.counters.legs_failed += 1;
+                let error = l.last_error.take().unwrap_or(DtlsError::Timeout);
+                out.push(Outcome::Failed { call, leg, error });
+                continue;
+            }
+            if l.attempts.is_empty() && l.retry_at.is_some_and(|r| r <= now) {
+                l.retry_at = None;
+                self.maybe_start_client(call, leg, now, out);
+                continue;
+            }
+            let mut due = [None; MAX_ATTEMPTS];
+            for (slot, a) in due.iter_mut().zip(&l.attempts) {
+                if a.ep.poll_timeout().is_some_and(|t| t <= now) {
+                    *slot = Some(a.peer);
                 }
             }
-            let due = self
-                .legs
-                .get(&(call, leg))
-                .and_then(|l| l.endpoint.as_ref())
-                .and_then(DtlsEndpoint::poll_timeout)
-                .is_some_and(|t| t <= now);
-            if due {
-                if let Some(ep) = self
+            for peer in due.into_iter().flatten() {
+                if let Some(a) = self
                     .legs
                     .get_mut(&(call, leg))
-                    .and_then(|l| l.endpoint.as_mut())
+                    .and_then(|l| l.attempts.iter_mut().find(|a| a.peer == peer))
                 {
-                    ep.handle_timeout(now);
+                    a.ep.handle_timeout(now);
+                    self.flush(call, leg, peer, now, out);
                 }
-                self.flush(call, leg, out);
-            } else if let Some(l) = self.legs.get_mut(&(call, leg)) {
-                // The endpoint's timer moved later since this entry was pushed.
-                let next = l.endpoint.as_ref().and_then(DtlsEndpoint::poll_timeout);
-                arm(&mut self.timers, l, next, call, leg);
             }
+            // The endpoints' timers may have moved since this entry was pushed.
+            self.rearm(call, leg);
         }
     }
 
@@ -404,7 +419,7 @@ impl DtlsLegs {
             return;
         };
         if l.params.role != Some(Role::Client)
-            || l.endpoint.is_some()
+            || !l.attempts.is_empty()
             || l.given_up
             || l.retry_at.is_some_and(|r| r > now)
         {
@@ -412,33 +427,46 @@ impl DtlsLegs {
         }
         let Some(remote) = l.remote else { return };
         l.connected = false;
-        l.endpoint = Some(DtlsEndpoint::client(
-            self.config.clone(),
-            self.cert.clone(),
-            l.params.fingerprint.clone(),
-            now,
-        ));
-        l.peer = Some(remote);
+        l.attempts.push(Attempt {
+            peer: remote,
+            ep: DtlsEndpoint::client(
+                self.config.clone(),
+                self.cert.clone(),
+                l.params.fingerprint.clone(),
+                now,
+            ),
+            heard: now,
+        });
         self.counters.started += 1;
-        self.flush(call, leg, out);
+        self.flush(call, leg, remote, now, out);
     }
 
-    /// Sends what the endpoint wants sent, handles its events and arms its timer.
-    fn flush(&mut self, call: CallId, leg: usize, out: &mut Vec<Outcome>) {
+    /// Sends what the attempt with `peer` wants sent, handles its events and
+    /// arms the leg's timer.
+    fn flush(
+        &mut self,
+        call: CallId,
+        leg: usize,
+        peer: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) {
         let Some(l) = self.legs.get_mut(&(call, leg)) else {
             return;
         };
         let worker = l.worker;
-        let peer = l.peer;
-        let Some(ep) = l.endpoint.as_mut() else {
+        let Some(idx) = l.attempts.iter().position(|a| a.peer == peer) else {
             return;
         };
+        let ep = &mut l.attempts[idx].ep;
         let mut failed = None;
+        let mut won = false;
         while let Some(e) = ep.poll_event() {
             match e {
                 DtlsEvent::Connected(keys) if !l.connected => match keys.srtp_configs() {
                     Ok((outbound, inbound)) => {
                         l.connected = true;
+                        won = true;
                         self.counters.completed += 1;
                         out.push(Outcome::Command(
                             worker,
@@ -448,7 +476,7 @@ impl DtlsLegs {
                                 update: Box::new(LegUpdate {
                                     srtp: Some(Some(LegSrtp { inbound, outbound })),
                                     // Media flows with the address the handshake ran with.
-                                    remote: peer.map(Some),
+                                    remote: Some(Some(peer)),
                                     ..LegUpdate::default()
                                 }),
                             },
@@ -465,31 +493,43 @@ impl DtlsLegs {
             self.counters.failed += 1;
             // Pending datagrams and the final alert go out before the state is freed.
             transmit(ep, worker, call, leg, peer, out);
-            l.endpoint = None;
-            l.peer = None;
+            l.attempts.remove(idx);
             l.last_error = Some(error.clone());
             if l.params.role == Some(Role::Client) && !l.connected {
-                let r = Instant::now() + self.config.initial_timeout;
+                let r = now + self.config.initial_timeout;
                 l.retry_at = Some(r);
                 self.timers.push(Reverse((r, call, leg)));
             }
             out.push(Outcome::AttemptFailed {
                 call,
                 leg,
-                from: peer,
+                from: Some(peer),
                 error,
             });
+            self.rearm(call, leg);
             return;
         }
         // Transmit after the keys are queued: the peer cannot see our final
         // flight before the worker has the keys that go with it.
         transmit(ep, worker, call, leg, peer, out);
         if ep.is_closed() {
-            l.endpoint = None;
-            return;
+            l.attempts.remove(idx);
+        } else if won {
+            // The first attempt to connect wins; the others end here.
+            let a = l.attempts.swap_remove(idx);
+            l.attempts.clear();
+            l.attempts.push(a);
         }
-        let next = ep.poll_timeout();
-        arm(&mut self.timers, l, next, call, leg);
+        self.rearm(call, leg);
+    }
+
+    /// Makes sure a heap entry fires no later than the leg's earliest endpoint
+    /// timeout.
+    fn rearm(&mut self, call: CallId, leg: usize) {
+        if let Some(l) = self.legs.get_mut(&(call, leg)) {
+            let next = l.attempts.iter().filter_map(|a| a.ep.poll_timeout()).min();
+            arm(&mut self.timers, l, next, call, leg);
+        }
     }
 }
 
@@ -515,7 +555,7 @@ fn transmit(
     worker: usize,
     call: CallId,
     leg: usize,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     out: &mut Vec<Outcome>,
 ) {
     while let Some(data) = ep.poll_transmit() {
@@ -527,8 +567,159 @@ fn transmit(
                 data,
                 rtcp: false,
                 protect: false,
-                to: peer,
+                to: Some(peer),
             },
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const CALL: CallId = 7;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn server_legs(remote: SocketAddr, now: Instant) -> DtlsLegs {
+        let mut legs = DtlsLegs::new(DtlsConfig::default(), Certificate::generate().unwrap());
+        let params = DtlsLegParams {
+            role: Some(Role::Server),
+            fingerprint: None,
+        };
+        legs.add(CALL, 0, 0, params, Some(remote), now, &mut Vec::new());
+        legs
+    }
+
+    fn client(now: Instant) -> DtlsEndpoint {
+        let cert = Arc::new(Certificate::generate().unwrap());
+        DtlsEndpoint::client(Arc::new(DtlsConfig::default()), cert, None, now)
+    }
+
+    /// `rounds` times: the client's datagrams from `src` into the leg, the
+    /// leg's answers to `src` back. True once the leg reported Connected.
+    fn exchange(
+        legs: &mut DtlsLegs,
+        client: &mut DtlsEndpoint,
+        src: SocketAddr,
+        now: Instant,
+        rounds: usize,
+    ) -> bool {
+        let mut connected = false;
+        for _ in 0..rounds {
+            let mut out = Vec::new();
+            while let Some(d) = client.poll_transmit() {
+                legs.datagram(CALL, 0, src, &d, now, &mut out);
+            }
+            for o in out {
+                match o {
+                    Outcome::Command(_, Command::SendOnLeg { data, to, .. }) if to == Some(src) => {
+                        client.handle_datagram(&data, now)
+                    }
+                    Outcome::Connected { .. } => connected = true,
+                    _ => {}
+                }
+            }
+        }
+        connected
+    }
+
+    fn sends(out: &[Outcome]) -> usize {
+        out.iter()
+            .filter(|o| matches!(o, Outcome::Command(_, Command::SendOnLeg { .. })))
+            .count()
+    }
+
+    #[test]
+    fn spoofed_datagrams_from_the_signalled_address_leave_a_handshake_alone() {
+        let now = Instant::now();
+        let (sdp, nat) = (addr("192.0.2.1:5000"), addr("198.51.100.9:40000"));
+        let mut legs = server_legs(sdp, now);
+        let mut real = client(now);
+        // Cookie exchange and the server's flight, with the NAT address.
+        assert!(!exchange(&mut legs, &mut real, nat, now, 2));
+        // An off-path attacker spoofs the signalled address: a cookie-less
+        // hello gets a HelloVerifyRequest, garbage is ignored.
+        let mut out = Vec::new();
+        let hello = client(now).poll_transmit().unwrap();
+        legs.datagram(CALL, 0, sdp, &hello, now, &mut out);
+        assert_eq!(sends(&out), 1, "stateless HelloVerifyRequest");
+        let garbage = [22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0];
+        legs.datagram(CALL, 0, sdp, &garbage, now, &mut out);
+        assert_eq!(legs.counters.ignored, 1);
+        assert!(
+            exchange(&mut legs, &mut real, nat, now, 2),
+            "the handshake with the NAT address survives: {:?}",
+            legs.counters
+        );
+        assert_eq!((legs.counters.started, legs.counters.completed), (1, 1));
+        assert_eq!(legs.counters.replaced, 0);
+    }
+
+    #[test]
+    fn silent_sources_that_pass_the_cookie_check_cannot_hold_a_server_leg() {
+        let t0 = Instant::now();
+        let mut legs = server_legs(addr("192.0.2.1:5000"), t0);
+        // More impostors than slots: each answers the cookie, gets our flight
+        // and goes quiet.
+        for i in 0..=MAX_ATTEMPTS {
+            let now = t0 + Duration::from_millis(i as u64);
+            let src = SocketAddr::from(([203, 0, 113, i as u8], 6000));
+            assert!(!exchange(&mut legs, &mut client(now), src, now, 2));
+        }
+        assert_eq!(
+            legs.counters.replaced, 1,
+            "the least recently heard made room"
+        );
+        let now = t0 + Duration::from_millis(50);
+        let real = addr("198.51.100.9:40000");
+        assert!(exchange(&mut legs, &mut client(now), real, now, 3));
+        assert_eq!(legs.counters.replaced, 2);
+        // The winner keeps the leg; the others' attempts are gone.
+        let l = &legs.legs[&(CALL, 0)];
+        assert_eq!(l.attempts.len(), 1);
+        assert_eq!(l.attempts[0].peer, real);
+        let mut out = Vec::new();
+        let other = SocketAddr::from(([203, 0, 113, 4], 6000));
+        legs.datagram(
+            CALL,
+            0,
+            other,
+            &client(now).poll_transmit().unwrap(),
+            now,
+            &mut out,
+        );
+        assert_eq!(sends(&out), 0, "a connected leg ignores other sources");
+    }
+
+    #[test]
+    fn client_retry_is_timed_from_the_given_now() {
+        // Virtual time far from the wall clock.
+        let t = Instant::now() + Duration::from_secs(1000);
+        let remote = addr("192.0.2.1:5000");
+        let mut legs = DtlsLegs::new(DtlsConfig::default(), Certificate::generate().unwrap());
+        let params = DtlsLegParams {
+            role: Some(Role::Client),
+            fingerprint: None,
+        };
+        let mut out = Vec::new();
+        legs.add(CALL, 0, 0, params, Some(remote), t, &mut out);
+        assert_eq!(sends(&out), 1, "ClientHello");
+        // A fatal alert ends the attempt.
+        let alert = [21, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 40];
+        out.clear();
+        legs.datagram(CALL, 0, remote, &alert, t, &mut out);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Outcome::AttemptFailed { .. })));
+        out.clear();
+        legs.timers(t + Duration::from_millis(500), &mut out);
+        assert_eq!(sends(&out), 0, "no retry before initial_timeout");
+        legs.timers(t + Duration::from_secs(1), &mut out);
+        assert_eq!(sends(&out), 1, "retry after initial_timeout");
+        assert_eq!(legs.counters.started, 2);
     }
 }

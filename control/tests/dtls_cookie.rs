@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dtls_support::certs;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rtp_control::dtls::{CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint, DtlsEvent};
+use rtp_control::dtls::{CookieKeys, CookieVerdict, DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsKeys};
 
 /// Counts live heap bytes of this thread (to show that `check` keeps nothing).
 struct Counting;
@@ -171,8 +171,17 @@ fn handshake_through_the_cookie_front_door() {
     // ServerHello with message_seq 1 (the HVR used 0).
     assert_eq!(flight[13], 2);
     assert_eq!(u16::from_be_bytes([flight[13 + 4], flight[13 + 5]]), 1);
-    // Finish the handshake by hand.
-    let mut to_client = vec![flight];
+    let (c, s) = finish(&mut client, &mut server, vec![flight], t0);
+    assert_eq!(c.keying_material, s.keying_material);
+}
+
+/// Finishes a handshake by hand (no loss); panics unless both sides connect.
+fn finish(
+    client: &mut DtlsEndpoint,
+    server: &mut DtlsEndpoint,
+    mut to_client: Vec<Vec<u8>>,
+    now: Instant,
+) -> (Box<DtlsKeys>, Box<DtlsKeys>) {
     let mut to_server: Vec<Vec<u8>> = Vec::new();
     let mut connected = (None, None);
     for _ in 0..10 {
@@ -180,13 +189,13 @@ fn handshake_through_the_cookie_front_door() {
             to_client.push(d);
         }
         for d in to_client.drain(..) {
-            client.handle_datagram(&d, t0);
+            client.handle_datagram(&d, now);
         }
         while let Some(d) = client.poll_transmit() {
             to_server.push(d);
         }
         for d in to_server.drain(..) {
-            server.handle_datagram(&d, t0);
+            server.handle_datagram(&d, now);
         }
         while let Some(e) = client.poll_event() {
             match e {
@@ -204,5 +213,60 @@ fn handshake_through_the_cookie_front_door() {
     let (Some(c), Some(s)) = connected else {
         panic!("not connected: {connected:?}")
     };
+    (c, s)
+}
+
+fn message_seq(datagram: &[u8]) -> u16 {
+    u16::from_be_bytes([datagram[13 + 4], datagram[13 + 5]])
+}
+
+/// A ClientHello in two datagrams (as Chromium's with post-quantum key shares)
+/// through the cookie exchange, with late fragments of the cookie-less first
+/// hello arriving after the server endpoint was created: they are old and must
+/// not wipe the reassembly of the second hello.
+#[test]
+fn stale_fragments_of_the_first_hello_leave_the_second_alone() {
+    let t0 = Instant::now();
+    let keys = CookieKeys::new(t0);
+    let (cc, sc) = certs();
+    let peer: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    let small = DtlsConfig {
+        mtu: 120,
+        ..DtlsConfig::default()
+    };
+    let mut client = DtlsEndpoint::client(Arc::new(small), cc.clone(), Some(sc.fingerprint()), t0);
+    let first: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    assert!(first.len() >= 2, "the ClientHello is fragmented");
+    let CookieVerdict::Respond(hvr) = keys.check(peer, &first[0]) else {
+        panic!()
+    };
+    client.handle_datagram(&hvr, t0);
+    let second: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    assert!(second.len() >= 2);
+    assert_eq!((message_seq(&first[1]), message_seq(&second[0])), (0, 1));
+    assert_eq!(keys.check(peer, &second[0]), CookieVerdict::Accept);
+    let mut server = DtlsEndpoint::server(
+        Arc::new(DtlsConfig::default()),
+        sc,
+        Some(cc.fingerprint()),
+        t0,
+    );
+    server.handle_datagram(&second[0], t0);
+    // Reordered: the rest of the first hello arrives now.
+    for d in first.iter().skip(1).chain(&first[..1]) {
+        server.handle_datagram(d, t0);
+    }
+    assert!(
+        server.poll_transmit().is_none(),
+        "the cookie-less hello is old"
+    );
+    for d in &second[1..] {
+        server.handle_datagram(d, t0);
+    }
+    let flight = server
+        .poll_transmit()
+        .expect("ServerHello right after the second hello, without a retransmission");
+    assert_eq!((flight[13], message_seq(&flight)), (2, 1));
+    let (c, s) = finish(&mut client, &mut server, vec![flight], t0);
     assert_eq!(c.keying_material, s.keying_material);
 }

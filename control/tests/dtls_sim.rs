@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use dtls_support::{certs, Netem, Pair};
 use rtp_control::dtls::{
-    CipherSuite, DtlsConfig, DtlsEndpoint, DtlsError, DtlsEvent, Fingerprint, NamedGroup, Role,
+    Certificate, CipherSuite, DtlsConfig, DtlsEndpoint, DtlsError, DtlsEvent, Fingerprint,
+    NamedGroup, Role,
 };
 use rtp_core::srtp::SrtpProfile;
 
@@ -308,7 +309,7 @@ fn peer_vanishes_mid_handshake() {
 #[test]
 fn fingerprint_mismatch_fails_without_connected() {
     let (cc, sc) = certs();
-    let (other, _) = certs();
+    let other = Arc::new(Certificate::generate().unwrap());
     let start = std::time::Instant::now();
     let mut p = Pair::with_certs(
         9,

@@ -193,6 +193,13 @@ pub fn run(opts: &DtlsToolOptions) -> Result<DtlsReport, String> {
     let handshake = started.elapsed();
     let mut hs = hs;
     let echoed = echo(&sock, opts.role, &mut hs, opts.echo, deadline)?;
+    if opts.role == Role::Server && echoed == 0 {
+        // Nothing proves the client has our final flight: stay a little for
+        // its retransmission (until its close_notify, at most four initial
+        // timeouts: its first two retransmissions come after one and three).
+        let until = Instant::now() + opts.config.initial_timeout.saturating_mul(4);
+        linger(&sock, &mut hs, until.min(deadline))?;
+    }
     let mut ep = hs.endpoint;
     ep.close();
     while let Some(d) = ep.poll_transmit() {
@@ -302,6 +309,36 @@ pub fn drive_handshake(
         }
         to = Some(src);
         ep.handle_datagram(&buf[..n], Instant::now());
+    }
+}
+
+/// A server after the handshake: answers the client's retransmitted last
+/// flight (it lost ours) until `until` or the client's close_notify.
+fn linger(sock: &UdpSocket, hs: &mut Handshake, until: Instant) -> Result<(), String> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        let wait = (until - now).clamp(Duration::from_millis(1), Duration::from_millis(20));
+        sock.set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
+        let Ok((n, src)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if src != hs.peer || classify(&buf[..n]) != PacketKind::Dtls {
+            continue;
+        }
+        hs.endpoint.handle_datagram(&buf[..n], Instant::now());
+        while let Some(d) = hs.endpoint.poll_transmit() {
+            let _ = sock.send_to(&d, hs.peer);
+        }
+        while let Some(ev) = hs.endpoint.poll_event() {
+            if matches!(ev, DtlsEvent::Closed | DtlsEvent::Failed(_)) {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -9,7 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rtp_control::dtls::{Certificate, DtlsConfig, DtlsEndpoint, DtlsEvent};
 
 use rtp_tools::interop::{self, require};
 
@@ -240,4 +243,167 @@ fn openssl_s_client_against_rtp_dtls_server_with_cookies_and_fragments() {
     assert_eq!(Some(s["SRTP_PROFILE"].clone()), openssl_profile(&text));
     assert_eq!(s["PEER_FINGERPRINT"], openssl_fingerprint(&cert));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The fixed test certificates of `control/tests/fixtures` (paths, fingerprint).
+fn fixture(name: &str) -> (PathBuf, PathBuf, String) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../control/tests/fixtures");
+    let (cert, key) = (
+        dir.join(format!("dtls_{name}.pem")),
+        dir.join(format!("dtls_{name}.key")),
+    );
+    let fp = Certificate::from_pem(
+        &std::fs::read_to_string(&cert).unwrap(),
+        &std::fs::read_to_string(&key).unwrap(),
+    )
+    .unwrap()
+    .fingerprint()
+    .to_string();
+    (cert, key, fp)
+}
+
+#[test]
+fn rtp_dtls_loads_pem_certificates_and_selects_the_cipher() {
+    let (scert, skey, sfp) = fixture("server");
+    let (ccert, ckey, cfp) = fixture("client");
+    let (scert, skey) = (scert.to_str().unwrap(), skey.to_str().unwrap());
+    let (mut srv, port, out) = tool_server(&["--cert", scert, "--key", skey]);
+    let cipher = "ECDHE-ECDSA-AES256-GCM-SHA384";
+    let cli = Command::new(BIN)
+        .args(["client", "--connect", &format!("127.0.0.1:{port}")])
+        .args(["--timeout", "10", "--cipher", cipher])
+        .arg("--cert")
+        .arg(&ccert)
+        .arg("--key")
+        .arg(&ckey)
+        .args(["--expect-fingerprint", &sfp])
+        .output()
+        .unwrap();
+    let c = kv(&String::from_utf8_lossy(&cli.stdout));
+    assert!(cli.status.success(), "client: {c:?}");
+    let s = kv(&rest(out, &mut srv));
+    assert_eq!(
+        (c["CIPHER"].as_str(), s["CIPHER"].as_str()),
+        (cipher, cipher)
+    );
+    assert_eq!(
+        (
+            s["LOCAL_FINGERPRINT"].as_str(),
+            c["PEER_FINGERPRINT"].as_str()
+        ),
+        (&*sfp, &*sfp)
+    );
+    assert_eq!(
+        (
+            c["LOCAL_FINGERPRINT"].as_str(),
+            s["PEER_FINGERPRINT"].as_str()
+        ),
+        (&*cfp, &*cfp)
+    );
+    assert_eq!(c["KEYING_MATERIAL"], s["KEYING_MATERIAL"]);
+}
+
+#[test]
+fn rtp_dtls_with_a_wrong_expected_fingerprint_fails() {
+    let (mut srv, port, out) = tool_server(&[]);
+    let wrong = format!("sha-256 {}", ["00"; 32].join(":"));
+    let cli = Command::new(BIN)
+        .args(["client", "--connect", &format!("127.0.0.1:{port}")])
+        .args(["--timeout", "5", "--expect-fingerprint", &wrong])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(1), "{stderr}");
+    assert!(String::from_utf8_lossy(&cli.stdout).contains("RESULT=failed"));
+    assert!(stderr.contains("fingerprint"), "{stderr}");
+    assert!(!kv(&rest(out, &mut srv)).contains_key("KEYING_MATERIAL"));
+    assert!(
+        !srv.0.wait().unwrap().success(),
+        "the server got bad_certificate"
+    );
+}
+
+#[test]
+fn rtp_dtls_rejects_options_that_cannot_work() {
+    for (args, says) in [
+        (
+            &["server", "--cipher", "ECDHE-RSA-AES128-GCM-SHA256"][..],
+            "ECDHE-ECDSA",
+        ),
+        (&["client", "--mtu", "63"][..], "--mtu 63"),
+        (&["client", "--profiles", ""][..], "--profiles"),
+        (&["client", "--cipher", ":"][..], "--cipher"),
+    ] {
+        let addr = if args[0] == "server" {
+            "--listen"
+        } else {
+            "--connect"
+        };
+        let o = Command::new(BIN)
+            .args(&args[..1])
+            .args([addr, "127.0.0.1:0"])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(
+            o.stdout.is_empty(),
+            "{args:?}: nothing bound, nothing printed"
+        );
+    }
+}
+
+/// With `--echo 0` nothing but the handshake proves the client has the
+/// server's final flight: the server stays to answer the client's
+/// retransmission when that flight is lost.
+#[test]
+fn rtp_dtls_server_answers_a_client_that_lost_its_final_flight() {
+    let (mut srv, port, out) = tool_server(&[]);
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let cert = Arc::new(Certificate::generate().unwrap());
+    let mut ep = DtlsEndpoint::client(Arc::new(DtlsConfig::default()), cert, None, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (mut buf, mut dropped) = (vec![0u8; 2048], 0);
+    let connected = loop {
+        let now = Instant::now();
+        assert!(now < deadline, "not connected (dropped {dropped})");
+        if ep.poll_timeout().is_some_and(|t| t <= now) {
+            ep.handle_timeout(now);
+        }
+        while let Some(d) = ep.poll_transmit() {
+            sock.send_to(&d, server).unwrap();
+        }
+        match ep.poll_event() {
+            Some(DtlsEvent::Connected(k)) => break k,
+            Some(e) => panic!("{e:?}"),
+            None => {}
+        }
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        // The server's ChangeCipherSpec and epoch-1 Finished: lost until we
+        // retransmitted our flight once.
+        let final_flight = buf[0] == 20 || buf[3..5] == [0, 1];
+        if final_flight && ep.retransmissions() == 0 {
+            dropped += 1;
+            continue;
+        }
+        ep.handle_datagram(&buf[..n], Instant::now());
+    };
+    assert!(dropped > 0);
+    ep.close();
+    while let Some(d) = ep.poll_transmit() {
+        sock.send_to(&d, server).unwrap();
+    }
+    let s = kv(&rest(out, &mut srv));
+    assert_eq!(s["KEYING_MATERIAL"], hex(&connected.keying_material));
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02X}")).collect()
 }

@@ -196,6 +196,20 @@ impl ClientHello {
         Ok(ch)
     }
 
+    /// Whether this hello carries extension `ty` (a ServerHello may only
+    /// answer those, RFC 5246 7.4.1.4).
+    pub(crate) fn offers_extension(&self, ty: u16) -> bool {
+        match ty {
+            EXT_SUPPORTED_GROUPS => self.groups.is_some(),
+            EXT_EC_POINT_FORMATS => self.point_formats.is_some(),
+            EXT_SIGNATURE_ALGORITHMS => self.sig_algs.is_some(),
+            EXT_USE_SRTP => self.srtp_profiles.is_some(),
+            EXT_EXTENDED_MASTER_SECRET => self.ems,
+            EXT_RENEGOTIATION_INFO => self.renegotiation_info.is_some(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut o = Vec::with_capacity(256);
         put_u16(&mut o, self.version);

@@ -58,7 +58,8 @@ pub struct Pair {
     pub server: DtlsEndpoint,
     pub start: Instant,
     pub now: Instant,
-    pub rng: StdRng,
+    /// Seeds the fate (loss, duplication, delay) of each datagram.
+    pub seed: u64,
     pub net: Netem,
     /// (deliver at, to server, datagram)
     pub in_flight: Vec<(Instant, bool, Vec<u8>)>,
@@ -68,11 +69,34 @@ pub struct Pair {
     pub filter: Option<DropFilter>,
 }
 
+/// Two fixed certificates (client, server) from `tests/fixtures`: fresh ones
+/// differ in size from run to run (their signatures are 70 to 72 bytes), which
+/// at a small MTU changes how many datagrams a flight takes.
 pub fn certs() -> (Arc<Certificate>, Arc<Certificate>) {
+    let load = |pem, key| Arc::new(Certificate::from_pem(pem, key).unwrap());
     (
-        Arc::new(Certificate::generate().unwrap()),
-        Arc::new(Certificate::generate().unwrap()),
+        load(
+            include_str!("../fixtures/dtls_client.pem"),
+            include_str!("../fixtures/dtls_client.key"),
+        ),
+        load(
+            include_str!("../fixtures/dtls_server.pem"),
+            include_str!("../fixtures/dtls_server.key"),
+        ),
     )
+}
+
+/// A random generator for one datagram: its fate depends only on the seed,
+/// the direction and the datagram's index, not on how many random numbers
+/// earlier datagrams drew (the handshake signatures still vary in length from
+/// run to run, and with them the number of datagrams of a flight).
+fn datagram_rng(seed: u64, from_client: bool, index: usize) -> StdRng {
+    let mut x =
+        seed ^ ((index as u64) << 1 | from_client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(x ^ (x >> 31))
 }
 
 impl Pair {
@@ -101,7 +125,7 @@ impl Pair {
             server: DtlsEndpoint::server(Arc::new(scfg), sc, sfp, start),
             start,
             now: start,
-            rng: StdRng::seed_from_u64(seed),
+            seed,
             net,
             in_flight: Vec::new(),
             c: SideLog::default(),
@@ -138,10 +162,11 @@ impl Pair {
                         continue;
                     }
                 }
-                if self.rng.gen_bool(self.net.loss) {
+                let mut rng = datagram_rng(self.seed, client, idx);
+                if rng.gen_bool(self.net.loss) {
                     continue;
                 }
-                let copies = if self.rng.gen_bool(self.net.duplicate) {
+                let copies = if rng.gen_bool(self.net.duplicate) {
                     2
                 } else {
                     1
@@ -150,7 +175,7 @@ impl Pair {
                     let j = if self.net.jitter.is_zero() {
                         Duration::ZERO
                     } else {
-                        self.net.jitter.mul_f64(self.rng.gen::<f64>())
+                        self.net.jitter.mul_f64(rng.gen::<f64>())
                     };
                     self.in_flight
                         .push((self.now + self.net.delay + j, client, d.clone()));

@@ -89,10 +89,30 @@ fn options(
     };
     if let Some(p) = &c.profiles {
         config.srtp_profiles = parse_profiles(p)?;
+        if config.srtp_profiles.is_empty() {
+            return Err("--profiles names no SRTP profile".into());
+        }
     }
     if let Some(s) = &c.cipher {
         config.cipher_suites = parse_ciphers(s)?;
+        if config.cipher_suites.is_empty() {
+            return Err("--cipher names no cipher suite".into());
+        }
     }
+    if c.mtu < 64 {
+        return Err(format!(
+            "--mtu {} is below 64, the smallest datagram a handshake can use",
+            c.mtu
+        ));
+    }
+    if role == Role::Server && !config.cipher_suites.iter().any(|s| s.is_ecdsa()) {
+        return Err(
+            "--cipher: a server needs an ECDHE-ECDSA suite (its certificate is ECDSA P-256); \
+             ECDHE-RSA suites work only in the client role"
+                .into(),
+        );
+    }
+    config.validate().map_err(|e| e.to_string())?;
     let cert = match (&c.cert, &c.key) {
         (Some(cp), Some(kp)) => Some((
             std::fs::read_to_string(cp).map_err(|e| format!("{}: {e}", cp.display()))?,

@@ -32,6 +32,19 @@ impl DtlsEndpoint {
         if sh.version != DTLS12 {
             return Err((alert::PROTOCOL_VERSION, DtlsError::ProtocolVersion));
         }
+        let offered = self.hs_ref()?.client_hello.as_ref();
+        if let Some(ty) = sh
+            .extension_types
+            .iter()
+            .find(|&&ty| !offered.is_some_and(|ch| ch.offers_extension(ty)))
+        {
+            return Err((
+                alert::UNSUPPORTED_EXTENSION,
+                DtlsError::HandshakeFailure(format!(
+                    "server sent extension {ty:#06x} that we did not offer"
+                )),
+            ));
+        }
         let cfg = self.config.clone();
         let suite = CipherSuite::from_id(sh.cipher_suite)
             .filter(|s| cfg.cipher_suites.contains(s))

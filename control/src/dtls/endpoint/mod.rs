@@ -40,6 +40,7 @@ mod alert {
     pub(super) const PROTOCOL_VERSION: u8 = 70;
     pub(super) const INTERNAL_ERROR: u8 = 80;
     pub(super) const NO_RENEGOTIATION: u8 = 100;
+    pub(super) const UNSUPPORTED_EXTENSION: u8 = 110;
 }
 
 /// The most datagrams queued for transmission; older ones are dropped beyond it.
@@ -138,7 +139,11 @@ pub struct DtlsEndpoint {
     /// message_seq of the first message of the peer's last flight: seeing it
     /// again means the peer lost our answer.
     peer_flight_first: Option<u16>,
+    /// A server saw its first ClientHello fragment (its message_seq is fixed).
+    hello_seq_fixed: bool,
     retransmit_at: Option<Instant>,
+    /// When the current flight was last (re)transmitted.
+    flight_sent_at: Option<Instant>,
     rto: Duration,
     deadline: Instant,
     out: VecDeque<Vec<u8>>,
@@ -197,7 +202,9 @@ impl DtlsEndpoint {
             reasm,
             flight: Vec::new(),
             peer_flight_first: None,
+            hello_seq_fixed: false,
             retransmit_at: None,
+            flight_sent_at: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
             current_record_seq: 0,
@@ -330,6 +337,7 @@ impl DtlsEndpoint {
         if let Some(t) = self.retransmit_at {
             if now >= t {
                 self.transmit_flight();
+                self.flight_sent_at = Some(now);
                 self.retransmissions += 1;
                 self.rto = self.rto.saturating_mul(2).min(self.config.max_timeout);
                 self.retransmit_at = Some(later(now, self.rto));
@@ -428,6 +436,7 @@ impl DtlsEndpoint {
         self.flight = flight;
         self.rto = self.config.initial_timeout;
         self.retransmit_at = expect_reply.then(|| later(now, self.rto));
+        self.flight_sent_at = Some(now);
         self.transmit_flight();
     }
 
@@ -623,26 +632,46 @@ impl DtlsEndpoint {
         for f in &frags {
             if self.state == State::ServerWaitClientHello
                 && f.msg_type == HT_CLIENT_HELLO
-                && f.message_seq != self.reasm.next_seq()
-                && f.message_seq < 8
+                && !self.hello_seq_fixed
             {
                 // A stateless (cookie) server's endpoint starts at the client's
-                // second ClientHello.
-                self.reasm.reset_to(f.message_seq);
+                // second ClientHello: the first ClientHello fragment it is fed
+                // (the one the cookie check accepted) fixes the message_seq.
+                // A late fragment of the cookie-less first hello is then old,
+                // and a spoofed one cannot move the reassembly.
+                self.hello_seq_fixed = true;
+                if f.message_seq != self.reasm.next_seq() && f.message_seq < 8 {
+                    self.reasm.reset_to(f.message_seq);
+                }
             }
             match self.reasm.push(f, epoch) {
                 PushResult::Old => {
-                    if Some(f.message_seq) == self.peer_flight_first && f.offset == 0 {
-                        retransmit = true;
-                    }
+                    // The peer retransmits: it lost our last flight. Once
+                    // connected only an authenticated Finished says so (an
+                    // epoch-0 record can come from anyone).
+                    retransmit |= if self.state == State::Connected {
+                        epoch == 1 && f.msg_type == HT_FINISHED
+                    } else {
+                        Some(f.message_seq) == self.peer_flight_first && f.offset == 0
+                    };
                 }
                 PushResult::Dropped => self.dropped_records += 1,
                 PushResult::Buffered => {}
             }
         }
-        if retransmit && !self.flight.is_empty() {
+        // At most one flight per half retransmission timeout: a fresh record
+        // sequence number passes the epoch-0 replay window, so spoofed records
+        // must not buy a whole flight each (amplification). Half, so that a
+        // peer whose timer runs like ours is not refused for a few ms of delay.
+        if retransmit
+            && !self.flight.is_empty()
+            && self
+                .flight_sent_at
+                .is_none_or(|t| now >= later(t, self.rto / 2))
+        {
             self.transmit_flight();
             self.retransmissions += 1;
+            self.flight_sent_at = Some(now);
         }
         while let Some(m) = self.reasm.pop() {
             if self.state == State::Connected {
