@@ -363,9 +363,16 @@ fn report_of_a_silent_run_has_null_latency_and_per_stream_figures() {
         (s[1]["ssrc"].clone(), s[1]["lost"].clone()),
         (0x4001.into(), 50.into())
     );
-    // Plots with no latency at all still render.
+    // Plots and the table with no latency at all still render.
     let dir = std::env::temp_dir().join(format!("rtp-load-silent-{}", std::process::id()));
-    report::write_all(&r, &dir).unwrap();
+    let rep = report::write_all(&r, &dir).unwrap();
+    let total = rep
+        .table()
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .unwrap()
+        .to_string();
+    assert!(total.ends_with(" -"), "{total}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -261,10 +261,15 @@ impl Report {
         );
         let rows = self.classes.iter().chain(std::iter::once(&self.total));
         for c in rows.filter(|c| self.classes.len() > 1 || c.name == "total") {
-            let l = c.latency.unwrap_or_default();
+            // No arrivals: no latency, shown as "-" rather than 0.
+            let us = |f: fn(&LatencySummary) -> f64| {
+                c.latency
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |l| format!("{:.1}", f(l)))
+            };
             let _ = writeln!(
                 s,
-                "{:<8} {:>7} {:>10} {:>10} {:>8} {:>8.3} {:>5} {:>6} {:>9.3} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                "{:<8} {:>7} {:>10} {:>10} {:>8} {:>8.3} {:>5} {:>6} {:>9.3} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 c.name,
                 c.streams,
                 c.sent,
@@ -274,11 +279,11 @@ impl Report {
                 c.duplicates,
                 c.reordered,
                 c.jitter_mean_ms,
-                l.p50_us,
-                l.p90_us,
-                l.p99_us,
-                l.p999_us,
-                l.max_us
+                us(|l| l.p50_us),
+                us(|l| l.p90_us),
+                us(|l| l.p99_us),
+                us(|l| l.p999_us),
+                us(|l| l.max_us)
             );
         }
         if let Some(p) = &self.send_lateness {
