@@ -22,8 +22,8 @@ pub struct ReflectConfig {
     /// Hold back every Nth datagram (0: none) ...
     pub reorder_every: u64,
     /// ... until this many later datagrams have been sent (at least 1), or
-    /// until the reflector has been idle [`MAX_HOLD`] (then it is sent as is,
-    /// and not counted as reordered).
+    /// once no datagram has come for [`MAX_HOLD`] (then it is sent as is, and
+    /// not counted as reordered).
     pub reorder_depth: u64,
     /// Send every Nth datagram twice (0: none).
     pub duplicate_every: u64,
@@ -49,8 +49,8 @@ pub struct ReflectStats {
     pub duplicated: u64,
 }
 
-/// How long a held-back datagram waits at most once no later datagram comes
-/// to overtake it (the end of a run): then it goes, not lost.
+/// How long the reflector waits without any datagram before it sends a
+/// held-back one that nothing overtook (the end of a run): it goes, not lost.
 pub const MAX_HOLD: Duration = Duration::from_millis(50);
 
 /// A running reflector thread.
@@ -128,7 +128,8 @@ fn reflect_loop(
     let mut st = ReflectStats::default();
     let mut queue: VecDeque<(Instant, SocketAddr, Vec<u8>)> = VecDeque::new();
     // Held back: destination, datagram, later ones still to pass it, since when.
-    let mut held: Option<(SocketAddr, Vec<u8>, u64, Instant)> = None;
+    let mut held: Option<(SocketAddr, Vec<u8>, u64)> = None;
+    let mut last_rx = start;
     let mut passed = 0u64;
     let mut buf = vec![0u8; 65536];
     let send = |st: &mut ReflectStats, to: SocketAddr, data: &[u8]| {
@@ -140,6 +141,7 @@ fn reflect_loop(
         let mut idle = false;
         match sock.recv_from(&mut buf) {
             Ok((n, from)) => {
+                last_rx = Instant::now();
                 st.received += 1;
                 let i = st.received;
                 if cfg.drop_every > 0 && i % cfg.drop_every == 0 {
@@ -174,29 +176,33 @@ fn reflect_loop(
             passed += 1;
             if cfg.reorder_every > 0 && held.is_none() && passed % cfg.reorder_every == 0 {
                 // Hold this one back until `reorder_depth` later ones have gone.
-                held = Some((to, data, cfg.reorder_depth.max(1), now));
+                held = Some((to, data, cfg.reorder_depth.max(1)));
                 continue;
             }
             send(&mut st, to, &data);
-            if let Some((_, _, left, _)) = held.as_mut() {
+            if let Some((_, _, left)) = held.as_mut() {
                 *left -= 1;
                 if *left == 0 {
-                    let (hto, hdata, _, _) = held.take().expect("checked");
+                    let (hto, hdata, _) = held.take().expect("checked");
                     st.reordered += 1;
                     send(&mut st, hto, &hdata);
                 }
             }
         }
         // Nothing came to overtake it (and nothing is queued to): let it go.
-        if idle && queue.is_empty() && held.as_ref().is_some_and(|h| now - h.3 >= MAX_HOLD) {
-            let (hto, hdata, _, _) = held.take().expect("checked");
+        if idle
+            && held.is_some()
+            && queue.is_empty()
+            && now.saturating_duration_since(last_rx) >= MAX_HOLD
+        {
+            let (hto, hdata, _) = held.take().expect("checked");
             send(&mut st, hto, &hdata);
         }
     }
     for (_, to, data) in queue.drain(..) {
         send(&mut st, to, &data);
     }
-    if let Some((to, data, _, _)) = held {
+    if let Some((to, data, _)) = held {
         send(&mut st, to, &data);
     }
     Ok(st)
