@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
 use rtp_core::srtp::SrtpProfile;
 use rtp_tools::load::reflect::{ReflectConfig, Reflector};
-use rtp_tools::load::{report, run, GatewayOptions, LoadConfig, StreamClass, Target};
+use rtp_tools::load::{
+    default_worker_cores, report, run, GatewayOptions, LoadConfig, StreamClass, Target,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,6 +108,11 @@ struct RunArgs {
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Seconds to wait at least for stragglers after the last send (the wait
+    /// grows to 4x the largest latency seen, up to 30 s; it ends as soon as
+    /// every packet arrived).
+    #[arg(long, default_value_t = 0.5)]
+    drain: f64,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -154,6 +161,13 @@ fn parse_idle(s: &str, many_cores: bool) -> Result<IdlePolicy, String> {
         "auto" => Ok(IdlePolicy::Block),
         _ => s.parse().map_err(|e| format!("--idle: {e}")),
     }
+}
+
+/// Seconds given on the command line as a duration: a clear error, never a
+/// panic, for negative, NaN, infinite or overlong values.
+fn seconds(flag: &str, v: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| format!("{flag} {v}: expected a non-negative number of seconds"))
 }
 
 fn config(a: &RunArgs) -> Result<LoadConfig, String> {
@@ -228,8 +242,8 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
                 backend,
                 workers: a.workers,
                 cores: if a.cores.is_empty() && many_cores {
-                    // The worker on the last core, the generator on core 0.
-                    vec![cpus - 1]
+                    // The workers on the last cores, the generator on core 0.
+                    default_worker_cores(a.workers, cpus)?
                 } else {
                     a.cores.clone()
                 },
@@ -240,13 +254,13 @@ fn config(a: &RunArgs) -> Result<LoadConfig, String> {
     };
     Ok(LoadConfig {
         classes,
-        duration: Duration::from_secs_f64(a.duration),
+        duration: seconds("--duration", a.duration)?,
         srtp,
         ssrc_base: a.ssrc,
         seq_start: a.seq_start,
         target,
         progress: !a.quiet,
-        drain: Duration::from_millis(500),
+        drain: seconds("--drain", a.drain)?,
         busy_poll: match a.poll.as_str() {
             "busy" => true,
             "sleep" => false,
@@ -287,14 +301,21 @@ fn run_load(a: &RunArgs) -> Result<(), String> {
 }
 
 fn reflect(a: &ReflectArgs) -> Result<(), String> {
+    let delay = seconds("--delay-ms", a.delay_ms / 1e3).map_err(|_| {
+        format!(
+            "--delay-ms {}: expected a non-negative number of milliseconds",
+            a.delay_ms
+        )
+    })?;
+    let duration = seconds("--duration", a.duration)?;
     let r = Reflector::spawn(ReflectConfig {
         listen: Some(a.listen),
         drop_every: a.drop_every,
-        delay: Duration::from_secs_f64(a.delay_ms.max(0.0) / 1e3),
+        delay,
         reorder_every: a.reorder_every,
         reorder_depth: a.reorder_depth,
         duplicate_every: a.duplicate_every,
-        duration: Some(Duration::from_secs_f64(a.duration.max(0.0))),
+        duration: Some(duration),
         core: a.core,
     })
     .map_err(|e| format!("reflect on {}: {e}", a.listen))?;

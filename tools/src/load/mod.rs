@@ -4,7 +4,7 @@
 //! per class and in total, a live progress line, a report table, JSON, `.hgrm`
 //! files and plots.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -23,13 +23,23 @@ pub mod reflect;
 pub mod report;
 pub mod schedule;
 
-pub use schedule::{Pacer, StreamClass};
+pub use schedule::{Pacer, Release, StreamClass};
 
 /// RFC 8285 one-byte extension id carrying the send time (u64 ns, big-endian).
 pub const TIMESTAMP_EXT_ID: u8 = 1;
-/// Bytes of RTP header we write: 12 fixed + 4 extension header + 12 extension body.
+/// RFC 8285 one-byte extension id carrying the low 16 bits of the packet's
+/// number in its stream (0, 1, ... in sending order; big-endian). Loss and
+/// duplicates are counted from it, whatever a relay does to sequence numbers.
+pub const INDEX_EXT_ID: u8 = 2;
+/// Bytes of RTP header we write: 12 fixed + 4 extension header + 12 extension
+/// body (the send time in 9 bytes, the packet number in 3).
 pub const HEADER_LEN: usize = 28;
 const BATCH: usize = 64;
+/// Packets of one stream behind its newest arrival that are still told apart
+/// from duplicates (older arrivals count as distinct late ones).
+pub const ARRIVAL_WINDOW: u64 = 4096;
+/// Upper bound of the adaptive part of the drain (4 x the largest latency seen).
+pub const MAX_ADAPTIVE_DRAIN: Duration = Duration::from_secs(30);
 
 /// Where the streams go.
 #[derive(Debug, Clone)]
@@ -90,7 +100,9 @@ pub struct LoadConfig {
     pub target: Target,
     /// Print a progress line every second.
     pub progress: bool,
-    /// How long to wait for stragglers after the last send.
+    /// How long at least to wait for stragglers after the last send (the wait
+    /// grows to 4x the largest latency seen, see [`drain_time`]; it ends early
+    /// once every sent packet arrived).
     pub drain: Duration,
     /// Spin between sends instead of sleeping in the kernel (no wake-up cost,
     /// one core at 100%).
@@ -162,12 +174,13 @@ pub struct Second {
     pub sent: u64,
     /// Packets received in this second.
     pub received: u64,
-    /// Latency percentiles of this second (µs).
-    pub p50_us: f64,
+    /// Latency percentiles of the packets received in this second (µs;
+    /// `None`, JSON null, when nothing arrived).
+    pub p50_us: Option<f64>,
     /// 99th percentile (µs).
-    pub p99_us: f64,
+    pub p99_us: Option<f64>,
     /// Maximum (µs).
-    pub max_us: f64,
+    pub max_us: Option<f64>,
 }
 
 /// What a run measured.
@@ -341,20 +354,171 @@ fn ng_delete(server: SocketAddr, ids: &[String]) {
     });
 }
 
+/// Cores of the embedded gateway's workers when `--cores` is not given: the
+/// last `workers` cores, one each, core 0 left to the generator. Busy-polling
+/// workers sharing a core would starve each other, so more workers than that
+/// is an error that says what to do.
+pub fn default_worker_cores(workers: usize, cpus: usize) -> Result<Vec<usize>, String> {
+    if workers == 0 {
+        return Err("--workers 0: at least one worker".into());
+    }
+    if workers >= cpus {
+        return Err(format!(
+            "--workers {workers}: this machine has {cpus} cores and core 0 is the generator's; \
+             use at most {} workers or choose cores with --cores",
+            cpus.saturating_sub(1)
+        ));
+    }
+    Ok((cpus - workers..cpus).collect())
+}
+
+/// The local address the kernel would send from to reach `peer`, found with a
+/// UDP socket connected to it (connecting sends nothing). Loopback for a
+/// loopback peer; the address of the outgoing interface for a peer on another
+/// host or namespace, so that a reflector or relay there can answer and an ng
+/// offer advertises an address it can reach (a loopback-bound socket cannot
+/// send off the host at all).
+pub fn local_ip_towards(peer: SocketAddr) -> Result<IpAddr, String> {
+    let any = if peer.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    let probe =
+        UdpSocket::bind(SocketAddr::new(any, 0)).map_err(|e| format!("probe socket: {e}"))?;
+    probe
+        .connect(peer)
+        .map_err(|e| format!("no route to {peer}: {e}"))?;
+    probe
+        .local_addr()
+        .map(|a| a.ip())
+        .map_err(|e| format!("probe socket towards {peer}: {e}"))
+}
+
+/// How long the run waits for stragglers after its last send: at least `min`,
+/// and 4x the largest latency seen so far (capped at [`MAX_ADAPTIVE_DRAIN`]),
+/// so a path with long round trips does not count its tail as lost.
+pub fn drain_time(min: Duration, max_latency: Duration) -> Duration {
+    min.max(max_latency.saturating_mul(4).min(MAX_ADAPTIVE_DRAIN))
+}
+
+/// Which packet of its stream a received one is: the newest index below
+/// `sent` whose low 16 bits are `low` (`None`: not a packet we sent). Exact
+/// unless a packet arrives 65,536 packets of its stream late.
+pub fn packet_index(low: u16, sent: u64) -> Option<u64> {
+    let last = sent.checked_sub(1)?;
+    let back = u64::from((last as u16).wrapping_sub(low));
+    last.checked_sub(back)
+}
+
+/// What an arrival was, for [`Arrivals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// First copy, in order.
+    New,
+    /// First copy, after a later packet of the stream.
+    Late,
+    /// A copy of a packet that already arrived.
+    Duplicate,
+}
+
+/// Which packets of one stream arrived, by packet number: a ring of
+/// [`ARRIVAL_WINDOW`] bits behind the newest, counting distinct arrivals,
+/// duplicates and late ones itself (RFC 3550's sequence tracking restarts on a
+/// large gap and skips packets it holds for bad, which would skew the loss).
+#[derive(Debug, Clone)]
+pub struct Arrivals {
+    bits: [u64; (ARRIVAL_WINDOW / 64) as usize],
+    newest: Option<u64>,
+    /// Distinct packets.
+    pub distinct: u64,
+    /// Copies of packets that already arrived.
+    pub duplicates: u64,
+    /// Distinct packets that arrived after a later one.
+    pub late: u64,
+}
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Arrivals {
+            bits: [0; (ARRIVAL_WINDOW / 64) as usize],
+            newest: None,
+            distinct: 0,
+            duplicates: 0,
+            late: 0,
+        }
+    }
+}
+
+impl Arrivals {
+    fn bit(i: u64) -> (usize, u64) {
+        let b = i % ARRIVAL_WINDOW;
+        ((b / 64) as usize, 1 << (b % 64))
+    }
+
+    /// Accounts the arrival of packet number `i`.
+    pub fn on_packet(&mut self, i: u64) -> Arrival {
+        let outcome = match self.newest {
+            Some(n) if i <= n => {
+                if n - i >= ARRIVAL_WINDOW {
+                    // Too old to tell: a distinct late arrival.
+                    Arrival::Late
+                } else {
+                    let (w, m) = Self::bit(i);
+                    if self.bits[w] & m != 0 {
+                        Arrival::Duplicate
+                    } else {
+                        self.bits[w] |= m;
+                        Arrival::Late
+                    }
+                }
+            }
+            newest => {
+                // Forget the slots the window moves past.
+                let from = newest.map_or(0, |n| n + 1);
+                if i - from >= ARRIVAL_WINDOW {
+                    self.bits = [0; (ARRIVAL_WINDOW / 64) as usize];
+                } else {
+                    for j in from..i {
+                        let (w, m) = Self::bit(j);
+                        self.bits[w] &= !m;
+                    }
+                }
+                let (w, m) = Self::bit(i);
+                self.bits[w] |= m;
+                self.newest = Some(i);
+                Arrival::New
+            }
+        };
+        match outcome {
+            Arrival::New => self.distinct += 1,
+            Arrival::Late => {
+                self.distinct += 1;
+                self.late += 1;
+            }
+            Arrival::Duplicate => self.duplicates += 1,
+        }
+        outcome
+    }
+}
+
 /// Runs the load; blocks for its duration.
 pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
     cfg.check()?;
     let streams = cfg.streams();
-    let seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    // Keys and ng call-ids differ across runs (the OS random source).
+    let seed: u64 = rand::random();
     // Keys: what we send with, and what we receive with.
     let (tx_key, rx_key) = match cfg.srtp {
         Some(p) => (Some(master(p, seed)), Some(master(p, seed ^ 0xA5A5))),
         None => (None, None),
     };
     let buf = Some(8 << 20);
+    // Our sockets bind the address the kernel would send from towards the
+    // target: loopback for a local one, the interface towards a remote one.
     let local_ip = match &cfg.target {
-        Target::Reflector(a) if a.is_ipv6() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Target::Reflector(a) | Target::Ng(a) => local_ip_towards(*a)?,
+        Target::Embedded(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let tx_sock = udp_socket(SocketAddr::new(local_ip, 0), false, buf)
         .map_err(|e| format!("sender socket: {e}"))?;
@@ -373,7 +537,10 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
                 rx,
                 dests,
                 None,
-                format!("relay at ng {server} ({streams} calls; latency is one way through it)"),
+                format!(
+                    "relay at ng {server} ({streams} calls from {}; latency is one way through it)",
+                    tx_addr.ip()
+                ),
             )
         }
         Target::Reflector(addr) => {
@@ -383,7 +550,7 @@ pub fn run(cfg: LoadConfig) -> Result<LoadResult, String> {
                 rx,
                 vec![*addr; streams],
                 None,
-                format!("reflector {addr} (latency is the round trip)"),
+                format!("reflector {addr} (from {local_ip}; latency is the round trip)"),
             )
         }
         Target::Embedded(g) => {
@@ -547,12 +714,15 @@ fn create_calls(
     Ok(dests)
 }
 
-/// Writes a packet into `buf`; returns the plain length.
+/// Writes a packet into `buf`; returns the plain length. `index` is the
+/// packet's number in its stream (its sequence number is `seq`).
+#[allow(clippy::too_many_arguments)]
 fn build(
     buf: &mut [u8],
     class: &StreamClass,
     ssrc: u32,
     seq: u16,
+    index: u64,
     k: u64,
     marker: bool,
     now_ns: u64,
@@ -566,7 +736,8 @@ fn build(
     buf[12..16].copy_from_slice(&[0xBE, 0xDE, 0, 3]);
     buf[16] = (TIMESTAMP_EXT_ID << 4) | 7; // 8 bytes
     buf[17..25].copy_from_slice(&now_ns.to_be_bytes());
-    buf[25..28].fill(0);
+    buf[25] = (INDEX_EXT_ID << 4) | 1; // 2 bytes
+    buf[26..28].copy_from_slice(&(index as u16).to_be_bytes());
     let end = HEADER_LEN + class.payload;
     for (i, b) in buf[HEADER_LEN..end].iter_mut().enumerate() {
         *b = (i as u8) ^ (seq as u8);
@@ -574,13 +745,15 @@ fn build(
     end
 }
 
-/// The sending half: pacer, SRTP, batched sendmmsg.
+/// The sending half: schedule, SRTP, batched sendmmsg.
 struct Tx {
-    pacer: Pacer,
+    release: Release,
     ctx: Option<SrtpContext>,
     batch: MmsgBatch,
     bufs: Vec<[u8; 1500]>,
     msgs: Vec<SendMsg>,
+    /// Due time of each message of the batch.
+    due_at: [u64; BATCH],
     sent: Vec<u64>,
     sent_total: u64,
     lateness: Histogram<u64>,
@@ -591,11 +764,12 @@ struct Tx {
 impl Tx {
     fn new(cfg: &LoadConfig, ctx: Option<SrtpContext>) -> Self {
         Tx {
-            pacer: Pacer::new(&cfg.classes),
+            release: Release::new(&cfg.classes, cfg.duration),
             ctx,
             batch: MmsgBatch::new(BATCH),
             bufs: vec![[0u8; 1500]; BATCH],
             msgs: Vec::with_capacity(BATCH),
+            due_at: [0; BATCH],
             sent: vec![0; cfg.streams()],
             sent_total: 0,
             lateness: histogram(),
@@ -604,7 +778,9 @@ impl Tx {
         }
     }
 
-    /// Sends one batch of what is due at `now` (and before `end`); returns how
+    /// Sends one batch of what is due at `now` (a backlog left by a late loop
+    /// goes at once, so every run sends its exact count); records how late each
+    /// packet left at the time the batch is handed to the kernel. Returns how
     /// many packets went out.
     fn send_due(
         &mut self,
@@ -613,21 +789,19 @@ impl Tx {
         dests: &[SocketAddr],
         epoch: Instant,
         now: u64,
-        end: u64,
     ) -> usize {
         self.msgs.clear();
-        while self.msgs.len() < BATCH
-            && self.pacer.next_due_ns() <= now
-            && self.pacer.next_due_ns() < end
-        {
-            let d = self.pacer.take();
+        while self.msgs.len() < BATCH {
+            let Some(d) = self.release.pop_due(now) else {
+                break;
+            };
             if !d.talking {
                 continue;
             }
-            let _ = self.lateness.record((now - d.at_ns).max(1));
             let class = &cfg.classes[d.class];
             let s = d.stream;
-            let seq = cfg.seq_start.wrapping_add(self.sent[s] as u16);
+            let index = self.sent[s];
+            let seq = cfg.seq_start.wrapping_add(index as u16);
             let i = self.msgs.len();
             let ts_ns = epoch.elapsed().as_nanos() as u64;
             let buf = &mut self.bufs[i];
@@ -636,6 +810,7 @@ impl Tx {
                 class,
                 cfg.ssrc_base + s as u32,
                 seq,
+                index,
                 d.k,
                 d.spurt_start,
                 ts_ns,
@@ -650,6 +825,7 @@ impl Tx {
                 }
             }
             self.batch.set_iov(i, buf.as_ptr(), len);
+            self.due_at[i] = d.at_ns;
             self.msgs.push(SendMsg {
                 dst: dests[s],
                 first_iov: i,
@@ -659,6 +835,13 @@ impl Tx {
             self.sent[s] += 1; // sequence numbers advance even if the send fails
         }
         let n = self.msgs.len();
+        if n == 0 {
+            return 0;
+        }
+        let sent_at = epoch.elapsed().as_nanos() as u64;
+        for &at in &self.due_at[..n] {
+            let _ = self.lateness.record(sent_at.saturating_sub(at).max(1));
+        }
         let mut done = 0;
         while done < n {
             match self.batch.send(sock.as_raw_fd(), &self.msgs[done..]) {
@@ -686,18 +869,25 @@ struct RxOutcome {
     rejected: u64,
 }
 
-/// Reads the send time from our header extension.
-fn send_time(pkt: &[u8]) -> Option<u64> {
+/// Reads the send time and the packet number from our header extension.
+fn stamps(pkt: &[u8]) -> Option<(u64, u16)> {
     let p = rtp_core::RtpPacket::new_checked(pkt).ok()?;
-    let v = p.extension(TIMESTAMP_EXT_ID)?;
-    Some(u64::from_be_bytes(v.try_into().ok()?))
+    let t = p.extension(TIMESTAMP_EXT_ID)?;
+    let i = p.extension(INDEX_EXT_ID)?;
+    Some((
+        u64::from_be_bytes(t.try_into().ok()?),
+        u16::from_be_bytes(i.try_into().ok()?),
+    ))
 }
 
-/// The receiving half: recvmmsg, SRTP, per-stream statistics, histograms.
+/// The receiving half: recvmmsg, SRTP, per-stream arrivals and jitter,
+/// histograms.
 struct Rx {
     ssrc_base: u32,
     class_of: Vec<usize>,
+    /// Jitter of each stream.
     stats: Vec<ReceiverStats>,
+    arrivals: Vec<Arrivals>,
     srtp_dups: Vec<u64>,
     ctx: Option<SrtpContext>,
     /// One context per stream (ng: the relay keys each call separately).
@@ -710,7 +900,8 @@ struct Rx {
     bufs: Vec<[u8; 2048]>,
     got: Vec<Received>,
     rejected: u64,
-    received_total: u64,
+    /// Distinct packets received, all streams.
+    distinct_total: u64,
     last_sent: u64,
     last_received: u64,
     next_tick: u64,
@@ -734,6 +925,7 @@ impl Rx {
         Rx {
             ssrc_base: cfg.ssrc_base,
             srtp_dups: vec![0; stats.len()],
+            arrivals: vec![Arrivals::default(); stats.len()],
             class_of,
             stats,
             ctx: key.map(|k| SrtpContext::new(k).expect("valid key")),
@@ -746,7 +938,7 @@ impl Rx {
             bufs: vec![[0u8; 2048]; BATCH],
             got: Vec::with_capacity(BATCH),
             rejected: 0,
-            received_total: 0,
+            distinct_total: 0,
             last_sent: 0,
             last_received: 0,
             next_tick: 1,
@@ -754,7 +946,8 @@ impl Rx {
     }
 
     /// Reads and accounts one batch; returns how many datagrams it read.
-    fn drain(&mut self, sock: &UdpSocket, epoch: Instant) -> usize {
+    /// `sent` is how many packets each stream has sent so far.
+    fn drain(&mut self, sock: &UdpSocket, epoch: Instant, sent: &[u64]) -> usize {
         let slots: [RecvSlot; BATCH] = std::array::from_fn(|i| RecvSlot {
             ptr: self.bufs[i].as_mut_ptr(),
             cap: 2048,
@@ -805,7 +998,7 @@ impl Rx {
                 None => pkt.len(),
             };
             let pkt = &pkt[..len];
-            let (Some(sent_ns), true) = (send_time(pkt), pkt.len() >= 12) else {
+            let (Some((sent_ns, low)), true) = (stamps(pkt), pkt.len() >= 12) else {
                 self.rejected += 1;
                 continue;
             };
@@ -815,6 +1008,14 @@ impl Rx {
                 self.rejected += 1;
                 continue;
             }
+            let Some(k) = packet_index(low, sent[idx]) else {
+                self.rejected += 1;
+                continue;
+            };
+            if self.arrivals[idx].on_packet(k) == Arrival::Duplicate {
+                continue;
+            }
+            self.distinct_total += 1;
             let lat = now_ns.saturating_sub(sent_ns).max(1);
             let _ = self.latency.record(lat);
             let _ = self.class_latency[self.class_of[idx]].record(lat);
@@ -822,7 +1023,6 @@ impl Rx {
             let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
             let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
             self.stats[idx].on_rtp(seq, ts, now);
-            self.received_total += 1;
         }
         n
     }
@@ -833,30 +1033,38 @@ impl Rx {
             return;
         }
         let i = &self.interval;
+        // A second without arrivals has no latency (not 0 µs).
+        let q = |v: u64| (!i.is_empty()).then(|| v as f64 / 1e3);
         let s = Second {
             t: self.next_tick,
             sent: sent_total - self.last_sent,
-            received: self.received_total - self.last_received,
-            p50_us: i.value_at_quantile(0.5) as f64 / 1e3,
-            p99_us: i.value_at_quantile(0.99) as f64 / 1e3,
-            max_us: i.max() as f64 / 1e3,
+            received: self.distinct_total - self.last_received,
+            p50_us: q(i.value_at_quantile(0.5)),
+            p99_us: q(i.value_at_quantile(0.99)),
+            max_us: q(i.max()),
         };
         if progress && s.sent > 0 {
             let loss = if sent_total > 0 {
-                100.0 * (1.0 - self.received_total as f64 / sent_total as f64).max(0.0)
+                100.0 * (1.0 - self.distinct_total as f64 / sent_total as f64).max(0.0)
             } else {
                 0.0
             };
+            let us = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
             println!(
-                "[{:>4}s] offered {:>8} pkt/s  received {:>8} pkt/s  loss {:>6.3}%  p50 {:>8.1} us  p99 {:>8.1} us",
-                s.t, s.sent, s.received, loss, s.p50_us, s.p99_us
+                "[{:>4}s] offered {:>8} pkt/s  received {:>8} pkt/s  loss {:>6.3}%  p50 {:>8} us  p99 {:>8} us",
+                s.t,
+                s.sent,
+                s.received,
+                loss,
+                us(s.p50_us),
+                us(s.p99_us)
             );
         }
         if s.sent > 0 || s.received > 0 {
             self.seconds.push(s);
         }
         self.last_sent = sent_total;
-        self.last_received = self.received_total;
+        self.last_received = self.distinct_total;
         self.interval.reset();
         self.next_tick += 1;
     }
@@ -865,16 +1073,14 @@ impl Rx {
         let streams = self
             .stats
             .iter()
+            .zip(&self.arrivals)
             .zip(&self.srtp_dups)
-            .map(|(s, &srtp_dup)| {
-                let t = s.seq();
-                StreamResult {
-                    sent: 0,
-                    received: t.received().saturating_sub(t.duplicates()),
-                    duplicates: t.duplicates() + srtp_dup,
-                    reordered: t.out_of_order(),
-                    jitter_ms: s.jitter().jitter() / f64::from(s.clock_rate()) * 1e3,
-                }
+            .map(|((s, a), &srtp_dup)| StreamResult {
+                sent: 0,
+                received: a.distinct,
+                duplicates: a.duplicates + srtp_dup,
+                reordered: a.late,
+                jitter_ms: s.jitter().jitter() / f64::from(s.clock_rate()) * 1e3,
             })
             .collect();
         RxOutcome {
@@ -891,6 +1097,8 @@ impl Rx {
 /// cores has no spare one for a separate receiver, and a descheduled receiver
 /// would add scheduler latency to every figure). It waits in `ppoll` for the
 /// receive socket with a deadline at the next send, with a 1 ns timer slack.
+/// After the last send it drains until every sent packet arrived or
+/// [`drain_time`] passed.
 fn load_loop(
     cfg: &LoadConfig,
     tx_sock: &UdpSocket,
@@ -905,41 +1113,31 @@ fn load_loop(
         core_affinity::set_for_current(core_affinity::CoreId { id: c });
     }
     let epoch = Instant::now();
-    let end = cfg.duration.as_nanos() as u64;
-    let mut drain_until: Option<Instant> = None;
+    let mut drain_from: Option<Instant> = None;
     loop {
         let now = epoch.elapsed().as_nanos() as u64;
-        let sending = tx.pacer.next_due_ns() < end;
-        if sending {
-            // Whatever was due before the end and is still unsent goes now, so
-            // every run sends its exact count.
-            tx.send_due(cfg, tx_sock, dests, epoch, now.min(end - 1), end);
-        } else if drain_until.is_none() {
+        if tx.release.sending() {
+            tx.send_due(cfg, tx_sock, dests, epoch, now);
+        } else if drain_from.is_none() {
             tx.elapsed = epoch.elapsed();
-            drain_until = Some(Instant::now() + cfg.drain);
+            drain_from = Some(Instant::now());
         }
-        while rx.drain(rx_sock, epoch) > 0 {}
+        while rx.drain(rx_sock, epoch, &tx.sent) > 0 {}
         rx.tick(epoch.elapsed(), tx.sent_total, cfg.progress);
-        if let Some(d) = drain_until {
-            if rx.received_total >= tx.sent_total || Instant::now() >= d {
+        if let Some(t0) = drain_from {
+            let wait = drain_time(cfg.drain, Duration::from_nanos(rx.latency.max()));
+            if rx.distinct_total >= tx.sent_total || t0.elapsed() >= wait {
                 break;
             }
         }
-        // Wait for a datagram, at most until the next send.
+        // Wait for a datagram, at most until the next send (5 ms at most).
         let now = epoch.elapsed().as_nanos() as u64;
-        let next = if sending {
-            tx.pacer.next_due_ns().min(end)
-        } else {
-            now + 5_000_000
-        };
-        if next > now {
+        let wait = tx.release.wait_ns(now).unwrap_or(u64::MAX).min(5_000_000);
+        if wait > 0 {
             if cfg.busy_poll {
                 std::hint::spin_loop();
             } else {
-                wait_readable(
-                    rx_sock.as_raw_fd(),
-                    Duration::from_nanos((next - now).min(5_000_000)),
-                );
+                wait_readable(rx_sock.as_raw_fd(), Duration::from_nanos(wait));
             }
         }
     }

@@ -21,7 +21,9 @@ pub struct ReflectConfig {
     pub delay: Duration,
     /// Hold back every Nth datagram (0: none) ...
     pub reorder_every: u64,
-    /// ... until this many later datagrams have been sent (at least 1).
+    /// ... until this many later datagrams have been sent (at least 1), or
+    /// once no datagram has come for [`MAX_HOLD`] (then it is sent as is, and
+    /// not counted as reordered).
     pub reorder_depth: u64,
     /// Send every Nth datagram twice (0: none).
     pub duplicate_every: u64,
@@ -40,11 +42,16 @@ pub struct ReflectStats {
     pub sent: u64,
     /// Dropped on purpose.
     pub dropped: u64,
-    /// Reordered on purpose.
+    /// Reordered on purpose: held back and overtaken by `reorder_depth` later
+    /// datagrams.
     pub reordered: u64,
     /// Duplicated on purpose.
     pub duplicated: u64,
 }
+
+/// How long the reflector waits without any datagram before it sends a
+/// held-back one that nothing overtook (the end of a run): it goes, not lost.
+pub const MAX_HOLD: Duration = Duration::from_millis(50);
 
 /// A running reflector thread.
 #[derive(Debug)]
@@ -120,7 +127,9 @@ fn reflect_loop(
     let start = Instant::now();
     let mut st = ReflectStats::default();
     let mut queue: VecDeque<(Instant, SocketAddr, Vec<u8>)> = VecDeque::new();
+    // Held back: destination, datagram, later ones still to pass it, since when.
     let mut held: Option<(SocketAddr, Vec<u8>, u64)> = None;
+    let mut last_rx = start;
     let mut passed = 0u64;
     let mut buf = vec![0u8; 65536];
     let send = |st: &mut ReflectStats, to: SocketAddr, data: &[u8]| {
@@ -129,8 +138,10 @@ fn reflect_loop(
         }
     };
     while !stop.load(Ordering::Acquire) && cfg.duration.is_none_or(|d| start.elapsed() < d) {
+        let mut idle = false;
         match sock.recv_from(&mut buf) {
             Ok((n, from)) => {
+                last_rx = Instant::now();
                 st.received += 1;
                 let i = st.received;
                 if cfg.drop_every > 0 && i % cfg.drop_every == 0 {
@@ -153,7 +164,10 @@ fn reflect_loop(
                     io::ErrorKind::WouldBlock
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
-                ) => {}
+                ) =>
+            {
+                idle = true;
+            }
             Err(e) => return Err(e),
         }
         let now = Instant::now();
@@ -162,7 +176,6 @@ fn reflect_loop(
             passed += 1;
             if cfg.reorder_every > 0 && held.is_none() && passed % cfg.reorder_every == 0 {
                 // Hold this one back until `reorder_depth` later ones have gone.
-                st.reordered += 1;
                 held = Some((to, data, cfg.reorder_depth.max(1)));
                 continue;
             }
@@ -171,9 +184,19 @@ fn reflect_loop(
                 *left -= 1;
                 if *left == 0 {
                     let (hto, hdata, _) = held.take().expect("checked");
+                    st.reordered += 1;
                     send(&mut st, hto, &hdata);
                 }
             }
+        }
+        // Nothing came to overtake it (and nothing is queued to): let it go.
+        if idle
+            && held.is_some()
+            && queue.is_empty()
+            && now.saturating_duration_since(last_rx) >= MAX_HOLD
+        {
+            let (hto, hdata, _) = held.take().expect("checked");
+            send(&mut st, hto, &hdata);
         }
     }
     for (_, to, data) in queue.drain(..) {

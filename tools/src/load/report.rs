@@ -31,7 +31,14 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    /// Summary of a histogram of nanoseconds.
+    /// Summary of a histogram of nanoseconds, `None` when it is empty (no
+    /// sample is not a latency of 0).
+    pub fn of_samples(h: &Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self::of(h))
+    }
+
+    /// Summary of a histogram of nanoseconds (all zeros when it is empty; see
+    /// [`LatencySummary::of_samples`]).
     pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return LatencySummary::default();
@@ -73,8 +80,31 @@ pub struct ClassReport {
     pub jitter_mean_ms: f64,
     /// Largest interarrival jitter of a stream (ms).
     pub jitter_max_ms: f64,
-    /// Latency.
-    pub latency: LatencySummary,
+    /// Latency (null when nothing arrived).
+    pub latency: Option<LatencySummary>,
+}
+
+/// Figures of one stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// SSRC.
+    pub ssrc: u32,
+    /// Class name.
+    pub class: String,
+    /// Packets sent.
+    pub sent: u64,
+    /// Distinct packets received.
+    pub received: u64,
+    /// Lost.
+    pub lost: u64,
+    /// Loss in percent.
+    pub loss_percent: f64,
+    /// Duplicates.
+    pub duplicates: u64,
+    /// Packets that arrived after a later one.
+    pub reordered: u64,
+    /// Interarrival jitter at the end (ms).
+    pub jitter_ms: f64,
 }
 
 /// Everything a run measured, as written to `report.json`.
@@ -98,18 +128,28 @@ pub struct Report {
     pub send_errors: u64,
     /// Received datagrams rejected (SRTP failures, not ours).
     pub rx_rejected: u64,
-    /// How late packets left against the schedule (µs).
-    pub send_lateness: LatencySummary,
+    /// How late packets left against the schedule (µs; null when none left).
+    pub send_lateness: Option<LatencySummary>,
     /// Per class.
     pub classes: Vec<ClassReport>,
     /// All streams.
     pub total: ClassReport,
+    /// Per stream, by global index.
+    pub streams: Vec<StreamReport>,
     /// Per-second series.
     pub seconds: Vec<Second>,
     /// Gateway counters (embedded target).
     pub gateway: Option<GatewaySummary>,
     /// Files written (relative to the output folder).
     pub files: Vec<String>,
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole > 0 {
+        100.0 * part as f64 / whole as f64
+    } else {
+        0.0
+    }
 }
 
 fn class_report(
@@ -129,16 +169,12 @@ fn class_report(
         sent,
         received,
         lost,
-        loss_percent: if sent > 0 {
-            100.0 * lost as f64 / sent as f64
-        } else {
-            0.0
-        },
+        loss_percent: percent(lost, sent),
         duplicates: s.iter().map(|x| x.duplicates).sum(),
         reordered: s.iter().map(|x| x.reordered).sum(),
         jitter_mean_ms: s.iter().map(|x| x.jitter_ms).sum::<f64>() / n,
         jitter_max_ms: s.iter().map(|x| x.jitter_ms).fold(0.0, f64::max),
-        latency: LatencySummary::of(h),
+        latency: LatencySummary::of_samples(h),
     }
 }
 
@@ -146,8 +182,22 @@ impl Report {
     /// Builds the report of a result.
     pub fn new(r: &LoadResult) -> Self {
         let mut classes = Vec::new();
+        let mut streams = Vec::with_capacity(r.streams.len());
         let mut first = 0;
         for (i, c) in r.config.classes.iter().enumerate() {
+            for (j, s) in r.streams[first..first + c.streams].iter().enumerate() {
+                streams.push(StreamReport {
+                    ssrc: r.config.ssrc_base.wrapping_add((first + j) as u32),
+                    class: c.name.clone(),
+                    sent: s.sent,
+                    received: s.received,
+                    lost: s.lost(),
+                    loss_percent: percent(s.lost(), s.sent),
+                    duplicates: s.duplicates,
+                    reordered: s.reordered,
+                    jitter_ms: s.jitter_ms,
+                });
+            }
             classes.push(class_report(
                 &c.name,
                 r,
@@ -172,9 +222,10 @@ impl Report {
             receive_rate: total.received as f64 / secs,
             send_errors: r.send_errors,
             rx_rejected: r.rx_rejected,
-            send_lateness: LatencySummary::of(&r.send_lateness),
+            send_lateness: LatencySummary::of_samples(&r.send_lateness),
             classes,
             total,
+            streams,
             seconds: r.seconds.clone(),
             gateway: r.gateway,
             files: Vec::new(),
@@ -210,9 +261,15 @@ impl Report {
         );
         let rows = self.classes.iter().chain(std::iter::once(&self.total));
         for c in rows.filter(|c| self.classes.len() > 1 || c.name == "total") {
+            // No arrivals: no latency, shown as "-" rather than 0.
+            let us = |f: fn(&LatencySummary) -> f64| {
+                c.latency
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |l| format!("{:.1}", f(l)))
+            };
             let _ = writeln!(
                 s,
-                "{:<8} {:>7} {:>10} {:>10} {:>8} {:>8.3} {:>5} {:>6} {:>9.3} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                "{:<8} {:>7} {:>10} {:>10} {:>8} {:>8.3} {:>5} {:>6} {:>9.3} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 c.name,
                 c.streams,
                 c.sent,
@@ -222,18 +279,20 @@ impl Report {
                 c.duplicates,
                 c.reordered,
                 c.jitter_mean_ms,
-                c.latency.p50_us,
-                c.latency.p90_us,
-                c.latency.p99_us,
-                c.latency.p999_us,
-                c.latency.max_us
+                us(|l| l.p50_us),
+                us(|l| l.p90_us),
+                us(|l| l.p99_us),
+                us(|l| l.p999_us),
+                us(|l| l.max_us)
             );
         }
-        let _ = writeln!(
-            s,
-            "pacing: packets left p50 {:.1} us / p99 {:.1} us / max {:.1} us after their scheduled time",
-            self.send_lateness.p50_us, self.send_lateness.p99_us, self.send_lateness.max_us
-        );
+        if let Some(p) = &self.send_lateness {
+            let _ = writeln!(
+                s,
+                "pacing: packets left p50 {:.1} us / p99 {:.1} us / max {:.1} us after their scheduled time",
+                p.p50_us, p.p99_us, p.max_us
+            );
+        }
         if let Some(g) = &self.gateway {
             let _ = writeln!(
                 s,
@@ -245,8 +304,13 @@ impl Report {
     }
 }
 
+/// Decimals of the `.hgrm` values: milliseconds of a nanosecond histogram, so
+/// six keep every recorded digit.
+const HGRM_DECIMALS: usize = 6;
+
 /// HdrHistogram's percentile distribution text (the `.hgrm` format its plotter
-/// reads), values in milliseconds.
+/// reads), values in milliseconds with nanosecond decimals (the histogram
+/// records nanoseconds; its value unit scaling is 1e6).
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -263,42 +327,52 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
             if q < 1.0 {
                 let _ = writeln!(
                     s,
-                    "{:>12.3} {:>2.12} {:>10} {:>14.2}",
+                    "{:>12.d$} {:>2.12} {:>10} {:>14.2}",
                     ms(v.value_iterated_to()),
                     q,
                     total,
-                    1.0 / (1.0 - q)
+                    1.0 / (1.0 - q),
+                    d = HGRM_DECIMALS
                 );
             } else {
                 let _ = writeln!(
                     s,
-                    "{:>12.3} {:>2.12} {:>10}",
+                    "{:>12.d$} {:>2.12} {:>10}",
                     ms(v.value_iterated_to()),
                     q,
-                    total
+                    total,
+                    d = HGRM_DECIMALS
                 );
             }
         }
     }
     let _ = writeln!(
         s,
-        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        "#[Mean    = {:>12.d$}, StdDeviation   = {:>12.d$}]",
         h.mean() / 1e6,
-        h.stdev() / 1e6
+        h.stdev() / 1e6,
+        d = HGRM_DECIMALS
     );
     let _ = writeln!(
         s,
-        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        "#[Max     = {:>12.d$}, Total count    = {:>12}]",
         ms(h.max()),
-        h.len()
+        h.len(),
+        d = HGRM_DECIMALS
     );
     let _ = writeln!(
         s,
         "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
         h.buckets(),
-        h.distinct_values()
+        sub_buckets(h)
     );
     s
+}
+
+/// Sub-buckets per bucket: the power of two that gives unit resolution up to
+/// 2 x 10^sigfig (HdrHistogram's `subBucketCount`, the footer's `SubBuckets`).
+pub fn sub_buckets(h: &Histogram<u64>) -> u64 {
+    (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two()
 }
 
 fn plot_percentiles(path: &Path, series: &[(String, &Histogram<u64>)]) -> Result<(), String> {
@@ -360,7 +434,7 @@ fn plot_over_time(path: &Path, secs: &[Second]) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let tmax = secs.iter().map(|s| s.t).max().unwrap_or(1) as f64;
-    let ymax = secs.iter().map(|s| s.max_us).fold(1.0, f64::max) * 1.1;
+    let ymax = secs.iter().filter_map(|s| s.max_us).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&root)
         .caption("latency over time (per second)", ("sans-serif", 20))
         .margin(10)
@@ -374,18 +448,32 @@ fn plot_over_time(path: &Path, secs: &[Second]) -> Result<(), String> {
         .y_desc("latency (us)")
         .draw()
         .map_err(|e| e.to_string())?;
-    type Pick = fn(&Second) -> f64;
+    type Pick = fn(&Second) -> Option<f64>;
     let lines: [(&str, Pick, &RGBColor); 3] = [
         ("p50", |s| s.p50_us, &BLUE),
         ("p99", |s| s.p99_us, &RED),
         ("max", |s| s.max_us, &BLACK),
     ];
     for (name, f, c) in lines {
-        chart
-            .draw_series(LineSeries::new(secs.iter().map(|s| (s.t as f64, f(s))), c))
-            .map_err(|e| e.to_string())?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+        // Seconds without arrivals have no latency: the line breaks there.
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for s in secs {
+            match f(s) {
+                Some(v) => runs.last_mut().expect("one run").push((s.t as f64, v)),
+                None if runs.last().is_some_and(|r| !r.is_empty()) => runs.push(Vec::new()),
+                None => {}
+            }
+        }
+        for (i, run) in runs.into_iter().filter(|r| !r.is_empty()).enumerate() {
+            let series = chart
+                .draw_series(LineSeries::new(run, c))
+                .map_err(|e| e.to_string())?;
+            if i == 0 {
+                series
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+            }
+        }
     }
     chart
         .configure_series_labels()

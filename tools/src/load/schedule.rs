@@ -46,22 +46,26 @@ impl StreamClass {
                 "class {s:?}: expected NAME:STREAMS:PTIME_MS:PAYLOAD[:PT[:CLOCK_RATE]]"
             ));
         }
-        let num = |i: usize, what: &str| -> Result<u64, String> {
-            f[i].parse::<u64>()
-                .map_err(|_| format!("class {s:?}: {what} {:?} is not a number", f[i]))
-        };
+        // Each field in the range of its type: a value that does not fit is an
+        // error, never truncated (PT 300 is not PT 44).
+        fn num<T: TryFrom<u64>>(s: &str, f: &[&str], i: usize, what: &str) -> Result<T, String> {
+            let v = f[i]
+                .parse::<u64>()
+                .map_err(|_| format!("class {s:?}: {what} {:?} is not a number", f[i]))?;
+            T::try_from(v).map_err(|_| format!("class {s:?}: {what} {v} is out of range"))
+        }
         let class = StreamClass {
             name: f[0].to_string(),
-            streams: num(1, "streams")? as usize,
-            ptime: Duration::from_millis(num(2, "ptime")?),
-            payload: num(3, "payload")? as usize,
+            streams: num(s, &f, 1, "streams")?,
+            ptime: Duration::from_millis(num(s, &f, 2, "ptime")?),
+            payload: num(s, &f, 3, "payload")?,
             pt: if f.len() > 4 {
-                num(4, "payload type")? as u8
+                num(s, &f, 4, "payload type")?
             } else {
                 0
             },
             clock_rate: if f.len() > 5 {
-                num(5, "clock rate")? as u32
+                num(s, &f, 5, "clock rate")?
             } else {
                 8000
             },
@@ -222,6 +226,46 @@ impl Pacer {
     }
 }
 
+/// The sending clock's decisions, free of I/O: which packets are due at `now`
+/// and how long to wait for the next one. The load loop feeds it the real
+/// clock, tests a simulated one. Due times come from the schedule, never from
+/// when the loop happened to run, so a late loop sends its backlog at once and
+/// then keeps to the schedule (no drift).
+#[derive(Debug, Clone)]
+pub struct Release {
+    pacer: Pacer,
+    end_ns: u64,
+}
+
+impl Release {
+    /// Releases the packets of `classes` due before `duration`.
+    pub fn new(classes: &[StreamClass], duration: Duration) -> Self {
+        Release {
+            pacer: Pacer::new(classes),
+            end_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Whether slots remain before the end.
+    pub fn sending(&self) -> bool {
+        self.pacer.next_due_ns() < self.end_ns
+    }
+
+    /// The next slot due at or before `now_ns`, if any (silent slots of a talk
+    /// spurt included: `talking` is false).
+    pub fn pop_due(&mut self, now_ns: u64) -> Option<Due> {
+        let at = self.pacer.next_due_ns();
+        (at <= now_ns && at < self.end_ns).then(|| self.pacer.take())
+    }
+
+    /// Nanoseconds from `now_ns` until the next slot is due (0: one is due
+    /// now); `None` once sending is over.
+    pub fn wait_ns(&self, now_ns: u64) -> Option<u64> {
+        self.sending()
+            .then(|| self.pacer.next_due_ns().saturating_sub(now_ns))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +348,9 @@ mod tests {
             "a:x:20:160",
             "a:1:20",
             "a:1:20:160:200",
+            "a:1:20:160:300",
+            "a:1:20:160:0:4294967296",
+            "a:1:20:160:0:0",
         ] {
             assert!(StreamClass::parse(bad).is_err(), "{bad}");
         }

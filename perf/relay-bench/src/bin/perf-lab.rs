@@ -5,6 +5,9 @@
 //!
 //! `cargo run --release -p relay-bench --bin perf-lab -- perf/scenarios/smoke.toml [RESULTS_ROOT]`
 //!
+//! A scenario gives `streams` and either `rates` (offered packets/s; the packet
+//! time follows) or `ptime_ms` (the rate follows), not both.
+//!
 //! Relays: `minimal` (a busy-polled recvmmsg -> sendmmsg reflector: the kernel's
 //! ceiling), `gateway` (rtp-load's embedded engine), `rtp-gateway` (the daemon's
 //! library over ng) and `rtpengine` (Debian's rtpengine-daemon in userspace over
@@ -12,7 +15,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use relay_bench::MinimalRelay;
 use rtp_control::dataplane::{BackendChoice, BackendKind, IdlePolicy};
@@ -30,15 +33,17 @@ struct Scenario {
     /// Seconds per run.
     #[serde(default = "default_duration")]
     duration: f64,
-    /// Packet time (ms) and payload (bytes) of every stream.
-    #[serde(default = "default_ptime")]
-    ptime_ms: u64,
+    /// Packet time (ms) of every stream when `rates` is not given (offered
+    /// rate = streams / packet time; default 20).
+    ptime_ms: Option<u64>,
+    /// Payload (bytes) of every stream.
     #[serde(default = "default_payload")]
     payload: usize,
     /// The matrix.
     streams: Vec<usize>,
-    /// Offered packets/s (the packet time is derived: streams / rate).
-    rates: Vec<f64>,
+    /// Offered packets/s (the packet time is derived: streams / rate); without
+    /// it, one rate per stream count from `ptime_ms`.
+    rates: Option<Vec<f64>>,
     /// minimal, gateway, rtp-gateway, rtpengine.
     relays: Vec<String>,
     /// mmsg, io_uring (for the relays of this project).
@@ -57,9 +62,6 @@ struct Scenario {
 fn default_duration() -> f64 {
     5.0
 }
-fn default_ptime() -> u64 {
-    20
-}
 fn default_payload() -> usize {
     160
 }
@@ -77,12 +79,66 @@ fn backend(b: &str) -> Result<BackendKind, String> {
     b.parse::<BackendKind>()
 }
 
+impl Scenario {
+    /// The offered rates of a run with `streams` streams, checked.
+    fn rates(&self, streams: usize) -> Result<Vec<f64>, String> {
+        let rates =
+            match (&self.rates, self.ptime_ms) {
+                (Some(_), Some(_)) => return Err(
+                    "set rates or ptime_ms, not both (the packet time follows from streams / rate)"
+                        .into(),
+                ),
+                (Some(r), None) => r.clone(),
+                (None, p) => {
+                    let p = p.unwrap_or(20);
+                    if p == 0 {
+                        return Err("ptime_ms must be above zero".into());
+                    }
+                    vec![streams as f64 * 1000.0 / p as f64]
+                }
+            };
+        match rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            Some(r) => Err(format!("rate {r}: must be a positive number of packets/s")),
+            None => Ok(rates),
+        }
+    }
+}
+
+/// Ports for `streams` calls of `per_call` ports each, plus `spare`; an error
+/// when one range cannot hold them (never a truncated count).
+fn ports(streams: usize, per_call: usize, spare: usize) -> Result<(u16, u16), String> {
+    let n = streams
+        .checked_mul(per_call)
+        .and_then(|n| n.checked_add(spare))
+        .filter(|&n| n <= 30_000)
+        .ok_or_else(|| {
+            format!("{streams} streams need more than 30000 ports ({per_call} per call): use fewer")
+        })?;
+    Ok(free_port_range(n as u16))
+}
+
+fn us(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
 fn main() -> Result<(), String> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "perf/scenarios/smoke.toml".into());
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     let sc: Scenario = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let duration = Duration::try_from_secs_f64(sc.duration)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!(
+                "{path}: duration {}: must be a positive number of seconds",
+                sc.duration
+            )
+        })?;
+    for &n in &sc.streams {
+        sc.rates(n).map_err(|e| format!("{path}: {e}"))?;
+    }
     let root = std::env::args()
         .nth(2)
         .unwrap_or_else(|| "perf/results".into());
@@ -96,9 +152,9 @@ fn main() -> Result<(), String> {
     );
     let _ = writeln!(
         table,
-        "| relay | backend | srtp | streams | offered pkt/s | received pkt/s | loss % | p50 us | p99 us | p99.9 us | max us |"
+        "| relay | backend | srtp | streams | offered pkt/s | sent pkt/s | received pkt/s | loss % | p50 us | p99 us | p99.9 us | max us |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     print!("{table}");
     for relay in &sc.relays {
         let backends: Vec<&String> = if relay == "minimal" || relay == "rtpengine" {
@@ -116,7 +172,7 @@ fn main() -> Result<(), String> {
                     ),
                 };
                 for &streams in &sc.streams {
-                    for &rate in &sc.rates {
+                    for rate in sc.rates(streams)? {
                         // Keep what each run needs alive for its duration.
                         let mut _minimal = None;
                         let mut _gw = None;
@@ -129,7 +185,7 @@ fn main() -> Result<(), String> {
                                 t
                             }
                             "gateway" => {
-                                let (lo, hi) = free_port_range(2 * streams as u16 + 100);
+                                let (lo, hi) = ports(streams, 2, 100)?;
                                 Target::Embedded(GatewayOptions {
                                     backend: BackendChoice::Only(backend(be)?),
                                     workers: 1,
@@ -139,7 +195,7 @@ fn main() -> Result<(), String> {
                                 })
                             }
                             "rtp-gateway" => {
-                                let (lo, hi) = free_port_range(4 * streams as u16 + 200);
+                                let (lo, hi) = ports(streams, 4, 200)?;
                                 let g = Gateway::start(&GatewayConfig {
                                     listen_ng: "127.0.0.1:0".parse().unwrap(),
                                     port_min: lo,
@@ -164,7 +220,7 @@ fn main() -> Result<(), String> {
                                     t
                                 }
                                 None => {
-                                    println!("| rtpengine | - | - | - | - | not installed (sudo bash .ci/install.sh) | | | | | |");
+                                    println!("| rtpengine | - | - | - | - | - | not installed (sudo bash .ci/install.sh) | | | | | |");
                                     continue;
                                 }
                             },
@@ -180,7 +236,7 @@ fn main() -> Result<(), String> {
                                 clock_rate: 8000,
                                 talk_spurt: None,
                             }],
-                            duration: Duration::from_secs_f64(sc.duration),
+                            duration,
                             srtp: profile,
                             ssrc_base: 0x4000_0000,
                             seq_start: 0,
@@ -191,25 +247,24 @@ fn main() -> Result<(), String> {
                             load_core: Some(sc.load_core),
                             plain_sender: false,
                         };
-                        let _ = sc.ptime_ms;
-                        let t0 = Instant::now();
                         let r = run(cfg)?;
                         let dir = out.join(format!("{relay}-{be}-{srtp}-{streams}x{rate:.0}"));
                         let rep = report::write_all(&r, &dir)?;
                         let t = &rep.total;
+                        let l = t.latency;
                         let row = format!(
-                            "| {relay} | {be} | {srtp} | {streams} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                            "| {relay} | {be} | {srtp} | {streams} | {:.0} | {:.0} | {:.0} | {:.3} | {} | {} | {} | {} |",
+                            rep.offered_rate,
                             rep.send_rate,
                             rep.receive_rate,
                             t.loss_percent,
-                            t.latency.p50_us,
-                            t.latency.p99_us,
-                            t.latency.p999_us,
-                            t.latency.max_us
+                            us(l.map(|l| l.p50_us)),
+                            us(l.map(|l| l.p99_us)),
+                            us(l.map(|l| l.p999_us)),
+                            us(l.map(|l| l.max_us))
                         );
                         println!("{row}");
                         let _ = writeln!(table, "{row}");
-                        let _ = t0;
                     }
                 }
             }
