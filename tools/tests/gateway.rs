@@ -395,6 +395,136 @@ fn reoffer_moves_the_offerer(g: SocketAddr) {
     ok(&delete(g, &call));
 }
 
+/// `rtcp-mux: offer`: rtcp-mux offered to the callee although the caller did
+/// not offer it; the callee's RTCP on its one port reaches the caller's
+/// separate RTCP port (a=rtcp).
+fn rtcp_mux_offered(g: SocketAddr) {
+    let (a, a_rtcp, b) = (peer(), peer(), peer());
+    let call = format!("mux-offer-{}", port(&a));
+    let to_b = offer(
+        g,
+        &call,
+        &sdp(port(&a), "RTP/AVP", &[format!("a=rtcp:{}", port(&a_rtcp))]),
+        &[("rtcp-mux", Value::List(vec![Value::str("offer")]))],
+    );
+    assert!(to_b.media[0].rtcp_mux(), "rtcp-mux offered to B");
+    let to_a = answer(
+        g,
+        &call,
+        &sdp(port(&b), "RTP/AVP", &["a=rtcp-mux".to_string()]),
+    );
+    assert!(!to_a.media[0].rtcp_mux(), "A did not offer rtcp-mux");
+    media(&a, addr(&to_a), None, &b, None, 0xA, 5);
+    media(&b, addr(&to_b), None, &a, None, 0xB, 5);
+    let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 0xB];
+    b.send_to(&rr, addr(&to_b)).unwrap();
+    assert_eq!(recv(&a_rtcp), rr.to_vec());
+    ok(&delete(g, &call));
+}
+
+/// A session refresh (re-offer, same keys) and then new SSRCs both ways: SRTP
+/// media keeps flowing.
+fn ssrc_change_after_a_reoffer(g: SocketAddr) {
+    let (a, b) = (peer(), peer());
+    let call = format!("ssrc-{}", port(&a));
+    let a_key =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+            .to_string();
+    let key = |line: &str| {
+        SrtpContext::new(CryptoAttribute::parse(line).unwrap().to_config().unwrap()).unwrap()
+    };
+    let a_sdp = sdp(port(&a), "RTP/SAVP", std::slice::from_ref(&a_key));
+    for (version, ssrc_a, ssrc_b) in [("1", 0xA, 0xB), ("2", 0xA2, 0xB2)] {
+        let to_b = offer(
+            g,
+            &call,
+            &a_sdp.replace("o=- 1 1", &format!("o=- 1 {version}")),
+            &[],
+        );
+        let (tag, mut b_rx) = pick(&to_b.media[0], "AES_CM_128_HMAC_SHA1_80");
+        let b_key = format!(
+            "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw"
+        );
+        let to_a = answer(
+            g,
+            &call,
+            &sdp(port(&b), "RTP/SAVP", std::slice::from_ref(&b_key)),
+        );
+        let mut a_rx = ctx_of(&to_a.media[0]);
+        let (mut a_tx, mut b_tx) = (key(&a_key), key(&b_key));
+        media(
+            &a,
+            addr(&to_a),
+            Some(&mut a_tx),
+            &b,
+            Some(&mut b_rx),
+            ssrc_a,
+            10,
+        );
+        media(
+            &b,
+            addr(&to_b),
+            Some(&mut b_tx),
+            &a,
+            Some(&mut a_rx),
+            ssrc_b,
+            10,
+        );
+    }
+    ok(&delete(g, &call));
+}
+
+/// `ICE: remove` and `replace: origin`; without them the origin stays and the
+/// caller's own candidates never reach the callee (the relay removes them, or
+/// puts its own in their place).
+fn ice_and_origin(g: SocketAddr) {
+    let a = peer();
+    let ice = [
+        format!(
+            "a=candidate:1 1 udp 2130706431 192.0.2.9 {} typ host",
+            port(&a)
+        ),
+        "a=ice-ufrag:abcd".to_string(),
+        "a=ice-pwd:abcdefghijklmnopqrstuvwx".to_string(),
+    ];
+    let base = sdp(port(&a), "RTP/AVP", &ice)
+        .replace("o=- 1 1 IN IP4 127.0.0.1", "o=- 1 1 IN IP4 192.0.2.9");
+    let origin = |s: &Sdp| {
+        s.session
+            .iter()
+            .find(|l| l.starts_with("o="))
+            .cloned()
+            .unwrap()
+    };
+    let call = format!("ice-{}", port(&a));
+    let to_b = offer(
+        g,
+        &call,
+        &base,
+        &[
+            ("ICE", Value::str("remove")),
+            ("replace", Value::List(vec![Value::str("origin")])),
+        ],
+    );
+    let m = &to_b.media[0];
+    for attr in ["candidate", "ice-ufrag", "ice-pwd"] {
+        assert!(m.attrs(attr).is_empty(), "{attr} removed: {m:?}");
+    }
+    assert!(origin(&to_b).ends_with("IN IP4 127.0.0.1"), "{to_b:?}");
+    ok(&delete(g, &call));
+    let call = format!("ice2-{}", port(&a));
+    let to_b = offer(g, &call, &base, &[]);
+    assert!(origin(&to_b).ends_with("IN IP4 192.0.2.9"), "{to_b:?}");
+    assert!(
+        !to_b.media[0]
+            .attrs("candidate")
+            .iter()
+            .any(|c| c.contains("192.0.2.9")),
+        "{to_b:?}"
+    );
+    ok(&delete(g, &call));
+}
+
 fn bad_input_gets_error_replies(g: SocketAddr) {
     let err = |r: Value| {
         assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
@@ -582,7 +712,10 @@ fn all_scenarios(g: SocketAddr) {
     rtp_to_srtp(g);
     srtp_both(g);
     rtcp_demux(g);
+    rtcp_mux_offered(g);
     reoffer_moves_the_offerer(g);
+    ssrc_change_after_a_reoffer(g);
+    ice_and_origin(g);
     dtls_towards_the_answerer(g);
     dtls_from_the_offerer(g, "RTP/AVP");
     dtls_from_the_offerer(g, "RTP/SAVP");
@@ -771,6 +904,57 @@ fn limits_retransmissions_and_bad_sdp() {
     let text = rtp_tools::gateway::metrics(gw.ng());
     assert!(text.contains("rtp_gateway_calls 0"), "{text}");
     assert!(text.contains("rtp_gateway_dropped_packets_total{worker=\"0\",reason=\"auth\"}"));
+    gw.shutdown();
+}
+
+/// What the gateway cannot do is said: ICE=force (it does not do ICE) is an
+/// error; ICE attributes removed by default, an unknown interface in
+/// `direction` and an unsupported `replace` flag are warnings in the reply (as
+/// rtpengine logs them); no call is left by the refused offer.
+#[test]
+fn ng_options_the_gateway_cannot_honour_are_said() {
+    let gw = ours(10);
+    let g = gw.ng_addr();
+    let with_ice = sdp(
+        4000,
+        "RTP/AVP",
+        &["a=candidate:1 1 udp 2130706431 192.0.2.9 4000 typ host".to_string()],
+    );
+    let mut req = offer_req("ice-force", &with_ice);
+    req.set("ICE", Value::str("force"));
+    let r = ng(g, &req);
+    assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+    assert!(r.get_str("error-reason").unwrap().contains("ICE"), "{r:?}");
+    assert_eq!(gw.ng().call_count(), 0);
+    let r = ng(g, &offer_req("ice-default", &with_ice));
+    assert!(
+        ok(&r)
+            .get_str("warning")
+            .unwrap()
+            .contains("ICE attributes removed"),
+        "{r:?}"
+    );
+    let mut req = offer_req("dir", &sdp(4002, "RTP/AVP", &[]));
+    req.set(
+        "direction",
+        Value::List(vec![Value::str("internal"), Value::str("external")]),
+    );
+    req.set("replace", Value::List(vec![Value::str("username")]));
+    let r = ng(g, &req);
+    let w = ok(&r).get_str("warning").unwrap();
+    assert!(w.contains("'internal' not found"), "{w}");
+    assert!(w.contains("'username'"), "{w}");
+    let mut req = offer_req("dir2", &sdp(4004, "RTP/AVP", &[]));
+    req.set(
+        "direction",
+        Value::List(vec![Value::str("default"), Value::str("default")]),
+    );
+    req.set("ICE", Value::str("remove"));
+    let r = ng(g, &req);
+    assert!(ok(&r).get("warning").is_none(), "{r:?}");
+    for c in ["ice-default", "dir", "dir2"] {
+        ok(&delete(g, c));
+    }
     gw.shutdown();
 }
 
