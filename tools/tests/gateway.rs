@@ -1126,6 +1126,12 @@ fn the_daemon_serves_ng_and_metrics_and_stops_on_sigterm() {
     // drained), not dropped on a connection's thread.
     let log = log.join().unwrap();
     assert!(log.contains("engine stopped"), "{log}");
+    // Engine events are logged with the ng call-id of their call.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("media call closed") && l.contains("plain-")),
+        "{log}"
+    );
     // The connection was closed by the daemon.
     let mut rest = Vec::new();
     assert_eq!(conn.read_to_end(&mut rest).ok(), Some(0));

@@ -8,6 +8,21 @@
 //! the gateway terminate the call's RTCP and send its own reports; `"RTCP XR"` adds
 //! XR VoIP metrics and statistics summary blocks. `query` and `delete` replies carry
 //! an `RTCP` dictionary per stream and rtpengine's per-`SSRC` MOS entries.
+//!
+//! Offers and answers are all or nothing: a call is changed (or created) only
+//! when every media section is set up; a failed offer deletes the engine calls
+//! it created. An offer has at most [`MAX_MEDIA`] media sections. Media section
+//! `i` is always slot `i` of its call, also after another stream closed.
+//!
+//! Options: the gateway does not do ICE, so ICE attributes are always removed
+//! (`ICE: remove` silently; by default with a `warning` in the reply, where
+//! rtpengine would put itself in as a candidate); `ICE: force`, `force-relay`
+//! and `optional` ask for the relay's own candidates and are refused.
+//! `replace: origin` rewrites the `o=` address; the session-level `c=` line is
+//! always rewritten (as rtpengine 10 does; `session-connection` is accepted).
+//! The gateway has one interface, `default`: another name in `direction`, an
+//! unknown `ICE` value and other `replace` flags are ignored with a `warning`
+//! (rtpengine ignores them with a log line).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -1452,5 +1467,30 @@ impl NgServer {
     /// Calls now (for metrics).
     pub fn call_count(&self) -> usize {
         self.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Old replies go first, then the oldest ones past the bound; a command in
+    /// flight stays.
+    #[test]
+    fn the_reply_cache_evicts_oldest_first() {
+        let mut c = ReplyCache::default();
+        c.map.insert(b"busy".to_vec(), Cached::InFlight);
+        for i in 0..5u8 {
+            let now = Instant::now();
+            c.map.insert(vec![i], Cached::Done(now, vec![i]));
+            c.order.push_back((now, vec![i]));
+        }
+        c.evict(Duration::from_secs(30), 4);
+        let mut kept: Vec<_> = c.map.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, vec![vec![3], vec![4], b"busy".to_vec()]);
+        c.evict(Duration::ZERO, 100);
+        assert_eq!(c.map.len(), 1, "expired replies go");
+        assert!(matches!(c.map.get(&b"busy"[..]), Some(Cached::InFlight)));
     }
 }
