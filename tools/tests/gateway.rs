@@ -395,31 +395,41 @@ fn reoffer_moves_the_offerer(g: SocketAddr) {
     ok(&delete(g, &call));
 }
 
-/// `rtcp-mux: offer`: rtcp-mux offered to the callee although the caller did
-/// not offer it; the callee's RTCP on its one port reaches the caller's
-/// separate RTCP port (a=rtcp).
+/// `rtcp-mux: offer` and `require`: rtcp-mux offered to the callee although
+/// the caller did not offer it (with `require`, no separate RTCP port towards
+/// the callee); the callee's RTCP on its one port reaches the caller's separate
+/// RTCP port (a=rtcp).
 fn rtcp_mux_offered(g: SocketAddr) {
-    let (a, a_rtcp, b) = (peer(), peer(), peer());
-    let call = format!("mux-offer-{}", port(&a));
-    let to_b = offer(
-        g,
-        &call,
-        &sdp(port(&a), "RTP/AVP", &[format!("a=rtcp:{}", port(&a_rtcp))]),
-        &[("rtcp-mux", Value::List(vec![Value::str("offer")]))],
-    );
-    assert!(to_b.media[0].rtcp_mux(), "rtcp-mux offered to B");
-    let to_a = answer(
-        g,
-        &call,
-        &sdp(port(&b), "RTP/AVP", &["a=rtcp-mux".to_string()]),
-    );
-    assert!(!to_a.media[0].rtcp_mux(), "A did not offer rtcp-mux");
-    media(&a, addr(&to_a), None, &b, None, 0xA, 5);
-    media(&b, addr(&to_b), None, &a, None, 0xB, 5);
-    let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 0xB];
-    b.send_to(&rr, addr(&to_b)).unwrap();
-    assert_eq!(recv(&a_rtcp), rr.to_vec());
-    ok(&delete(g, &call));
+    for how in ["offer", "require"] {
+        let (a, a_rtcp, b) = (peer(), peer(), peer());
+        let call = format!("mux-{how}-{}", port(&a));
+        let to_b = offer(
+            g,
+            &call,
+            &sdp(port(&a), "RTP/AVP", &[format!("a=rtcp:{}", port(&a_rtcp))]),
+            &[("rtcp-mux", Value::List(vec![Value::str(how)]))],
+        );
+        let m = &to_b.media[0];
+        assert!(m.rtcp_mux(), "{how}: rtcp-mux offered to B");
+        if how == "require" {
+            assert!(
+                m.rtcp_port().is_none_or(|p| p == m.port),
+                "require: no separate RTCP port towards B: {m:?}"
+            );
+        }
+        let to_a = answer(
+            g,
+            &call,
+            &sdp(port(&b), "RTP/AVP", &["a=rtcp-mux".to_string()]),
+        );
+        assert!(!to_a.media[0].rtcp_mux(), "A did not offer rtcp-mux");
+        media(&a, addr(&to_a), None, &b, None, 0xA, 5);
+        media(&b, addr(&to_b), None, &a, None, 0xB, 5);
+        let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 0xB];
+        b.send_to(&rr, addr(&to_b)).unwrap();
+        assert_eq!(recv(&a_rtcp), rr.to_vec(), "{how}");
+        ok(&delete(g, &call));
+    }
 }
 
 /// A session refresh (re-offer, same keys) and then new SSRCs both ways: SRTP
