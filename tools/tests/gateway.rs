@@ -910,6 +910,20 @@ fn limits_retransmissions_and_bad_sdp() {
     assert_eq!(stat(g, "offers"), offers + 1);
     assert_eq!((gw.ng().call_count(), engine_calls()), (1, 1));
     ok(&delete(g, "retrans"));
+    // The same cookie on several threads at once (UDP and TCP connections):
+    // processed once, the same reply to each.
+    let offers = stat(g, "offers");
+    let mut msg = b"par-cookie ".to_vec();
+    offer_req("par", &sdp(4102, "RTP/AVP", &[])).encode_into(&mut msg);
+    let replies: Vec<Vec<u8>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| sc.spawn(|| gw.ng().handle(&msg).expect("a reply")))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(replies.iter().all(|r| *r == replies[0]));
+    assert_eq!(stat(g, "offers"), offers + 1);
+    ok(&delete(g, "par"));
     // Metrics are served over HTTP.
     let text = rtp_tools::gateway::metrics(gw.ng());
     assert!(text.contains("rtp_gateway_calls 0"), "{text}");
