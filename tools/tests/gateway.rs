@@ -395,6 +395,146 @@ fn reoffer_moves_the_offerer(g: SocketAddr) {
     ok(&delete(g, &call));
 }
 
+/// `rtcp-mux: offer` and `require`: rtcp-mux offered to the callee although
+/// the caller did not offer it (with `require`, no separate RTCP port towards
+/// the callee); the callee's RTCP on its one port reaches the caller's separate
+/// RTCP port (a=rtcp).
+fn rtcp_mux_offered(g: SocketAddr) {
+    for how in ["offer", "require"] {
+        let (a, a_rtcp, b) = (peer(), peer(), peer());
+        let call = format!("mux-{how}-{}", port(&a));
+        let to_b = offer(
+            g,
+            &call,
+            &sdp(port(&a), "RTP/AVP", &[format!("a=rtcp:{}", port(&a_rtcp))]),
+            &[("rtcp-mux", Value::List(vec![Value::str(how)]))],
+        );
+        let m = &to_b.media[0];
+        assert!(m.rtcp_mux(), "{how}: rtcp-mux offered to B");
+        if how == "require" {
+            assert!(
+                m.rtcp_port().is_none_or(|p| p == m.port),
+                "require: no separate RTCP port towards B: {m:?}"
+            );
+        }
+        let to_a = answer(
+            g,
+            &call,
+            &sdp(port(&b), "RTP/AVP", &["a=rtcp-mux".to_string()]),
+        );
+        assert!(!to_a.media[0].rtcp_mux(), "A did not offer rtcp-mux");
+        media(&a, addr(&to_a), None, &b, None, 0xA, 5);
+        media(&b, addr(&to_b), None, &a, None, 0xB, 5);
+        let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 0xB];
+        b.send_to(&rr, addr(&to_b)).unwrap();
+        assert_eq!(recv(&a_rtcp), rr.to_vec(), "{how}");
+        ok(&delete(g, &call));
+    }
+}
+
+/// A session refresh (re-offer, same keys) and then new SSRCs both ways: SRTP
+/// media keeps flowing.
+fn ssrc_change_after_a_reoffer(g: SocketAddr) {
+    let (a, b) = (peer(), peer());
+    let call = format!("ssrc-{}", port(&a));
+    let a_key =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+            .to_string();
+    let key = |line: &str| {
+        SrtpContext::new(CryptoAttribute::parse(line).unwrap().to_config().unwrap()).unwrap()
+    };
+    let a_sdp = sdp(port(&a), "RTP/SAVP", std::slice::from_ref(&a_key));
+    for (version, ssrc_a, ssrc_b) in [("1", 0xA, 0xB), ("2", 0xA2, 0xB2)] {
+        let to_b = offer(
+            g,
+            &call,
+            &a_sdp.replace("o=- 1 1", &format!("o=- 1 {version}")),
+            &[],
+        );
+        let (tag, mut b_rx) = pick(&to_b.media[0], "AES_CM_128_HMAC_SHA1_80");
+        let b_key = format!(
+            "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw"
+        );
+        let to_a = answer(
+            g,
+            &call,
+            &sdp(port(&b), "RTP/SAVP", std::slice::from_ref(&b_key)),
+        );
+        let mut a_rx = ctx_of(&to_a.media[0]);
+        let (mut a_tx, mut b_tx) = (key(&a_key), key(&b_key));
+        media(
+            &a,
+            addr(&to_a),
+            Some(&mut a_tx),
+            &b,
+            Some(&mut b_rx),
+            ssrc_a,
+            10,
+        );
+        media(
+            &b,
+            addr(&to_b),
+            Some(&mut b_tx),
+            &a,
+            Some(&mut a_rx),
+            ssrc_b,
+            10,
+        );
+    }
+    ok(&delete(g, &call));
+}
+
+/// `ICE: remove` and `replace: origin`; without them the origin stays and the
+/// caller's own candidates never reach the callee (the relay removes them, or
+/// puts its own in their place).
+fn ice_and_origin(g: SocketAddr) {
+    let a = peer();
+    let ice = [
+        format!(
+            "a=candidate:1 1 udp 2130706431 192.0.2.9 {} typ host",
+            port(&a)
+        ),
+        "a=ice-ufrag:abcd".to_string(),
+        "a=ice-pwd:abcdefghijklmnopqrstuvwx".to_string(),
+    ];
+    let base = sdp(port(&a), "RTP/AVP", &ice)
+        .replace("o=- 1 1 IN IP4 127.0.0.1", "o=- 1 1 IN IP4 192.0.2.9");
+    let origin = |s: &Sdp| {
+        s.session
+            .iter()
+            .find(|l| l.starts_with("o="))
+            .cloned()
+            .unwrap()
+    };
+    let call = format!("ice-{}", port(&a));
+    let to_b = offer(
+        g,
+        &call,
+        &base,
+        &[
+            ("ICE", Value::str("remove")),
+            ("replace", Value::List(vec![Value::str("origin")])),
+        ],
+    );
+    let m = &to_b.media[0];
+    for attr in ["candidate", "ice-ufrag", "ice-pwd"] {
+        assert!(m.attrs(attr).is_empty(), "{attr} removed: {m:?}");
+    }
+    assert!(origin(&to_b).ends_with("IN IP4 127.0.0.1"), "{to_b:?}");
+    ok(&delete(g, &call));
+    let call = format!("ice2-{}", port(&a));
+    let to_b = offer(g, &call, &base, &[]);
+    assert!(origin(&to_b).ends_with("IN IP4 192.0.2.9"), "{to_b:?}");
+    assert!(
+        !to_b.media[0]
+            .attrs("candidate")
+            .iter()
+            .any(|c| c.contains("192.0.2.9")),
+        "{to_b:?}"
+    );
+    ok(&delete(g, &call));
+}
+
 fn bad_input_gets_error_replies(g: SocketAddr) {
     let err = |r: Value| {
         assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
@@ -582,7 +722,10 @@ fn all_scenarios(g: SocketAddr) {
     rtp_to_srtp(g);
     srtp_both(g);
     rtcp_demux(g);
+    rtcp_mux_offered(g);
     reoffer_moves_the_offerer(g);
+    ssrc_change_after_a_reoffer(g);
+    ice_and_origin(g);
     dtls_towards_the_answerer(g);
     dtls_from_the_offerer(g, "RTP/AVP");
     dtls_from_the_offerer(g, "RTP/SAVP");
@@ -617,63 +760,137 @@ fn real_rtpengine_passes_the_same_scenarios() {
     all_scenarios(r.ng());
 }
 
+/// A raw ng exchange over UDP with a given cookie: the reply's bytes.
+fn ng_raw(g: SocketAddr, cookie: &str, req: &Value) -> Vec<u8> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut msg = format!("{cookie} ").into_bytes();
+    req.encode_into(&mut msg);
+    s.send_to(&msg, g).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.recv(&mut buf).expect("ng reply");
+    buf.truncate(n);
+    buf
+}
+
+fn stat(g: SocketAddr, key: &str) -> i64 {
+    let st = ng(g, &dict(&[("command", "statistics")]));
+    let s = ok(&st).get("statistics").unwrap();
+    if key == "sessionsown" {
+        return s
+            .get("currentstatistics")
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_int)
+            .unwrap();
+    }
+    s.get("totalstatistics")
+        .and_then(|c| c.get(key))
+        .and_then(Value::as_int)
+        .unwrap()
+}
+
+/// An SDP with `n` audio sections (ports `base`, `base + 2`, ...); section
+/// `savp_at` (if any) is RTP/SAVP without a key.
+fn multi_sdp(n: usize, base: u16, savp_at: Option<usize>) -> String {
+    let mut s =
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n".to_string();
+    for i in 0..n {
+        let proto = if savp_at == Some(i) {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        };
+        s.push_str(&format!(
+            "m=audio {} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+            base + 2 * i as u16
+        ));
+    }
+    s
+}
+
+fn offer_req(call: &str, sdp_text: &str) -> Value {
+    dict(&[
+        ("command", "offer"),
+        ("call-id", call),
+        ("from-tag", "f"),
+        ("sdp", sdp_text),
+    ])
+}
+
 #[test]
 fn limits_retransmissions_and_bad_sdp() {
     let gw = ours(3);
     let g = gw.ng_addr();
+    let engine_calls = || gw.ng().engine().stats().unwrap().calls;
     // Absurd or missing media.
     for bad in [
         "v=0\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n".to_string(),
         "v=0\r\nm=audio 99999 RTP/AVP 0\r\n".to_string(),
         "not sdp at all".to_string(),
         sdp(4000, "RTP/SAVP", &[]), // secure without a key
+        // The second section is secure without a key: the first one's engine
+        // call is rolled back.
+        multi_sdp(2, 4000, Some(1)),
+        // Past the cap on media sections.
+        multi_sdp(17, 4000, None),
     ] {
-        let r = ng(
-            g,
-            &dict(&[
-                ("command", "offer"),
-                ("call-id", "bad"),
-                ("from-tag", "f"),
-                ("sdp", &bad),
-            ]),
-        );
+        let r = ng(g, &offer_req("bad", &bad));
         assert_eq!(r.get_str("result"), Some("error"), "{bad:?}: {r:?}");
+        // A failed offer leaves nothing behind: no ng call, no engine call.
+        assert_eq!((gw.ng().call_count(), engine_calls()), (0, 0), "{bad:?}");
     }
-    // A flood of offers past max_calls: errors, not a crash.
+    let r = ng(g, &offer_req("bad", &multi_sdp(17, 4000, None)));
+    assert!(
+        r.get_str("error-reason")
+            .unwrap()
+            .contains("Too many media"),
+        "{r:?}"
+    );
+    // Four sections, three engine calls allowed: the fourth fails and the three
+    // created are rolled back.
+    let r = ng(g, &offer_req("four", &multi_sdp(4, 4000, None)));
+    assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+    assert_eq!((gw.ng().call_count(), engine_calls()), (0, 0));
+    // A flood of offers past max_calls: errors, not a crash, and the refused
+    // offers leave no call.
     let mut refused = 0;
     for i in 0..10 {
         let r = ng(
             g,
-            &dict(&[
-                ("command", "offer"),
-                ("call-id", &format!("flood{i}")),
-                ("from-tag", "f"),
-                ("sdp", &sdp(4000 + i, "RTP/AVP", &[])),
-            ]),
+            &offer_req(&format!("flood{i}"), &sdp(4000 + i, "RTP/AVP", &[])),
         );
         if r.get_str("result") == Some("error") {
             refused += 1;
         }
     }
     assert_eq!(refused, 7);
-    // A retransmitted offer (same cookie) is answered from the cache: same reply,
-    // no second call.
-    let msg = {
-        let mut m = b"same-cookie ".to_vec();
-        dict(&[("command", "ping")]).encode_into(&mut m);
-        m
-    };
-    let a = gw.ng().handle(&msg).unwrap();
-    let b = gw.ng().handle(&msg).unwrap();
-    assert_eq!(a, b);
-    for i in 0..10 {
-        let _ = ng(
+    assert_eq!((gw.ng().call_count(), engine_calls()), (3, 3));
+    let list = ng(g, &dict(&[("command", "list")]));
+    assert_eq!(
+        ok(&list).get("calls").unwrap().str_list(),
+        ["flood0", "flood1", "flood2"]
+    );
+    // A failed re-offer (a new section with no key) leaves the call as it was:
+    // one stream, its port, and its engine call.
+    // So does one whose new section finds no engine call left (max_calls).
+    let before = ng(g, &dict(&[("command", "query"), ("call-id", "flood0")]));
+    for two in [multi_sdp(2, 4000, Some(1)), multi_sdp(2, 4000, None)] {
+        let r = ng(g, &offer_req("flood0", &two));
+        assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+        let after = ng(g, &dict(&[("command", "query"), ("call-id", "flood0")]));
+        assert_eq!(
+            ok(&before).get("tags"),
+            ok(&after).get("tags"),
+            "the call is unchanged"
+        );
+        assert_eq!(engine_calls(), 3);
+    }
+    for i in 0..3 {
+        ok(&ng(
             g,
             &dict(&[("command", "delete"), ("call-id", &format!("flood{i}"))]),
-        );
+        ));
     }
-    let _ = ng(g, &dict(&[("command", "delete"), ("call-id", "bad")]));
-    std::thread::sleep(Duration::from_millis(50));
     let s = gw.ng().engine().stats().unwrap();
     assert_eq!((s.calls, s.ports_in_use, gw.ng().call_count()), (0, 0, 0));
     // The engine's CallClosed events reach the gateway, which forgets the engine
@@ -683,10 +900,128 @@ fn limits_retransmissions_and_bad_sdp() {
         assert!(Instant::now() < deadline, "engine calls still owned");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // A retransmitted offer (same cookie, same bytes) is answered from the
+    // cache: the same reply (same ports), one offer processed, one call.
+    let offers = stat(g, "offers");
+    let req = offer_req("retrans", &sdp(4100, "RTP/AVP", &[]));
+    let first = ng_raw(g, "same-cookie", &req);
+    let again = ng_raw(g, "same-cookie", &req);
+    assert_eq!(first, again);
+    assert_eq!(stat(g, "offers"), offers + 1);
+    assert_eq!((gw.ng().call_count(), engine_calls()), (1, 1));
+    ok(&delete(g, "retrans"));
+    // The same cookie on several threads at once (UDP and TCP connections):
+    // processed once, the same reply to each.
+    let offers = stat(g, "offers");
+    let mut msg = b"par-cookie ".to_vec();
+    offer_req("par", &sdp(4102, "RTP/AVP", &[])).encode_into(&mut msg);
+    let replies: Vec<Vec<u8>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| sc.spawn(|| gw.ng().handle(&msg).expect("a reply")))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(replies.iter().all(|r| *r == replies[0]));
+    assert_eq!(stat(g, "offers"), offers + 1);
+    ok(&delete(g, "par"));
     // Metrics are served over HTTP.
     let text = rtp_tools::gateway::metrics(gw.ng());
     assert!(text.contains("rtp_gateway_calls 0"), "{text}");
     assert!(text.contains("rtp_gateway_dropped_packets_total{worker=\"0\",reason=\"auth\"}"));
+    gw.shutdown();
+}
+
+/// What the gateway cannot do is said: ICE=force (it does not do ICE) is an
+/// error; ICE attributes removed by default, an unknown interface in
+/// `direction` and an unsupported `replace` flag are warnings in the reply (as
+/// rtpengine logs them); no call is left by the refused offer.
+#[test]
+fn ng_options_the_gateway_cannot_honour_are_said() {
+    let gw = ours(10);
+    let g = gw.ng_addr();
+    let with_ice = sdp(
+        4000,
+        "RTP/AVP",
+        &["a=candidate:1 1 udp 2130706431 192.0.2.9 4000 typ host".to_string()],
+    );
+    let mut req = offer_req("ice-force", &with_ice);
+    req.set("ICE", Value::str("force"));
+    let r = ng(g, &req);
+    assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+    assert!(r.get_str("error-reason").unwrap().contains("ICE"), "{r:?}");
+    assert_eq!(gw.ng().call_count(), 0);
+    let r = ng(g, &offer_req("ice-default", &with_ice));
+    assert!(
+        ok(&r)
+            .get_str("warning")
+            .unwrap()
+            .contains("ICE attributes removed"),
+        "{r:?}"
+    );
+    let mut req = offer_req("dir", &sdp(4002, "RTP/AVP", &[]));
+    req.set(
+        "direction",
+        Value::List(vec![Value::str("internal"), Value::str("external")]),
+    );
+    req.set("replace", Value::List(vec![Value::str("username")]));
+    let r = ng(g, &req);
+    let w = ok(&r).get_str("warning").unwrap();
+    assert!(w.contains("'internal' not found"), "{w}");
+    assert!(w.contains("'username'"), "{w}");
+    let mut req = offer_req("dir2", &sdp(4004, "RTP/AVP", &[]));
+    req.set(
+        "direction",
+        Value::List(vec![Value::str("default"), Value::str("default")]),
+    );
+    req.set("ICE", Value::str("remove"));
+    let r = ng(g, &req);
+    assert!(ok(&r).get("warning").is_none(), "{r:?}");
+    for c in ["ice-default", "dir", "dir2"] {
+        ok(&delete(g, c));
+    }
+    gw.shutdown();
+}
+
+/// Each media section keeps its slot when another one's stream closes: a
+/// re-offer after media 1 closed updates media 2's engine call (same port) and
+/// gives media 1 a new one.
+#[test]
+fn media_sections_keep_their_index_after_a_stream_closes() {
+    let gw = ours(10);
+    let g = gw.ng_addr();
+    let (a1, a2, b1, b2) = (peer(), peer(), peer(), peer());
+    let two = |p1: u16, p2: u16| {
+        multi_sdp(2, 0, None)
+            .replacen("m=audio 0 ", &format!("m=audio {p1} "), 1)
+            .replacen("m=audio 2 ", &format!("m=audio {p2} "), 1)
+    };
+    let to_b = offer(g, "slots", &two(port(&a1), port(&a2)), &[]);
+    let call_ids = gw.ng().engine().calls().unwrap();
+    assert_eq!(call_ids.len(), 2);
+    let to_a = answer(g, "slots", &two(port(&b1), port(&b2)));
+    // The engine closes media 1's call (as a media timeout does).
+    let first = *call_ids.iter().min().unwrap();
+    gw.ng().engine().delete_call(first).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.ng().engine_call_count() != 1 {
+        assert!(Instant::now() < deadline, "the close was not seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let to_b2 = offer(g, "slots", &two(port(&a1), port(&a2)), &[]);
+    assert_eq!(
+        to_b2.media[1].port, to_b.media[1].port,
+        "media 2 keeps its relay port"
+    );
+    assert_ne!(to_b2.media[0].port, 0, "media 1 gets a new stream");
+    let to_a2 = answer(g, "slots", &two(port(&b1), port(&b2)));
+    assert_eq!(to_a2.media[1].port, to_a.media[1].port);
+    // Media 2 still flows both ways, to and from the right peers.
+    let at = |s: &Sdp, i: usize| SocketAddr::new(s.media_ip(i).unwrap(), s.media[i].port);
+    media(&a2, at(&to_a2, 1), None, &b2, None, 0xA2, 5);
+    media(&b2, at(&to_b2, 1), None, &a2, None, 0xB2, 5);
+    media(&a1, at(&to_a2, 0), None, &b1, None, 0xA1, 5);
+    ok(&delete(g, "slots"));
+    assert_eq!(gw.ng().engine().stats().unwrap().calls, 0);
     gw.shutdown();
 }
 
@@ -734,6 +1069,8 @@ fn the_daemon_serves_ng_and_metrics_and_stops_on_sigterm() {
         .args([
             "--listen-ng",
             "127.0.0.1:0",
+            "--listen-tcp-ng",
+            "127.0.0.1:0",
             "--listen-metrics",
             "127.0.0.1:0",
             "--backend",
@@ -746,8 +1083,8 @@ fn the_daemon_serves_ng_and_metrics_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let (mut ng_addr, mut metrics) = (None, None);
-    while ng_addr.is_none() || metrics.is_none() {
+    let (mut ng_addr, mut metrics, mut tcp) = (None, None, None);
+    while ng_addr.is_none() || metrics.is_none() || tcp.is_none() {
         let mut line = String::new();
         assert!(
             out.read_line(&mut line).unwrap() > 0,
@@ -759,7 +1096,23 @@ fn the_daemon_serves_ng_and_metrics_and_stops_on_sigterm() {
         if let Some(a) = line.trim().strip_prefix("METRICS_ADDR=") {
             metrics = Some(a.parse::<SocketAddr>().unwrap());
         }
+        if let Some(a) = line.trim().strip_prefix("TCP_NG_ADDR=") {
+            tcp = Some(a.parse::<SocketAddr>().unwrap());
+        }
     }
+    // The log (on stdout) from here on, read to the end when the daemon exits.
+    let log = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        rest
+    });
+    // An ng TCP connection stays open through SIGTERM, as a proxy's does.
+    let mut conn = std::net::TcpStream::connect(tcp.unwrap()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    conn.write_all(b"k1 d7:command4:pinge").unwrap();
+    let mut pong = [0u8; 19];
+    conn.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"k1 d6:result4:ponge");
     let g = ng_addr.unwrap();
     assert_eq!(
         ng(g, &dict(&[("command", "ping")])).get_str("result"),
@@ -787,9 +1140,25 @@ fn the_daemon_serves_ng_and_metrics_and_stops_on_sigterm() {
             assert!(code.success(), "exit status {code}");
             break;
         }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no exit after SIGTERM");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The engine was shut down on the way out (calls closed, workers
+    // drained), not dropped on a connection's thread.
+    let log = log.join().unwrap();
+    assert!(log.contains("engine stopped"), "{log}");
+    // Engine events are logged with the ng call-id of their call.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("media call closed") && l.contains("plain-")),
+        "{log}"
+    );
+    // The connection was closed by the daemon.
+    let mut rest = Vec::new();
+    assert_eq!(conn.read_to_end(&mut rest).ok(), Some(0));
 }
 
 /// rtp-load sets its streams up over ng: through this gateway and through
@@ -883,6 +1252,63 @@ fn ng_over_tcp_answers_back_to_back_messages() {
     let list = Value::decode(&rest[3..]).unwrap();
     assert_eq!(list.get_str("result"), Some("ok"));
     drop(s);
+    gw.shutdown();
+}
+
+/// ng over TCP: a message split into single bytes is framed; bytes that can
+/// never be a message get an error reply with the cookie and the connection is
+/// closed (no wait for more); other connections are not disturbed.
+#[test]
+fn ng_over_tcp_refuses_what_is_not_a_message() {
+    use std::io::{Read, Write};
+    let (lo, hi) = free_range(20);
+    let gw = Gateway::start(&GatewayConfig {
+        listen_ng: "127.0.0.1:0".parse().unwrap(),
+        listen_tcp_ng: Some("127.0.0.1:0".parse().unwrap()),
+        port_min: lo,
+        port_max: hi,
+        backend: "mmsg".into(),
+        ..GatewayConfig::default()
+    })
+    .unwrap();
+    let connect = || {
+        let s = std::net::TcpStream::connect(gw.tcp_addr().unwrap()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s
+    };
+    let mut good = connect();
+    for b in b"p1 d7:command4:pinge" {
+        good.write_all(&[*b]).unwrap();
+    }
+    let mut pong = [0u8; 19];
+    good.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"p1 d6:result4:ponge");
+    for bad in [
+        &b"b1 d7:command4:pingx"[..],
+        b"b2 d7:commandi12x",
+        b"b3 e",
+        b"b4 d99999999999:",
+    ] {
+        let mut s = connect();
+        s.write_all(bad).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("the connection is closed");
+        let cookie = &bad[..3];
+        assert!(got.starts_with(cookie), "{}", String::from_utf8_lossy(&got));
+        let r = Value::decode(&got[3..]).unwrap();
+        assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+    }
+    // No cookie at all: closed without a reply.
+    let mut s = connect();
+    s.write_all(&[b'x'; 300]).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("the connection is closed");
+    assert!(got.is_empty());
+    // The first connection still works.
+    good.write_all(b"p2 d7:command4:pinge").unwrap();
+    good.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"p2 d6:result4:ponge");
+    drop(good);
     gw.shutdown();
 }
 

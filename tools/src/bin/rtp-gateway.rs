@@ -160,6 +160,9 @@ fn main() -> ExitCode {
     );
     // Machine-readable for scripts and tests.
     println!("NG_ADDR={}", gw.ng_addr());
+    if let Some(t) = gw.tcp_addr() {
+        println!("TCP_NG_ADDR={t}");
+    }
     if let Some(m) = gw.metrics_addr() {
         println!("METRICS_ADDR={m}");
     }

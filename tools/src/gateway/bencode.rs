@@ -152,6 +152,106 @@ impl Value {
     }
 }
 
+/// Finds where one bencoded value ends in a stream that may so far hold only
+/// its beginning (ng over TCP). It resumes where the last call stopped, so the
+/// bytes of a message are looked at about once however it arrives; it tells a
+/// value that is not complete yet (`Ok(None)`) from bytes that can never be one
+/// (an error). Only the framing is checked here: [`Value::decode`] checks the
+/// complete value.
+#[derive(Debug, Clone)]
+pub struct Framer {
+    /// Start of the next token.
+    pos: usize,
+    /// Lists and dictionaries open.
+    depth: usize,
+    /// Largest value accepted.
+    limit: usize,
+}
+
+/// Longest integer token (`i-9223372036854775808e`).
+const MAX_INT_TOKEN: usize = 22;
+/// Longest string length prefix with its colon.
+const MAX_LEN_PREFIX: usize = 12;
+
+impl Framer {
+    /// A framer of values up to `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Framer {
+            pos: 0,
+            depth: 0,
+            limit,
+        }
+    }
+
+    /// The length of the value at the start of `buf` once it is complete.
+    /// `buf` must hold the same bytes at each call (more may follow).
+    pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        loop {
+            let Some(&b) = buf.get(self.pos) else {
+                return Ok(None);
+            };
+            let next = match b {
+                b'i' => {
+                    let tok = &buf[self.pos..buf.len().min(self.pos + MAX_INT_TOKEN)];
+                    let Some(end) = tok.iter().position(|&c| c == b'e') else {
+                        if tok.len() == MAX_INT_TOKEN {
+                            return err("integer too long");
+                        }
+                        if !tok[1..].iter().all(|&c| c == b'-' || c.is_ascii_digit()) {
+                            return err("bad integer");
+                        }
+                        return Ok(None);
+                    };
+                    if end == 1 || !tok[1..end].iter().all(|&c| c == b'-' || c.is_ascii_digit()) {
+                        return err("bad integer");
+                    }
+                    self.pos + end + 1
+                }
+                b'0'..=b'9' => {
+                    let tok = &buf[self.pos..buf.len().min(self.pos + MAX_LEN_PREFIX)];
+                    let Some(colon) = tok.iter().position(|&c| c == b':') else {
+                        if tok.len() == MAX_LEN_PREFIX || !tok.iter().all(u8::is_ascii_digit) {
+                            return err("bad string length");
+                        }
+                        return Ok(None);
+                    };
+                    let n: usize = std::str::from_utf8(&tok[..colon])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or(DecodeError("bad string length".into()))?;
+                    let end = (self.pos + colon + 1).saturating_add(n);
+                    if end > self.limit {
+                        return err("message too long");
+                    }
+                    if end > buf.len() {
+                        return Ok(None);
+                    }
+                    end
+                }
+                b'l' | b'd' => {
+                    self.depth += 1;
+                    if self.depth > MAX_DEPTH {
+                        return err("nested too deeply");
+                    }
+                    self.pos + 1
+                }
+                b'e' if self.depth > 0 => {
+                    self.depth -= 1;
+                    self.pos + 1
+                }
+                c => return Err(DecodeError(format!("unexpected byte 0x{c:02x}"))),
+            };
+            if next > self.limit {
+                return err("message too long");
+            }
+            self.pos = next;
+            if self.depth == 0 {
+                return Ok(Some(self.pos));
+            }
+        }
+    }
+}
+
 fn err<T>(s: &str) -> Result<T, DecodeError> {
     Err(DecodeError(s.to_string()))
 }
@@ -253,6 +353,40 @@ mod tests {
         assert_eq!(d.encode(), b"d6:result2:ok1:ni0ee".to_vec());
     }
 
+    /// Fed byte by byte or whole, the framer finds the same end; bad bytes are
+    /// errors at once, never a wait for more.
+    #[test]
+    fn the_framer_tells_incomplete_from_invalid() {
+        let m = b"d7:command5:offer5:flagsl5:trusti-3ee3:sdp5:v=0\r\ne";
+        let mut f = Framer::new(1 << 20);
+        for n in 0..m.len() {
+            assert_eq!(f.scan(&m[..n]), Ok(None), "{n}");
+        }
+        assert_eq!(f.scan(m), Ok(Some(m.len())));
+        let mut two = m.to_vec();
+        two.extend_from_slice(b"d1:ai1ee");
+        assert_eq!(Framer::new(1 << 20).scan(&two), Ok(Some(m.len())));
+        for bad in [
+            &b"x"[..],
+            b"e",
+            b"d7:commandx",
+            b"di1x",
+            b"d1:ai12345678901234567890123e",
+            b"d1234567890123:",
+            b"d3-:",
+            b"ie",
+        ] {
+            assert!(
+                Framer::new(1 << 20).scan(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(Framer::new(100).scan(b"d999:").is_err(), "past the limit");
+        let deep = "l".repeat(100);
+        assert!(Framer::new(1 << 20).scan(deep.as_bytes()).is_err());
+    }
+
     #[test]
     fn rejects_malformed_input_without_panicking() {
         for bad in [
@@ -290,7 +424,11 @@ mod tests {
                     b"ild0123456789:e-x"[(x % 17) as usize]
                 })
                 .collect();
-            let _ = Value::decode(&buf);
+            // The TCP framer agrees: a complete value is framed whole.
+            let framed = Framer::new(1 << 20).scan(&buf);
+            if Value::decode(&buf).is_ok() {
+                assert_eq!(framed, Ok(Some(buf.len())), "{buf:?}");
+            }
         }
     }
 }

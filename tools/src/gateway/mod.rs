@@ -223,6 +223,23 @@ impl Gateway {
             threads.push(spawn_placed("events", place, move || {
                 while !stop.load(Ordering::Acquire) {
                     if let Some(e) = ng.engine().next_event(Duration::from_millis(100)) {
+                        // Log lines carry the ng call-id of the engine call, as
+                        // those of ng commands do (`call` is the engine's id).
+                        let engine_call = match &e {
+                            EngineEvent::CallClosed { call, .. }
+                            | EngineEvent::MediaTimeout { call }
+                            | EngineEvent::SrtpFailures { call, .. }
+                            | EngineEvent::Latched { call, .. }
+                            | EngineEvent::DtlsConnected { call, .. }
+                            | EngineEvent::DtlsAttemptFailed { call, .. }
+                            | EngineEvent::DtlsFailed { call, .. }
+                            | EngineEvent::Quality { call, .. } => Some(*call),
+                            EngineEvent::Error { call, .. } => *call,
+                        };
+                        let call_id = engine_call
+                            .and_then(|c| ng.call_id_of(c))
+                            .unwrap_or_else(|| "-".into());
+                        let _span = tracing::info_span!("ng", call_id = %call_id).entered();
                         match e {
                             EngineEvent::CallClosed { call, reason, .. } => {
                                 tracing::info!(call, ?reason, "media call closed");
@@ -319,8 +336,14 @@ impl Gateway {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        if let Ok(ng) = Arc::try_unwrap(self.ng) {
-            drop(ng);
+        // Every thread that held the ng server has been joined: the engine is
+        // shut down here, on this thread (calls closed, workers drained).
+        match Arc::try_unwrap(self.ng) {
+            Ok(ng) => {
+                ng.into_engine().shutdown();
+                tracing::info!("engine stopped: calls closed, workers drained");
+            }
+            Err(_) => tracing::warn!("the ng server is still in use: engine not drained"),
         }
     }
 }
@@ -360,22 +383,48 @@ fn serve_udp(sock: &UdpSocket, ng: &NgServer, stop: &AtomicBool) {
 }
 
 fn serve_tcp(l: &TcpListener, ng: &Arc<NgServer>, stop: &Arc<AtomicBool>) {
+    // Connections are tracked (proxies keep them open for good): at stop each
+    // one's socket is shut down and its thread joined, so that no thread still
+    // holds the ng server when the gateway shuts the engine down.
+    let mut conns: Vec<(TcpStream, JoinHandle<()>)> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         match l.accept() {
             Ok((s, _)) => {
+                conns.retain(|(_, t)| !t.is_finished());
+                let Ok(handle) = s.try_clone() else { continue };
                 let (ng, stop) = (ng.clone(), stop.clone());
-                spawn("ng-tcp-conn", move || tcp_conn(s, &ng, &stop));
+                let t = spawn("ng-tcp-conn", move || {
+                    let mut s = s;
+                    tcp_conn(&mut s, &ng, &stop);
+                    // (The listener's handle keeps the socket open: close it.)
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                });
+                conns.push((handle, t));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+    for (s, t) in conns {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        let _ = t.join();
+    }
 }
 
+/// Longest cookie on ng over TCP.
+const MAX_COOKIE: usize = 256;
+/// Longest message on ng over TCP.
+const MAX_TCP_MESSAGE: usize = 1 << 20;
+
 /// ng over TCP: each message is `cookie <bencoded dictionary>`, back to back; a
-/// complete dictionary delimits itself.
-fn tcp_conn(mut s: TcpStream, ng: &NgServer, stop: &AtomicBool) {
+/// complete dictionary delimits itself. Bytes that can never be a message get an
+/// error reply (with the cookie, when there is one) and the connection is
+/// closed: past a framing error there is no telling where the next message
+/// starts.
+fn tcp_conn(s: &mut TcpStream, ng: &NgServer, stop: &AtomicBool) {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     let mut acc: Vec<u8> = Vec::new();
+    // The message being framed: where its bencode starts, and the framer.
+    let mut frame: Option<(usize, bencode::Framer)> = None;
     let mut buf = [0u8; 16384];
     while !stop.load(Ordering::Acquire) {
         match s.read(&mut buf) {
@@ -391,29 +440,45 @@ fn tcp_conn(mut s: TcpStream, ng: &NgServer, stop: &AtomicBool) {
             }
             Err(_) => return,
         }
-        if acc.len() > 1 << 20 {
-            return; // not ng
-        }
-        while let Some(end) = message_end(&acc) {
-            let msg: Vec<u8> = acc.drain(..end).collect();
-            if let Some(reply) = ng.handle(&msg) {
-                if s.write_all(&reply).is_err() {
+        loop {
+            if frame.is_none() {
+                // Line ends or spaces between messages are tolerated.
+                let lead = acc.iter().take_while(|b| b.is_ascii_whitespace()).count();
+                acc.drain(..lead);
+                match acc.iter().take(MAX_COOKIE + 1).position(|&b| b == b' ') {
+                    Some(sp) => frame = Some((sp + 1, bencode::Framer::new(MAX_TCP_MESSAGE))),
+                    None if acc.len() > MAX_COOKIE => {
+                        tracing::warn!("ng over TCP: no cookie: closing the connection");
+                        return;
+                    }
+                    None => break,
+                }
+            }
+            let Some((start, f)) = frame.as_mut() else {
+                break;
+            };
+            match f.scan(&acc[*start..]) {
+                Ok(Some(len)) => {
+                    let msg: Vec<u8> = acc.drain(..*start + len).collect();
+                    frame = None;
+                    if let Some(reply) = ng.handle(&msg) {
+                        if s.write_all(&reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%e, "ng over TCP: not a message: closing the connection");
+                    let mut out = acc[..*start].to_vec();
+                    ng::error("Invalid NG data format").encode_into(&mut out);
+                    let _ = s.write_all(&out);
+                    let _ = s.shutdown(std::net::Shutdown::Both);
                     return;
                 }
             }
         }
     }
-}
-
-/// Length of the first complete `cookie <dict>` message in `acc`, if any.
-fn message_end(acc: &[u8]) -> Option<usize> {
-    let sp = acc.iter().position(|&b| b == b' ')?;
-    for end in sp + 2..=acc.len() {
-        if acc[end - 1] == b'e' && bencode::Value::decode(&acc[sp + 1..end]).is_ok() {
-            return Some(end);
-        }
-    }
-    None
 }
 
 fn serve_metrics(l: &TcpListener, ng: &NgServer, stop: &AtomicBool) {

@@ -8,10 +8,25 @@
 //! the gateway terminate the call's RTCP and send its own reports; `"RTCP XR"` adds
 //! XR VoIP metrics and statistics summary blocks. `query` and `delete` replies carry
 //! an `RTCP` dictionary per stream and rtpengine's per-`SSRC` MOS entries.
+//!
+//! Offers and answers are all or nothing: a call is changed (or created) only
+//! when every media section is set up; a failed offer deletes the engine calls
+//! it created. An offer has at most [`MAX_MEDIA`] media sections. Media section
+//! `i` is always slot `i` of its call, also after another stream closed.
+//!
+//! Options: the gateway does not do ICE, so ICE attributes are always removed
+//! (`ICE: remove` silently; by default with a `warning` in the reply, where
+//! rtpengine would put itself in as a candidate); `ICE: force`, `force-relay`
+//! and `optional` ask for the relay's own candidates and are refused.
+//! `replace: origin` rewrites the `o=` address; the session-level `c=` line is
+//! always rewritten (as rtpengine 10 does; `session-connection` is accepted).
+//! The gateway has one interface, `default`: another name in `direction`, an
+//! unknown `ICE` value and other `replace` flags are ignored with a `warning`
+//! (rtpengine ignores them with a log line).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
@@ -53,11 +68,78 @@ struct NgCall {
     created: u64,
     last_signal: u64,
     tags: [String; 2],
-    media: Vec<NgMedia>,
+    /// One slot per `m=` line: slot `i` is always media section `i`; a stream
+    /// the engine closed (media timeout) leaves `None` in its place.
+    media: Vec<Option<NgMedia>>,
+    /// Deleted, or every stream closed: no longer in the call map (a command
+    /// that waited for this call's lock finds it gone).
+    gone: bool,
 }
 
-/// Replies by cookie, with when they were made.
-type ReplyCache = HashMap<Vec<u8>, (Instant, Vec<u8>)>;
+impl NgCall {
+    fn new(from: &str) -> Self {
+        NgCall {
+            created: now_unix(),
+            last_signal: now_unix(),
+            tags: [from.to_string(), String::new()],
+            media: Vec::new(),
+            gone: false,
+        }
+    }
+
+    /// The engine calls of the live streams.
+    fn engine_calls(&self) -> impl Iterator<Item = (usize, &NgMedia)> {
+        self.media
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
+    }
+}
+
+/// A call, locked on its own: commands on one call are serialised, commands on
+/// different calls are not, and no engine round trip holds the map's lock.
+type CallRef = Arc<Mutex<NgCall>>;
+
+/// Most media sections one offer may have (each is one engine call, and one
+/// round trip to the engine's control thread).
+pub const MAX_MEDIA: usize = 16;
+
+/// How long a command waits for another thread that is answering the same
+/// cookie before giving up without a reply (the client retransmits).
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
+
+/// A cached reply, or a command being processed for that cookie.
+#[derive(Debug)]
+enum Cached {
+    InFlight,
+    Done(Instant, Vec<u8>),
+}
+
+/// Replies by cookie, and cookies oldest first (for eviction).
+#[derive(Debug, Default)]
+struct ReplyCache {
+    map: HashMap<Vec<u8>, Cached>,
+    order: VecDeque<(Instant, Vec<u8>)>,
+}
+
+impl ReplyCache {
+    /// Drops replies older than `ttl`, then the oldest ones while more than
+    /// `max` are kept (commands in flight stay).
+    fn evict(&mut self, ttl: Duration, max: usize) {
+        while let Some((t, _)) = self.order.front() {
+            if t.elapsed() < ttl && self.map.len() < max {
+                break;
+            }
+            let Some((t, k)) = self.order.pop_front() else {
+                break;
+            };
+            // A cookie re-used after it expired has a newer entry: keep that.
+            if matches!(self.map.get(&k), Some(Cached::Done(at, _)) if *at == t) {
+                self.map.remove(&k);
+            }
+        }
+    }
+}
 
 /// Settings of the ng layer.
 #[derive(Debug, Clone)]
@@ -82,12 +164,16 @@ impl Default for NgOptions {
 pub struct NgServer {
     engine: Engine,
     opts: NgOptions,
-    calls: Mutex<HashMap<String, NgCall>>,
+    /// Committed calls only: an offer builds a new call aside and inserts it
+    /// when every media section is set up. Lock order: a call's own lock, then
+    /// this map, then `owners`; never a call's lock while holding the map.
+    calls: Mutex<HashMap<String, CallRef>>,
     /// The ng call-id each engine call belongs to, so that an engine event finds
-    /// its call without a scan of every call. Locked after `calls`, never alone
-    /// while changing both.
+    /// its call without a scan of every call (taken last, held briefly).
     owners: Mutex<HashMap<CallId, String>>,
     cache: Mutex<ReplyCache>,
+    /// Signalled when a command in flight stores its reply.
+    cache_done: Condvar,
     advertise: IpAddr,
     offers: std::sync::atomic::AtomicU64,
     answers: std::sync::atomic::AtomicU64,
@@ -102,7 +188,8 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn error(reason: impl Into<String>) -> Value {
+/// An ng error reply: `result: error` with `error-reason`.
+pub fn error(reason: impl Into<String>) -> Value {
     let mut d = Value::dict();
     d.set("result", Value::str("error"))
         .set("error-reason", Value::Bytes(reason.into().into_bytes()));
@@ -259,12 +346,24 @@ fn dtls_params(sdp: &Sdp, i: usize) -> Result<(DtlsLegParams, &'static str), Str
     ))
 }
 
+/// What `ICE` asks for. The gateway does not do ICE: it cannot put itself in
+/// as a candidate, so the peers' candidates (which would route media around the
+/// relay) are always removed, and a request for the relay's own candidates is
+/// refused rather than silently dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ice {
+    /// Not given, or `default`: rtpengine would do ICE if the SDP has it; the
+    /// gateway removes the ICE attributes and says so in a `warning`.
+    Default,
+    /// `remove`: ICE attributes are removed.
+    Remove,
+}
+
 /// Flags of an offer or answer.
 struct Flags {
     transport: Option<String>,
-    ice_remove: bool,
+    ice: Ice,
     replace_origin: bool,
-    replace_conn: bool,
     mux_offer: bool,
     mux_demux: bool,
     mux_require: bool,
@@ -273,26 +372,69 @@ struct Flags {
     /// `RTCP XR` in `flags`: VoIP metrics and statistics summary blocks in our
     /// reports.
     rtcp_xr: bool,
+    /// What the reply's `warning` says (options ignored, as rtpengine ignores
+    /// unknown ones, but said rather than only logged).
+    warnings: Vec<String>,
 }
 
+/// The name of the gateway's one interface in `direction` (rtpengine's name of
+/// an unnamed interface).
+const INTERFACE: &str = "default";
+
 impl Flags {
-    fn of(req: &Value) -> Self {
+    /// The flags of a request; an option the gateway cannot honour is an error.
+    fn of(req: &Value) -> Result<Self, String> {
         let list = |k: &str| req.get(k).map(|v| v.str_list()).unwrap_or_default();
         let rcm = list("rtcp-mux");
-        let replace = list("replace");
         let flags = list("flags");
         let has = |names: &[&str]| {
             flags
                 .iter()
                 .any(|f| names.iter().any(|n| f.eq_ignore_ascii_case(n)))
         };
-        Flags {
+        let mut warnings = Vec::new();
+        let ice = match req.get_str("ICE") {
+            None | Some("default") => Ice::Default,
+            Some("remove") => Ice::Remove,
+            Some(v @ ("force" | "force-relay" | "optional")) => {
+                return Err(format!(
+                    "ICE={v} is not supported: this relay does not do ICE (ICE=remove removes the candidates)"
+                ))
+            }
+            Some(other) => {
+                warnings.push(format!(
+                    "Unknown 'ICE' flag '{other}' ignored: ICE attributes removed"
+                ));
+                Ice::Default
+            }
+        };
+        let mut replace_origin = false;
+        for r in list("replace") {
+            match r {
+                "origin" => replace_origin = true,
+                // The session-level c= line is rewritten anyway (as rtpengine
+                // 10 does with or without this flag).
+                "session-connection" | "session connection" => {}
+                other => warnings.push(format!("Unsupported 'replace' flag '{other}' ignored")),
+            }
+        }
+        // Interfaces: the gateway has one; another name falls back to it, as in
+        // rtpengine ("not found, using default").
+        if let Some(d) = req.get("direction") {
+            let names = d.str_list();
+            if !matches!(d, Value::List(l) if l.len() <= 2 && l.len() == names.len()) {
+                warnings.push("'direction' is not a list of two interface names: ignored".into());
+            }
+            for n in names {
+                if n != INTERFACE {
+                    warnings.push(format!("Interface '{n}' not found, using {INTERFACE}"));
+                }
+            }
+        }
+        Ok(Flags {
             transport: req.get_str("transport-protocol").map(str::to_string),
-            ice_remove: req.get_str("ICE").is_some_and(|v| v == "remove"),
-            replace_origin: replace.contains(&"origin"),
-            replace_conn: replace
-                .iter()
-                .any(|r| *r == "session-connection" || *r == "session connection"),
+            ice,
+            replace_origin,
             mux_offer: rcm.contains(&"offer"),
             mux_demux: rcm.contains(&"demux"),
             mux_require: rcm.contains(&"require"),
@@ -301,7 +443,8 @@ impl Flags {
                     .get_str("rtcp-mode")
                     .is_some_and(|m| m.eq_ignore_ascii_case("terminate")),
             rtcp_xr: has(&["RTCP XR", "rtcp-xr"]),
-        }
+            warnings,
+        })
     }
 
     /// RTCP settings of a leg whose peer speaks `proto`: AVPF profiles
@@ -338,7 +481,8 @@ impl NgServer {
             opts,
             calls: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ReplyCache::default()),
+            cache_done: Condvar::new(),
             advertise,
             offers: 0.into(),
             answers: 0.into(),
@@ -352,6 +496,11 @@ impl NgServer {
         &self.engine
     }
 
+    /// The engine, to shut it down.
+    pub fn into_engine(self) -> Engine {
+        self.engine
+    }
+
     /// Handles one datagram (`cookie <bencode>`); returns the reply datagram, or
     /// `None` when there is not even a cookie to answer to.
     pub fn handle(&self, msg: &[u8]) -> Option<Vec<u8>> {
@@ -360,20 +509,28 @@ impl NgServer {
         if cookie.is_empty() {
             return None;
         }
+        // Look the cookie up and claim it in one step, so that a retransmission
+        // arriving on another thread (UDP and TCP) waits for this reply instead
+        // of running the command twice.
         {
             let mut c = self.cache.lock().ok()?;
-            if let Some((t, r)) = c.get(cookie) {
-                if t.elapsed() < self.opts.cookie_ttl {
-                    return Some(r.clone());
+            let ttl = self.opts.cookie_ttl;
+            let deadline = Instant::now() + IN_FLIGHT_WAIT;
+            loop {
+                match c.map.get(cookie) {
+                    Some(Cached::Done(t, r)) if t.elapsed() < ttl => return Some(r.clone()),
+                    Some(Cached::InFlight) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return None;
+                        }
+                        c = self.cache_done.wait_timeout(c, left).ok()?.0;
+                    }
+                    _ => break,
                 }
             }
-            if c.len() >= self.opts.cookie_cache {
-                let ttl = self.opts.cookie_ttl;
-                c.retain(|_, (t, _)| t.elapsed() < ttl);
-                if c.len() >= self.opts.cookie_cache {
-                    c.clear();
-                }
-            }
+            c.evict(ttl, self.opts.cookie_cache);
+            c.map.insert(cookie.to_vec(), Cached::InFlight);
         }
         let reply = match Value::decode(body) {
             Ok(req @ Value::Dict(_)) => self.command(&req),
@@ -391,8 +548,12 @@ impl NgServer {
         out.push(b' ');
         reply.encode_into(&mut out);
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(cookie.to_vec(), (Instant::now(), out.clone()));
+            let now = Instant::now();
+            c.map
+                .insert(cookie.to_vec(), Cached::Done(now, out.clone()));
+            c.order.push_back((now, cookie.to_vec()));
         }
+        self.cache_done.notify_all();
         Some(out)
     }
 
@@ -437,6 +598,26 @@ impl NgServer {
             .ok_or_else(|| format!("No {key} in message"))
     }
 
+    /// The committed call of `call_id`, if any (the map's lock is released
+    /// before the caller locks the call).
+    fn lookup(&self, call_id: &str) -> Result<Option<CallRef>, String> {
+        Ok(self
+            .calls
+            .lock()
+            .map_err(|_| "internal error")?
+            .get(call_id)
+            .cloned())
+    }
+
+    /// Deletes engine calls an offer created before it failed.
+    fn rollback(&self, created: &[CallId]) {
+        for &id in created {
+            if let Err(e) = self.engine.delete_call(id) {
+                tracing::warn!(engine_call = id, %e, "rolling back a failed offer");
+            }
+        }
+    }
+
     fn offer(&self, req: &Value) -> Result<Value, String> {
         let call_id = Self::required(req, "call-id")?;
         let from = Self::required(req, "from-tag")?;
@@ -445,63 +626,123 @@ impl NgServer {
         if sdp.media.is_empty() {
             return Err("Failed to parse SDP: no media sections".into());
         }
-        let flags = Flags::of(req);
+        if sdp.media.len() > MAX_MEDIA {
+            return Err(format!(
+                "Too many media sections: {} (at most {MAX_MEDIA})",
+                sdp.media.len()
+            ));
+        }
+        let mut flags = Flags::of(req)?;
         self.offers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut calls = self.calls.lock().map_err(|_| "internal error")?;
-        // Which side is offering: a new call's offerer is side 0; a re-offer may
-        // come from either tag.
-        let (side, existing) = match calls.get(call_id) {
-            Some(c) if c.tags[0] == from => (0, true),
-            Some(c) if c.tags[1] == from => (1, true),
-            Some(_) => (0, true), // a new from-tag replaces the offerer (forking)
-            None => (0, false),
+        // A re-offer works on a copy of its call, under the call's own lock; a
+        // new call is built aside. Either is committed only when every media
+        // section is set up: a failed offer leaves nothing behind, and a failed
+        // re-offer leaves the call as it was.
+        let existing = self.lookup(call_id)?;
+        let mut guard = match &existing {
+            Some(c) => Some(c.lock().map_err(|_| "internal error")?),
+            None => None,
         };
-        if !existing {
-            calls.insert(
-                call_id.to_string(),
-                NgCall {
-                    created: now_unix(),
-                    last_signal: now_unix(),
-                    tags: [from.to_string(), String::new()],
-                    media: Vec::new(),
-                },
-            );
+        if guard.as_ref().is_some_and(|g| g.gone) {
+            guard = None; // deleted while we waited: a new call
         }
-        let call = calls.get_mut(call_id).expect("inserted above");
+        let mut call = match guard.as_deref() {
+            Some(c) => c.clone(),
+            None => NgCall::new(from),
+        };
+        // Which side is offering: a new call's offerer is side 0; a re-offer may
+        // come from either tag (a new from-tag replaces the offerer: forking).
+        let side = if guard.is_some() && call.tags[0] != from && call.tags[1] == from {
+            1
+        } else {
+            0
+        };
         call.last_signal = now_unix();
-        if call.tags[side] != from {
-            call.tags[side] = from.to_string();
+        call.tags[side] = from.to_string();
+        let mut created = Vec::new();
+        let out = match self.offer_into(&mut call, side, &sdp, &mut flags, &mut created) {
+            Ok(out) => out,
+            Err(e) => {
+                self.rollback(&created);
+                return Err(e);
+            }
+        };
+        match guard {
+            Some(mut g) => {
+                *g = call;
+                self.own(&created, call_id);
+            }
+            None => {
+                let mut calls = self.calls.lock().map_err(|_| "internal error")?;
+                if calls.contains_key(call_id) {
+                    drop(calls);
+                    self.rollback(&created);
+                    return Err("Call-ID offered twice at once: retry".into());
+                }
+                calls.insert(call_id.to_string(), Arc::new(Mutex::new(call)));
+                self.own(&created, call_id);
+            }
         }
-        let mut out = sdp.clone();
-        for i in 0..sdp.media.len() {
-            let m = &sdp.media[i];
-            let remote = media_addr(&sdp, i);
-            let remote_rtcp = rtcp_addr(&sdp, i);
+        let mut r = ok();
+        r.set("sdp", Value::Bytes(out.render().into_bytes()));
+        Self::warn(&mut r, &flags);
+        Ok(r)
+    }
+
+    /// Records which ng call the engine calls belong to.
+    fn own(&self, ids: &[CallId], call_id: &str) {
+        if let Ok(mut o) = self.owners.lock() {
+            for &id in ids {
+                o.insert(id, call_id.to_string());
+            }
+        }
+    }
+
+    /// A `warning` in the reply when some option was not honoured.
+    fn warn(r: &mut Value, flags: &Flags) {
+        if !flags.warnings.is_empty() {
+            for w in &flags.warnings {
+                tracing::warn!("{w}");
+            }
+            r.set("warning", Value::str(&flags.warnings.join("; ")));
+        }
+    }
+
+    /// The offer applied to `call` (a copy): checks every section first, then
+    /// creates the engine calls of new sections (their ids in `created`, for a
+    /// rollback), then updates the existing ones. Returns the SDP for the other
+    /// side.
+    fn offer_into(
+        &self,
+        call: &mut NgCall,
+        side: usize,
+        sdp: &Sdp,
+        flags: &mut Flags,
+        created: &mut Vec<CallId>,
+    ) -> Result<Sdp, String> {
+        let other = 1 - side;
+        // 1. What each section says, checked before anything changes.
+        let mut plan = Vec::with_capacity(sdp.media.len());
+        for (i, m) in sdp.media.iter().enumerate() {
             let their_dtls = if m.is_dtls() {
-                Some(dtls_params(&sdp, i)?)
+                Some(dtls_params(sdp, i)?)
             } else {
                 None
             };
             let their = if m.is_secure() && !m.is_dtls() {
-                offered_crypto(m)
+                let c = offered_crypto(m).ok_or_else(|| {
+                    format!(
+                        "media {}: RTP/SAVP without a supported a=crypto line",
+                        i + 1
+                    )
+                })?;
+                config(&c)?;
+                Some(c)
             } else {
                 None
             };
-            if m.is_secure() && !m.is_dtls() && their.is_none() {
-                return Err(format!(
-                    "media {}: RTP/SAVP without a supported a=crypto line",
-                    i + 1
-                ));
-            }
-            let other = 1 - side;
-            let other_proto = flags.transport.clone().unwrap_or_else(|| m.proto.clone());
-            let other_dtls = is_dtls_proto(&other_proto);
-            let other_secure = other_proto.contains("SAVP") && !other_dtls;
-            if i < call.media.len() {
-                // Re-offer: the offerer's address, keys or protocol may change;
-                // ports and the other side stay.
-                let nm = &mut call.media[i];
+            if let Some(Some(nm)) = call.media.get(i) {
                 // The engine leg is DTLS-SRTP or not for its whole life.
                 if their_dtls.is_some() != nm.setup[side].is_some() {
                     return Err(format!(
@@ -514,156 +755,208 @@ impl NgServer {
                         }
                     ));
                 }
-                nm.remote[side] = remote;
-                nm.mux[side] = m.rtcp_mux();
-                nm.proto[side] = m.proto.clone();
-                if let Some((params, ours)) = their_dtls {
-                    nm.setup[side] = Some(ours);
-                    nm.ours[side] = None;
-                    // The DTLS keys stay; unchanged parameters keep the association.
-                    self.update_side(nm.call.id, side, remote, remote_rtcp, None, m.rtcp_mux())?;
-                    self.engine
-                        .set_dtls(nm.call.id, side, params)
-                        .map_err(|e| e.to_string())?;
-                } else {
-                    let srtp = match &their {
-                        Some(c) => {
-                            let ours = nm.ours[side]
-                                .clone()
-                                .filter(|o| o.profile == c.profile)
-                                .unwrap_or_else(|| new_crypto(c.profile, c.tag));
-                            nm.ours[side] = Some(CryptoAttribute {
-                                tag: c.tag,
-                                ..ours.clone()
-                            });
-                            Some(LegSrtp {
-                                inbound: config(c)?,
-                                outbound: config(&ours)?,
-                            })
-                        }
-                        None => {
-                            nm.ours[side] = None;
-                            None
-                        }
-                    };
-                    self.update_side(
-                        nm.call.id,
-                        side,
-                        remote,
-                        remote_rtcp,
-                        Some(srtp),
-                        m.rtcp_mux(),
-                    )?;
-                }
+            }
+            let other_proto = flags.transport.clone().unwrap_or_else(|| m.proto.clone());
+            plan.push((their_dtls, their, other_proto));
+        }
+        if flags.ice == Ice::Default && sdp.has_ice() {
+            flags
+                .warnings
+                .push("ICE attributes removed: this relay does not do ICE".into());
+        }
+        // 2. New sections (or ones whose stream was closed): one engine call each.
+        if call.media.len() < sdp.media.len() {
+            call.media.resize(sdp.media.len(), None);
+        }
+        let mut fresh = vec![false; sdp.media.len()];
+        for (i, m) in sdp.media.iter().enumerate() {
+            if call.media[i].is_some() {
+                continue;
+            }
+            let (their_dtls, their, other_proto) = &plan[i];
+            let nm = self.new_media(sdp, i, m, side, their_dtls, their, other_proto, flags)?;
+            created.push(nm.call.id);
+            call.media[i] = Some(nm);
+            fresh[i] = true;
+        }
+        // 3. Existing sections: the offerer's address, keys or protocol may
+        // change; ports and the other side stay.
+        for (i, m) in sdp.media.iter().enumerate() {
+            if fresh[i] {
+                continue;
+            }
+            let Some(nm) = call.media[i].as_mut() else {
+                continue;
+            };
+            let (their_dtls, their, _) = &plan[i];
+            let remote = media_addr(sdp, i);
+            let remote_rtcp = rtcp_addr(sdp, i);
+            nm.remote[side] = remote;
+            nm.mux[side] = m.rtcp_mux();
+            nm.proto[side] = m.proto.clone();
+            if let Some((params, ours)) = their_dtls {
+                nm.setup[side] = Some(ours);
+                nm.ours[side] = None;
+                // The DTLS keys stay; unchanged parameters keep the association.
+                self.update_side(nm.call.id, side, remote, remote_rtcp, None, m.rtcp_mux())?;
+                self.engine
+                    .set_dtls(nm.call.id, side, params.clone())
+                    .map_err(|e| e.to_string())?;
             } else {
-                // New media: one engine call.
-                let suite = their
-                    .as_ref()
-                    .map(|c| c.profile)
-                    .unwrap_or(SrtpProfile::AesCm128HmacSha1_80);
-                let ours_side = their.as_ref().map(|c| new_crypto(c.profile, c.tag));
-                // Towards a secure other side, one key per suite we support
-                // (strongest first, as rtpengine does); its answer picks one.
-                let offered_other: Vec<CryptoAttribute> = if other_secure {
-                    OFFER_SUITES
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &p)| new_crypto(p, i as u32 + 1))
-                        .collect()
-                } else {
-                    Vec::new()
+                let srtp = match their {
+                    Some(c) => {
+                        let ours = nm.ours[side]
+                            .clone()
+                            .filter(|o| o.profile == c.profile)
+                            .unwrap_or_else(|| new_crypto(c.profile, c.tag));
+                        nm.ours[side] = Some(CryptoAttribute {
+                            tag: c.tag,
+                            ..ours.clone()
+                        });
+                        Some(LegSrtp {
+                            inbound: config(c)?,
+                            outbound: config(&ours)?,
+                        })
+                    }
+                    None => {
+                        nm.ours[side] = None;
+                        None
+                    }
                 };
-                let _ = suite;
-                let ours_other = offered_other.first().cloned();
-                let mut legs = [LegConfig::default(), LegConfig::default()];
-                legs[side] = LegConfig {
+                self.update_side(
+                    nm.call.id,
+                    side,
                     remote,
                     remote_rtcp,
-                    rtcp_mux: m.rtcp_mux(),
-                    srtp: match (&their, &ours_side) {
-                        (Some(t), Some(o)) => Some(LegSrtp {
-                            inbound: config(t)?,
-                            outbound: config(o)?,
-                        }),
-                        _ => None,
-                    },
-                    dtls: their_dtls.as_ref().map(|(p, _)| p.clone()),
-                    rtcp: flags.rtcp(&m.proto),
-                    ..LegConfig::default()
-                };
-                // Towards the other side: its keys arrive with the answer; until
-                // then its inbound key is one nobody has, so nothing it sends is
-                // accepted and nothing goes to it in clear.
-                legs[other] = LegConfig {
-                    rtcp_mux: flags.mux_require,
-                    // DTLS towards the other side: its answer decides the roles.
-                    dtls: other_dtls.then(DtlsLegParams::default),
-                    srtp: match &ours_other {
-                        Some(o) => Some(LegSrtp {
-                            inbound: config(&new_crypto(suite, 1))?,
-                            outbound: config(o)?,
-                        }),
-                        None => None,
-                    },
-                    rtcp: flags.rtcp(&other_proto),
-                    ..LegConfig::default()
-                };
-                let info = self.engine.create_call(legs).map_err(|e| match e {
-                    EngineError::Limit(s) => format!("Ran out of resources: {s}"),
-                    e => e.to_string(),
-                })?;
-                let mut proto = [String::new(), String::new()];
-                proto[side] = m.proto.clone();
-                proto[other] = other_proto.clone();
-                let mut ours = [None, None];
-                ours[side] = ours_side;
-                ours[other] = ours_other;
-                let mut offered = [Vec::new(), Vec::new()];
-                offered[other] = offered_other;
-                let mut mux = [false, false];
-                mux[side] = m.rtcp_mux();
-                let mut rem = [None, None];
-                rem[side] = remote;
-                let mut setup = [None, None];
-                setup[side] = their_dtls.as_ref().map(|(_, ours)| *ours);
-                setup[other] = other_dtls.then_some("actpass");
-                if let Ok(mut o) = self.owners.lock() {
-                    o.insert(info.id, call_id.to_string());
-                }
-                call.media.push(NgMedia {
-                    kind: m.kind.clone(),
-                    call: info,
-                    proto,
-                    ours,
-                    offered,
-                    mux,
-                    remote: rem,
-                    setup,
-                });
+                    Some(srtp),
+                    m.rtcp_mux(),
+                )?;
             }
-            // The SDP for the other side: our address and port on its leg; its
-            // RTCP on a separate port (a=rtcp), rtcp-mux offered when asked.
-            let nm = &call.media[i];
+        }
+        // 4. The SDP for the other side: our address and port on its leg; its
+        // RTCP on a separate port (a=rtcp), rtcp-mux offered when asked.
+        let mut out = sdp.clone();
+        let fp = self.engine.fingerprint();
+        for (i, m) in sdp.media.iter().enumerate() {
+            let Some(nm) = call.media[i].as_ref() else {
+                continue;
+            };
             let offer_mux =
                 !flags.mux_demux && (flags.mux_offer || flags.mux_require || m.rtcp_mux());
-            let fp = self.engine.fingerprint();
             rewrite_media(
                 &mut out.media[i],
                 MediaOut {
                     port: m.port,
-                    leg: nm.call.legs[1 - side],
-                    proto: &nm.proto[1 - side],
-                    keys: &nm.offered[1 - side],
+                    leg: nm.call.legs[other],
+                    proto: &nm.proto[other],
+                    keys: &nm.offered[other],
                     mux: offer_mux,
                     rtcp_line: true,
-                    dtls: nm.setup[1 - side].map(|s| (s, fp)),
+                    dtls: nm.setup[other].map(|s| (s, fp)),
                 },
             );
         }
-        self.finish_sdp(&mut out, &flags);
-        let mut r = ok();
-        r.set("sdp", Value::Bytes(out.render().into_bytes()));
-        Ok(r)
+        self.finish_sdp(&mut out, flags);
+        Ok(out)
+    }
+
+    /// A new media section of an offer from `side`: its engine call.
+    #[allow(clippy::too_many_arguments)]
+    fn new_media(
+        &self,
+        sdp: &Sdp,
+        i: usize,
+        m: &super::sdp::Media,
+        side: usize,
+        their_dtls: &Option<(DtlsLegParams, &'static str)>,
+        their: &Option<CryptoAttribute>,
+        other_proto: &str,
+        flags: &Flags,
+    ) -> Result<NgMedia, String> {
+        let other = 1 - side;
+        let remote = media_addr(sdp, i);
+        let remote_rtcp = rtcp_addr(sdp, i);
+        let other_dtls = is_dtls_proto(other_proto);
+        let other_secure = other_proto.contains("SAVP") && !other_dtls;
+        let suite = their
+            .as_ref()
+            .map(|c| c.profile)
+            .unwrap_or(SrtpProfile::AesCm128HmacSha1_80);
+        let ours_side = their.as_ref().map(|c| new_crypto(c.profile, c.tag));
+        // Towards a secure other side, one key per suite we support (strongest
+        // first, as rtpengine does); its answer picks one.
+        let offered_other: Vec<CryptoAttribute> = if other_secure {
+            OFFER_SUITES
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| new_crypto(p, i as u32 + 1))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ours_other = offered_other.first().cloned();
+        let mut legs = [LegConfig::default(), LegConfig::default()];
+        legs[side] = LegConfig {
+            remote,
+            remote_rtcp,
+            rtcp_mux: m.rtcp_mux(),
+            srtp: match (their, &ours_side) {
+                (Some(t), Some(o)) => Some(LegSrtp {
+                    inbound: config(t)?,
+                    outbound: config(o)?,
+                }),
+                _ => None,
+            },
+            dtls: their_dtls.as_ref().map(|(p, _)| p.clone()),
+            rtcp: flags.rtcp(&m.proto),
+            ..LegConfig::default()
+        };
+        // Towards the other side: its keys arrive with the answer; until then
+        // its inbound key is one nobody has, so nothing it sends is accepted
+        // and nothing goes to it in clear.
+        legs[other] = LegConfig {
+            rtcp_mux: flags.mux_require,
+            // DTLS towards the other side: its answer decides the roles.
+            dtls: other_dtls.then(DtlsLegParams::default),
+            srtp: match &ours_other {
+                Some(o) => Some(LegSrtp {
+                    inbound: config(&new_crypto(suite, 1))?,
+                    outbound: config(o)?,
+                }),
+                None => None,
+            },
+            rtcp: flags.rtcp(other_proto),
+            ..LegConfig::default()
+        };
+        let info = self.engine.create_call(legs).map_err(|e| match e {
+            EngineError::Limit(s) => format!("Ran out of resources: {s}"),
+            e => e.to_string(),
+        })?;
+        let mut proto = [String::new(), String::new()];
+        proto[side] = m.proto.clone();
+        proto[other] = other_proto.to_string();
+        let mut ours = [None, None];
+        ours[side] = ours_side;
+        ours[other] = ours_other;
+        let mut offered = [Vec::new(), Vec::new()];
+        offered[other] = offered_other;
+        let mut mux = [false, false];
+        mux[side] = m.rtcp_mux();
+        let mut rem = [None, None];
+        rem[side] = remote;
+        let mut setup = [None, None];
+        setup[side] = their_dtls.as_ref().map(|(_, ours)| *ours);
+        setup[other] = other_dtls.then_some("actpass");
+        Ok(NgMedia {
+            kind: m.kind.clone(),
+            call: info,
+            proto,
+            ours,
+            offered,
+            mux,
+            remote: rem,
+            setup,
+        })
     }
 
     /// Applies what one side's SDP says (address, RTCP address, keys, rtcp-mux)
@@ -693,15 +986,18 @@ impl NgServer {
     }
 
     fn finish_sdp(&self, out: &mut Sdp, flags: &Flags) {
+        // The session-level c= line too (as rtpengine 10 does, with or without
+        // `replace: session-connection`).
         out.set_ip(self.advertise);
         // DTLS attributes are per media section in what we send.
         for a in ["fingerprint", "setup", "tls-id"] {
             out.remove_session_attr(a);
         }
+        // No ICE here (see `Ice`): session-level ICE attributes go too.
+        out.remove_session_ice();
         if flags.replace_origin {
             out.set_origin_ip(self.advertise);
         }
-        let _ = (flags.replace_conn, flags.ice_remove); // always applied
     }
 
     fn answer(&self, req: &Value) -> Result<Value, String> {
@@ -710,11 +1006,16 @@ impl NgServer {
         let to = Self::required(req, "to-tag")?;
         let sdp_text = Self::required(req, "sdp")?;
         let sdp = Sdp::parse(sdp_text).map_err(|e| format!("Failed to parse SDP: {e}"))?;
-        let flags = Flags::of(req);
+        let mut flags = Flags::of(req)?;
         self.answers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut calls = self.calls.lock().map_err(|_| "internal error")?;
-        let call = calls.get_mut(call_id).ok_or("Unknown call-id")?;
+        let c = self.lookup(call_id)?.ok_or("Unknown call-id")?;
+        let mut guard = c.lock().map_err(|_| "internal error")?;
+        if guard.gone {
+            return Err("Unknown call-id".into());
+        }
+        // Applied to a copy, committed when every section is set up.
+        let mut call = guard.clone();
         // The answerer is the side that did not offer.
         let side = if call.tags[0] == from {
             1
@@ -728,14 +1029,18 @@ impl NgServer {
         if sdp.media.len() > call.media.len() {
             return Err("answer has more media sections than the offer".into());
         }
-        let mut out = sdp.clone();
-        for i in 0..sdp.media.len() {
-            let m = &sdp.media[i];
-            let nm = &mut call.media[i];
-            let remote = media_addr(&sdp, i);
-            let remote_rtcp = rtcp_addr(&sdp, i);
-            nm.remote[side] = remote;
-            nm.mux[side] = m.rtcp_mux();
+        if flags.ice == Ice::Default && sdp.has_ice() {
+            flags
+                .warnings
+                .push("ICE attributes removed: this relay does not do ICE".into());
+        }
+        // 1. What each section says (keys, DTLS roles), checked first.
+        let mut plan = Vec::with_capacity(sdp.media.len());
+        for (i, m) in sdp.media.iter().enumerate() {
+            let Some(nm) = call.media[i].as_mut() else {
+                plan.push(None);
+                continue;
+            };
             let mut dtls = None;
             let srtp = if nm.setup[side].is_some() {
                 // We offered DTLS-SRTP: the answer's a=setup decides the roles.
@@ -778,16 +1083,37 @@ impl NgServer {
                 nm.ours[side] = Some(ours);
                 Some(Some(s))
             };
-            self.update_side(nm.call.id, side, remote, remote_rtcp, srtp, m.rtcp_mux())?;
+            nm.remote[side] = media_addr(&sdp, i);
+            nm.mux[side] = m.rtcp_mux();
+            plan.push(Some((srtp, dtls)));
+        }
+        // 2. The engine legs towards the answerer, and the SDP for the offerer:
+        // our address and port on its leg; rtcp-mux when it offered it, else
+        // its RTCP port.
+        let mut out = sdp.clone();
+        let offerer = 1 - side;
+        let fp = self.engine.fingerprint();
+        for (i, m) in sdp.media.iter().enumerate() {
+            let (Some(nm), Some((srtp, dtls))) = (call.media[i].as_ref(), plan[i].take()) else {
+                // A stream that was closed: rejected towards the offerer.
+                out.media[i].port = 0;
+                out.media[i].remove_ice();
+                continue;
+            };
+            let remote_rtcp = rtcp_addr(&sdp, i);
+            self.update_side(
+                nm.call.id,
+                side,
+                nm.remote[side],
+                remote_rtcp,
+                srtp,
+                m.rtcp_mux(),
+            )?;
             if let Some(params) = dtls {
                 self.engine
                     .set_dtls(nm.call.id, side, params)
                     .map_err(|e| e.to_string())?;
             }
-            // The SDP for the offerer: our address and port on its leg; rtcp-mux
-            // when it offered it, else its RTCP port.
-            let offerer = 1 - side;
-            let fp = self.engine.fingerprint();
             rewrite_media(
                 &mut out.media[i],
                 MediaOut {
@@ -802,8 +1128,10 @@ impl NgServer {
             );
         }
         self.finish_sdp(&mut out, &flags);
+        *guard = call;
         let mut r = ok();
         r.set("sdp", Value::Bytes(out.render().into_bytes()));
+        Self::warn(&mut r, &flags);
         Ok(r)
     }
 
@@ -914,7 +1242,7 @@ impl NgServer {
                 continue;
             }
             let mut medias = Vec::new();
-            for (i, m) in call.media.iter().enumerate() {
+            for (i, m) in call.engine_calls() {
                 let leg = stats
                     .iter()
                     .find(|(k, _)| *k == i)
@@ -969,17 +1297,13 @@ impl NgServer {
     }
 
     fn rtcp_stats(&self, call: &NgCall) -> Vec<(usize, [LegRtcpStats; 2])> {
-        call.media
-            .iter()
-            .enumerate()
+        call.engine_calls()
             .filter_map(|(i, m)| self.engine.rtcp_stats(m.call.id).ok().map(|s| (i, s)))
             .collect()
     }
 
     fn snapshots(&self, call: &NgCall) -> Vec<(usize, SessionSnapshot)> {
-        call.media
-            .iter()
-            .enumerate()
+        call.engine_calls()
             .filter_map(|(i, m)| self.engine.query(m.call.id).ok().map(|s| (i, s)))
             .collect()
     }
@@ -987,22 +1311,32 @@ impl NgServer {
     fn query(&self, req: &Value) -> Result<Value, String> {
         let call_id = Self::required(req, "call-id")?;
         let call = {
-            let calls = self.calls.lock().map_err(|_| "internal error")?;
-            calls.get(call_id).cloned().ok_or("Unknown call-id")?
+            let c = self.lookup(call_id)?.ok_or("Unknown call-id")?;
+            let call = c.lock().map_err(|_| "internal error")?;
+            if call.gone {
+                return Err("Unknown call-id".into());
+            }
+            call.clone()
         };
         let stats = self.snapshots(&call);
         let rtcp = self.rtcp_stats(&call);
         Ok(Self::describe(call_id, &call, &stats, &rtcp))
     }
 
+    /// Removes `c` from the map if it is still the call of `call_id` (and marks
+    /// it gone for commands waiting on its lock).
+    fn forget(&self, call_id: &str, c: &CallRef, call: &mut NgCall) {
+        call.gone = true;
+        if let Ok(mut calls) = self.calls.lock() {
+            if calls.get(call_id).is_some_and(|x| Arc::ptr_eq(x, c)) {
+                calls.remove(call_id);
+            }
+        }
+    }
+
     fn delete(&self, req: &Value) -> Result<Value, String> {
         let call_id = Self::required(req, "call-id")?;
-        let Some(call) = self
-            .calls
-            .lock()
-            .map_err(|_| "internal error")?
-            .remove(call_id)
-        else {
+        let not_found = || {
             // As rtpengine: deleting what is not there is not an error (proxies
             // delete on every final reply), but it is flagged.
             let mut r = ok();
@@ -1010,18 +1344,43 @@ impl NgServer {
                 "warning",
                 Value::str("Call-ID not found or tags didn't match"),
             );
-            return Ok(r);
+            Ok(r)
         };
-        self.deletes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(c) = self.lookup(call_id)? else {
+            return not_found();
+        };
+        let mut call = c.lock().map_err(|_| "internal error")?;
+        if call.gone {
+            return not_found();
+        }
+        let before = call.clone();
         let rtcp = self.rtcp_stats(&call);
         let mut stats = Vec::new();
-        for (i, m) in call.media.iter().enumerate() {
-            if let Ok(s) = self.engine.delete_call(m.call.id) {
-                stats.push((i, s));
+        let mut failed = None;
+        // Each engine call is deleted, or the call is kept with those that
+        // could not be (a retried delete finishes the job): no engine call is
+        // ever left without its ng call.
+        for (i, slot) in call.media.iter_mut().enumerate() {
+            let Some(m) = slot else { continue };
+            match self.engine.delete_call(m.call.id) {
+                Ok(s) => stats.push((i, s)),
+                Err(EngineError::NoSuchCall(_)) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    continue;
+                }
             }
+            // (Its owner is forgotten when the engine reports it closed, so
+            // that the close is logged with the call-id.)
+            *slot = None;
         }
-        Ok(Self::describe(call_id, &call, &stats, &rtcp))
+        if let Some(e) = failed {
+            return Err(format!("Failed to delete the call's media ({e}): retry"));
+        }
+        self.forget(call_id, &c, &mut call);
+        self.deletes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self::describe(call_id, &before, &stats, &rtcp))
     }
 
     fn list(&self, req: &Value) -> Value {
@@ -1071,21 +1430,32 @@ impl NgServer {
         r
     }
 
-    /// Forgets the media of an engine call that the engine closed (media timeout);
-    /// a call with no media left is forgotten.
+    /// Forgets the media of an engine call that the engine closed (media
+    /// timeout); its slot stays, empty, so later sections keep their indices. A
+    /// call with no media left is forgotten.
     pub fn engine_call_closed(&self, id: CallId) {
-        let Ok(mut calls) = self.calls.lock() else {
-            return;
-        };
         let Some(owner) = self.owners.lock().ok().and_then(|mut o| o.remove(&id)) else {
             return;
         };
-        if let Some(c) = calls.get_mut(&owner) {
-            c.media.retain(|m| m.call.id != id);
-            if c.media.is_empty() {
-                calls.remove(&owner);
+        let Ok(Some(c)) = self.lookup(&owner) else {
+            return;
+        };
+        let Ok(mut call) = c.lock() else {
+            return;
+        };
+        for slot in call.media.iter_mut() {
+            if slot.as_ref().is_some_and(|m| m.call.id == id) {
+                *slot = None;
             }
         }
+        if !call.gone && call.media.iter().all(Option::is_none) {
+            self.forget(&owner, &c, &mut call);
+        }
+    }
+
+    /// The ng call-id an engine call belongs to (for log lines).
+    pub fn call_id_of(&self, id: CallId) -> Option<String> {
+        self.owners.lock().ok()?.get(&id).cloned()
     }
 
     /// Engine calls the ng calls refer to (each closed engine call is forgotten
@@ -1097,5 +1467,30 @@ impl NgServer {
     /// Calls now (for metrics).
     pub fn call_count(&self) -> usize {
         self.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Old replies go first, then the oldest ones past the bound; a command in
+    /// flight stays.
+    #[test]
+    fn the_reply_cache_evicts_oldest_first() {
+        let mut c = ReplyCache::default();
+        c.map.insert(b"busy".to_vec(), Cached::InFlight);
+        for i in 0..5u8 {
+            let now = Instant::now();
+            c.map.insert(vec![i], Cached::Done(now, vec![i]));
+            c.order.push_back((now, vec![i]));
+        }
+        c.evict(Duration::from_secs(30), 4);
+        let mut kept: Vec<_> = c.map.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, vec![vec![3], vec![4], b"busy".to_vec()]);
+        c.evict(Duration::ZERO, 100);
+        assert_eq!(c.map.len(), 1, "expired replies go");
+        assert!(matches!(c.map.get(&b"busy"[..]), Some(Cached::InFlight)));
     }
 }

@@ -42,11 +42,13 @@ pub enum Direction {
 }
 
 const DIRECTIONS: [&str; 4] = ["sendrecv", "sendonly", "recvonly", "inactive"];
-const ICE_ATTRS: [&str; 6] = [
+const ICE_ATTRS: [&str; 8] = [
     "candidate",
     "ice-ufrag",
     "ice-pwd",
     "ice-options",
+    "ice-lite",
+    "ice-mismatch",
     "end-of-candidates",
     "remote-candidates",
 ];
@@ -198,6 +200,19 @@ impl Sdp {
     pub fn remove_session_attr(&mut self, name: &str) {
         self.session
             .retain(|l| attr_name(l).is_none_or(|(n, _)| n != name));
+    }
+
+    /// Whether the session or a media section has ICE attributes.
+    pub fn has_ice(&self) -> bool {
+        let ice = |l: &String| attr_name(l).is_some_and(|(n, _)| ICE_ATTRS.contains(&n));
+        self.session.iter().any(ice) || self.media.iter().any(|m| m.lines.iter().any(ice))
+    }
+
+    /// Removes session-level ICE attributes (`a=ice-lite`, `a=ice-ufrag`, ...).
+    pub fn remove_session_ice(&mut self) {
+        for a in ICE_ATTRS {
+            self.remove_session_attr(a);
+        }
     }
 
     /// Rewrites the origin's address (`replace: origin`).
