@@ -1084,10 +1084,22 @@ impl Worker {
                 LatchMode::Fixed => false,
                 // Authentication (below) decides for SRTP legs.
                 LatchMode::Learn { .. } if inl.srtp_in.is_some() => true,
-                LatchMode::Learn { relatch_after } => {
-                    now.saturating_sub(inl.last_rx_ns) >= relatch_after.as_nanos() as u64
-                        && (rtcp || inl.latched_ssrc == Some(pkt_ssrc))
-                }
+                LatchMode::Learn { relatch_after } => match inl.latched_ssrc {
+                    // No RTP accepted since the address was set: a signalled
+                    // (SDP) address is a guess that NAT often makes wrong, so the
+                    // first valid RTP packet latches (symmetric RTP). RTCP never
+                    // moves the RTP address of a plain leg on its own; a separate
+                    // RTCP port learns from its first packet.
+                    None => !rtcp || separate_rtcp,
+                    // Latched: only the latched source's SSRC may move it, and the
+                    // RTP address only after that source fell silent.
+                    Some(latched) => {
+                        latched == pkt_ssrc
+                            && (separate_rtcp
+                                || now.saturating_sub(inl.last_rx_ns)
+                                    >= relatch_after.as_nanos() as u64)
+                    }
+                },
             };
             if !allowed {
                 inl.counters
@@ -1151,9 +1163,6 @@ impl Worker {
                 if inl.shared {
                     self.flows.insert((inl.rtp_sock, p.src), (slot, li as u8));
                 }
-                if !rtcp {
-                    inl.latched_ssrc = Some(pkt_ssrc);
-                }
             }
             latched = Some(Event::Latched {
                 session: sid,
@@ -1169,17 +1178,25 @@ impl Worker {
         } else {
             inl.counters.rx_rtp += 1;
             inl.last_rx_ns = now;
-            if inl.latched_ssrc.is_none() {
-                inl.latched_ssrc = Some(pkt_ssrc);
-            }
+            // The source's current SSRC: what a later move must carry (a peer
+            // that changes SSRC on the same address keeps its latch).
+            inl.latched_ssrc = Some(pkt_ssrc);
             let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
             let ts = be32(pkt, 4);
+            let fresh = || RxStats {
+                stats: ReceiverStats::new(pkt_ssrc, inl.clock_rate),
+                burst: BurstGapTracker::default(),
+            };
             let rx = match &mut inl.rx {
-                Some(rx) if rx.stats.ssrc() == pkt_ssrc => rx,
-                other => other.insert(Box::new(RxStats {
-                    stats: ReceiverStats::new(pkt_ssrc, inl.clock_rate),
-                    burst: BurstGapTracker::default(),
-                })),
+                Some(rx) => {
+                    // A new source starts its statistics over in the same box:
+                    // a peer alternating SSRCs costs no allocation per packet.
+                    if rx.stats.ssrc() != pkt_ssrc {
+                        **rx = fresh();
+                    }
+                    rx
+                }
+                None => inl.rx.insert(Box::new(fresh())),
             };
             let outcome = rx.stats.on_rtp(seq, ts, Duration::from_nanos(now));
             rx.burst.on_outcome(outcome);

@@ -286,6 +286,14 @@ fn bad_traffic_is_counted_and_harms_no_legitimate_stream() {
         leg0.srtp = Some(leg_srtp(CM, 1, 2));
         leg1.remote = Some(b.local_addr().unwrap());
         add_session(h, pair(42, leg0, leg1));
+        // B confirms its signalled address first: an address nobody sent from
+        // yet would latch to the first valid packet, the attacker's included.
+        b.send_to(&rtp(0xB0B, 0, 20), addr1).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while snapshot(h, 42).legs[1].counters.rx_rtp == 0 {
+            assert!(Instant::now() < deadline, "B's packet not seen");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut a_tx = ctx(CM, 1);
         let mut wrong = ctx(CM, 99);
@@ -417,6 +425,73 @@ fn srtp_leg_relatches_on_authenticated_packets_and_plain_leg_after_silence() {
         assert_eq!(s.legs[1].remote, Some(b2.local_addr().unwrap()));
         assert_eq!(s.legs[0].remote, Some(a2.local_addr().unwrap()));
         assert_eq!(s.legs[1].counters.dropped(DropReason::WrongSource), 1);
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn a_plain_leg_signalled_with_one_address_latches_to_the_nated_source() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        // The SDP of leg 1 says `sdp`; the phone behind NAT sends from `nat`.
+        let (a, sdp, nat) = (peer(V4), peer(V4), peer(V4));
+        let (leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg1.remote = Some(sdp.local_addr().unwrap());
+        add_session(h, pair(9, leg0, leg1));
+        nat.send_to(&rtp(0xB, 0, 20), addr1).unwrap();
+        let e = wait_event(h, "leg 1 latched", |e| {
+            matches!(e, Event::Latched { leg: 1, .. })
+        });
+        assert!(
+            matches!(e, Event::Latched { addr, .. } if addr == nat.local_addr().unwrap()),
+            "{backend:?}: {e:?}"
+        );
+        // Media flows both ways, to the NATed address.
+        assert_intact(&flow(&a, addr0, None, &nat, None, 0xA, 0, 20), 0xA, 0, 20);
+        assert_intact(&flow(&nat, addr1, None, &a, None, 0xB, 1, 20), 0xB, 1, 20);
+        sdp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(
+            recv(&sdp).is_none(),
+            "nothing went to the signalled address"
+        );
+        let s = snapshot(h, 9);
+        assert_eq!(s.legs[1].remote, Some(nat.local_addr().unwrap()));
+        assert_eq!(s.legs[1].counters.dropped(DropReason::WrongSource), 0);
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn spoofed_rtcp_does_not_move_a_latched_muxed_leg() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+        let (mut leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg0.latch = LatchMode::Learn {
+            relatch_after: Duration::from_millis(20),
+        };
+        leg1.remote = Some(b.local_addr().unwrap());
+        add_session(h, pair(10, leg0, leg1));
+        assert_intact(&flow(&a, addr0, None, &b, None, 0xA, 0, 5), 0xA, 0, 5);
+        // A is silent for longer than relatch_after; RTCP from elsewhere with
+        // another sender SSRC must not take its media.
+        std::thread::sleep(Duration::from_millis(60));
+        for i in 0..3 {
+            evil.send_to(&rr(0xE000 + i), addr0).unwrap();
+        }
+        let back = flow(&b, addr1, None, &a, None, 0xB, 0, 5);
+        assert_intact(&back, 0xB, 0, 5);
+        evil.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(recv(&evil).is_none(), "{backend:?}: media hijacked");
+        let s = snapshot(h, 10);
+        assert_eq!(s.legs[0].remote, Some(a.local_addr().unwrap()));
+        assert_eq!(s.legs[0].counters.dropped(DropReason::WrongSource), 3);
         dp.shutdown();
     }
 }
