@@ -1,7 +1,7 @@
 //! A worker: one thread pinned to a core that owns a frame pool, an I/O backend,
 //! its sockets, its flow table and its sessions, and runs the relay pipeline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,8 +124,13 @@ pub struct WorkerCounters {
     pub orphaned: u64,
     /// Datagrams handed to the control plane (STUN, DTLS, unknown flows).
     pub to_control: u64,
-    /// Events that found the event ring full.
+    /// Data events (datagrams, RTCP copies, latch changes) dropped because the
+    /// event ring was full.
     pub event_ring_full: u64,
+    /// Answers to commands (session added/removed, errors, statistics) that
+    /// found the event ring full and waited in the worker until it had room:
+    /// delayed, never lost.
+    pub events_deferred: u64,
     /// Frame allocations that found the pool empty (receive and command sends).
     pub pool_empty: u64,
     /// Frames in the pool.
@@ -219,6 +224,11 @@ pub(crate) struct Worker {
     epoch: Instant,
     now_ns: u64,
     events_pushed: bool,
+    /// Answers to commands that found the event ring full, in order; pushed
+    /// before anything else as the ring frees up. Bounded: no command is taken
+    /// while it holds `COMMANDS_PER_TURN` or more, and each command has at most
+    /// one answer.
+    backlog: VecDeque<Event>,
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -284,6 +294,7 @@ impl Worker {
             epoch: Instant::now(),
             now_ns: 0,
             events_pushed: false,
+            backlog: VecDeque::with_capacity(2 * COMMANDS_PER_TURN),
         };
         for s in setup.shared {
             let id = w.add_sock(s, Owner::Shared)?;
@@ -318,7 +329,14 @@ impl Worker {
         }
     }
 
+    /// A data event (datagram, RTCP copy, latch change): dropped and counted
+    /// when the ring is full, or while answers wait for room (the slots the
+    /// control plane frees go to those first).
     fn event(&mut self, e: Event) -> bool {
+        if !self.backlog.is_empty() {
+            self.counters.event_ring_full += 1;
+            return false;
+        }
         match self.chan.events.push(e) {
             Ok(()) => {
                 self.events_pushed = true;
@@ -328,6 +346,38 @@ impl Worker {
                 self.counters.event_ring_full += 1;
                 false
             }
+        }
+    }
+
+    /// The answer to a command (session added or removed, an error, numbers):
+    /// never dropped, or the control plane would lose track of a session and
+    /// its ports. A full ring defers it to the backlog, kept in order.
+    fn answer(&mut self, e: Event) {
+        if self.backlog.is_empty() {
+            match self.chan.events.push(e) {
+                Ok(()) => {
+                    self.events_pushed = true;
+                    return;
+                }
+                Err(e) => {
+                    self.counters.events_deferred += 1;
+                    self.backlog.push_back(e);
+                }
+            }
+        } else {
+            self.counters.events_deferred += 1;
+            self.backlog.push_back(e);
+        }
+    }
+
+    /// Moves deferred answers into the ring while it has room.
+    fn flush_backlog(&mut self) {
+        while let Some(e) = self.backlog.pop_front() {
+            if let Err(e) = self.chan.events.push(e) {
+                self.backlog.push_front(e);
+                break;
+            }
+            self.events_pushed = true;
         }
     }
 
@@ -358,6 +408,12 @@ impl Worker {
                 // final numbers) are all carried out.
                 while self.commands() {}
                 self.drain();
+                // Answers still waiting for room go with the worker: counted.
+                self.flush_backlog();
+                self.counters.event_ring_full += self.backlog.len() as u64;
+                if self.events_pushed {
+                    self.notify.notify();
+                }
                 break;
             }
         }
@@ -380,6 +436,9 @@ impl Worker {
             &mut self.failed,
         );
         self.counters.turns += 1;
+        // Deferred answers take the ring's free slots before this batch's data
+        // events.
+        self.flush_backlog();
         let n = self.rx.len();
         if n > 0 {
             self.now_ns = self.epoch.elapsed().as_nanos() as u64;
@@ -476,6 +535,16 @@ impl Worker {
     // ------------------------------------------------------------------ commands
 
     fn commands(&mut self) -> bool {
+        self.flush_backlog();
+        if self.backlog.len() >= COMMANDS_PER_TURN {
+            // The control plane is not reading: leave its commands in their
+            // ring (it sees that ring fill up) rather than pile up answers.
+            if self.events_pushed {
+                self.events_pushed = false;
+                self.notify.notify();
+            }
+            return false;
+        }
         let mut any = false;
         for _ in 0..COMMANDS_PER_TURN {
             let Some(cmd) = self.chan.commands.pop() else {
@@ -500,8 +569,8 @@ impl Worker {
             Command::AddSession(spec) => {
                 let id = spec.id;
                 match self.add_session(*spec) {
-                    Ok(()) => self.event(Event::SessionAdded(id)),
-                    Err(message) => self.event(Event::Error {
+                    Ok(()) => self.answer(Event::SessionAdded(id)),
+                    Err(message) => self.answer(Event::Error {
                         session: Some(id),
                         message,
                     }),
@@ -513,7 +582,7 @@ impl Worker {
                 update,
             } => {
                 if let Err(message) = self.update_leg(session, leg, *update) {
-                    self.event(Event::Error {
+                    self.answer(Event::Error {
                         session: Some(session),
                         message,
                     });
@@ -525,10 +594,10 @@ impl Worker {
                 self.flush();
                 match self.remove_session(id) {
                     Some(snap) => {
-                        self.event(Event::SessionRemoved(Box::new(snap)));
+                        self.answer(Event::SessionRemoved(Box::new(snap)));
                     }
                     None => {
-                        self.event(Event::Error {
+                        self.answer(Event::Error {
                             session: Some(id),
                             message: format!("no session {id} on worker {}", self.index),
                         });
@@ -544,7 +613,7 @@ impl Worker {
                 to,
             } => {
                 if let Err(message) = self.send_on_leg(session, leg, &data, rtcp, protect, to) {
-                    self.event(Event::Error {
+                    self.answer(Event::Error {
                         session: Some(session),
                         message,
                     });
@@ -552,7 +621,7 @@ impl Worker {
             }
             Command::SendFromShared { index, to, data } => {
                 let Some(&sock) = self.shared.get(index) else {
-                    self.event(Event::Error {
+                    self.answer(Event::Error {
                         session: None,
                         message: format!("no shared address {index}"),
                     });
@@ -588,7 +657,7 @@ impl Worker {
     fn stats_event(&mut self, token: u64, sessions: Vec<SessionSnapshot>, next: Option<u32>) {
         let counters = Box::new(self.snapshot_counters());
         let index = self.index;
-        self.event(Event::Stats {
+        self.answer(Event::Stats {
             token,
             worker: index,
             counters,

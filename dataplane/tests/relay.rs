@@ -561,6 +561,60 @@ fn stun_and_dtls_go_to_the_control_plane_and_it_can_answer_on_the_leg() {
     }
 }
 
+/// A STUN binding request (RFC 7983 first byte 0..=3): copied to the control
+/// plane, so a stream of them fills the event ring.
+fn stun(i: u32) -> Vec<u8> {
+    let mut p = vec![0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42];
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&i.to_be_bytes());
+    p
+}
+
+#[test]
+fn answers_to_commands_survive_an_event_ring_flooded_from_outside() {
+    for backend in BACKENDS {
+        let dp = Dataplane::start(DataplaneConfig {
+            event_ring: 4,
+            ..config(backend)
+        })
+        .expect("dataplane starts");
+        let h = &dp.workers()[0];
+        let flood = peer(V4);
+        let (leg0, addr0, _) = per_session_leg(V4, false);
+        let (leg1, _, _) = per_session_leg(V4, false);
+        add_session(h, pair(11, leg0, leg1));
+        // Nobody reads events meanwhile: the ring fills with STUN copies.
+        for i in 0..64 {
+            flood.send_to(&stun(i), addr0).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        h.send(Command::RemoveSession(11)).unwrap();
+        h.send(Command::Snapshot {
+            session: None,
+            token: 5,
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // The removal and the numbers arrive, in order, once the ring is read.
+        let mut order = Vec::new();
+        let Event::Stats { counters, .. } = wait_event(h, "stats", |e| match e {
+            Event::SessionRemoved(s) => {
+                order.push(s.id);
+                false
+            }
+            e => matches!(e, Event::Stats { token: 5, .. }),
+        }) else {
+            unreachable!()
+        };
+        assert_eq!(order, vec![11], "{backend:?}");
+        assert_eq!(counters.sessions, 0);
+        // The removal waited (the snapshot was taken before its own answer).
+        assert!(counters.events_deferred >= 1, "{counters:?}");
+        assert!(counters.event_ring_full >= 60, "{counters:?}");
+        dp.shutdown();
+    }
+}
+
 #[test]
 fn bad_commands_get_errors_and_other_sessions_keep_flowing() {
     let dp = start(BackendKind::IoUring);
