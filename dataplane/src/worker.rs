@@ -199,8 +199,10 @@ pub(crate) struct Worker {
     idle: IdlePolicy,
     compact_srtp_keys: bool,
     batch: usize,
-    pool: FramePool,
+    /// Declared before the pool, so dropped first: the io_uring backend waits
+    /// there for the kernel to let go of the pool's frames.
     backend: Box<dyn IoBackend>,
+    pool: FramePool,
     socks: Vec<Option<SockEntry>>,
     free_socks: Vec<SockId>,
     shared: Vec<SockId>,
