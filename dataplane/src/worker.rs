@@ -355,21 +355,19 @@ impl Worker {
     /// never dropped, or the control plane would lose track of a session and
     /// its ports. A full ring defers it to the backlog, kept in order.
     fn answer(&mut self, e: Event) {
-        if self.backlog.is_empty() {
+        let e = if self.backlog.is_empty() {
             match self.chan.events.push(e) {
                 Ok(()) => {
                     self.events_pushed = true;
                     return;
                 }
-                Err(e) => {
-                    self.counters.events_deferred += 1;
-                    self.backlog.push_back(e);
-                }
+                Err(e) => e,
             }
         } else {
-            self.counters.events_deferred += 1;
-            self.backlog.push_back(e);
-        }
+            e
+        };
+        self.counters.events_deferred += 1;
+        self.backlog.push_back(e);
     }
 
     /// Moves deferred answers into the ring while it has room.
