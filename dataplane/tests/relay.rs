@@ -246,6 +246,69 @@ fn shared_port_flows_are_told_apart_by_ssrc_then_address() {
 }
 
 #[test]
+fn srtp_on_a_shared_port_is_relayed_by_ssrc_then_address() {
+    for backend in BACKENDS {
+        let mut cfg = config(backend);
+        cfg.shared = vec![SocketAddr::new(V4, 0)];
+        let dp = Dataplane::start(cfg).unwrap();
+        let shared = dp.shared_addrs()[0];
+        let h = &dp.workers()[0];
+        let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+        let leg = |ssrc| {
+            LegSpec::new(LocalBinding::Shared {
+                index: 0,
+                ssrc: Some(ssrc),
+            })
+        };
+        // A speaks SRTP (CM), B SRTP under other keys (GCM), both on one port.
+        let (mut leg0, mut leg1) = (leg(0xAAAA), leg(0xBBBB));
+        leg0.srtp = Some(leg_srtp(CM, 1, 2));
+        leg1.srtp = Some(leg_srtp(GCM, 3, 4));
+        add_session(h, pair(12, leg0, leg1));
+        let (mut a_tx, mut a_rx, mut b_tx, mut b_rx) =
+            (ctx(CM, 1), ctx(CM, 2), ctx(GCM, 3), ctx(GCM, 4));
+        let p = protect(Some(&mut b_tx), rtp(0xBBBB, 0, 160), false);
+        b.send_to(&p, shared).unwrap();
+        wait_event(h, "B latched", |e| {
+            matches!(e, Event::Latched { leg: 1, .. })
+        });
+        let got = flow(
+            &a,
+            shared,
+            Some(&mut a_tx),
+            &b,
+            Some(&mut b_rx),
+            0xAAAA,
+            0,
+            50,
+        );
+        assert_intact(&got, 0xAAAA, 0, 50);
+        // A forgery with A's SSRC from elsewhere fails authentication.
+        let forged = protect(Some(&mut ctx(CM, 9)), rtp(0xAAAA, 50, 160), false);
+        evil.send_to(&forged, shared).unwrap();
+        let back = flow(
+            &b,
+            shared,
+            Some(&mut b_tx),
+            &a,
+            Some(&mut a_rx),
+            0xBBBB,
+            1,
+            50,
+        );
+        assert_intact(&back, 0xBBBB, 1, 50);
+        let s = snapshot(h, 12);
+        assert_eq!(s.legs[0].remote, Some(a.local_addr().unwrap()));
+        assert_eq!(s.legs[0].counters.dropped(DropReason::Auth), 1);
+        assert_eq!(
+            (s.legs[0].counters.rx_rtp, s.legs[1].counters.rx_rtp),
+            (50, 51)
+        );
+        dp.shutdown();
+    }
+}
+
+#[test]
 fn shared_port_steering_puts_a_flow_on_the_predicted_worker() {
     for backend in BACKENDS {
         let mut cfg = config(backend);
