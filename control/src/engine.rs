@@ -802,6 +802,12 @@ struct CallState {
     rx_total: u64,
     last_media: Instant,
     failures: [(u64, u64); 2],
+    /// The worker confirmed the session.
+    added: bool,
+    /// Its creation timed out: the caller was told it failed, so the call is
+    /// removed as soon as the worker has it (or forgotten if the worker refused
+    /// it).
+    abandoned: bool,
 }
 
 enum Pending {
@@ -1102,6 +1108,8 @@ impl Control {
                 rx_total: 0,
                 last_media: Instant::now(),
                 failures: [(0, 0); 2],
+                added: false,
+                abandoned: false,
             },
         );
         self.pending
@@ -1246,11 +1254,17 @@ impl Control {
     fn worker_event(&mut self, w: usize, e: Event) {
         match e {
             Event::SessionAdded(id) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.added = true;
+                }
                 if let Some(Pending::Create(_, reply, _)) =
                     self.take_pending(|p| matches!(p, Pending::Create(i, _, _) if *i == id))
                 {
                     let info = self.calls.get(&id).map(|c| c.info);
                     let _ = reply.send(info.ok_or(EngineError::NoSuchCall(id)));
+                } else if self.calls.get(&id).is_some_and(|c| c.abandoned) {
+                    // Added after its creation timed out: nobody knows this call.
+                    self.remove_abandoned(id);
                 }
             }
             Event::Error { session, message } => {
@@ -1261,6 +1275,13 @@ impl Control {
                         self.forget(id);
                         let _ = reply.send(Err(EngineError::Dataplane(message)));
                         return;
+                    }
+                    if self.calls.get(&id).is_some_and(|c| c.abandoned && !c.added) {
+                        // The late answer to a timed-out creation is a refusal:
+                        // the worker never had the session.
+                        let _ =
+                            self.take_pending(|p| matches!(p, Pending::Delete(i, ..) if *i == id));
+                        self.forget(id);
                     }
                 }
                 self.emit(EngineEvent::Error {
@@ -1483,7 +1504,22 @@ impl Control {
         }
     }
 
+    /// Removes a call whose creation timed out (unless a removal is under way).
+    fn remove_abandoned(&mut self, id: CallId) {
+        if !self
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::Delete(i, ..) if *i == id))
+        {
+            // A full command ring: the call stays abandoned and its late
+            // SessionAdded asks again.
+            let (tx, _rx) = mpsc::channel();
+            self.delete(id, tx, CloseReason::Deleted);
+        }
+    }
+
     fn expire_pending(&mut self) {
+        let mut abandoned = Vec::new();
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].since().elapsed() < ANSWER {
@@ -1493,7 +1529,7 @@ impl Control {
             match self.pending.swap_remove(i) {
                 Pending::Create(id, r, _) => {
                     let _ = r.send(Err(EngineError::Timeout));
-                    let _ = id;
+                    abandoned.push(id);
                 }
                 Pending::Query(_, r, _) => {
                     let _ = r.send(Err(EngineError::Timeout));
@@ -1504,6 +1540,15 @@ impl Control {
                 Pending::Stats(_, _, _, r, _) => {
                     let _ = r.send(Err(EngineError::Timeout));
                 }
+            }
+        }
+        // The caller was told the creation failed: the call must not live on
+        // unknown to it, holding ports and a place under max_calls. The worker
+        // takes commands in order, so the removal follows the addition.
+        for id in abandoned {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.abandoned = true;
+                self.remove_abandoned(id);
             }
         }
         // A sweep whose answers stopped coming (a worker's event ring was full)

@@ -277,3 +277,79 @@ fn shutdown_closes_every_call_with_its_numbers() {
     assert_eq!(stats.workers.len(), 1);
     drop(e); // Drop shuts down gracefully too.
 }
+
+#[test]
+fn deletions_are_not_lost_when_stun_floods_the_event_ring() {
+    const CALLS: usize = 8;
+    let (lo, hi) = free_range(2 * CALLS as u16);
+    let mut c = rtp_control::EngineConfig {
+        port_min: lo,
+        port_max: hi,
+        max_calls: CALLS,
+        ..Default::default()
+    };
+    c.dataplane.backend = BackendChoice::Only(BackendKind::Mmsg);
+    c.dataplane.pool_frames = 1024;
+    c.dataplane.event_ring = 1;
+    let e = Engine::start(c).expect("engine starts");
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            e.create_call([LegConfig::default(), LegConfig::default()])
+                .unwrap()
+        })
+        .collect();
+    // A peer sends STUN to every leg as fast as it can: each datagram is copied
+    // to the control plane through an event ring of one slot.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let targets: Vec<SocketAddr> = calls.iter().map(|c| c.legs[0].local).collect();
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut p = vec![0u8, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42];
+            p.extend_from_slice(&[7; 12]);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for t in &targets {
+                    let _ = s.send_to(&p, t);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let deleted: Vec<_> = calls.iter().map(|c| e.delete_call(c.id)).collect();
+    let stats = e.stats();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    for d in deleted {
+        d.expect("the removal reaches the control plane");
+    }
+    let stats = stats.unwrap();
+    assert!(stats.workers[0].event_ring_full > 0, "the ring was flooded");
+    assert_eq!((stats.calls, stats.ports_in_use), (0, 0));
+    // The places under max_calls and the ports are free again.
+    e.create_call([LegConfig::default(), LegConfig::default()])
+        .expect("a new call fits");
+    e.shutdown();
+}
+
+#[test]
+fn a_port_range_smaller_than_max_calls_runs_out_with_a_clear_error() {
+    // Two ports: one call of two muxed legs.
+    let (lo, hi) = free_range(2);
+    let e = builder(2).ports(lo, hi).max_calls(100).start().unwrap();
+    let c = e
+        .create_call([LegConfig::default(), LegConfig::default()])
+        .unwrap();
+    let err = e
+        .create_call([LegConfig::default(), LegConfig::default()])
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Limit(_)), "{err:?}");
+    assert!(err.to_string().contains("port"), "{err}");
+    // Nothing leaked: the failed call held no port, and deleting frees the rest.
+    assert_eq!(e.stats().unwrap().ports_in_use, 2);
+    e.delete_call(c.id).unwrap();
+    assert_eq!(e.stats().unwrap().ports_in_use, 0);
+    e.create_call([LegConfig::default(), LegConfig::default()])
+        .unwrap();
+    e.shutdown();
+}

@@ -42,11 +42,14 @@ pub enum LatchMode {
     /// dropped (counted as `wrong_source`).
     Fixed,
     /// Symmetric RTP: the remote is learned from the first valid packet (after
-    /// authentication on an SRTP leg). A later source change is accepted for an
-    /// SRTP leg when its packet authenticates and is not a replay; for a plain leg
-    /// only when the current source has been silent for `relatch_after` and the
-    /// packet carries the latched SSRC. Everything else is dropped as
-    /// `wrong_source`.
+    /// authentication on an SRTP leg). A signalled address counts only until
+    /// then: the first valid RTP packet from anywhere replaces it (a phone
+    /// behind NAT sends from another address than its SDP says). Once latched, a
+    /// source change is accepted for an SRTP leg when its packet authenticates
+    /// and is not a replay; for a plain leg only when the packet carries the
+    /// latched SSRC and, for the RTP address, the current source has been silent
+    /// for `relatch_after`. RTCP alone never moves the RTP address of a plain
+    /// leg. Everything else is dropped as `wrong_source`.
     Learn {
         /// Silence of the current source after which a plain leg may move.
         relatch_after: Duration,

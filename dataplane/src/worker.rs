@@ -1,7 +1,7 @@
 //! A worker: one thread pinned to a core that owns a frame pool, an I/O backend,
 //! its sockets, its flow table and its sessions, and runs the relay pipeline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,8 +124,13 @@ pub struct WorkerCounters {
     pub orphaned: u64,
     /// Datagrams handed to the control plane (STUN, DTLS, unknown flows).
     pub to_control: u64,
-    /// Events that found the event ring full.
+    /// Data events (datagrams, RTCP copies, latch changes) dropped because the
+    /// event ring was full.
     pub event_ring_full: u64,
+    /// Answers to commands (session added/removed, errors, statistics) that
+    /// found the event ring full and waited in the worker until it had room:
+    /// delayed, never lost.
+    pub events_deferred: u64,
     /// Frame allocations that found the pool empty (receive and command sends).
     pub pool_empty: u64,
     /// Frames in the pool.
@@ -194,8 +199,10 @@ pub(crate) struct Worker {
     idle: IdlePolicy,
     compact_srtp_keys: bool,
     batch: usize,
-    pool: FramePool,
+    /// Declared before the pool, so dropped first: the io_uring backend waits
+    /// there for the kernel to let go of the pool's frames.
     backend: Box<dyn IoBackend>,
+    pool: FramePool,
     socks: Vec<Option<SockEntry>>,
     free_socks: Vec<SockId>,
     shared: Vec<SockId>,
@@ -219,6 +226,11 @@ pub(crate) struct Worker {
     epoch: Instant,
     now_ns: u64,
     events_pushed: bool,
+    /// Answers to commands that found the event ring full, in order; pushed
+    /// before anything else as the ring frees up. Bounded: no command is taken
+    /// while it holds `COMMANDS_PER_TURN` or more, and each command has at most
+    /// one answer.
+    backlog: VecDeque<Event>,
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -284,6 +296,7 @@ impl Worker {
             epoch: Instant::now(),
             now_ns: 0,
             events_pushed: false,
+            backlog: VecDeque::with_capacity(2 * COMMANDS_PER_TURN),
         };
         for s in setup.shared {
             let id = w.add_sock(s, Owner::Shared)?;
@@ -318,7 +331,14 @@ impl Worker {
         }
     }
 
+    /// A data event (datagram, RTCP copy, latch change): dropped and counted
+    /// when the ring is full, or while answers wait for room (the slots the
+    /// control plane frees go to those first).
     fn event(&mut self, e: Event) -> bool {
+        if !self.backlog.is_empty() {
+            self.counters.event_ring_full += 1;
+            return false;
+        }
         match self.chan.events.push(e) {
             Ok(()) => {
                 self.events_pushed = true;
@@ -328,6 +348,36 @@ impl Worker {
                 self.counters.event_ring_full += 1;
                 false
             }
+        }
+    }
+
+    /// The answer to a command (session added or removed, an error, numbers):
+    /// never dropped, or the control plane would lose track of a session and
+    /// its ports. A full ring defers it to the backlog, kept in order.
+    fn answer(&mut self, e: Event) {
+        let e = if self.backlog.is_empty() {
+            match self.chan.events.push(e) {
+                Ok(()) => {
+                    self.events_pushed = true;
+                    return;
+                }
+                Err(e) => e,
+            }
+        } else {
+            e
+        };
+        self.counters.events_deferred += 1;
+        self.backlog.push_back(e);
+    }
+
+    /// Moves deferred answers into the ring while it has room.
+    fn flush_backlog(&mut self) {
+        while let Some(e) = self.backlog.pop_front() {
+            if let Err(e) = self.chan.events.push(e) {
+                self.backlog.push_front(e);
+                break;
+            }
+            self.events_pushed = true;
         }
     }
 
@@ -358,6 +408,12 @@ impl Worker {
                 // final numbers) are all carried out.
                 while self.commands() {}
                 self.drain();
+                // Answers still waiting for room go with the worker: counted.
+                self.flush_backlog();
+                self.counters.event_ring_full += self.backlog.len() as u64;
+                if self.events_pushed {
+                    self.notify.notify();
+                }
                 break;
             }
         }
@@ -380,6 +436,9 @@ impl Worker {
             &mut self.failed,
         );
         self.counters.turns += 1;
+        // Deferred answers take the ring's free slots before this batch's data
+        // events.
+        self.flush_backlog();
         let n = self.rx.len();
         if n > 0 {
             self.now_ns = self.epoch.elapsed().as_nanos() as u64;
@@ -476,6 +535,16 @@ impl Worker {
     // ------------------------------------------------------------------ commands
 
     fn commands(&mut self) -> bool {
+        self.flush_backlog();
+        if self.backlog.len() >= COMMANDS_PER_TURN {
+            // The control plane is not reading: leave its commands in their
+            // ring (it sees that ring fill up) rather than pile up answers.
+            if self.events_pushed {
+                self.events_pushed = false;
+                self.notify.notify();
+            }
+            return false;
+        }
         let mut any = false;
         for _ in 0..COMMANDS_PER_TURN {
             let Some(cmd) = self.chan.commands.pop() else {
@@ -500,8 +569,8 @@ impl Worker {
             Command::AddSession(spec) => {
                 let id = spec.id;
                 match self.add_session(*spec) {
-                    Ok(()) => self.event(Event::SessionAdded(id)),
-                    Err(message) => self.event(Event::Error {
+                    Ok(()) => self.answer(Event::SessionAdded(id)),
+                    Err(message) => self.answer(Event::Error {
                         session: Some(id),
                         message,
                     }),
@@ -513,7 +582,7 @@ impl Worker {
                 update,
             } => {
                 if let Err(message) = self.update_leg(session, leg, *update) {
-                    self.event(Event::Error {
+                    self.answer(Event::Error {
                         session: Some(session),
                         message,
                     });
@@ -525,10 +594,10 @@ impl Worker {
                 self.flush();
                 match self.remove_session(id) {
                     Some(snap) => {
-                        self.event(Event::SessionRemoved(Box::new(snap)));
+                        self.answer(Event::SessionRemoved(Box::new(snap)));
                     }
                     None => {
-                        self.event(Event::Error {
+                        self.answer(Event::Error {
                             session: Some(id),
                             message: format!("no session {id} on worker {}", self.index),
                         });
@@ -544,7 +613,7 @@ impl Worker {
                 to,
             } => {
                 if let Err(message) = self.send_on_leg(session, leg, &data, rtcp, protect, to) {
-                    self.event(Event::Error {
+                    self.answer(Event::Error {
                         session: Some(session),
                         message,
                     });
@@ -552,7 +621,7 @@ impl Worker {
             }
             Command::SendFromShared { index, to, data } => {
                 let Some(&sock) = self.shared.get(index) else {
-                    self.event(Event::Error {
+                    self.answer(Event::Error {
                         session: None,
                         message: format!("no shared address {index}"),
                     });
@@ -588,7 +657,7 @@ impl Worker {
     fn stats_event(&mut self, token: u64, sessions: Vec<SessionSnapshot>, next: Option<u32>) {
         let counters = Box::new(self.snapshot_counters());
         let index = self.index;
-        self.event(Event::Stats {
+        self.answer(Event::Stats {
             token,
             worker: index,
             counters,
@@ -1084,10 +1153,22 @@ impl Worker {
                 LatchMode::Fixed => false,
                 // Authentication (below) decides for SRTP legs.
                 LatchMode::Learn { .. } if inl.srtp_in.is_some() => true,
-                LatchMode::Learn { relatch_after } => {
-                    now.saturating_sub(inl.last_rx_ns) >= relatch_after.as_nanos() as u64
-                        && (rtcp || inl.latched_ssrc == Some(pkt_ssrc))
-                }
+                LatchMode::Learn { relatch_after } => match inl.latched_ssrc {
+                    // No RTP accepted since the address was set: a signalled
+                    // (SDP) address is a guess that NAT often makes wrong, so the
+                    // first valid RTP packet latches (symmetric RTP). RTCP never
+                    // moves the RTP address of a plain leg on its own; a separate
+                    // RTCP port learns from its first packet.
+                    None => !rtcp || separate_rtcp,
+                    // Latched: only the latched source's SSRC may move it, and the
+                    // RTP address only after that source fell silent.
+                    Some(latched) => {
+                        latched == pkt_ssrc
+                            && (separate_rtcp
+                                || now.saturating_sub(inl.last_rx_ns)
+                                    >= relatch_after.as_nanos() as u64)
+                    }
+                },
             };
             if !allowed {
                 inl.counters
@@ -1151,9 +1232,6 @@ impl Worker {
                 if inl.shared {
                     self.flows.insert((inl.rtp_sock, p.src), (slot, li as u8));
                 }
-                if !rtcp {
-                    inl.latched_ssrc = Some(pkt_ssrc);
-                }
             }
             latched = Some(Event::Latched {
                 session: sid,
@@ -1169,17 +1247,25 @@ impl Worker {
         } else {
             inl.counters.rx_rtp += 1;
             inl.last_rx_ns = now;
-            if inl.latched_ssrc.is_none() {
-                inl.latched_ssrc = Some(pkt_ssrc);
-            }
+            // The source's current SSRC: what a later move must carry (a peer
+            // that changes SSRC on the same address keeps its latch).
+            inl.latched_ssrc = Some(pkt_ssrc);
             let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
             let ts = be32(pkt, 4);
+            let fresh = || RxStats {
+                stats: ReceiverStats::new(pkt_ssrc, inl.clock_rate),
+                burst: BurstGapTracker::default(),
+            };
             let rx = match &mut inl.rx {
-                Some(rx) if rx.stats.ssrc() == pkt_ssrc => rx,
-                other => other.insert(Box::new(RxStats {
-                    stats: ReceiverStats::new(pkt_ssrc, inl.clock_rate),
-                    burst: BurstGapTracker::default(),
-                })),
+                Some(rx) => {
+                    // A new source starts its statistics over in the same box:
+                    // a peer alternating SSRCs costs no allocation per packet.
+                    if rx.stats.ssrc() != pkt_ssrc {
+                        **rx = fresh();
+                    }
+                    rx
+                }
+                None => inl.rx.insert(Box::new(fresh())),
             };
             let outcome = rx.stats.on_rtp(seq, ts, Duration::from_nanos(now));
             rx.burst.on_outcome(outcome);

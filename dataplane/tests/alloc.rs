@@ -39,7 +39,9 @@ static A: Counting = Counting;
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn case(backend: rtp_dataplane::BackendKind, srtp: bool) -> u64 {
+/// `alternate`: a plain peer that alternates between two SSRCs every packet
+/// (each change starts the leg's receive statistics over).
+fn case(backend: rtp_dataplane::BackendKind, srtp: bool, alternate: bool) -> u64 {
     let dp = start(backend);
     let h = &dp.workers()[0];
     let (a, b) = (peer(V4), peer(V4));
@@ -64,7 +66,10 @@ fn case(backend: rtp_dataplane::BackendKind, srtp: bool) -> u64 {
     let warm = 500usize;
     // Every packet is built before the measured window.
     let packets: Vec<Vec<u8>> = (0..total)
-        .map(|i| protect(tx.as_mut(), rtp(0x77, i as u16, 160), false))
+        .map(|i| {
+            let ssrc = if alternate && i % 2 == 1 { 0x78 } else { 0x77 };
+            protect(tx.as_mut(), rtp(ssrc, i as u16, 160), false)
+        })
         .collect();
     let mut buf = [0u8; 2048];
     let mut lockstep = |range: std::ops::Range<usize>| {
@@ -97,11 +102,18 @@ fn case(backend: rtp_dataplane::BackendKind, srtp: bool) -> u64 {
 fn zero_allocations_per_packet_through_a_worker() {
     for backend in BACKENDS {
         for srtp in [false, true] {
-            let n = case(backend, srtp);
+            let n = case(backend, srtp, false);
             assert_eq!(
                 n, 0,
                 "{backend:?} srtp={srtp}: {n} allocations in 2500 relayed packets"
             );
         }
+        // In the same test: the counter is process-wide, so cases must not run
+        // in parallel.
+        let n = case(backend, false, true);
+        assert_eq!(
+            n, 0,
+            "{backend:?} alternating SSRCs: {n} allocations in 2500 relayed packets"
+        );
     }
 }

@@ -246,6 +246,69 @@ fn shared_port_flows_are_told_apart_by_ssrc_then_address() {
 }
 
 #[test]
+fn srtp_on_a_shared_port_is_relayed_by_ssrc_then_address() {
+    for backend in BACKENDS {
+        let mut cfg = config(backend);
+        cfg.shared = vec![SocketAddr::new(V4, 0)];
+        let dp = Dataplane::start(cfg).unwrap();
+        let shared = dp.shared_addrs()[0];
+        let h = &dp.workers()[0];
+        let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+        let leg = |ssrc| {
+            LegSpec::new(LocalBinding::Shared {
+                index: 0,
+                ssrc: Some(ssrc),
+            })
+        };
+        // A speaks SRTP (CM), B SRTP under other keys (GCM), both on one port.
+        let (mut leg0, mut leg1) = (leg(0xAAAA), leg(0xBBBB));
+        leg0.srtp = Some(leg_srtp(CM, 1, 2));
+        leg1.srtp = Some(leg_srtp(GCM, 3, 4));
+        add_session(h, pair(12, leg0, leg1));
+        let (mut a_tx, mut a_rx, mut b_tx, mut b_rx) =
+            (ctx(CM, 1), ctx(CM, 2), ctx(GCM, 3), ctx(GCM, 4));
+        let p = protect(Some(&mut b_tx), rtp(0xBBBB, 0, 160), false);
+        b.send_to(&p, shared).unwrap();
+        wait_event(h, "B latched", |e| {
+            matches!(e, Event::Latched { leg: 1, .. })
+        });
+        let got = flow(
+            &a,
+            shared,
+            Some(&mut a_tx),
+            &b,
+            Some(&mut b_rx),
+            0xAAAA,
+            0,
+            50,
+        );
+        assert_intact(&got, 0xAAAA, 0, 50);
+        // A forgery with A's SSRC from elsewhere fails authentication.
+        let forged = protect(Some(&mut ctx(CM, 9)), rtp(0xAAAA, 50, 160), false);
+        evil.send_to(&forged, shared).unwrap();
+        let back = flow(
+            &b,
+            shared,
+            Some(&mut b_tx),
+            &a,
+            Some(&mut a_rx),
+            0xBBBB,
+            1,
+            50,
+        );
+        assert_intact(&back, 0xBBBB, 1, 50);
+        let s = snapshot(h, 12);
+        assert_eq!(s.legs[0].remote, Some(a.local_addr().unwrap()));
+        assert_eq!(s.legs[0].counters.dropped(DropReason::Auth), 1);
+        assert_eq!(
+            (s.legs[0].counters.rx_rtp, s.legs[1].counters.rx_rtp),
+            (50, 51)
+        );
+        dp.shutdown();
+    }
+}
+
+#[test]
 fn shared_port_steering_puts_a_flow_on_the_predicted_worker() {
     for backend in BACKENDS {
         let mut cfg = config(backend);
@@ -286,6 +349,14 @@ fn bad_traffic_is_counted_and_harms_no_legitimate_stream() {
         leg0.srtp = Some(leg_srtp(CM, 1, 2));
         leg1.remote = Some(b.local_addr().unwrap());
         add_session(h, pair(42, leg0, leg1));
+        // B confirms its signalled address first: an address nobody sent from
+        // yet would latch to the first valid packet, the attacker's included.
+        b.send_to(&rtp(0xB0B, 0, 20), addr1).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while snapshot(h, 42).legs[1].counters.rx_rtp == 0 {
+            assert!(Instant::now() < deadline, "B's packet not seen");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut a_tx = ctx(CM, 1);
         let mut wrong = ctx(CM, 99);
@@ -422,6 +493,73 @@ fn srtp_leg_relatches_on_authenticated_packets_and_plain_leg_after_silence() {
 }
 
 #[test]
+fn a_plain_leg_signalled_with_one_address_latches_to_the_nated_source() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        // The SDP of leg 1 says `sdp`; the phone behind NAT sends from `nat`.
+        let (a, sdp, nat) = (peer(V4), peer(V4), peer(V4));
+        let (leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg1.remote = Some(sdp.local_addr().unwrap());
+        add_session(h, pair(9, leg0, leg1));
+        nat.send_to(&rtp(0xB, 0, 20), addr1).unwrap();
+        let e = wait_event(h, "leg 1 latched", |e| {
+            matches!(e, Event::Latched { leg: 1, .. })
+        });
+        assert!(
+            matches!(e, Event::Latched { addr, .. } if addr == nat.local_addr().unwrap()),
+            "{backend:?}: {e:?}"
+        );
+        // Media flows both ways, to the NATed address.
+        assert_intact(&flow(&a, addr0, None, &nat, None, 0xA, 0, 20), 0xA, 0, 20);
+        assert_intact(&flow(&nat, addr1, None, &a, None, 0xB, 1, 20), 0xB, 1, 20);
+        sdp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(
+            recv(&sdp).is_none(),
+            "nothing went to the signalled address"
+        );
+        let s = snapshot(h, 9);
+        assert_eq!(s.legs[1].remote, Some(nat.local_addr().unwrap()));
+        assert_eq!(s.legs[1].counters.dropped(DropReason::WrongSource), 0);
+        dp.shutdown();
+    }
+}
+
+#[test]
+fn spoofed_rtcp_does_not_move_a_latched_muxed_leg() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+        let (mut leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg0.latch = LatchMode::Learn {
+            relatch_after: Duration::from_millis(20),
+        };
+        leg1.remote = Some(b.local_addr().unwrap());
+        add_session(h, pair(10, leg0, leg1));
+        assert_intact(&flow(&a, addr0, None, &b, None, 0xA, 0, 5), 0xA, 0, 5);
+        // A is silent for longer than relatch_after; RTCP from elsewhere with
+        // another sender SSRC must not take its media.
+        std::thread::sleep(Duration::from_millis(60));
+        for i in 0..3 {
+            evil.send_to(&rr(0xE000 + i), addr0).unwrap();
+        }
+        let back = flow(&b, addr1, None, &a, None, 0xB, 0, 5);
+        assert_intact(&back, 0xB, 0, 5);
+        evil.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(recv(&evil).is_none(), "{backend:?}: media hijacked");
+        let s = snapshot(h, 10);
+        assert_eq!(s.legs[0].remote, Some(a.local_addr().unwrap()));
+        assert_eq!(s.legs[0].counters.dropped(DropReason::WrongSource), 3);
+        dp.shutdown();
+    }
+}
+
+#[test]
 fn rewriting_ssrc_sequence_and_payload_type() {
     let dp = start(BackendKind::Mmsg);
     let h = &dp.workers()[0];
@@ -482,6 +620,60 @@ fn stun_and_dtls_go_to_the_control_plane_and_it_can_answer_on_the_leg() {
         .unwrap();
         let (got, from) = recv(&a).expect("answer sent from the leg's socket");
         assert_eq!((got.as_slice(), from), (&b"\x16\xfe\xfdanswer"[..], addr0));
+        dp.shutdown();
+    }
+}
+
+/// A STUN binding request (RFC 7983 first byte 0..=3): copied to the control
+/// plane, so a stream of them fills the event ring.
+fn stun(i: u32) -> Vec<u8> {
+    let mut p = vec![0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42];
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&i.to_be_bytes());
+    p
+}
+
+#[test]
+fn answers_to_commands_survive_an_event_ring_flooded_from_outside() {
+    for backend in BACKENDS {
+        let dp = Dataplane::start(DataplaneConfig {
+            event_ring: 4,
+            ..config(backend)
+        })
+        .expect("dataplane starts");
+        let h = &dp.workers()[0];
+        let flood = peer(V4);
+        let (leg0, addr0, _) = per_session_leg(V4, false);
+        let (leg1, _, _) = per_session_leg(V4, false);
+        add_session(h, pair(11, leg0, leg1));
+        // Nobody reads events meanwhile: the ring fills with STUN copies.
+        for i in 0..64 {
+            flood.send_to(&stun(i), addr0).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        h.send(Command::RemoveSession(11)).unwrap();
+        h.send(Command::Snapshot {
+            session: None,
+            token: 5,
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // The removal and the numbers arrive, in order, once the ring is read.
+        let mut order = Vec::new();
+        let Event::Stats { counters, .. } = wait_event(h, "stats", |e| match e {
+            Event::SessionRemoved(s) => {
+                order.push(s.id);
+                false
+            }
+            e => matches!(e, Event::Stats { token: 5, .. }),
+        }) else {
+            unreachable!()
+        };
+        assert_eq!(order, vec![11], "{backend:?}");
+        assert_eq!(counters.sessions, 0);
+        // The removal waited (the snapshot was taken before its own answer).
+        assert!(counters.events_deferred >= 1, "{counters:?}");
+        assert!(counters.event_ring_full >= 60, "{counters:?}");
         dp.shutdown();
     }
 }

@@ -72,6 +72,9 @@ pub struct BackendCounters {
     pub tx_calls: u64,
     /// Datagrams sent as part of a GSO super-datagram.
     pub gso_segments: u64,
+    /// io_uring submissions given up after bounded retries (the kernel kept
+    /// refusing them): a send counted as failed, a receive armed again later.
+    pub submit_failures: u64,
 }
 
 /// Which backend a worker uses.

@@ -20,6 +20,12 @@ const OP_SEND: u64 = 2;
 const OP_WAKE: u64 = 3;
 const OP_CANCEL: u64 = 4;
 const BGID: u16 = 0;
+/// Submission attempts before an entry is given up (and counted).
+const PUSH_TRIES: usize = 8;
+/// Completions reaped into the stash when the kernel refuses submissions.
+const STASH: usize = 1024;
+/// Longest single wait of a shutdown for the kernel to let go of our memory.
+const DROP_WAIT: Duration = Duration::from_millis(10);
 /// Bytes io_uring writes before the payload: `io_uring_recvmsg_out` (16) and the
 /// name area (`msg_namelen` of the template).
 const PREFIX: usize = 16 + RawAddr::CAPACITY as usize;
@@ -142,6 +148,14 @@ pub struct UringBackend {
     in_flight: usize,
     waker: RawFd,
     waker_armed: bool,
+    /// Completions taken off a completion queue that overflowed (the kernel
+    /// refused submissions with EBUSY until some were reaped), handled in order
+    /// before the queue's next ones.
+    stash: Vec<(u64, i32, u32)>,
+    /// Sockets whose receive could not be submitted: armed again next turn.
+    rearm: Vec<SockId>,
+    /// Cancellations that could not be submitted: tried again next turn.
+    cancels: Vec<u64>,
     /// Interrupt moderation: after a wait that found work, wait up to this long
     /// for this many completions (see `IdlePolicy::Coalesce`).
     coalesce: Option<(u32, Duration)>,
@@ -264,6 +278,9 @@ impl UringBackend {
             in_flight: 0,
             waker,
             waker_armed: false,
+            stash: Vec::with_capacity(STASH),
+            rearm: Vec::new(),
+            cancels: Vec::new(),
             coalesce: None,
             counters: BackendCounters::default(),
         };
@@ -271,15 +288,35 @@ impl UringBackend {
         Ok(b)
     }
 
-    fn push_sqe(&mut self, e: squeue::Entry) {
-        loop {
+    /// Queues a submission; `false` (counted) when the queue stayed full after
+    /// a bounded number of submissions: the caller undoes or retries later.
+    fn push_sqe(&mut self, e: squeue::Entry) -> bool {
+        for _ in 0..PUSH_TRIES {
             // SAFETY: every entry we build points at memory that outlives the
             // request (template, slots, frames); see the callers.
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
-                return;
+                return true;
             }
-            // Submission queue full: hand it to the kernel and retry.
-            let _ = self.ring.submit();
+            // Submission queue full: hand it to the kernel and retry. With the
+            // completion queue overflowing, the kernel refuses (EBUSY) until
+            // completions are reaped: take some into the stash.
+            if let Err(err) = self.ring.submit() {
+                if err.raw_os_error() == Some(libc::EBUSY) {
+                    self.stash_completions();
+                }
+            }
+        }
+        self.counters.submit_failures += 1;
+        false
+    }
+
+    /// Moves completions (as many as the stash has room for) off the queue.
+    fn stash_completions(&mut self) {
+        let room = STASH.saturating_sub(self.stash.len());
+        let mut cq = self.ring.completion();
+        for _ in 0..room {
+            let Some(c) = cq.next() else { break };
+            self.stash.push((c.user_data(), c.result(), c.flags()));
         }
     }
 
@@ -288,8 +325,42 @@ impl UringBackend {
             .multi(true)
             .build()
             .user_data(ud(OP_WAKE, 0, 0));
-        self.push_sqe(e);
-        self.waker_armed = true;
+        // Not armed: tried again next turn (meanwhile the worker waits at most
+        // its park interval for commands).
+        self.waker_armed = self.push_sqe(e);
+    }
+
+    /// Submissions that failed earlier: the waker, receives, cancellations.
+    fn retry_submissions(&mut self) {
+        if !self.waker_armed {
+            self.arm_waker();
+        }
+        for _ in 0..self.rearm.len() {
+            let id = self.rearm.swap_remove(0);
+            if self
+                .socks
+                .get(id as usize)
+                .is_some_and(|s| s.live && !s.armed)
+            {
+                self.arm_recv(id);
+            }
+        }
+        for _ in 0..self.cancels.len() {
+            let target = self.cancels.swap_remove(0);
+            self.cancel(target);
+        }
+    }
+
+    fn cancel(&mut self, target: u64) {
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(ud(OP_CANCEL, 0, 0));
+        if self.push_sqe(e) {
+            // Make sure the cancel reaches the kernel before the caller closes the fd.
+            let _ = self.ring.submit();
+        } else {
+            self.cancels.push(target);
+        }
     }
 
     fn arm_recv(&mut self, id: SockId) {
@@ -301,8 +372,11 @@ impl UringBackend {
             opcode::RecvMsgMulti::new(Fd(s.fd), hdr, BGID).build()
         }
         .user_data(ud(OP_RECV, s.gen, id));
-        self.push_sqe(e);
-        self.socks[id as usize].armed = true;
+        if self.push_sqe(e) {
+            self.socks[id as usize].armed = true;
+        } else {
+            self.rearm.push(id);
+        }
     }
 
     fn refill(&mut self, pool: &mut FramePool) {
@@ -500,12 +574,7 @@ impl IoBackend for UringBackend {
         let (target, armed, fixed) = (ud(OP_RECV, s.gen, id), s.armed, s.fixed);
         s.fixed = false;
         if armed {
-            let e = opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(ud(OP_CANCEL, 0, 0));
-            self.push_sqe(e);
-            // Make sure the cancel reaches the kernel before the caller closes the fd.
-            let _ = self.ring.submit();
+            self.cancel(target);
         }
         if fixed {
             // The table holds a reference to the socket: without this, closing
@@ -523,9 +592,26 @@ impl IoBackend for UringBackend {
         failed: &mut Vec<TxFailure>,
     ) -> io::Result<bool> {
         self.refill(pool);
+        self.retry_submissions();
+        let timeout = if self.stash.is_empty() {
+            timeout
+        } else {
+            Duration::ZERO
+        };
         self.wait(timeout)?;
         let target = rx.len() + max;
         let mut woken = false;
+        // Completions reaped while submissions were refused come first.
+        let mut k = 0;
+        while k < self.stash.len() && rx.len() < target && !woken {
+            let (u, r, f) = self.stash[k];
+            k += 1;
+            woken |= self.complete(pool, u, r, f, rx, failed);
+        }
+        self.stash.drain(..k);
+        if !self.stash.is_empty() || woken {
+            return Ok(woken);
+        }
         loop {
             // Take completions in small groups so that re-arming (which pushes
             // submissions) does not overlap a borrow of the completion queue.
@@ -547,7 +633,9 @@ impl IoBackend for UringBackend {
             for &(u, r, f) in &batch[..n] {
                 woken |= self.complete(pool, u, r, f, rx, failed);
             }
-            if woken || n < batch.len() || rx.len() >= target {
+            // Completions stashed meanwhile (re-arming met a refused
+            // submission) precede those still queued: next turn.
+            if woken || n < batch.len() || rx.len() >= target || !self.stash.is_empty() {
                 break;
             }
         }
@@ -593,8 +681,15 @@ impl IoBackend for UringBackend {
                         .dest_addr_len(namelen)
                         .build()
                 };
-                self.push_sqe(e.user_data(ud(OP_SEND, 0, p.frame)));
-                self.in_flight += 1;
+                if self.push_sqe(e.user_data(ud(OP_SEND, 0, p.frame))) {
+                    self.in_flight += 1;
+                } else {
+                    failed.push(TxFailure {
+                        tag: p.tag,
+                        kind: io::ErrorKind::WouldBlock,
+                    });
+                    pool.free(p.frame);
+                }
                 continue;
             }
             slot.hdr.msg_name = (&mut slot.addr as *mut RawAddr).cast();
@@ -610,8 +705,15 @@ impl IoBackend for UringBackend {
                 opcode::SendMsg::new(Fd(fd), &slot.hdr).build()
             }
             .user_data(ud(OP_SEND, 0, p.frame));
-            self.push_sqe(e);
-            self.in_flight += 1;
+            if self.push_sqe(e) {
+                self.in_flight += 1;
+            } else {
+                failed.push(TxFailure {
+                    tag: p.tag,
+                    kind: io::ErrorKind::WouldBlock,
+                });
+                pool.free(p.frame);
+            }
         }
         self.counters.tx_calls += 1;
         let _ = self.ring.submit();
@@ -640,8 +742,16 @@ impl Drop for UringBackend {
         while (self.in_flight > 0 || self.socks.iter().any(|s| s.armed))
             && Instant::now() < deadline
         {
-            let _ = self.ring.submit_and_wait(1);
-            let mut done = Vec::new();
+            for _ in 0..self.cancels.len() {
+                let target = self.cancels.swap_remove(0);
+                self.cancel(target);
+            }
+            // Every wait is bounded, so the deadline holds.
+            let ts =
+                Timespec::from(DROP_WAIT.min(deadline.saturating_duration_since(Instant::now())));
+            let args = SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let mut done = std::mem::take(&mut self.stash);
             for c in self.ring.completion() {
                 done.push((c.user_data(), c.result(), c.flags()));
             }
