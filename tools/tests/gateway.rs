@@ -928,6 +928,8 @@ fn limits_retransmissions_and_bad_sdp() {
     let text = rtp_tools::gateway::metrics(gw.ng());
     assert!(text.contains("rtp_gateway_calls 0"), "{text}");
     assert!(text.contains("rtp_gateway_dropped_packets_total{worker=\"0\",reason=\"auth\"}"));
+    assert!(text.contains("rtp_gateway_events_deferred_total{worker=\"0\"} "));
+    assert!(text.contains("rtp_gateway_submit_failures_total{worker=\"0\"} 0"));
     gw.shutdown();
 }
 

@@ -573,9 +573,21 @@ pub fn metrics(ng: &NgServer) -> String {
     );
     line(
         "rtp_gateway_event_ring_full_total",
-        "Events dropped on a full ring.",
+        "Data events (datagram and RTCP copies, latch changes) dropped on a full event ring.",
         "counter",
         w(&|c| c.event_ring_full),
+    );
+    line(
+        "rtp_gateway_events_deferred_total",
+        "Answers to commands that waited in the worker for room in a full event ring (never dropped).",
+        "counter",
+        w(&|c| c.events_deferred),
+    );
+    line(
+        "rtp_gateway_submit_failures_total",
+        "io_uring submissions given up after bounded retries.",
+        "counter",
+        w(&|c| c.io.submit_failures),
     );
     line(
         "rtp_gateway_send_errors_total",
