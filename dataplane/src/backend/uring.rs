@@ -667,10 +667,10 @@ impl IoBackend for UringBackend {
                 iov_len: usize::from(p.len),
             };
             let namelen = slot.addr.set(&p.dst);
-            if self.send_to {
+            let e = if self.send_to {
                 let addr = (&slot.addr as *const RawAddr).cast::<libc::sockaddr>();
                 let (buf, len) = (data as *const u8, u32::from(p.len));
-                let e = if fixed {
+                if fixed {
                     opcode::Send::new(Fixed(p.sock), buf, len)
                         .dest_addr(addr)
                         .dest_addr_len(namelen)
@@ -680,34 +680,26 @@ impl IoBackend for UringBackend {
                         .dest_addr(addr)
                         .dest_addr_len(namelen)
                         .build()
-                };
-                if self.push_sqe(e.user_data(ud(OP_SEND, 0, p.frame))) {
-                    self.in_flight += 1;
-                } else {
-                    failed.push(TxFailure {
-                        tag: p.tag,
-                        kind: io::ErrorKind::WouldBlock,
-                    });
-                    pool.free(p.frame);
                 }
-                continue;
-            }
-            slot.hdr.msg_name = (&mut slot.addr as *mut RawAddr).cast();
-            slot.hdr.msg_namelen = namelen;
-            slot.hdr.msg_iov = &mut slot.iov;
-            slot.hdr.msg_iovlen = 1;
-            slot.hdr.msg_control = std::ptr::null_mut();
-            slot.hdr.msg_controllen = 0;
-            slot.hdr.msg_flags = 0;
-            let e = if fixed {
-                opcode::SendMsg::new(Fixed(p.sock), &slot.hdr).build()
             } else {
-                opcode::SendMsg::new(Fd(fd), &slot.hdr).build()
-            }
-            .user_data(ud(OP_SEND, 0, p.frame));
-            if self.push_sqe(e) {
+                slot.hdr.msg_name = (&mut slot.addr as *mut RawAddr).cast();
+                slot.hdr.msg_namelen = namelen;
+                slot.hdr.msg_iov = &mut slot.iov;
+                slot.hdr.msg_iovlen = 1;
+                slot.hdr.msg_control = std::ptr::null_mut();
+                slot.hdr.msg_controllen = 0;
+                slot.hdr.msg_flags = 0;
+                if fixed {
+                    opcode::SendMsg::new(Fixed(p.sock), &slot.hdr).build()
+                } else {
+                    opcode::SendMsg::new(Fd(fd), &slot.hdr).build()
+                }
+            };
+            if self.push_sqe(e.user_data(ud(OP_SEND, 0, p.frame))) {
                 self.in_flight += 1;
             } else {
+                // The kernel kept refusing submissions: counted by push_sqe, and
+                // reported to the pipeline as a send that would block.
                 failed.push(TxFailure {
                     tag: p.tag,
                     kind: io::ErrorKind::WouldBlock,
