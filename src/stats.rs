@@ -574,14 +574,15 @@ pub fn r_factor(codec: Codec, one_way_delay_ms: f64, loss_percent: f64, burst_r:
 }
 
 /// MOS (conversational quality estimate) from R (G.107 Annex B):
-/// 1 for R < 0, 4.5 for R > 100, else `1 + 0.035 R + R (R - 60) (100 - R) 7e-6`.
+/// 1 for R < 0, 4.5 for R > 100, else `1 + 0.035 R + R (R - 60) (100 - R) 7e-6`,
+/// kept within 1..=4.5 (the cubic dips just below 1 for R under about 6.5).
 pub fn mos_from_r(r: f64) -> f64 {
     if r.is_nan() || r <= 0.0 {
         1.0
     } else if r >= 100.0 {
         4.5
     } else {
-        1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
+        (1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6).clamp(1.0, 4.5)
     }
 }
 
@@ -827,6 +828,17 @@ mod tests {
         assert_eq!(mos_from_r(120.0), 4.5);
         // R = 50: 1 + 1.75 + 50*(-10)*50*7e-6 = 2.75 - 0.175 = 2.575
         assert!((mos_from_r(50.0) - 2.575).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mos_never_below_one_for_small_r() {
+        // R = 5: 1 + 0.175 + 5 * (-55) * 95 * 7e-6 = 1.175 - 0.182875 = 0.992125,
+        // below the MOS scale (and below XR's MOS x10 range of 10..=50).
+        assert_eq!(mos_from_r(5.0), 1.0);
+        for i in 0..=1000 {
+            let m = mos_from_r(f64::from(i) / 10.0);
+            assert!((1.0..=4.5).contains(&m), "R {} -> {m}", f64::from(i) / 10.0);
+        }
     }
 
     #[test]

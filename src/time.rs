@@ -34,7 +34,8 @@ impl NtpTime {
     /// The NTP time of `since_unix` after the UNIX epoch. The seconds wrap modulo 2^32
     /// (NTP era 1 starts in February 2036); the fraction is rounded to nearest.
     pub fn from_unix(since_unix: Duration) -> Self {
-        let secs = since_unix.as_secs() + NTP_UNIX_OFFSET_SECS;
+        // Only the low 32 bits are kept, so a wrapping sum loses nothing.
+        let secs = since_unix.as_secs().wrapping_add(NTP_UNIX_OFFSET_SECS);
         let frac = nanos_to_frac(since_unix.subsec_nanos());
         // A fraction that rounds up to a whole second carries into the seconds.
         NtpTime((secs << 32).wrapping_add(frac))
@@ -169,6 +170,15 @@ mod tests {
         let t = NtpTime::from_unix(d);
         assert_eq!(t.secs(), 0);
         assert_eq!(t.to_unix(), d);
+    }
+
+    #[test]
+    fn from_unix_far_future_wraps_without_overflow() {
+        // The seconds are taken modulo 2^32; a huge duration must not overflow the
+        // 64-bit addition of the NTP offset (a panic in debug builds).
+        let d = Duration::new(u64::MAX, 0);
+        let want = (u64::MAX as u32).wrapping_add(NTP_UNIX_OFFSET_SECS as u32);
+        assert_eq!(NtpTime::from_unix(d), NtpTime::new(want, 0));
     }
 
     #[test]
