@@ -254,9 +254,7 @@ mod tests {
         // if something holds these ports anyway.
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 83, 17));
         let (first, last) = (65532, 65535);
-        let probe: Result<Vec<_>, _> = (first..=last)
-            .map(|p| UdpSocket::bind((ip, p)))
-            .collect();
+        let probe: Result<Vec<_>, _> = (first..=last).map(|p| UdpSocket::bind((ip, p))).collect();
         if probe.is_err() {
             eprintln!("ports {first}-{last} on {ip} are busy; skipping");
             return;

@@ -298,7 +298,11 @@ impl MmsgBatch {
         let n = msgs
             .iter()
             .take(self.hdrs.len())
-            .take_while(|m| m.first_iov.checked_add(m.iov_count).is_some_and(|e| e <= iovs))
+            .take_while(|m| {
+                m.first_iov
+                    .checked_add(m.iov_count)
+                    .is_some_and(|e| e <= iovs)
+            })
             .count();
         if n == 0 {
             if msgs.is_empty() || self.hdrs.is_empty() {
@@ -656,10 +660,7 @@ mod tests {
             iov_count: 1,
             segment: 0,
         };
-        let bad = SendMsg {
-            first_iov: 5,
-            ..ok
-        };
+        let bad = SendMsg { first_iov: 5, ..ok };
         assert_eq!(b.send(tx.as_raw_fd(), &[ok, bad]).unwrap(), 1);
     }
 
