@@ -122,7 +122,9 @@ impl PortAllocator {
                 p
             };
             let step = if pair { 2 } else { 1 };
-            p = if u32::from(cand) + step > u32::from(self.last) {
+            // `cand` wraps to 0 when `p` is 65535 and a pair is asked for: restart
+            // at the range's start rather than walking ports below it.
+            p = if cand < self.first || u32::from(cand) + step > u32::from(self.last) {
                 self.first
             } else {
                 cand + step as u16
@@ -241,6 +243,32 @@ mod tests {
         a.release(port, true);
         assert_eq!(a.allocate(true).unwrap().port, port);
         assert!(PortAllocator::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10, 5).is_err());
+    }
+
+    /// A single port at 65534 leaves the round-robin cursor at 65535; the next pair
+    /// must wrap to the range's start, not to ports 0, 2, 4... below the range
+    /// (which reported a full range while pairs were free).
+    #[test]
+    fn pair_after_single_at_port_65534_wraps_to_range_start() {
+        // A rarely used loopback address, above the ephemeral port range; skipped
+        // if something holds these ports anyway.
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 83, 17));
+        let (first, last) = (65532, 65535);
+        let probe: Result<Vec<_>, _> = (first..=last).map(|p| UdpSocket::bind((ip, p))).collect();
+        if probe.is_err() {
+            eprintln!("ports {first}-{last} on {ip} are busy; skipping");
+            return;
+        }
+        drop(probe);
+        let mut a = PortAllocator::new(ip, first, last).unwrap();
+        let singles: Vec<_> = (0..3).map(|_| a.allocate(false).unwrap()).collect();
+        assert_eq!(singles[2].port, 65534);
+        for p in &singles[..2] {
+            a.release(p.port, false);
+        }
+        drop(singles);
+        let pair = a.allocate(true).unwrap();
+        assert_eq!(pair.port, first);
     }
 
     #[test]

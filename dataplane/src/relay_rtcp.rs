@@ -67,7 +67,11 @@ pub(crate) fn map_media_ssrc(pkt: &mut [u8], from: u32, to: u32) {
                 }
             }
             205 | 206 => {
-                swap(pkt, at + 8);
+                // A feedback packet too short for a media SSRC must not reach
+                // into the next packet of the compound.
+                if at + 12 <= end {
+                    swap(pkt, at + 8);
+                }
                 if pt == 206 && count == 4 {
                     // FIR: entries of (SSRC, seq) after the common part.
                     let mut e = at + 12;
@@ -124,6 +128,20 @@ mod tests {
             .count();
         assert_eq!(n, 4, "RR block, PLI media, REMB entry, FIR entry");
         assert!(!p.windows(4).any(|w| w == 0xAAAAu32.to_be_bytes()));
+    }
+
+    /// A feedback packet whose length field leaves no room for the media SSRC:
+    /// the bytes after it belong to the next packet and are left alone.
+    #[test]
+    fn short_feedback_does_not_rewrite_the_next_packet() {
+        // PLI of one word (sender SSRC only), then a BYE whose header words,
+        // read as an SSRC, equal the SSRC being mapped.
+        let bye = [0x81, 203, 0, 1, 0, 0, 0, 9];
+        let mut p = vec![0x81, 206, 0, 1, 0, 0, 0, 9];
+        p.extend_from_slice(&bye);
+        let before = p.clone();
+        map_media_ssrc(&mut p, u32::from_be_bytes([0x81, 203, 0, 1]), 0xBBBB);
+        assert_eq!(p, before);
     }
 
     #[test]

@@ -292,9 +292,26 @@ impl MmsgBatch {
     /// Returns how many messages the kernel took, or the error of the first one
     /// it refused.
     pub fn send(&mut self, fd: RawFd, msgs: &[SendMsg]) -> io::Result<usize> {
-        let n = msgs.len().min(self.hdrs.len());
+        // Only messages whose iovecs all exist: the kernel would read past the
+        // list otherwise. A bad message ends the batch before it.
+        let iovs = self.iovs.len();
+        let n = msgs
+            .iter()
+            .take(self.hdrs.len())
+            .take_while(|m| {
+                m.first_iov
+                    .checked_add(m.iov_count)
+                    .is_some_and(|e| e <= iovs)
+            })
+            .count();
         if n == 0 {
-            return Ok(0);
+            if msgs.is_empty() || self.hdrs.is_empty() {
+                return Ok(0);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "send message names iovecs that were not set",
+            ));
         }
         for (i, m) in msgs.iter().take(n).enumerate() {
             let namelen = self.addrs[i].set(&m.dst);
@@ -615,6 +632,36 @@ mod tests {
             assert!(!r.truncated);
             assert_eq!(&bufs[i][..r.len], &payloads[i][..]);
         }
+    }
+
+    /// A message naming iovecs past the list is refused with a typed error (it
+    /// panicked on the slice, or let the kernel read past the list).
+    #[test]
+    fn send_refuses_messages_past_the_iovec_list() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dst = rx.local_addr().unwrap();
+        let mut b = MmsgBatch::new(2);
+        let data = [7u8; 4];
+        b.set_iov(0, data.as_ptr(), data.len());
+        for (first_iov, iov_count) in [(1000, 1), (0, 5), (usize::MAX, 2)] {
+            let m = SendMsg {
+                dst,
+                first_iov,
+                iov_count,
+                segment: 4,
+            };
+            let e = b.send(tx.as_raw_fd(), &[m]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        }
+        let ok = SendMsg {
+            dst,
+            first_iov: 0,
+            iov_count: 1,
+            segment: 0,
+        };
+        let bad = SendMsg { first_iov: 5, ..ok };
+        assert_eq!(b.send(tx.as_raw_fd(), &[ok, bad]).unwrap(), 1);
     }
 
     #[test]
