@@ -137,6 +137,9 @@ pub struct WorkerCounters {
     pub pool_frames: usize,
     /// Frames free at the time of the snapshot.
     pub pool_free: usize,
+    /// Frame frees the pool refused (a frame freed twice): a bug, counted
+    /// instead of handing one frame to two owners.
+    pub pool_bad_frees: u64,
     /// Send failures not attributable to a leg.
     pub send_errors: u64,
     /// Commands processed.
@@ -671,6 +674,7 @@ impl Worker {
         c.io = self.backend.counters();
         c.pool_empty += self.pool.exhausted() + c.io.no_frame;
         c.pool_free = self.pool.available();
+        c.pool_bad_frees = self.pool.bad_frees();
         c.sessions = self.by_id.len();
         c.drops = self.leg_drops;
         c

@@ -572,6 +572,12 @@ pub fn metrics(ng: &NgServer) -> String {
         w(&|c| c.pool_free as u64),
     );
     line(
+        "rtp_gateway_pool_bad_frees_total",
+        "Frame frees the pool refused (a frame freed twice: a bug, counted).",
+        "counter",
+        w(&|c| c.pool_bad_frees),
+    );
+    line(
         "rtp_gateway_event_ring_full_total",
         "Data events (datagram and RTCP copies, latch changes) dropped on a full event ring.",
         "counter",
