@@ -205,22 +205,24 @@ fn timed(n: usize, mut f: impl FnMut(usize)) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// SHA-1's initial state and a message block, for the floor lines.
+const SHA1_H0: [u32; 5] = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+const BLOCK: [u8; 64] = [0x5a; 64];
+
 /// ns per HMAC-SHA1 tag of a packet with a 160-byte payload at its least: four
 /// SHA-1 compressions (three for the 176 authenticated bytes and their padding,
 /// after the inner state precomputed per key, and one for the outer hash), on
 /// the `sha1` crate's compression function (SHA-NI where the CPU has it), which
 /// is what rtp-core's HMAC runs.
 fn time_sha1_floor(n: usize) -> f64 {
-    let block = [sha1::digest::generic_array::GenericArray::from(
-        [0x5au8; 64],
-    )];
-    let mut state = [
-        0x6745_2301u32,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
+    let block = [sha1::digest::generic_array::GenericArray::from(BLOCK)];
+    let mut state = SHA1_H0;
     timed(n, |_| {
         for _ in 0..4 {
             sha1::compress(&mut state, black_box(&block));
@@ -237,16 +239,8 @@ fn time_sha1_floor(n: usize) -> f64 {
 fn time_primitives_floor(n: usize) -> f64 {
     use aes::cipher::{BlockEncrypt, KeyInit};
     let aes = aes::Aes128::new(&[0x3cu8; 16].into());
-    let block = [sha1::digest::generic_array::GenericArray::from(
-        [0x5au8; 64],
-    )];
-    let mut state = [
-        0x6745_2301u32,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
+    let block = [sha1::digest::generic_array::GenericArray::from(BLOCK)];
+    let mut state = SHA1_H0;
     timed(n, |i| {
         let mut keystream = [aes::Block::default(); 10];
         for (j, b) in keystream.iter_mut().enumerate() {
@@ -263,16 +257,8 @@ fn time_primitives_floor(n: usize) -> f64 {
 /// As `time_sha1_floor`, for two messages whose compressions alternate (what
 /// the split API's pairs do): ns per message.
 fn time_sha1_pair_floor(n: usize) -> f64 {
-    let block = [sha1::digest::generic_array::GenericArray::from(
-        [0x5au8; 64],
-    )];
-    let h0 = [
-        0x6745_2301u32,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
+    let block = [sha1::digest::generic_array::GenericArray::from(BLOCK)];
+    let h0 = SHA1_H0;
     timed(n / 2, |_| {
         let (mut a, mut b) = (black_box(h0), black_box(h0));
         for _ in 0..4 {
