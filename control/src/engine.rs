@@ -23,6 +23,7 @@ use rtp_dataplane::{
 
 use crate::dtls::{Certificate, CipherSuite, DtlsConfig, Fingerprint};
 use crate::dtls_legs::{DtlsCounters, DtlsLegParams, DtlsLegs, Outcome};
+use crate::ice::IceLegParams;
 
 /// A call, as the engine names it.
 pub type CallId = u64;
@@ -300,6 +301,9 @@ pub struct LegConfig {
     pub dtls: Option<DtlsLegParams>,
     /// RTCP handling and reporting (a call terminates RTCP when either leg asks).
     pub rtcp: RtcpConfig,
+    /// ICE-lite on this leg: the engine answers the peer's connectivity checks
+    /// and sends media to the candidate it nominates ([`crate::ice`]).
+    pub ice: Option<IceLegParams>,
 }
 
 impl Default for LegConfig {
@@ -314,6 +318,7 @@ impl Default for LegConfig {
             clock_rate: 8000,
             dtls: None,
             rtcp: RtcpConfig::default(),
+            ice: None,
         }
     }
 }
@@ -365,6 +370,18 @@ pub enum EngineEvent {
         /// RTCP port rather than RTP.
         rtcp: bool,
         /// New remote.
+        addr: SocketAddr,
+    },
+    /// The ICE peer of a leg nominated a candidate pair (USE-CANDIDATE): media
+    /// to it now goes to `addr`.
+    IceNominated {
+        /// Call.
+        call: CallId,
+        /// Leg.
+        leg: usize,
+        /// RTCP component (2) rather than RTP (1).
+        rtcp: bool,
+        /// The peer's address of the nominated pair.
         addr: SocketAddr,
     },
     /// A call was silent for the media timeout and is being deleted.
@@ -503,6 +520,7 @@ enum Request {
     Create(Box<[LegConfig; 2]>, Reply<CallInfo>),
     Update(CallId, usize, Box<LegUpdate>, Reply<()>),
     SetDtls(CallId, usize, DtlsLegParams, Reply<()>),
+    SetIce(CallId, usize, IceLegParams, Reply<()>),
     Query(CallId, Reply<SessionSnapshot>),
     Delete(CallId, Reply<SessionSnapshot>),
     List(Reply<Vec<CallId>>),
@@ -738,6 +756,18 @@ impl Engine {
         self.ask(|r| Request::SetDtls(call, leg, params, r))
     }
 
+    /// Sets an ICE-lite leg's credentials: the peer's arrive with its SDP (an
+    /// answer), and new local or remote ones are an ICE restart. The leg must
+    /// have been created with [`LegConfig::ice`].
+    pub fn set_ice(
+        &self,
+        call: CallId,
+        leg: usize,
+        params: IceLegParams,
+    ) -> Result<(), EngineError> {
+        self.ask(|r| Request::SetIce(call, leg, params, r))
+    }
+
     /// The fingerprint of the engine's DTLS certificate (`a=fingerprint`).
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
@@ -948,6 +978,14 @@ impl Control {
                     Err(EngineError::Config(format!(
                         "leg {leg} of call {id} was not created as a DTLS-SRTP leg"
                     )))
+                });
+            }
+            Request::SetIce(id, _leg, _params, reply) => {
+                // Wired up by the ICE-lite responder.
+                let _ = reply.send(if self.calls.contains_key(&id) {
+                    Ok(())
+                } else {
+                    Err(EngineError::NoSuchCall(id))
                 });
             }
             Request::Query(id, reply) => {

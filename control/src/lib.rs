@@ -5,7 +5,7 @@
 //! bookkeeping, media timeouts, the event stream; DTLS-SRTP legs, whose handshakes
 //! the control thread runs with the sans-IO DTLS 1.2 implementation in [`dtls`];
 //! and RTCP reporting with call quality ([`reporting`], built on the sans-IO
-//! [`rtcp`] module). STUN/ICE-lite is not built yet.
+//! [`rtcp`] module); ICE-lite ([`ice`]) for legs that face browsers.
 //!
 //! ```no_run
 //! use rtp_control::{Engine, LegConfig};
@@ -24,6 +24,7 @@
 pub mod dtls;
 mod dtls_legs;
 pub mod engine;
+pub mod ice;
 pub mod reporting;
 pub mod rtcp;
 
@@ -32,5 +33,6 @@ pub use engine::{
     CallId, CallInfo, CloseReason, ControlPlacement, Engine, EngineBuilder, EngineConfig,
     EngineError, EngineEvent, EngineStats, LegConfig, LegInfo,
 };
+pub use ice::{IceCredentials, IceLegParams};
 pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode, RtcpWorkerStats};
 pub use rtp_dataplane as dataplane;

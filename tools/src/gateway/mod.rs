@@ -233,7 +233,8 @@ impl Gateway {
                             | EngineEvent::DtlsConnected { call, .. }
                             | EngineEvent::DtlsAttemptFailed { call, .. }
                             | EngineEvent::DtlsFailed { call, .. }
-                            | EngineEvent::Quality { call, .. } => Some(*call),
+                            | EngineEvent::Quality { call, .. }
+                            | EngineEvent::IceNominated { call, .. } => Some(*call),
                             EngineEvent::Error { call, .. } => *call,
                         };
                         let call_id = engine_call
@@ -260,6 +261,11 @@ impl Gateway {
                                 call, leg, addr, ..
                             } => {
                                 tracing::debug!(call, leg, %addr, "latched")
+                            }
+                            EngineEvent::IceNominated {
+                                call, leg, addr, ..
+                            } => {
+                                tracing::info!(call, leg, %addr, "ICE candidate nominated")
                             }
                             EngineEvent::Error { call, message } => {
                                 tracing::warn!(?call, %message, "engine error")
