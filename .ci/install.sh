@@ -11,6 +11,7 @@ PKGS=(
   ffmpeg
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0
   rtpengine-daemon
 )
 missing=()
