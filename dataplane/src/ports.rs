@@ -18,6 +18,18 @@ pub struct PortPair {
     pub rtcp: Option<UdpSocket>,
 }
 
+/// What a port of the range is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Free,
+    /// Allocated alone.
+    Single,
+    /// The RTP (even) port of a pair.
+    PairRtp,
+    /// The RTCP port of a pair, freed with its RTP port.
+    PairRtcp,
+}
+
 /// Hands out ports from a range, skipping ports other programs hold.
 #[derive(Debug)]
 pub struct PortAllocator {
@@ -25,7 +37,7 @@ pub struct PortAllocator {
     first: u16,
     last: u16,
     next: u16,
-    used: Vec<bool>,
+    used: Vec<Use>,
     in_use: usize,
     socket_buffer: Option<usize>,
 }
@@ -67,7 +79,7 @@ impl PortAllocator {
             first,
             last,
             next: first,
-            used: vec![false; usize::from(last - first) + 1],
+            used: vec![Use::Free; usize::from(last - first) + 1],
             in_use: 0,
             socket_buffer: None,
         })
@@ -95,18 +107,20 @@ impl PortAllocator {
     }
 
     fn is_free(&self, p: u16) -> bool {
-        p >= self.first && p <= self.last && !self.used[usize::from(p - self.first)]
+        self.state(p) == Some(Use::Free)
     }
 
-    fn mark(&mut self, p: u16, used: bool) {
+    fn state(&self, p: u16) -> Option<Use> {
+        (p >= self.first && p <= self.last).then(|| self.used[usize::from(p - self.first)])
+    }
+
+    fn mark(&mut self, p: u16, to: Use) {
         let i = usize::from(p - self.first);
-        if self.used[i] != used {
-            self.used[i] = used;
-            if used {
-                self.in_use += 1;
-            } else {
-                self.in_use -= 1;
-            }
+        let was = std::mem::replace(&mut self.used[i], to);
+        match (was == Use::Free, to == Use::Free) {
+            (true, false) => self.in_use += 1,
+            (false, true) => self.in_use -= 1,
+            _ => {}
         }
     }
 
@@ -155,9 +169,11 @@ impl PortAllocator {
             } else {
                 None
             };
-            self.mark(cand, true);
             if pair {
-                self.mark(cand + 1, true);
+                self.mark(cand, Use::PairRtp);
+                self.mark(cand + 1, Use::PairRtcp);
+            } else {
+                self.mark(cand, Use::Single);
             }
             self.next = p;
             return Ok(PortPair {
@@ -179,13 +195,24 @@ impl PortAllocator {
         ))
     }
 
-    /// Gives a port (and its RTCP neighbour when `pair`) back.
-    pub fn release(&mut self, port: u16, pair: bool) {
-        if port >= self.first && port <= self.last {
-            self.mark(port, false);
-        }
-        if pair && port < self.last && port >= self.first {
-            self.mark(port + 1, false);
+    /// Gives back a port handed out by [`PortAllocator::allocate`] (and its RTCP
+    /// neighbour when it was allocated as a pair). Only what was allocated that
+    /// way is freed: a port that is free, outside the range, the RTCP half of a
+    /// pair, or released with the wrong `pair` flag is refused (`false`) and
+    /// changes nothing, so a caller's mistake cannot free a neighbour that
+    /// another call holds.
+    pub fn release(&mut self, port: u16, pair: bool) -> bool {
+        match (self.state(port), pair) {
+            (Some(Use::Single), false) => {
+                self.mark(port, Use::Free);
+                true
+            }
+            (Some(Use::PairRtp), true) => {
+                self.mark(port, Use::Free);
+                self.mark(port + 1, Use::Free);
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -250,6 +277,34 @@ mod tests {
         a.release(port, true);
         assert_eq!(a.allocate(true).unwrap().port, port);
         assert!(PortAllocator::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10, 5).is_err());
+    }
+
+    /// Release frees exactly what was allocated: a wrong `pair` flag, the RTCP
+    /// half of a pair, a free port or one outside the range change nothing (a
+    /// release(pair=true) of a single port used to free the neighbour above it,
+    /// which another call could hold).
+    #[test]
+    fn release_frees_only_what_was_allocated() {
+        let l = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let base = l.local_addr().unwrap().port();
+        drop(l);
+        let first = base.saturating_sub(8).max(1024) & !1;
+        let mut a = PortAllocator::new(IpAddr::V4(Ipv4Addr::LOCALHOST), first, first + 63).unwrap();
+        let single = a.allocate(false).unwrap();
+        let pair = a.allocate(true).unwrap();
+        let (s, p) = (single.port, pair.port);
+        assert_eq!(a.in_use(), 3);
+        assert!(!a.release(s, true), "a single port released as a pair");
+        assert!(!a.release(p, false), "a pair released as a single port");
+        assert!(!a.release(p + 1, true), "the RTCP half of a pair");
+        assert!(!a.release(p + 1, false));
+        assert!(!a.release(first + 63, false), "a free port");
+        assert!(!a.release(first.wrapping_sub(2), true), "outside the range");
+        assert_eq!(a.in_use(), 3, "nothing was freed");
+        assert!(a.release(p, true));
+        assert!(a.release(s, false));
+        assert!(!a.release(s, false), "released twice");
+        assert_eq!(a.in_use(), 0);
     }
 
     /// A single port at 65534 leaves the round-robin cursor at 65535; the next pair
