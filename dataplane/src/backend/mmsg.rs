@@ -327,6 +327,21 @@ impl IoBackend for MmsgBackend {
                             m = self.fail_from(m, self.msgs.len(), e.kind(), tx, failed)
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if self.msgs[m].iov_count > 1 && gso_refused(&e) => {
+                            // This path cannot segment (a device without checksum
+                            // offload says EIO; a socket without UDP checksums,
+                            // EINVAL): GSO is off from now on, and this message's
+                            // datagrams go one by one.
+                            self.gso = false;
+                            self.counters.gso_fallbacks += 1;
+                            self.counters.gso_segments -= self.msgs[m].iov_count as u64;
+                            m = if self.send_one_by_one(fd, m, tx, failed) {
+                                m + 1
+                            } else {
+                                let full = io::ErrorKind::WouldBlock;
+                                self.fail_from(m + 1, self.msgs.len(), full, tx, failed)
+                            };
+                        }
                         Err(e) => m = self.fail_from(m, m + 1, e.kind(), tx, failed),
                     }
                 }
@@ -346,7 +361,66 @@ impl IoBackend for MmsgBackend {
     }
 }
 
+/// Whether a GSO send failed because segmentation cannot be done on its path
+/// (rather than because of the destination or the socket buffer).
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
+}
+
 impl MmsgBackend {
+    /// Whether later sends may use GSO (false once the kernel refused it).
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Sends the segments of GSO message `m` as separate datagrams. Failed ones
+    /// are recorded; returns false when the socket buffer is full (the caller
+    /// fails the rest of the batch, as for any full buffer).
+    fn send_one_by_one(
+        &mut self,
+        fd: RawFd,
+        m: usize,
+        tx: &[TxPacket],
+        failed: &mut Vec<TxFailure>,
+    ) -> bool {
+        let msg = self.msgs[m];
+        let (k, _) = self.msg_pkts[m];
+        for r in 0..msg.iov_count {
+            let one = SendMsg {
+                dst: msg.dst,
+                first_iov: msg.first_iov + r,
+                iov_count: 1,
+                segment: 0,
+            };
+            let sent = loop {
+                self.counters.tx_calls += 1;
+                match self.batch.send(fd, std::slice::from_ref(&one)) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            let kind = match sent {
+                Ok(1) => continue,
+                Ok(_) => io::ErrorKind::WouldBlock,
+                Err(e) => e.kind(),
+            };
+            failed.push(TxFailure {
+                tag: tx[self.order[k + r]].tag,
+                kind,
+            });
+            if kind == io::ErrorKind::WouldBlock {
+                for rest in r + 1..msg.iov_count {
+                    failed.push(TxFailure {
+                        tag: tx[self.order[k + rest]].tag,
+                        kind,
+                    });
+                }
+                return false;
+            }
+        }
+        true
+    }
+
     /// Records messages `from..to` of the current send as failed; returns `to`.
     fn fail_from(
         &self,
@@ -365,5 +439,81 @@ impl MmsgBackend {
             }
         }
         to
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{probe_gso, EventFd};
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    /// A run of equal datagrams to one destination goes as one GSO message; a
+    /// kernel that refuses to segment it (here: a socket told to send without
+    /// UDP checksums, which makes Linux answer EINVAL, as a device without
+    /// checksum offload answers EIO) must not lose the datagrams: they go one
+    /// by one, and GSO stays off afterwards.
+    #[test]
+    fn a_refused_gso_send_falls_back_to_single_datagrams() {
+        if !probe_gso() {
+            eprintln!("note: no UDP GSO on this kernel, fallback not reachable");
+            return;
+        }
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let tx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let one: libc::c_int = 1;
+        // SAFETY: sets an int option on a live socket from a live int.
+        let r = unsafe {
+            libc::setsockopt(
+                tx_sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        let waker = EventFd::new().unwrap();
+        let mut b = MmsgBackend::new(8, waker.as_raw_fd(), true).unwrap();
+        b.add_socket(0, tx_sock.as_raw_fd()).unwrap();
+        let mut pool = FramePool::new(16);
+        let dst = rx.local_addr().unwrap();
+        let send_four = |b: &mut MmsgBackend, pool: &mut FramePool, round: u8| {
+            let mut tx = Vec::new();
+            for i in 0..4u8 {
+                let f = pool.alloc().unwrap();
+                pool.frame_mut(f)[HEADROOM..HEADROOM + 100].fill(round * 16 + i);
+                tx.push(TxPacket {
+                    frame: f,
+                    start: HEADROOM as u16,
+                    len: 100,
+                    sock: 0,
+                    dst,
+                    tag: u32::from(i),
+                });
+            }
+            let mut failed = Vec::new();
+            b.send(pool, &mut tx, &mut failed);
+            assert!(failed.is_empty(), "{failed:?}");
+        };
+        send_four(&mut b, &mut pool, 1);
+        let mut buf = [0u8; 2048];
+        for i in 0..4u8 {
+            let n = rx.recv(&mut buf).expect("datagram sent one by one");
+            assert_eq!(n, 100);
+            assert!(buf[..n].iter().all(|&x| x == 16 + i));
+        }
+        let c = b.counters();
+        assert_eq!((c.gso_fallbacks, c.gso_segments), (1, 0));
+        assert!(!b.gso());
+        // Later runs are not offered to GSO again.
+        send_four(&mut b, &mut pool, 2);
+        for i in 0..4u8 {
+            let n = rx.recv(&mut buf).unwrap();
+            assert!(buf[..n].iter().all(|&x| x == 32 + i));
+        }
+        assert_eq!(b.counters().gso_fallbacks, 1);
     }
 }

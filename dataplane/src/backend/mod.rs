@@ -72,6 +72,10 @@ pub struct BackendCounters {
     pub tx_calls: u64,
     /// Datagrams sent as part of a GSO super-datagram.
     pub gso_segments: u64,
+    /// GSO sends the kernel refused (EIO: the device cannot checksum the
+    /// segments; EINVAL: the socket sends without UDP checksums). The first one
+    /// turns GSO off for the backend; the refused datagrams were sent one by one.
+    pub gso_fallbacks: u64,
     /// io_uring submissions given up after bounded retries (the kernel kept
     /// refusing them): a send counted as failed, a receive armed again later.
     pub submit_failures: u64,
