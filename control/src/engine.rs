@@ -2,7 +2,7 @@
 //! workers and one control thread; calls are created, updated, queried and
 //! deleted through a typed API, and an event stream reports what happens to them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -512,6 +512,9 @@ pub struct EngineStats {
     pub dtls: DtlsCounters,
     /// RTCP counters and call-quality aggregates per worker.
     pub rtcp: Vec<RtcpWorkerStats>,
+    /// Commands that found their worker's command ring full and waited in the
+    /// control thread for room (delayed, not lost).
+    pub commands_held: u64,
 }
 
 type Reply<T> = Sender<Result<T, EngineError>>;
@@ -674,6 +677,8 @@ impl Engine {
             outcomes: Vec::new(),
             reporting: Reporting::new(cfg_thresholds),
             outgoing: Vec::new(),
+            held: (0..workers).map(|_| VecDeque::new()).collect(),
+            commands_held: 0,
         };
         let s = stop.clone();
         let placement = control.cfg.control_placement();
@@ -878,11 +883,55 @@ struct Control {
     /// RTCP reporting and call quality.
     reporting: Reporting,
     outgoing: Vec<Outgoing>,
+    /// Per worker, commands its full ring could not take yet, in order: they
+    /// go first on the next turns, so a busy worker delays a change, a key or
+    /// a removal but never loses it.
+    held: Vec<VecDeque<Command>>,
+    /// Commands that had to wait in `held`.
+    commands_held: u64,
 }
+
+/// The most commands held for one worker before the engine answers "busy".
+const MAX_HELD: usize = 65_536;
 
 impl Control {
     fn dp(&self) -> &Dataplane {
         self.dp.as_ref().expect("dataplane runs until shutdown")
+    }
+
+    /// Sends a command that must not be lost (a session change, keys, a
+    /// removal) to worker `w`, after any it holds; a full ring holds it for the
+    /// next turn. Errs only when the worker is [`MAX_HELD`] commands behind.
+    fn command(&mut self, w: usize, cmd: Command) -> Result<(), EngineError> {
+        let cmd = if self.held[w].is_empty() {
+            match self.dp().workers()[w].send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(c) => c,
+            }
+        } else {
+            cmd
+        };
+        if self.held[w].len() >= MAX_HELD {
+            return Err(EngineError::Limit(format!(
+                "worker {w} is busy: {MAX_HELD} commands wait for its ring"
+            )));
+        }
+        self.held[w].push_back(cmd);
+        self.commands_held += 1;
+        Ok(())
+    }
+
+    /// Moves held commands into their workers' rings while they have room.
+    fn flush_held(&mut self) {
+        let Some(dp) = self.dp.as_ref() else { return };
+        for (w, held) in self.held.iter_mut().enumerate() {
+            while let Some(c) = held.pop_front() {
+                if let Err(c) = dp.workers()[w].send(c) {
+                    held.push_front(c);
+                    break;
+                }
+            }
+        }
     }
 
     fn run(
@@ -894,6 +943,7 @@ impl Control {
             if stop.load(std::sync::atomic::Ordering::Acquire) {
                 break;
             }
+            self.flush_held();
             match requests.recv_timeout(Duration::from_millis(2)) {
                 Ok(r) => self.request(r),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -928,7 +978,12 @@ impl Control {
             let Some(h) = self.dp.as_ref().and_then(|d| d.workers().get(o.worker)) else {
                 continue;
             };
-            // A full ring loses this report; the next one follows the schedule.
+            // A full ring loses this report (the next one follows the
+            // schedule); so does a worker with held commands, which the report
+            // must not overtake (a BYE before its session exists).
+            if !self.held[o.worker].is_empty() {
+                continue;
+            }
             let _ = h.send(Command::SendOnLeg {
                 session: o.call,
                 leg: o.leg,
@@ -958,9 +1013,7 @@ impl Control {
                     leg,
                     update: u,
                 };
-                let r = self.dp().workers()[c.worker]
-                    .send(cmd)
-                    .map_err(|_| EngineError::Limit("worker command ring full".into()));
+                let r = self.command(c.worker, cmd);
                 if let (Ok(()), Some(remote)) = (&r, remote) {
                     self.with_dtls(|d, now, out| d.remote_changed(id, leg, remote, now, out));
                 }
@@ -994,14 +1047,12 @@ impl Control {
                     return;
                 };
                 let token = self.token();
-                if self.dp().workers()[w]
-                    .send(Command::Snapshot {
-                        session: Some(id),
-                        token,
-                    })
-                    .is_err()
-                {
-                    let _ = reply.send(Err(EngineError::Limit("worker command ring full".into())));
+                let snap = Command::Snapshot {
+                    session: Some(id),
+                    token,
+                };
+                if let Err(e) = self.command(w, snap) {
+                    let _ = reply.send(Err(e));
                     return;
                 }
                 self.pending
@@ -1114,14 +1165,11 @@ impl Control {
                 RtcpMode::Forward
             },
         };
-        if self.dp().workers()[worker]
-            .send(Command::AddSession(Box::new(spec)))
-            .is_err()
-        {
+        if let Err(e) = self.command(worker, Command::AddSession(Box::new(spec))) {
             for (port, pair) in held {
                 self.ports.release(port, pair);
             }
-            let _ = reply.send(Err(EngineError::Limit("worker command ring full".into())));
+            let _ = reply.send(Err(e));
             return;
         }
         let info = CallInfo {
@@ -1176,17 +1224,19 @@ impl Control {
         for o in out.drain(..) {
             match o {
                 Outcome::Command(w, cmd) => {
-                    // A full ring loses a handshake datagram; retransmission
-                    // recovers it. Lost keys would not recover: the leg fails.
+                    // Handshake datagrams and keys keep their order behind any
+                    // held commands. A worker too far behind loses a datagram
+                    // (retransmission recovers it) or the keys, which would not
+                    // recover: the leg fails.
                     let keys = match &cmd {
                         Command::UpdateLeg { session, leg, .. } => Some((*session, *leg)),
                         _ => None,
                     };
-                    if let (Err(_), Some((call, leg))) = (self.dp().workers()[w].send(cmd), keys) {
+                    if let (Err(e), Some((call, leg))) = (self.command(w, cmd), keys) {
                         self.emit(EngineEvent::DtlsFailed {
                             call,
                             leg,
-                            reason: "worker command ring full: DTLS keys not installed".into(),
+                            reason: format!("{e}: DTLS keys not installed"),
                         });
                         self.close_failed(call);
                     }
@@ -1247,11 +1297,8 @@ impl Control {
         // Terminated RTCP ends with a BYE on each leg, queued before the removal.
         let mut byes = self.reporting.end_call(id);
         self.send_rtcp(&mut byes);
-        if self.dp().workers()[worker]
-            .send(Command::RemoveSession(id))
-            .is_err()
-        {
-            let _ = reply.send(Err(EngineError::Limit("worker command ring full".into())));
+        if let Err(e) = self.command(worker, Command::RemoveSession(id)) {
+            let _ = reply.send(Err(e));
             return;
         }
         self.pending
@@ -1437,6 +1484,7 @@ impl Control {
                         workers: v,
                         backend: self.dp().backend(),
                         dtls: self.dtls.counters,
+                        commands_held: self.commands_held,
                     }));
                 }
             }

@@ -353,3 +353,59 @@ fn a_port_range_smaller_than_max_calls_runs_out_with_a_clear_error() {
         .unwrap();
     e.shutdown();
 }
+
+/// A worker whose command ring is full delays the control plane's changes but
+/// never loses them: with a ring of one slot, updates from several threads all
+/// succeed, and the last remote address set is where media goes.
+#[test]
+fn a_full_command_ring_delays_updates_but_loses_none() {
+    let (lo, hi) = free_range(4);
+    let mut c = rtp_control::EngineConfig {
+        port_min: lo,
+        port_max: hi,
+        ..Default::default()
+    };
+    c.dataplane.backend = BackendChoice::Only(BackendKind::Mmsg);
+    c.dataplane.command_ring = 1;
+    let e = Engine::start(c).expect("engine starts");
+    let call = e
+        .create_call([LegConfig::default(), LegConfig::default()])
+        .unwrap();
+    let decoy: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..150 {
+                    let u = LegUpdate {
+                        remote: Some(Some(decoy)),
+                        ..LegUpdate::default()
+                    };
+                    e.update_leg(call.id, 0, u)
+                        .expect("an update is not refused");
+                }
+            });
+        }
+    });
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let u = LegUpdate {
+        remote: Some(Some(sink.local_addr().unwrap())),
+        ..LegUpdate::default()
+    };
+    e.update_leg(call.id, 0, u).unwrap();
+    let held = e.stats().unwrap().commands_held;
+    eprintln!("commands held for a full ring: {held}");
+    let src = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = [0u8; 2048];
+    let mut got = false;
+    for seq in 0..20 {
+        src.send_to(&rtp_packet(0, 7, seq, 1), call.legs[1].local)
+            .unwrap();
+        if sink.recv(&mut buf).is_ok() {
+            got = true;
+            break;
+        }
+    }
+    assert!(got, "media goes to the last remote set");
+    e.shutdown();
+}
