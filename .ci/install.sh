@@ -12,6 +12,7 @@ PKGS=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
   gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0
+  chromium
   rtpengine-daemon
 )
 missing=()
