@@ -808,6 +808,18 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
         phone.opus_20ms * 2 > from_browser,
         "most of the browser's audio should arrive as decrypted 20 ms Opus frames: {phone:?}"
     );
+    // The stream the phone got is the browser's, and the one the browser
+    // counts is the phone's (this relay keeps SSRCs).
+    let browser_ssrc = s["outbound"]["ssrc"].as_u64();
+    assert!(
+        phone.ssrcs.keys().all(|&k| Some(u64::from(k)) == browser_ssrc),
+        "RTP at the phone from SSRCs other than the browser's {browser_ssrc:?}: {phone:?}"
+    );
+    assert_eq!(
+        s["inbound"]["ssrc"].as_u64(),
+        Some(u64::from(ssrc)),
+        "the browser's inbound stream is the phone's: {result}"
+    );
     let to_browser = s["inbound"]["packetsReceived"].as_u64().unwrap_or(0);
     assert!(
         to_browser > 0,
