@@ -38,7 +38,8 @@ use rtp_tools::gateway::client::NgClient;
 use rtp_tools::gateway::sdp::Sdp;
 use rtp_tools::interop::free_port_range;
 
-/// Set in the re-executed test, inside the namespaces.
+/// Set in the re-executed test, inside the namespaces: its work directory
+/// (made and removed by the outer test, also when the namespace is killed).
 const CHILD_ENV: &str = "RTP_WEBRTC_CHROMIUM_CHILD";
 /// The test's name, for the re-execution.
 const TEST_NAME: &str = "chromium_calls_a_plain_rtp_peer_through_the_gateway";
@@ -55,8 +56,8 @@ const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];
 
 #[test]
 fn chromium_calls_a_plain_rtp_peer_through_the_gateway() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        bridged_call();
+    if let Some(work) = std::env::var_os(CHILD_ENV) {
+        bridged_call(Path::new(&work));
         return;
     }
     let ci = std::env::var_os("CI").is_some();
@@ -84,6 +85,12 @@ fn chromium_calls_a_plain_rtp_peer_through_the_gateway() {
         cmd.arg("--map-root-user");
     }
     let exe = std::env::current_exe().expect("test executable");
+    let work = WorkDir(std::env::temp_dir().join(format!(
+        "rtp-webrtc-chromium-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&work.0).expect("work dir");
     cmd.args([
         "--net",
         "--pid",
@@ -96,7 +103,7 @@ fn chromium_calls_a_plain_rtp_peer_through_the_gateway() {
     ])
     .arg(exe)
     .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-    .env(CHILD_ENV, "1")
+    .env(CHILD_ENV, &work.0)
     .stdin(Stdio::null());
     // The child's output goes straight to ours: its facts are in the CI log.
     let child = Reaped::new("unshare", cmd.spawn().expect("unshare starts"));
@@ -515,7 +522,7 @@ struct PhoneStats {
     sent: u16,
 }
 
-fn bridged_call() {
+fn bridged_call(work: &Path) {
     let started = Instant::now();
     let ifaces = interfaces();
     assert_eq!(
@@ -523,18 +530,13 @@ fn bridged_call() {
         ["lo"],
         "refusing to run Chromium with a non-loopback interface"
     );
-    let work = WorkDir(std::env::temp_dir().join(format!(
-        "rtp-webrtc-chromium-{:016x}",
-        rand::random::<u64>()
-    )));
-    std::fs::create_dir_all(&work.0).expect("work dir");
 
     let shared: Shared = Arc::default();
     let url = serve(shared.clone());
     let (gateway, ng_addr, gateway_log) = start_gateway();
     let mut ng = NgClient::new(ng_addr).expect("ng client");
-    let chromium_log = work.0.join("chromium.log");
-    let chromium = start_chromium(&url, &work.0.join("profile"), &chromium_log);
+    let chromium_log = work.join("chromium.log");
+    let chromium = start_chromium(&url, &work.join("profile"), &chromium_log);
     println!(
         "chromium {} on {url}; rtp-gateway ng {ng_addr}",
         chromium.child.id()
@@ -812,7 +814,10 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
     // counts is the phone's (this relay keeps SSRCs).
     let browser_ssrc = s["outbound"]["ssrc"].as_u64();
     assert!(
-        phone.ssrcs.keys().all(|&k| Some(u64::from(k)) == browser_ssrc),
+        phone
+            .ssrcs
+            .keys()
+            .all(|&k| Some(u64::from(k)) == browser_ssrc),
         "RTP at the phone from SSRCs other than the browser's {browser_ssrc:?}: {phone:?}"
     );
     assert_eq!(
