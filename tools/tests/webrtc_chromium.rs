@@ -8,9 +8,11 @@
 //!
 //! Proven: the browser's ICE and DTLS connect to the gateway; the phone's
 //! socket gets the browser's audio as plain RTP with the browser's Opus payload
-//! type; the phone's RTP (Opus silence frames) reaches the browser (its
-//! `inbound-rtp` counts packets, which it only does for packets that passed
-//! SRTP authentication). The key facts (DTLS cipher, SRTP profile, selected
+//! type and SSRC, most of it recognisably 20 ms Opus frames (decrypted), and
+//! the browser's RTCP reports in clear on its own RTCP port (demuxed); the
+//! phone's RTP (Opus silence frames) reaches the browser (its `inbound-rtp`
+//! counts packets, which it only does for packets that passed SRTP
+//! authentication). The key facts (DTLS cipher, SRTP profile, selected
 //! candidate pair, packet counts) are printed for the CI log.
 //!
 //! Everything runs in a network namespace of its own with only `lo` (up), and
@@ -493,6 +495,25 @@ fn rtp_payload(p: &[u8]) -> Option<&[u8]> {
     p.get(off..end)
 }
 
+/// The sender SSRC of a plain RTCP compound packet that starts with a sender
+/// or receiver report (RFC 3550 section 6.1). Every packet of the compound
+/// must be version 2 and their lengths must add up to the datagram: SRTCP
+/// (encrypted after the first 8 bytes, index and tag at the end) does not.
+fn rtcp_sender(p: &[u8]) -> Option<u32> {
+    if p.len() < 8 || !matches!(p[1], 200 | 201) {
+        return None;
+    }
+    let mut off = 0;
+    while off < p.len() {
+        let h = p.get(off..off + 4)?;
+        if h[0] >> 6 != 2 {
+            return None;
+        }
+        off += 4 * (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1);
+    }
+    (off == p.len()).then(|| u32::from_be_bytes([p[4], p[5], p[6], p[7]]))
+}
+
 /// Whether an Opus payload starts with the TOC byte of one 20 ms frame (code
 /// 0; SILK, hybrid or CELT configuration with a 20 ms frame). An SRTP payload
 /// relayed without decryption matches in about 7% of packets.
@@ -518,7 +539,11 @@ struct PhoneStats {
     rtp_from_elsewhere: usize,
     opus_20ms: usize,
     ssrcs: BTreeMap<u32, usize>,
+    /// Datagrams at the RTCP port.
     rtcp: usize,
+    /// Of them, plain RTCP (not SRTCP) that starts with an SR or RR: its
+    /// sender's SSRC.
+    rtcp_senders: BTreeMap<u32, usize>,
     sent: u16,
 }
 
@@ -625,6 +650,7 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
         );
     }
     assert!(!to_phone.has_ice(), "{to_phone:?}");
+    assert!(!pm.rtcp_mux(), "rtcp-mux demux: {to_phone:?}");
     assert_eq!(
         payload_type(&to_phone, "opus/48000"),
         Some(opus),
@@ -677,8 +703,8 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
     shared.1.notify_all();
 
     // 4. Media: the phone sends an Opus silence frame every 20 ms and counts
-    // what arrives, until the page reports and 20 of Chromium's packets are in
-    // (or the deadline).
+    // what arrives, until the page reports, 20 of Chromium's RTP packets are in
+    // and its first RTCP report (or the deadline).
     let mut phone = PhoneStats::default();
     let ssrc: u32 = rand::random();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -713,8 +739,11 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
                 }
             }
         }
-        while rtcp.recv_from(&mut buf).is_ok() {
+        while let Ok((n, from)) = rtcp.recv_from(&mut buf) {
             phone.rtcp += 1;
+            if let Some(s) = rtcp_sender(&buf[..n]).filter(|_| from.ip() == gw_phone_side.ip()) {
+                *phone.rtcp_senders.entry(s).or_default() += 1;
+            }
         }
         let got = phone.rtp_by_pt.get(&opus).copied().unwrap_or(0);
         let result = shared
@@ -724,7 +753,9 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
             .result
             .clone();
         match result {
-            Some(r) if r["connected"] != true || got >= 20 => break r,
+            Some(r) if r["connected"] != true || (got >= 20 && !phone.rtcp_senders.is_empty()) => {
+                break r
+            }
             _ if now > deadline => {
                 panic!("no result from the page, or too little media, in 60 s: {phone:?}")
             }
@@ -766,8 +797,8 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
         s["inbound"]["packetsLost"]
     );
     println!(
-        "phone: sent {} Opus packets; received RTP by PT {:?} (Opus PT {opus}, {} of them one 20 ms Opus frame), SSRCs {:?}, {} RTCP, {} from elsewhere",
-        phone.sent, phone.rtp_by_pt, phone.opus_20ms, phone.ssrcs, phone.rtcp, phone.rtp_from_elsewhere
+        "phone: sent {} Opus packets; received RTP by PT {:?} (Opus PT {opus}, {} of them one 20 ms Opus frame), SSRCs {:?}, {} from elsewhere; {} RTCP datagrams, SR/RR senders {:?}",
+        phone.sent, phone.rtp_by_pt, phone.opus_20ms, phone.ssrcs, phone.rtp_from_elsewhere, phone.rtcp, phone.rtcp_senders
     );
 
     assert!(result.get("error").is_none(), "the page failed: {result}");
@@ -824,6 +855,15 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
         s["inbound"]["ssrc"].as_u64(),
         Some(u64::from(ssrc)),
         "the browser's inbound stream is the phone's: {result}"
+    );
+    // The browser's RTCP (SRTCP, muxed) reaches the phone's RTCP port in
+    // clear.
+    assert!(
+        phone
+            .rtcp_senders
+            .keys()
+            .any(|&k| Some(u64::from(k)) == browser_ssrc),
+        "no plain RTCP report from the browser's SSRC {browser_ssrc:?} at the phone's RTCP port: {phone:?}"
     );
     let to_browser = s["inbound"]["packetsReceived"].as_u64().unwrap_or(0);
     assert!(
