@@ -600,6 +600,16 @@ fn bridged_call(work: &Path) {
         );
         std::panic::resume_unwind(panic);
     }
+    // Chromium's own errors (but D-Bus: there is none), for the log; not
+    // failures by themselves.
+    let browser = std::fs::read_to_string(&chromium_log).unwrap_or_default();
+    for l in browser
+        .lines()
+        .filter(|l| l.contains(":ERROR:") && !l.contains("dbus"))
+        .take(10)
+    {
+        println!("chromium: {l}");
+    }
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
 }
 
