@@ -23,7 +23,7 @@ use rtp_dataplane::{
 
 use crate::dtls::{Certificate, CipherSuite, DtlsConfig, Fingerprint};
 use crate::dtls_legs::{DtlsCounters, DtlsLegParams, DtlsLegs, Outcome};
-use crate::ice::{IceCounters, IceLegParams, IceLite};
+use crate::ice::{AnswerBudget, IceCounters, IceLegParams, IceLite};
 
 /// A call, as the engine names it.
 pub type CallId = u64;
@@ -628,6 +628,12 @@ impl EngineConfig {
 
 const ANSWER: Duration = Duration::from_secs(5);
 
+/// Unauthenticated STUN answers (400, 401) the whole engine sends at once and
+/// per second: enough for peers with stale credentials, small next to a
+/// worker's command ring, which also carries other calls' keys and removals.
+const ICE_ERROR_BURST: u32 = 64;
+const ICE_ERROR_RATE: u32 = 100;
+
 /// A periodic statistics sweep in progress.
 #[derive(Debug)]
 struct Sweep {
@@ -684,6 +690,7 @@ impl Engine {
             reporting: Reporting::new(cfg_thresholds),
             outgoing: Vec::new(),
             ice: IceCounters::default(),
+            ice_budget: AnswerBudget::new(ICE_ERROR_BURST, ICE_ERROR_RATE, Instant::now()),
         };
         let s = stop.clone();
         let placement = control.cfg.control_placement();
@@ -895,6 +902,8 @@ struct Control {
     outgoing: Vec<Outgoing>,
     /// ICE-lite counters of the whole engine.
     ice: IceCounters,
+    /// Unauthenticated STUN answers (400, 401) the engine may still send.
+    ice_budget: AnswerBudget,
 }
 
 impl Control {
@@ -1089,15 +1098,21 @@ impl Control {
             self.ice.not_ice += 1;
             return;
         };
-        let out = ice.on_datagram(data, src, component, Instant::now());
+        let now = Instant::now();
+        let out = ice.on_datagram(data, src, component, now);
         self.ice.count(out.input);
         if out.nominated.is_some() {
             self.ice.nominations += 1;
         }
+        let mut reply = out.reply;
+        if reply.is_some() && out.input.is_unauthenticated_answer() && !self.ice_budget.take(now) {
+            self.ice.rate_limited += 1;
+            reply = None;
+        }
         let Some(h) = self.dp.as_ref().and_then(|d| d.workers().get(worker)) else {
             return;
         };
-        if let Some(reply) = out.reply {
+        if let Some(reply) = reply {
             let sent = h.send(Command::SendOnLeg {
                 session: call,
                 leg,

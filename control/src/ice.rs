@@ -26,7 +26,10 @@
 //!   MESSAGE-INTEGRITY (RFC 8489 section 9.1.3: the credentials are missing or
 //!   wrong) and change no state. Answering rather than dropping tells a peer
 //!   with stale credentials (after a restart it missed) to stop; the answer is
-//!   no larger than the request and goes only to its source.
+//!   no larger than the request and goes only to its source. The engine sends
+//!   these unauthenticated answers within an [`AnswerBudget`] (a flood of bad
+//!   checks must not fill a worker's command ring, which carries other calls'
+//!   keys and removals); beyond it they are counted drops.
 //! * An unknown comprehension-required attribute: 420 with UNKNOWN-ATTRIBUTES;
 //!   a malformed PRIORITY / ICE-CONTROLLING / ICE-CONTROLLED: 400; both signed
 //!   (the request authenticated).
@@ -49,7 +52,7 @@
 //! distinctions (every nominating check counts).
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rtp_core::stun::{self, Class, IceRole, StunMessage, BINDING};
@@ -185,6 +188,9 @@ pub struct IceCounters {
     /// Answers or nominations lost to a full worker command ring (engine
     /// only; the peer's next check tries again).
     pub ring_full: u64,
+    /// Unauthenticated answers (400, 401) not sent: over the engine's
+    /// [`AnswerBudget`].
+    pub rate_limited: u64,
 }
 
 impl IceCounters {
@@ -203,6 +209,65 @@ impl IceCounters {
             IceInput::RoleConflict => &mut self.role_conflicts,
         };
         *c += 1;
+    }
+}
+
+impl IceInput {
+    /// Whether the answer to it goes to a sender that did not prove it holds
+    /// the credentials (400, 401): such answers are what a flood of forged
+    /// checks would make us send.
+    pub fn is_unauthenticated_answer(self) -> bool {
+        matches!(
+            self,
+            IceInput::BadRequest | IceInput::UnknownUsername | IceInput::BadIntegrity
+        )
+    }
+}
+
+/// A token bucket: at most `burst` at once and `per_sec` on average. The
+/// engine spends one token per unauthenticated answer.
+#[derive(Debug, Clone)]
+pub struct AnswerBudget {
+    tokens: u32,
+    burst: u32,
+    per_sec: u32,
+    last: Instant,
+}
+
+impl AnswerBudget {
+    /// A full bucket (`per_sec` at least 1).
+    pub fn new(burst: u32, per_sec: u32, now: Instant) -> Self {
+        AnswerBudget {
+            tokens: burst,
+            burst,
+            per_sec: per_sec.max(1),
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        let per_sec = u128::from(self.per_sec);
+        let add = elapsed.as_micros() * per_sec / 1_000_000;
+        if add > 0 {
+            let room = u128::from(self.burst - self.tokens);
+            if add >= room {
+                self.tokens = self.burst;
+                self.last = now;
+            } else {
+                self.tokens += add as u32;
+                // Keep the fraction of a token earned since.
+                let spent = add * 1_000_000 / per_sec;
+                self.last += Duration::from_micros(spent as u64);
+            }
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -661,6 +726,23 @@ mod responder_tests {
             (c.indications, c.unexpected, c.malformed, c.bad_fingerprint),
             (1, 1, 2, 2)
         );
+    }
+
+    #[test]
+    fn the_answer_budget_refills_at_its_rate() {
+        let t0 = Instant::now();
+        let mut b = AnswerBudget::new(3, 10, t0);
+        assert_eq!((0..5).filter(|_| b.take(t0)).count(), 3);
+        // 10 per second: one token per 100 ms, the fractions kept.
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert!(!b.take(ms(99)));
+        assert!(b.take(ms(100)));
+        assert!(!b.take(ms(150)));
+        assert!(b.take(ms(200)));
+        // A long pause fills the bucket, no more.
+        assert_eq!((0..5).filter(|_| b.take(ms(60_000))).count(), 3);
+        assert!(IceInput::BadIntegrity.is_unauthenticated_answer());
+        assert!(!IceInput::RoleConflict.is_unauthenticated_answer());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub use engine::{
     CallId, CallInfo, CloseReason, ControlPlacement, Engine, EngineBuilder, EngineConfig,
     EngineError, EngineEvent, EngineStats, LegConfig, LegInfo,
 };
-pub use ice::{IceCounters, IceCredentials, IceInput, IceLegParams, IceLite, IceOutcome};
+pub use ice::{
+    AnswerBudget, IceCounters, IceCredentials, IceInput, IceLegParams, IceLite, IceOutcome,
+};
 pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode, RtcpWorkerStats};
 pub use rtp_dataplane as dataplane;

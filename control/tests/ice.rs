@@ -353,3 +353,40 @@ fn a_dtls_client_leg_handshakes_with_the_nominated_address() {
     assert_eq!(hello[0], 22, "a DTLS handshake record");
     e.shutdown();
 }
+
+#[test]
+fn a_flood_of_forged_checks_gets_a_bounded_number_of_answers() {
+    let e = engine();
+    let call = e.create_call([ice_leg(), LegConfig::default()]).unwrap();
+    let a = sock();
+    const N: u64 = 300;
+    for i in 0..N {
+        let (req, _) = check(i as u8, "EnGi:PeEr", "forged+password+forged+pw", true);
+        a.send_to(&req, call.legs[0].local).unwrap();
+    }
+    let s = stats_until(&e, |s| s.ice.bad_integrity == N);
+    assert_eq!(s.ice.bad_integrity, N);
+    // The engine's budget (64 at once, 100 a second) answered some 401s and
+    // dropped the rest: sending 300 checks takes milliseconds, not seconds.
+    assert!(s.ice.rate_limited > 0, "{:?}", s.ice);
+    a.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut answers = 0;
+    while let Some((r, _)) = recv(&a) {
+        assert_eq!(error_code(&r), Some(401));
+        answers += 1;
+    }
+    // (Fewer may arrive than were sent: the client's receive buffer is small.)
+    assert!(
+        answers > 0 && answers + s.ice.rate_limited <= N,
+        "{answers}"
+    );
+    // A valid check is answered whatever is left of the error budget.
+    let r = ask(
+        &a,
+        call.legs[0].local,
+        &check(1, "EnGi:PeEr", LOCAL_PWD, false),
+    );
+    assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
+    e.shutdown();
+}
