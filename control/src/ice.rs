@@ -84,6 +84,34 @@ impl IceCredentials {
             pwd: pick(24),
         }
     }
+
+    /// Checks the credentials against RFC 8839 (ufrag 4 to 256 ice-chars,
+    /// password 22 to 256); the error says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        check_ufrag(&self.ufrag)?;
+        if !ice_chars(&self.pwd, 22) {
+            return Err(format!(
+                "ICE password of {} characters: 22 to 256 characters of A-Z a-z 0-9 + /",
+                self.pwd.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `s` is `min` to 256 ice-chars.
+fn ice_chars(s: &str, min: usize) -> bool {
+    (min..=256).contains(&s.len()) && s.bytes().all(|c| ICE_CHARS.contains(&c))
+}
+
+fn check_ufrag(ufrag: &str) -> Result<(), String> {
+    if ice_chars(ufrag, 4) {
+        Ok(())
+    } else {
+        Err(format!(
+            "ICE ufrag {ufrag:?}: 4 to 256 characters of A-Z a-z 0-9 + /"
+        ))
+    }
 }
 
 /// ICE on one leg: our credentials, and the peer's once its SDP gave them.
@@ -96,35 +124,14 @@ pub struct IceLegParams {
     pub remote: Option<IceCredentials>,
 }
 
-impl IceCredentials {
-    /// Checks the credentials against RFC 8839 (ufrag 4 to 256 ice-chars,
-    /// password 22 to 256); the error says what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
-        let ok = |s: &str, min: usize| {
-            (min..=256).contains(&s.len()) && s.bytes().all(|c| ICE_CHARS.contains(&c))
-        };
-        if !ok(&self.ufrag, 4) {
-            return Err(format!(
-                "ICE ufrag {:?}: 4 to 256 characters of A-Z a-z 0-9 + /",
-                self.ufrag
-            ));
-        }
-        if !ok(&self.pwd, 22) {
-            return Err(format!(
-                "ICE password of {} characters: 22 to 256 characters of A-Z a-z 0-9 + /",
-                self.pwd.len()
-            ));
-        }
-        Ok(())
-    }
-}
-
 impl IceLegParams {
-    /// Checks both sets of credentials.
+    /// Checks our credentials, and the peer's ufrag (part of the USERNAME
+    /// its checks carry). The peer's password is not checked: a lite agent
+    /// sends no checks, so it never uses it.
     pub fn validate(&self) -> Result<(), String> {
         self.local.validate()?;
         if let Some(r) = &self.remote {
-            r.validate().map_err(|e| format!("remote: {e}"))?;
+            check_ufrag(&r.ufrag).map_err(|e| format!("remote: {e}"))?;
         }
         Ok(())
     }
@@ -463,24 +470,6 @@ fn slot(component: u8) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_credentials_use_ice_chars_and_differ() {
-        let a = IceCredentials::random();
-        let b = IceCredentials::random();
-        assert_eq!((a.ufrag.len(), a.pwd.len()), (8, 24));
-        assert!(a
-            .ufrag
-            .bytes()
-            .chain(a.pwd.bytes())
-            .all(|c| ICE_CHARS.contains(&c)));
-        assert_ne!(a, b);
-    }
-}
-
-#[cfg(test)]
-mod responder_tests {
-    use super::*;
     use rtp_core::stun::{BindingRequest, MessageWriter, StunError};
 
     fn creds(ufrag: &str, pwd: &str) -> IceCredentials {
@@ -746,15 +735,31 @@ mod responder_tests {
     }
 
     #[test]
+    fn random_credentials_use_ice_chars_and_differ() {
+        let a = IceCredentials::random();
+        let b = IceCredentials::random();
+        assert_eq!((a.ufrag.len(), a.pwd.len()), (8, 24));
+        assert!(a
+            .ufrag
+            .bytes()
+            .chain(a.pwd.bytes())
+            .all(|c| ICE_CHARS.contains(&c)));
+        assert_ne!(a, b);
+    }
+
+    #[test]
     fn credentials_are_validated() {
         assert!(IceCredentials::random().validate().is_ok());
         assert!(creds("abc", "localpasswordlocalpassw").validate().is_err());
         assert!(creds("ab:c", "localpasswordlocalpassw").validate().is_err());
         assert!(creds("abcd", "short").validate().is_err());
-        let p = IceLegParams {
+        let mut p = IceLegParams {
             local: IceCredentials::random(),
             remote: Some(creds("a", "b")),
         };
         assert!(p.validate().unwrap_err().starts_with("remote"));
+        // The peer's password is never used: not checked.
+        p.remote = Some(creds("abcd", "b"));
+        assert!(p.validate().is_ok());
     }
 }
