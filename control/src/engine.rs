@@ -1101,9 +1101,6 @@ impl Control {
         let now = Instant::now();
         let out = ice.on_datagram(data, src, component, now);
         self.ice.count(out.input);
-        if out.nominated.is_some() {
-            self.ice.nominations += 1;
-        }
         let mut reply = out.reply;
         if reply.is_some() && out.input.is_unauthenticated_answer() && !self.ice_budget.take(now) {
             self.ice.rate_limited += 1;
@@ -1146,11 +1143,16 @@ impl Control {
         if sent.is_err() {
             // Forget it: the peer's next nominating check installs it.
             self.ice.ring_full += 1;
-            if let Some(ice) = self.calls.get_mut(&call).and_then(|c| c.ice[leg].as_mut()) {
+            if let Some(ice) = self
+                .calls
+                .get_mut(&call)
+                .and_then(|c| c.ice.get_mut(leg)?.as_mut())
+            {
                 ice.forget_nomination(component);
             }
             return;
         }
+        self.ice.nominations += 1;
         if !on_rtcp_port {
             // As for Engine::update_leg: a DTLS client leg waiting for its
             // remote starts its handshake towards the nominated address.
