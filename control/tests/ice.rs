@@ -305,8 +305,9 @@ fn the_rtcp_port_is_component_2() {
         .create_call([
             LegConfig {
                 rtcp_mux: false,
-                // The worker answers on the RTCP port once an RTCP destination
-                // can be derived (see the report on SendOnLeg).
+                // The worker's SendOnLeg sends on the RTCP port only for a leg
+                // whose RTCP destination it knows or can derive, even with an
+                // explicit `to`: until that changes, a signalled remote.
                 remote: Some(remote.local_addr().unwrap()),
                 ..ice_leg()
             },
