@@ -545,37 +545,9 @@ fn hmac_at(msg: &[u8], offset: usize, key: &[u8]) -> Result<Hmac<Sha1>, StunErro
     Ok(mac)
 }
 
-const fn crc_table() -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-}
-
-static CRC_TABLE: [u32; 256] = crc_table();
-
-/// CRC-32 (ISO-HDLC / IEEE 802.3, reflected polynomial 0xEDB88320), as
-/// FINGERPRINT uses it. A 1 KB table, byte at a time: STUN messages are short
-/// and handled off the media path, which is not worth a dependency.
+/// CRC-32 (ISO-HDLC / IEEE 802.3), as FINGERPRINT uses it.
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    crc32fast::hash(data)
 }
 
 /// Writes a STUN message into a caller's buffer, attribute by attribute; the
