@@ -960,10 +960,13 @@ impl Worker {
             l.counters.drop(DropReason::NoKeys, &mut self.leg_drops);
             return Ok(());
         }
-        let target = if rtcp {
-            l.rtcp_target()
-        } else {
-            to.or(l.remote).map(|r| (l.rtp_sock, r))
+        let target = match (rtcp, to) {
+            // An answer to what arrived on the RTCP port (a STUN check of ICE
+            // component 2) leaves from that port, whatever the leg's RTCP
+            // destination is, or before it has one.
+            (true, Some(to)) => Some((l.rtcp_sock.unwrap_or(l.rtp_sock), to)),
+            (true, None) => l.rtcp_target(),
+            (false, _) => to.or(l.remote).map(|r| (l.rtp_sock, r)),
         };
         let Some((sock, dst)) = target else {
             // A report due before the leg's remote is known: a counted drop,
@@ -996,7 +999,8 @@ impl Worker {
                 }
             }
         }
-        if rtcp {
+        if rtcp && protect {
+            // RTCP proper; not a STUN answer on the RTCP port.
             l.counters.tx_rtcp += 1;
         }
         l.counters.tx_bytes += len as u64;

@@ -602,6 +602,18 @@ pub fn metrics(ng: &NgServer) -> String {
         w(&|c| c.io.submit_failures),
     );
     line(
+        "rtp_gateway_gso_fallbacks_total",
+        "UDP GSO sends the kernel refused (then sent datagram by datagram, GSO off).",
+        "counter",
+        w(&|c| c.io.gso_fallbacks),
+    );
+    line(
+        "rtp_gateway_commands_held_total",
+        "Control commands that waited for room in a worker's full command ring (never dropped).",
+        "counter",
+        vec![(String::new(), s.commands_held)],
+    );
+    line(
         "rtp_gateway_send_errors_total",
         "Sends the kernel refused.",
         "counter",
