@@ -66,6 +66,9 @@ struct NgMedia {
     /// ICE-lite towards a side: our credentials and its own once known. A
     /// leg is an ICE leg (or not) for its whole life.
     ice: [Option<IceLegParams>; 2],
+    /// We added `a=mid` to the offer (JSEP peers need one; SIP offers seldom
+    /// have it): the answer back to the offerer goes without it.
+    mid_added: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -975,14 +978,15 @@ impl NgServer {
         let fp = self.engine.fingerprint();
         let mut any_ice = false;
         for (i, m) in sdp.media.iter().enumerate() {
-            let Some(nm) = call.media[i].as_ref() else {
+            let Some(nm) = call.media[i].as_mut() else {
                 continue;
             };
             let ice = nm.ice[other]
                 .as_ref()
                 .filter(|_| flags.ice != Ice::Remove && m.port != 0)
                 .map(|p| &p.local);
-            any_ice |= ice.is_some();
+            let with_ice = ice.is_some();
+            any_ice |= with_ice;
             let offer_mux =
                 !flags.mux_demux && (flags.mux_offer || flags.mux_require || m.rtcp_mux());
             rewrite_media(
@@ -998,6 +1002,11 @@ impl NgServer {
                     ice,
                 },
             );
+            // A WebRTC (JSEP) peer refuses a section without a=mid.
+            nm.mid_added = with_ice && !m.has("mid");
+            if nm.mid_added {
+                out.media[i].add("mid", Some(&i.to_string()));
+            }
         }
         self.finish_sdp(&mut out, flags, any_ice);
         Ok(out)
@@ -1111,6 +1120,7 @@ impl NgServer {
             remote: rem,
             setup,
             ice,
+            mid_added: false,
         })
     }
 
@@ -1334,6 +1344,9 @@ impl NgServer {
                     ice: our_ice,
                 },
             );
+            if nm.mid_added {
+                out.media[i].remove("mid");
+            }
         }
         self.finish_sdp(&mut out, &flags, any_ice);
         *guard = call;
@@ -1779,13 +1792,14 @@ mod tests {
         );
         assert!(off.get("warning").is_none(), "{off:?}");
         let to_web = sdp_of(&off);
+        assert_eq!(to_web.media[0].attrs("mid"), ["0"], "JSEP needs a=mid");
         assert!(to_web.media[0].rtcp_mux());
         assert_eq!(to_web.media[0].attrs("candidate").len(), 1);
         let (ufrag, _) = assert_ice_lite(&to_web, "");
         let fp = to_web.media[0].attrs("fingerprint")[0].to_string();
         let web = format!(
             "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-             m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\n{UFRAG_B}{CAND}\
+             m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n{UFRAG_B}{CAND}\
              a=fingerprint:{fp}\r\na=setup:active\r\na=rtcp-mux\r\na=sendrecv\r\n"
         );
         let ans = cmd(
@@ -1804,6 +1818,7 @@ mod tests {
         assert!(ans.get("warning").is_none(), "{ans:?}");
         let to_sip = sdp_of(&ans);
         assert_no_ice(&to_sip);
+        assert!(!to_sip.media[0].has("mid"), "the offer had no a=mid");
         assert!(!to_sip.render().contains("192.0.2.9"));
         let nm = gw.ng().lookup("force").unwrap().unwrap();
         let nm = nm.lock().unwrap().media[0].clone().unwrap();
