@@ -3,7 +3,7 @@
 //! The sans-IO protocol core of the rtp-core media dataplane: zero-copy views and
 //! writers for RTP (RFC 3550, RFC 8285) and every RTCP packet type, RFC 7983
 //! demultiplexing, sequence-number and NTP time arithmetic, receiver statistics,
-//! and SRTP/SRTCP in place.
+//! SRTP/SRTCP in place, and STUN messages for ICE connectivity checks.
 //!
 //! Nothing here knows about threads, sockets, wall clocks or allocation strategies:
 //! time comes in as an argument, bytes come in as slices.
@@ -17,6 +17,7 @@ pub mod rtp;
 pub mod seq;
 pub mod srtp;
 pub mod stats;
+pub mod stun;
 pub mod time;
 
 pub use error::WireError;

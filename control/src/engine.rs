@@ -23,7 +23,7 @@ use rtp_dataplane::{
 
 use crate::dtls::{Certificate, CipherSuite, DtlsConfig, Fingerprint};
 use crate::dtls_legs::{DtlsCounters, DtlsLegParams, DtlsLegs, Outcome};
-use crate::ice::IceLegParams;
+use crate::ice::{AnswerBudget, IceCounters, IceLegParams, IceLite};
 
 /// A call, as the engine names it.
 pub type CallId = u64;
@@ -301,8 +301,15 @@ pub struct LegConfig {
     pub dtls: Option<DtlsLegParams>,
     /// RTCP handling and reporting (a call terminates RTCP when either leg asks).
     pub rtcp: RtcpConfig,
-    /// ICE-lite on this leg: the engine answers the peer's connectivity checks
-    /// and sends media to the candidate it nominates ([`crate::ice`]).
+    /// ICE-lite on this leg ([`crate::ice`]): the engine answers the peer's
+    /// STUN connectivity checks on the leg's ports with these credentials and
+    /// sends media to the address the peer nominates (USE-CANDIDATE), which
+    /// replaces `remote` (or `remote_rtcp` for component 2, the RTCP port of a
+    /// leg without rtcp-mux) and starts a DTLS client leg's handshake. Host
+    /// candidates only (the leg's own address and ports); no checks or consent
+    /// requests are sent, no TURN. Leave `remote` unset when the peer's address
+    /// is only known from its candidates. `None`: STUN on the leg is counted
+    /// and dropped ([`EngineStats::ice`]).
     pub ice: Option<IceLegParams>,
 }
 
@@ -512,6 +519,8 @@ pub struct EngineStats {
     pub dtls: DtlsCounters,
     /// RTCP counters and call-quality aggregates per worker.
     pub rtcp: Vec<RtcpWorkerStats>,
+    /// ICE-lite: checks answered, nominations, drops per reason (since start).
+    pub ice: IceCounters,
 }
 
 type Reply<T> = Sender<Result<T, EngineError>>;
@@ -619,6 +628,12 @@ impl EngineConfig {
 
 const ANSWER: Duration = Duration::from_secs(5);
 
+/// Unauthenticated STUN answers (400, 401) the whole engine sends at once and
+/// per second: enough for peers with stale credentials, small next to a
+/// worker's command ring, which also carries other calls' keys and removals.
+const ICE_ERROR_BURST: u32 = 64;
+const ICE_ERROR_RATE: u32 = 100;
+
 /// A periodic statistics sweep in progress.
 #[derive(Debug)]
 struct Sweep {
@@ -674,6 +689,8 @@ impl Engine {
             outcomes: Vec::new(),
             reporting: Reporting::new(cfg_thresholds),
             outgoing: Vec::new(),
+            ice: IceCounters::default(),
+            ice_budget: AnswerBudget::new(ICE_ERROR_BURST, ICE_ERROR_RATE, Instant::now()),
         };
         let s = stop.clone();
         let placement = control.cfg.control_placement();
@@ -757,8 +774,11 @@ impl Engine {
     }
 
     /// Sets an ICE-lite leg's credentials: the peer's arrive with its SDP (an
-    /// answer), and new local or remote ones are an ICE restart. The leg must
-    /// have been created with [`LegConfig::ice`].
+    /// answer). New local ones are an ICE restart: the nominations are
+    /// forgotten and the peer's checks must nominate again (media keeps going
+    /// to the last nominated address until then). The leg must have been
+    /// created with [`LegConfig::ice`] ([`EngineError::Config`] otherwise, or
+    /// when the credentials are not valid RFC 8839 ones).
     pub fn set_ice(
         &self,
         call: CallId,
@@ -838,6 +858,8 @@ struct CallState {
     /// removed as soon as the worker has it (or forgotten if the worker refused
     /// it).
     abandoned: bool,
+    /// ICE-lite responders of the legs created with ICE.
+    ice: [Option<IceLite>; 2],
 }
 
 enum Pending {
@@ -878,6 +900,10 @@ struct Control {
     /// RTCP reporting and call quality.
     reporting: Reporting,
     outgoing: Vec<Outgoing>,
+    /// ICE-lite counters of the whole engine.
+    ice: IceCounters,
+    /// Unauthenticated STUN answers (400, 401) the engine may still send.
+    ice_budget: AnswerBudget,
 }
 
 impl Control {
@@ -980,13 +1006,8 @@ impl Control {
                     )))
                 });
             }
-            Request::SetIce(id, _leg, _params, reply) => {
-                // Wired up by the ICE-lite responder.
-                let _ = reply.send(if self.calls.contains_key(&id) {
-                    Ok(())
-                } else {
-                    Err(EngineError::NoSuchCall(id))
-                });
+            Request::SetIce(id, leg, params, reply) => {
+                let _ = reply.send(self.set_ice(id, leg, params));
             }
             Request::Query(id, reply) => {
                 let Some(w) = self.calls.get(&id).map(|c| c.worker) else {
@@ -1036,6 +1057,115 @@ impl Control {
         self.next_token
     }
 
+    /// [`Engine::set_ice`].
+    fn set_ice(&mut self, id: CallId, leg: usize, params: IceLegParams) -> Result<(), EngineError> {
+        let c = self.calls.get_mut(&id).ok_or(EngineError::NoSuchCall(id))?;
+        let Some(ice) = c.ice.get_mut(leg).and_then(Option::as_mut) else {
+            return Err(EngineError::Config(format!(
+                "leg {leg} of call {id} was not created with ICE (LegConfig::ice)"
+            )));
+        };
+        params
+            .validate()
+            .map_err(|e| EngineError::Config(format!("leg {leg}: {e}")))?;
+        ice.set_params(params);
+        Ok(())
+    }
+
+    /// A STUN datagram on a leg's port: the leg's ICE-lite responder judges
+    /// it; its answer goes back from the port it arrived on, and a nomination
+    /// becomes the leg's remote address.
+    fn ice_datagram(
+        &mut self,
+        call: CallId,
+        leg: usize,
+        local: Option<SocketAddr>,
+        src: SocketAddr,
+        data: &[u8],
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            self.ice.no_leg += 1;
+            return;
+        };
+        let worker = c.worker;
+        // Component 2 is the RTCP port of a leg without rtcp-mux.
+        let on_rtcp_port = match (local, c.info.legs.get(leg).and_then(|l| l.local_rtcp)) {
+            (Some(l), Some(r)) => l.port() == r.port(),
+            _ => false,
+        };
+        let component = if on_rtcp_port { 2 } else { 1 };
+        let Some(ice) = c.ice.get_mut(leg).and_then(Option::as_mut) else {
+            self.ice.not_ice += 1;
+            return;
+        };
+        let now = Instant::now();
+        let out = ice.on_datagram(data, src, component, now);
+        self.ice.count(out.input);
+        let mut reply = out.reply;
+        if reply.is_some() && out.input.is_unauthenticated_answer() && !self.ice_budget.take(now) {
+            self.ice.rate_limited += 1;
+            reply = None;
+        }
+        let Some(h) = self.dp.as_ref().and_then(|d| d.workers().get(worker)) else {
+            return;
+        };
+        if let Some(reply) = reply {
+            let sent = h.send(Command::SendOnLeg {
+                session: call,
+                leg,
+                data: reply,
+                rtcp: on_rtcp_port,
+                protect: false,
+                to: Some(src),
+            });
+            if sent.is_err() {
+                // The peer retransmits its check.
+                self.ice.ring_full += 1;
+            }
+        }
+        let Some(addr) = out.nominated else { return };
+        let update = if on_rtcp_port {
+            LegUpdate {
+                remote_rtcp: Some(Some(addr)),
+                ..LegUpdate::default()
+            }
+        } else {
+            LegUpdate {
+                remote: Some(Some(addr)),
+                ..LegUpdate::default()
+            }
+        };
+        let sent = h.send(Command::UpdateLeg {
+            session: call,
+            leg,
+            update: Box::new(update),
+        });
+        if sent.is_err() {
+            // Forget it: the peer's next nominating check installs it.
+            self.ice.ring_full += 1;
+            if let Some(ice) = self
+                .calls
+                .get_mut(&call)
+                .and_then(|c| c.ice.get_mut(leg)?.as_mut())
+            {
+                ice.forget_nomination(component);
+            }
+            return;
+        }
+        self.ice.nominations += 1;
+        if !on_rtcp_port {
+            // As for Engine::update_leg: a DTLS client leg waiting for its
+            // remote starts its handshake towards the nominated address.
+            self.with_dtls(|d, now, out| d.remote_changed(call, leg, Some(addr), now, out));
+        }
+        self.emit(EngineEvent::IceNominated {
+            call,
+            leg,
+            rtcp: on_rtcp_port,
+            addr,
+        });
+    }
+
     fn create(&mut self, legs: [LegConfig; 2], reply: Reply<CallInfo>) {
         if self.calls.len() >= self.cfg.max_calls {
             let _ = reply.send(Err(EngineError::Limit(format!(
@@ -1052,6 +1182,18 @@ impl Control {
             )));
             return;
         }
+        if let Some(e) = legs
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| Some((i, l.ice.as_ref()?.validate().err()?)))
+        {
+            let _ = reply.send(Err(EngineError::Config(format!("leg {}: {}", e.0, e.1))));
+            return;
+        }
+        let ice = [
+            legs[0].ice.clone().map(IceLite::new),
+            legs[1].ice.clone().map(IceLite::new),
+        ];
         let dtls: Vec<(usize, DtlsLegParams, Option<SocketAddr>)> = legs
             .iter()
             .enumerate()
@@ -1148,6 +1290,7 @@ impl Control {
                 failures: [(0, 0); 2],
                 added: false,
                 abandoned: false,
+                ice,
             },
         );
         self.pending
@@ -1375,9 +1518,23 @@ impl Control {
             Event::Rtcp { session, leg, data } => {
                 self.reporting.on_rtcp(session, leg, &data, Instant::now());
             }
-            Event::Datagram { .. } => {
-                // STUN (ICE-lite) is not handled yet.
+            Event::Datagram {
+                leg: Some((call, leg)),
+                kind: PacketKind::Stun,
+                local,
+                src,
+                data,
+            } => self.ice_datagram(call, leg, local, src, &data),
+            Event::Datagram {
+                leg: None,
+                kind: PacketKind::Stun,
+                ..
+            } => {
+                // Shared ports (no per-call socket) are not used by the
+                // engine's calls; a STUN flow nobody owns is dropped.
+                self.ice.no_leg += 1;
             }
+            Event::Datagram { .. } => {}
         }
     }
 
@@ -1437,6 +1594,7 @@ impl Control {
                         workers: v,
                         backend: self.dp().backend(),
                         dtls: self.dtls.counters,
+                        ice: self.ice,
                     }));
                 }
             }

@@ -5,7 +5,11 @@
 //! bookkeeping, media timeouts, the event stream; DTLS-SRTP legs, whose handshakes
 //! the control thread runs with the sans-IO DTLS 1.2 implementation in [`dtls`];
 //! and RTCP reporting with call quality ([`reporting`], built on the sans-IO
-//! [`rtcp`] module); ICE-lite ([`ice`]) for legs that face browsers.
+//! [`rtcp`] module); ICE-lite ([`ice`]) for legs that face browsers: the
+//! control thread answers the peer's STUN connectivity checks on the leg's own
+//! ports (host candidates only, always the controlled agent, no checks or
+//! consent requests of its own, no TURN) and points the leg's media at the
+//! address the peer nominates ([`EngineEvent::IceNominated`]).
 //!
 //! ```no_run
 //! use rtp_control::{Engine, LegConfig};
@@ -33,6 +37,8 @@ pub use engine::{
     CallId, CallInfo, CloseReason, ControlPlacement, Engine, EngineBuilder, EngineConfig,
     EngineError, EngineEvent, EngineStats, LegConfig, LegInfo,
 };
-pub use ice::{IceCredentials, IceLegParams};
+pub use ice::{
+    AnswerBudget, IceCounters, IceCredentials, IceInput, IceLegParams, IceLite, IceOutcome,
+};
 pub use reporting::{LegRtcpStats, RtcpConfig, RtcpMode, RtcpWorkerStats};
 pub use rtp_dataplane as dataplane;
