@@ -916,7 +916,9 @@ impl NgServer {
                 _ => None,
             };
             let remote = media_addr(sdp, i);
-            let remote_rtcp = rtcp_addr(sdp, i);
+            // A side doing ICE: its nominations, not its SDP, say where media goes.
+            let addrs = (nm.ice[side].is_none() || their_ice.is_none())
+                .then(|| (remote, rtcp_addr(sdp, i)));
             nm.remote[side] = remote;
             nm.mux[side] = m.rtcp_mux();
             nm.proto[side] = m.proto.clone();
@@ -924,7 +926,7 @@ impl NgServer {
                 nm.setup[side] = Some(ours);
                 nm.ours[side] = None;
                 // The DTLS keys stay; unchanged parameters keep the association.
-                self.update_side(nm.call.id, side, remote, remote_rtcp, None, m.rtcp_mux())?;
+                self.update_side(nm.call.id, side, addrs, None, m.rtcp_mux())?;
                 self.engine
                     .set_dtls(nm.call.id, side, params.clone())
                     .map_err(|e| e.to_string())?;
@@ -949,14 +951,7 @@ impl NgServer {
                         None
                     }
                 };
-                self.update_side(
-                    nm.call.id,
-                    side,
-                    remote,
-                    remote_rtcp,
-                    Some(srtp),
-                    m.rtcp_mux(),
-                )?;
+                self.update_side(nm.call.id, side, addrs, Some(srtp), m.rtcp_mux())?;
             }
             if let Some(p) = restart {
                 self.engine
@@ -1035,8 +1030,10 @@ impl NgServer {
             })
         });
         let other = 1 - side;
-        let remote = media_addr(sdp, i);
-        let remote_rtcp = rtcp_addr(sdp, i);
+        // A side doing ICE: its nominations say where media goes.
+        let ice_peer = ice[side].as_ref().is_some_and(|p| p.remote.is_some());
+        let remote = media_addr(sdp, i).filter(|_| !ice_peer);
+        let remote_rtcp = rtcp_addr(sdp, i).filter(|_| !ice_peer);
         let other_dtls = is_dtls_proto(other_proto);
         let other_secure = other_proto.contains("SAVP") && !other_dtls;
         let suite = their
@@ -1124,14 +1121,15 @@ impl NgServer {
         })
     }
 
-    /// Applies what one side's SDP says (address, RTCP address, keys, rtcp-mux)
-    /// to its leg of an engine call.
+    /// Applies what one side's SDP says (RTP and RTCP addresses, keys,
+    /// rtcp-mux) to its leg of an engine call. `addrs` is `None` for a side
+    /// that does ICE with us: its checks nominate the addresses (an SDP
+    /// address must not replace a nomination).
     fn update_side(
         &self,
         call: CallId,
         side: usize,
-        remote: Option<SocketAddr>,
-        remote_rtcp: Option<SocketAddr>,
+        addrs: Option<(Option<SocketAddr>, Option<SocketAddr>)>,
         srtp: Option<Option<LegSrtp>>,
         rtcp_mux: bool,
     ) -> Result<(), String> {
@@ -1140,8 +1138,8 @@ impl NgServer {
                 call,
                 side,
                 LegUpdate {
-                    remote: Some(remote),
-                    remote_rtcp: Some(remote_rtcp),
+                    remote: addrs.map(|a| a.0),
+                    remote_rtcp: addrs.map(|a| a.1),
                     srtp,
                     rtcp_mux: Some(rtcp_mux),
                     ..LegUpdate::default()
@@ -1251,14 +1249,15 @@ impl NgServer {
             };
             // ICE towards the answerer: its credentials, new ones (an ICE
             // restart from its side) again.
-            let mut ice = None;
+            let (mut ice, mut ice_peer) = (None, false);
             if let Some(p) = nm.ice[side].as_mut().filter(|_| m.port != 0) {
                 match ice_credentials(&sdp, i)? {
                     Some(c) if p.remote.as_ref() != Some(&c) => {
                         p.remote = Some(c);
                         ice = Some(p.clone());
+                        ice_peer = true;
                     }
-                    Some(_) => {}
+                    Some(_) => ice_peer = true,
                     None => flags.warnings.push(format!(
                         "media {}: the answer has no a=ice-ufrag/a=ice-pwd: no ICE with the \
                          answerer, media goes to its c=/m= address",
@@ -1268,7 +1267,7 @@ impl NgServer {
             }
             nm.remote[side] = media_addr(&sdp, i);
             nm.mux[side] = m.rtcp_mux();
-            plan.push(Some((srtp, dtls, ice)));
+            plan.push(Some((srtp, dtls, ice, ice_peer)));
         }
         let answerer_ice = call.media.iter().flatten().any(|m| m.ice[side].is_some());
         if sdp.has_ice() && !answerer_ice && flags.ice != Ice::Remove {
@@ -1300,22 +1299,18 @@ impl NgServer {
             );
         }
         for (i, m) in sdp.media.iter().enumerate() {
-            let (Some(nm), Some((srtp, dtls, ice))) = (call.media[i].as_ref(), plan[i].take())
+            let (Some(nm), Some((srtp, dtls, ice, ice_peer))) =
+                (call.media[i].as_ref(), plan[i].take())
             else {
                 // A stream that was closed: rejected towards the offerer.
                 out.media[i].port = 0;
                 out.media[i].remove_ice();
                 continue;
             };
-            let remote_rtcp = rtcp_addr(&sdp, i);
-            self.update_side(
-                nm.call.id,
-                side,
-                nm.remote[side],
-                remote_rtcp,
-                srtp,
-                m.rtcp_mux(),
-            )?;
+            // The answerer doing ICE may have nominated already (its checks
+            // start with our offer): its SDP address must not replace that.
+            let addrs = (!ice_peer).then(|| (nm.remote[side], rtcp_addr(&sdp, i)));
+            self.update_side(nm.call.id, side, addrs, srtp, m.rtcp_mux())?;
             if let Some(params) = dtls {
                 self.engine
                     .set_dtls(nm.call.id, side, params)
@@ -1771,6 +1766,13 @@ mod tests {
 
     use super::super::sdp;
 
+    /// The engine leg's remote RTP address.
+    fn leg_remote(gw: &Gateway, call_id: &str, side: usize) -> Option<SocketAddr> {
+        let c = gw.ng().lookup(call_id).unwrap().unwrap();
+        let id = c.lock().unwrap().media[0].as_ref().unwrap().call.id;
+        gw.ng().engine().query(id).unwrap().legs[side].remote
+    }
+
     /// The WebRTC bridge: a plain SIP offer with ICE=force and DTLS-SRTP
     /// towards the receiver gives it ICE-lite (one candidate: rtcp-mux
     /// required); its answer's credentials are taken, its candidates never
@@ -1881,6 +1883,9 @@ mod tests {
         let to_a = sdp_of(&ans);
         let (ua, _) = assert_ice_lite(&to_a, "Bufr");
         assert_ne!(ua, ub, "each leg has its own credentials");
+        // Sides doing ICE: their checks, not their SDP, say where media goes.
+        assert_eq!(leg_remote(&gw, "dflt", 0), None);
+        assert_eq!(leg_remote(&gw, "dflt", 1), None);
         assert_ne!(to_a.media[0].port, to_b.media[0].port);
         // The same answer without ICE: said, not refused.
         let ans = cmd(
@@ -1897,6 +1902,11 @@ mod tests {
         assert!(
             ans.get_str("warning").unwrap().contains("no a=ice-ufrag"),
             "{ans:?}"
+        );
+        // No ICE from the answerer after all: its SDP address is used.
+        assert_eq!(
+            leg_remote(&gw, "dflt", 1),
+            Some("127.0.0.1:4100".parse().unwrap())
         );
         // Without ICE in the offer, none is added.
         let off = cmd(
@@ -1952,6 +1962,10 @@ mod tests {
         assert_no_ice(&answer("rm2", "remove"));
         assert_no_ice(&offer("rm3", &["reject ICE"]));
         assert_no_ice(&answer("rm3", "force"));
+        assert_eq!(
+            leg_remote(&gw, "rm3", 0),
+            Some("127.0.0.1:4000".parse().unwrap())
+        );
         gw.shutdown();
     }
 
