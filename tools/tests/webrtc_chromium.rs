@@ -1,12 +1,16 @@
 //! WebRTC-to-SIP bridging with a real browser: headless Chromium (fake
-//! microphone, Opus, ICE, DTLS-SRTP, rtcp-mux, BUNDLE) calls a plain RTP peer
-//! (what a SIP phone sends and receives) through rtp-gateway, set up over ng as
-//! a SIP proxy would: the browser's offer with `transport-protocol: RTP/AVP`,
-//! `ICE: remove` and `rtcp-mux: demux` towards the phone, the phone's answer
-//! back, and the gateway's ICE-lite answer (its fingerprint and setup) to the
-//! browser.
+//! microphone, Opus, ICE, DTLS-SRTP, rtcp-mux, BUNDLE) and a plain RTP peer
+//! (what a SIP phone sends and receives) call each other through rtp-gateway,
+//! set up over ng as a SIP proxy would:
+//! - the browser calls: its offer with `transport-protocol: RTP/AVP`,
+//!   `ICE: remove` and `rtcp-mux: demux` towards the phone, the phone's answer
+//!   back, and the gateway's ICE-lite answer (its fingerprint, `a=setup:active`)
+//!   to the browser, which is then the DTLS server;
+//! - the phone calls: its offer with `transport-protocol: UDP/TLS/RTP/SAVPF`,
+//!   `ICE: force` and `rtcp-mux: require` towards the browser (ICE-lite,
+//!   `actpass`), the browser's answer (`active`: the DTLS client) back.
 //!
-//! Proven: the browser's ICE and DTLS connect to the gateway; the phone's
+//! Proven, both ways: the browser's ICE and DTLS connect to the gateway; the phone's
 //! socket gets the browser's audio as plain RTP with the browser's Opus payload
 //! type and SSRC, most of it recognisably 20 ms Opus frames (decrypted), and
 //! the browser's RTCP reports in clear on its own RTCP port (demuxed); the
@@ -43,8 +47,6 @@ use rtp_tools::interop::free_port_range;
 /// Set in the re-executed test, inside the namespaces: its work directory
 /// (made and removed by the outer test, also when the namespace is killed).
 const CHILD_ENV: &str = "RTP_WEBRTC_CHROMIUM_CHILD";
-/// The test's name, for the re-execution.
-const TEST_NAME: &str = "chromium_calls_a_plain_rtp_peer_through_the_gateway";
 /// The page, served to Chromium.
 const PAGE: &str = include_str!("support/chromium_peer.html");
 /// Everything inside the namespaces must be over by then (the outer test kills
@@ -56,10 +58,38 @@ const CALL_ID: &str = "webrtc-chromium";
 /// the two bytes Opus encoders send for digital silence).
 const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];
 
+/// Which side of the call offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offerer {
+    /// The browser calls the phone: the gateway answers the browser (and is
+    /// the DTLS client, as the answerer of an `actpass` offer).
+    Browser,
+    /// The phone calls the browser: the gateway offers to the browser, which
+    /// answers `active` (the gateway is the DTLS server).
+    Phone,
+}
+
 #[test]
 fn chromium_calls_a_plain_rtp_peer_through_the_gateway() {
+    run(
+        "chromium_calls_a_plain_rtp_peer_through_the_gateway",
+        Offerer::Browser,
+    );
+}
+
+#[test]
+fn a_plain_rtp_peer_calls_chromium_through_the_gateway() {
+    run(
+        "a_plain_rtp_peer_calls_chromium_through_the_gateway",
+        Offerer::Phone,
+    );
+}
+
+/// Runs the call of test `name` in its namespaces (this executable again,
+/// running only that test), or, in there, the call itself.
+fn run(name: &str, offerer: Offerer) {
     if let Some(work) = std::env::var_os(CHILD_ENV) {
-        bridged_call(Path::new(&work));
+        bridged_call(Path::new(&work), offerer);
         return;
     }
     let ci = std::env::var_os("CI").is_some();
@@ -104,9 +134,12 @@ fn chromium_calls_a_plain_rtp_peer_through_the_gateway() {
         "ip link set lo up && exec \"$0\" \"$@\"",
     ])
     .arg(exe)
-    .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+    .args(["--exact", name, "--nocapture", "--test-threads=1"])
     .env(CHILD_ENV, &work.0)
     .stdin(Stdio::null());
+    // One browser at a time (the tests of this file run in parallel).
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // The child's output goes straight to ours: its facts are in the CI log.
     let child = Reaped::new("unshare", cmd.spawn().expect("unshare starts"));
     let status = child.wait_until(Instant::now() + WHOLE_RUN);
@@ -366,20 +399,32 @@ fn handle(mut conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     reader.read_exact(&mut body)?;
     let body = String::from_utf8_lossy(&body).into_owned();
     let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let method = parts.next().unwrap_or("");
+    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
     let (lock, cv) = &**shared;
     let (status, ctype, reply) = {
         let mut x = lock.lock().unwrap_or_else(|e| e.into_inner());
         match (method, path) {
             ("GET", "/") => ("200 OK", "text/html; charset=utf-8", PAGE.to_string()),
-            ("POST", "/offer") => {
-                x.offer = Some(body);
+            ("POST", "/offer" | "/answer") => {
+                let slot = if path == "/offer" {
+                    &mut x.offer
+                } else {
+                    &mut x.answer
+                };
+                *slot = Some(body);
                 ("200 OK", "text/plain", String::new())
             }
-            ("GET", "/answer") => match &x.answer {
-                Some(a) => ("200 OK", "application/sdp", a.clone()),
-                None => ("204 No Content", "text/plain", String::new()),
-            },
+            ("GET", "/offer" | "/answer") => {
+                match if path == "/offer" {
+                    &x.offer
+                } else {
+                    &x.answer
+                } {
+                    Some(sdp) => ("200 OK", "application/sdp", sdp.clone()),
+                    None => ("204 No Content", "text/plain", String::new()),
+                }
+            }
             ("POST", "/log") => {
                 println!("page: {body}");
                 x.log.push(body);
@@ -454,14 +499,19 @@ fn media_addr(sdp: &Sdp) -> SocketAddr {
     SocketAddr::new(ip, sdp.media[0].port)
 }
 
-/// What a plain SIP phone answers: RTP/AVP, the offer's Opus, its RTCP on a
-/// port of its own.
-fn phone_answer(rtp: SocketAddr, rtcp: SocketAddr, opus: u8) -> String {
+/// A plain SIP phone's SDP: RTP/AVP, Opus as `opus` (and PCMU in an offer),
+/// its RTCP on a port of its own.
+fn phone_sdp(rtp: SocketAddr, rtcp: SocketAddr, opus: u8, offer: bool) -> String {
+    let (fmts, pcmu) = if offer {
+        (format!("{opus} 0"), "a=rtpmap:0 PCMU/8000\r\n")
+    } else {
+        (opus.to_string(), "")
+    };
     format!(
         "v=0\r\no=phone 2 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {opus}\r\na=rtpmap:{opus} opus/48000/2\r\n\
-         a=fmtp:{opus} minptime=10;useinbandfec=1\r\na=ptime:20\r\na=rtcp:{rtcp_port}\r\n\
-         a=sendrecv\r\n",
+         m=audio {port} RTP/AVP {fmts}\r\na=rtpmap:{opus} opus/48000/2\r\n\
+         a=fmtp:{opus} minptime=10;useinbandfec=1\r\n{pcmu}a=ptime:20\r\n\
+         a=rtcp:{rtcp_port}\r\na=sendrecv\r\n",
         ip = rtp.ip(),
         port = rtp.port(),
         rtcp_port = rtcp.port()
@@ -547,7 +597,7 @@ struct PhoneStats {
     sent: u16,
 }
 
-fn bridged_call(work: &Path) {
+fn bridged_call(work: &Path, offerer: Offerer) {
     let started = Instant::now();
     let ifaces = interfaces();
     assert_eq!(
@@ -557,7 +607,11 @@ fn bridged_call(work: &Path) {
     );
 
     let shared: Shared = Arc::default();
-    let url = serve(shared.clone());
+    let role = match offerer {
+        Offerer::Browser => "offer",
+        Offerer::Phone => "answer",
+    };
+    let url = format!("{}?role={role}", serve(shared.clone()));
     let (gateway, ng_addr, gateway_log) = start_gateway();
     let mut ng = NgClient::new(ng_addr).expect("ng client");
     let chromium_log = work.join("chromium.log");
@@ -568,7 +622,7 @@ fn bridged_call(work: &Path) {
     );
 
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        call(&shared, &mut ng, started)
+        call(&shared, &mut ng, started, offerer)
     }));
     // Stop the browser first (it would keep sending), then show the gateway's
     // view of the call.
@@ -600,12 +654,12 @@ fn bridged_call(work: &Path) {
         );
         std::panic::resume_unwind(panic);
     }
-    // Chromium's own errors (but D-Bus: there is none), for the log; not
-    // failures by themselves.
+    // Chromium's own errors, for the log; not failures by themselves (but
+    // D-Bus, there is none, and the zygote's, from its shutdown).
     let browser = std::fs::read_to_string(&chromium_log).unwrap_or_default();
     for l in browser
         .lines()
-        .filter(|l| l.contains(":ERROR:") && !l.contains("dbus"))
+        .filter(|l| l.contains(":ERROR:") && !l.contains("dbus") && !l.contains("zygote"))
         .take(10)
     {
         println!("chromium: {l}");
@@ -613,8 +667,37 @@ fn bridged_call(work: &Path) {
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// The gateway's addresses on the call and the Opus payload type.
+#[derive(Debug)]
+struct Legs {
+    opus: u8,
+    /// Where the phone sends (the gateway's address in the phone's SDP).
+    phone_side: SocketAddr,
+    /// The gateway's candidate in the browser's SDP.
+    browser_side: SocketAddr,
+}
+
 /// Signalling, media and the checks, with the processes already running.
-fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
+fn call(shared: &Shared, ng: &mut NgClient, started: Instant, offerer: Offerer) {
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp bind");
+    let rtcp = UdpSocket::bind("127.0.0.1:0").expect("rtcp bind");
+    rtcp.set_nonblocking(true).unwrap();
+    let phone = (rtp.local_addr().unwrap(), rtcp.local_addr().unwrap());
+    let legs = match offerer {
+        Offerer::Browser => browser_offers(shared, ng, started, phone),
+        Offerer::Phone => phone_offers(shared, ng, started, phone),
+    };
+    media_and_checks(shared, &legs, &rtp, &rtcp);
+}
+
+/// The browser's offer, bridged to the phone as a SIP proxy would, and the
+/// phone's answer back.
+fn browser_offers(
+    shared: &Shared,
+    ng: &mut NgClient,
+    started: Instant,
+    (rtp, rtcp): (SocketAddr, SocketAddr),
+) -> Legs {
     // 1. The browser's offer.
     let offer = wait_for(shared, started + Duration::from_secs(40), |x| {
         match (&x.offer, &x.result) {
@@ -651,28 +734,11 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
         .set("rtcp-mux", Value::List(vec![Value::str("demux")]));
     let r = ng_request(ng, &req);
     let to_phone = Sdp::parse(r.get_str("sdp").expect("offer reply has sdp")).unwrap();
-    let pm = &to_phone.media[0];
-    assert_eq!(pm.proto, "RTP/AVP", "{to_phone:?}");
-    for a in ["ice-ufrag", "candidate", "fingerprint", "crypto"] {
-        assert!(
-            pm.attrs(a).is_empty(),
-            "a={a} towards the phone: {to_phone:?}"
-        );
-    }
-    assert!(!to_phone.has_ice(), "{to_phone:?}");
-    assert!(!pm.rtcp_mux(), "rtcp-mux demux: {to_phone:?}");
-    assert_eq!(
-        payload_type(&to_phone, "opus/48000"),
-        Some(opus),
-        "{to_phone:?}"
-    );
-    let gw_phone_side = media_addr(&to_phone);
+    check_phone_sdp(&to_phone, opus);
+    let phone_side = media_addr(&to_phone);
 
     // 3. The phone answers from its plain sockets.
-    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp bind");
-    let rtcp = UdpSocket::bind("127.0.0.1:0").expect("rtcp bind");
-    rtcp.set_nonblocking(true).unwrap();
-    let answer = phone_answer(rtp.local_addr().unwrap(), rtcp.local_addr().unwrap(), opus);
+    let answer = phone_sdp(rtp, rtcp, opus, false);
     let mut req = Value::dict();
     req.set("command", Value::str("answer"))
         .set("call-id", Value::str(CALL_ID))
@@ -682,9 +748,27 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
     let r = ng_request(ng, &req);
     let to_browser = r.get_str("sdp").expect("answer reply has sdp").to_string();
     let bsdp = Sdp::parse(&to_browser).unwrap();
+    check_gateway_sdp(&bsdp, &to_browser);
+    shared.0.lock().unwrap_or_else(|e| e.into_inner()).answer = Some(to_browser.clone());
+    shared.1.notify_all();
+    Legs {
+        opus,
+        phone_side,
+        browser_side: media_addr(&bsdp),
+    }
+}
+
+/// What the gateway's SDP to the browser must have: ICE-lite with its
+/// credentials and candidate, DTLS-SRTP, rtcp-mux.
+fn check_gateway_sdp(bsdp: &Sdp, text: &str) {
     let bm = &bsdp.media[0];
     println!(
-        "answer to the browser: m={} {} {}; ice-lite {}; setup {:?}; fingerprint {:?}; candidates {:?}",
+        "{} to the browser: m={} {} {}; ice-lite {}; setup {:?}; fingerprint {:?}; candidates {:?}",
+        if bsdp.media_or_session_attr(0, "setup") == Some("actpass") {
+            "offer"
+        } else {
+            "answer"
+        },
         bm.kind,
         bm.port,
         bm.proto,
@@ -693,25 +777,142 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
         bsdp.media_or_session_attr(0, "fingerprint"),
         bm.attrs("candidate")
     );
-    assert!(bm.proto.starts_with("UDP/TLS/RTP/SAVP"), "{to_browser}");
+    assert!(bm.proto.starts_with("UDP/TLS/RTP/SAVP"), "{text}");
     assert!(
         bsdp.session.iter().any(|l| l == "a=ice-lite"),
-        "the gateway is ICE-lite towards the browser: {to_browser}"
+        "the gateway is ICE-lite towards the browser: {text}"
     );
     assert!(
         bsdp.media_or_session_attr(0, "ice-ufrag").is_some(),
-        "{to_browser}"
+        "{text}"
     );
     assert!(
         bsdp.media_or_session_attr(0, "fingerprint").is_some(),
+        "{text}"
+    );
+    assert!(!bm.attrs("candidate").is_empty(), "{text}");
+    assert!(bm.rtcp_mux(), "{text}");
+}
+
+/// The phone's offer (Opus and PCMU), bridged to the browser as a SIP proxy
+/// would for a WebRTC callee, and the browser's answer back.
+fn phone_offers(
+    shared: &Shared,
+    ng: &mut NgClient,
+    started: Instant,
+    (rtp, rtcp): (SocketAddr, SocketAddr),
+) -> Legs {
+    let opus = 111;
+    // 1. ng offer: DTLS-SRTP, ICE (the relay its only candidate) and rtcp-mux
+    // only towards the browser.
+    let mut req = Value::dict();
+    req.set("command", Value::str("offer"))
+        .set("call-id", Value::str(CALL_ID))
+        .set("from-tag", Value::str("phone"))
+        .set("sdp", Value::str(&phone_sdp(rtp, rtcp, opus, true)))
+        .set("transport-protocol", Value::str("UDP/TLS/RTP/SAVPF"))
+        .set("ICE", Value::str("force"))
+        .set("rtcp-mux", Value::List(vec![Value::str("require")]));
+    let r = ng_request(ng, &req);
+    let to_browser = r.get_str("sdp").expect("offer reply has sdp").to_string();
+    let bsdp = Sdp::parse(&to_browser).unwrap();
+    check_gateway_sdp(&bsdp, &to_browser);
+    assert_eq!(
+        bsdp.media_or_session_attr(0, "setup"),
+        Some("actpass"),
         "{to_browser}"
     );
-    assert!(!bm.attrs("candidate").is_empty(), "{to_browser}");
-    assert!(bm.rtcp_mux(), "{to_browser}");
-    let gw_browser_side = media_addr(&bsdp);
-    shared.0.lock().unwrap_or_else(|e| e.into_inner()).answer = Some(to_browser.clone());
+    assert_eq!(
+        payload_type(&bsdp, "opus/48000"),
+        Some(opus),
+        "{to_browser}"
+    );
+    shared.0.lock().unwrap_or_else(|e| e.into_inner()).offer = Some(to_browser.clone());
     shared.1.notify_all();
 
+    // 2. The browser's answer.
+    let answer = wait_for(shared, started + Duration::from_secs(40), |x| {
+        match (&x.answer, &x.result) {
+            (Some(a), _) => Some(Ok(a.clone())),
+            (None, Some(r)) => Some(Err(r.clone())),
+            (None, None) => None,
+        }
+    })
+    .expect("Chromium posted no answer within 40 s")
+    .unwrap_or_else(|r| panic!("the page ended before its answer: {r}"));
+    let answer_sdp = Sdp::parse(&answer).expect("Chromium's answer parses");
+    let m = &answer_sdp.media[0];
+    println!(
+        "answer from the browser: m={} {} {} {}; {} candidate(s); setup {:?}",
+        m.kind,
+        m.port,
+        m.proto,
+        m.fmts.join(" "),
+        m.attrs("candidate").len(),
+        answer_sdp.media_or_session_attr(0, "setup")
+    );
+    assert_eq!(
+        answer_sdp.media_or_session_attr(0, "setup"),
+        Some("active"),
+        "the browser is the DTLS client: {answer}"
+    );
+    assert_eq!(
+        payload_type(&answer_sdp, "opus/48000"),
+        Some(opus),
+        "{answer}"
+    );
+
+    // 3. ng answer: the phone gets plain RTP.
+    let mut req = Value::dict();
+    req.set("command", Value::str("answer"))
+        .set("call-id", Value::str(CALL_ID))
+        .set("from-tag", Value::str("phone"))
+        .set("to-tag", Value::str("browser"))
+        .set("sdp", Value::str(&answer));
+    let r = ng_request(ng, &req);
+    let to_phone = Sdp::parse(r.get_str("sdp").expect("answer reply has sdp")).unwrap();
+    let pm = &to_phone.media[0];
+    println!(
+        "answer to the phone: m={} {} {} {}",
+        pm.kind,
+        pm.port,
+        pm.proto,
+        pm.fmts.join(" ")
+    );
+    check_phone_sdp(&to_phone, opus);
+    Legs {
+        opus,
+        phone_side: media_addr(&to_phone),
+        browser_side: media_addr(&bsdp),
+    }
+}
+
+/// What the gateway's SDP to the phone must be: plain RTP with Opus, no ICE,
+/// no DTLS, no rtcp-mux.
+fn check_phone_sdp(to_phone: &Sdp, opus: u8) {
+    let pm = &to_phone.media[0];
+    assert_eq!(pm.proto, "RTP/AVP", "{to_phone:?}");
+    for a in ["ice-ufrag", "candidate", "fingerprint", "crypto"] {
+        assert!(
+            pm.attrs(a).is_empty(),
+            "a={a} towards the phone: {to_phone:?}"
+        );
+    }
+    assert!(!to_phone.has_ice(), "{to_phone:?}");
+    assert!(
+        !pm.rtcp_mux(),
+        "no rtcp-mux towards the phone: {to_phone:?}"
+    );
+    assert_eq!(
+        payload_type(to_phone, "opus/48000"),
+        Some(opus),
+        "{to_phone:?}"
+    );
+}
+
+/// Media both ways until the page reports, then the checks.
+fn media_and_checks(shared: &Shared, legs: &Legs, rtp: &UdpSocket, rtcp: &UdpSocket) {
+    let opus = legs.opus;
     // 4. Media: the phone sends an Opus silence frame every 20 ms and counts
     // what arrives, until the page reports, 20 of Chromium's RTP packets are in
     // and its first RTCP report (or the deadline).
@@ -733,13 +934,13 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
                 ssrc,
                 &OPUS_SILENCE,
             );
-            let _ = rtp.send_to(&pkt, gw_phone_side);
+            let _ = rtp.send_to(&pkt, legs.phone_side);
             phone.sent = phone.sent.wrapping_add(1);
             next_send = (next_send + Duration::from_millis(20)).max(now);
         }
         if let Ok((n, from)) = rtp.recv_from(&mut buf) {
             let p = &buf[..n];
-            if from != gw_phone_side {
+            if from != legs.phone_side {
                 phone.rtp_from_elsewhere += 1;
             } else if let Some(payload) = rtp_payload(p) {
                 *phone.rtp_by_pt.entry(p[1] & 0x7F).or_default() += 1;
@@ -752,7 +953,7 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
         }
         while let Ok((n, from)) = rtcp.recv_from(&mut buf) {
             phone.rtcp += 1;
-            if let Some(s) = rtcp_sender(&buf[..n]).filter(|_| from.ip() == gw_phone_side.ip()) {
+            if let Some(s) = rtcp_sender(&buf[..n]).filter(|_| from.ip() == legs.phone_side.ip()) {
                 *phone.rtcp_senders.entry(s).or_default() += 1;
             }
         }
@@ -836,8 +1037,8 @@ fn call(shared: &Shared, ng: &mut NgClient, started: Instant) {
     assert_eq!(
         (remote["address"].as_str(), remote["port"].as_u64()),
         (
-            Some(gw_browser_side.ip().to_string().as_str()),
-            Some(u64::from(gw_browser_side.port()))
+            Some(legs.browser_side.ip().to_string().as_str()),
+            Some(u64::from(legs.browser_side.port()))
         ),
         "the selected pair ends at the gateway's candidate: {result}"
     );
