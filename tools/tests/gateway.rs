@@ -936,8 +936,9 @@ fn limits_retransmissions_and_bad_sdp() {
     gw.shutdown();
 }
 
-/// What the gateway cannot do is said: ICE=force (it does not do ICE) is an
-/// error; ICE attributes removed by default, an unknown interface in
+/// What the gateway cannot do is said: ICE=force-relay (an ICE-lite relay is
+/// the only candidate) is an error; ICE attributes it cannot use (candidates
+/// without credentials) removed with a warning, an unknown interface in
 /// `direction` and an unsupported `replace` flag are warnings in the reply (as
 /// rtpengine logs them); no call is left by the refused offer.
 #[test]
@@ -950,7 +951,7 @@ fn ng_options_the_gateway_cannot_honour_are_said() {
         &["a=candidate:1 1 udp 2130706431 192.0.2.9 4000 typ host".to_string()],
     );
     let mut req = offer_req("ice-force", &with_ice);
-    req.set("ICE", Value::str("force"));
+    req.set("ICE", Value::str("force-relay"));
     let r = ng(g, &req);
     assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
     assert!(r.get_str("error-reason").unwrap().contains("ICE"), "{r:?}");

@@ -14,11 +14,13 @@
 //! it created. An offer has at most [`MAX_MEDIA`] media sections. Media section
 //! `i` is always slot `i` of its call, also after another stream closed.
 //!
-//! Options: the gateway does not do ICE, so ICE attributes are always removed
-//! (`ICE: remove` silently; by default with a `warning` in the reply, where
-//! rtpengine would put itself in as a candidate); `ICE: force`, `force-relay`
-//! and `optional` ask for the relay's own candidates and are refused.
-//! `replace: origin` rewrites the `o=` address; the session-level `c=` line is
+//! ICE: the gateway is an ICE-lite agent (RFC 8445 section 2.5): towards a
+//! side that does ICE with it, the SDP has `a=ice-lite`, our `a=ice-ufrag` /
+//! `a=ice-pwd` and host candidates on the leg's ports only, and the engine
+//! answers that side's checks (see [`Ice`] for the `ICE` key). A side's own
+//! candidates are never passed on to the other side.
+//!
+//! Options: `replace: origin` rewrites the `o=` address; the session-level `c=` line is
 //! always rewritten (as rtpengine 10 does; `session-connection` is accepted).
 //! The gateway has one interface, `default`: another name in `direction`, an
 //! unknown `ICE` value and other `replace` flags are ignored with a `warning`
@@ -33,8 +35,8 @@ use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
 use rtp_control::dtls::{Fingerprint, Role};
 use rtp_control::rtcp::{Avpf, IntervalConfig, XrConfig};
 use rtp_control::{
-    CallId, CallInfo, DtlsLegParams, Engine, EngineError, LegConfig, LegRtcpStats, RtcpConfig,
-    RtcpMode,
+    CallId, CallInfo, DtlsLegParams, Engine, EngineError, IceCredentials, IceLegParams, LegConfig,
+    LegRtcpStats, RtcpConfig, RtcpMode,
 };
 use rtp_core::srtp::sdes::CryptoAttribute;
 use rtp_core::srtp::{SrtpConfig, SrtpProfile};
@@ -61,6 +63,15 @@ struct NgMedia {
     /// Our `a=setup` towards a DTLS-SRTP side (`actpass` until its answer
     /// decides); `None` for SDES and plain sides.
     setup: [Option<&'static str>; 2],
+    /// ICE-lite towards a side: our credentials and its own once known. A
+    /// leg is an ICE leg (or not) for its whole life.
+    ice: [Option<IceLegParams>; 2],
+    /// We added `a=mid` to the offer (JSEP peers need one; SIP offers seldom
+    /// have it): the answer back to the offerer goes without it.
+    mid_added: bool,
+    /// The offerer's own `a=mid`: a JSEP offerer refuses an answer section
+    /// without it, and SIP answerers seldom echo it.
+    offer_mid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -277,11 +288,15 @@ struct MediaOut<'a> {
     rtcp_line: bool,
     /// DTLS-SRTP: our `a=setup` and `a=fingerprint`.
     dtls: Option<(&'a str, &'a Fingerprint)>,
+    /// ICE-lite towards that side: our credentials (with host candidates on
+    /// the leg's ports).
+    ice: Option<&'a IceCredentials>,
 }
 
 /// Rewrites one media section for the side that receives it: our advertised
 /// port on its leg, its protocol with SDES keys or DTLS setup and fingerprint,
-/// RTCP attributes; ICE attributes are removed (this relay does not do ICE).
+/// RTCP attributes; the sender's ICE attributes are removed, and ours put in
+/// when that side does ICE with us.
 fn rewrite_media(om: &mut super::sdp::Media, o: MediaOut<'_>) {
     let MediaOut {
         port,
@@ -291,6 +306,7 @@ fn rewrite_media(om: &mut super::sdp::Media, o: MediaOut<'_>) {
         mux,
         rtcp_line,
         dtls,
+        ice,
     } = o;
     om.port = if port == 0 { 0 } else { leg.advertised.port() };
     om.proto = proto.to_string();
@@ -314,6 +330,49 @@ fn rewrite_media(om: &mut super::sdp::Media, o: MediaOut<'_>) {
         om.add("rtcp-mux", None);
     }
     om.remove_ice();
+    if let Some(c) = ice.filter(|_| om.port != 0) {
+        // Component 2 where RTCP has a port of its own (the a=rtcp line).
+        let rtcp = leg
+            .local_rtcp
+            .filter(|_| rtcp_line)
+            .map(|r| SocketAddr::new(leg.advertised.ip(), r.port()));
+        om.add_ice_lite(&c.ufrag, &c.pwd, leg.advertised, rtcp);
+    }
+}
+
+/// The `ice-char` set of RFC 8839 (letters, digits, `+`, `/`).
+fn is_ice_chars(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// A side's ICE credentials for media section `i` (media level, else session
+/// level): `None` when it has none; an error when only one is there or they
+/// are not what RFC 8839 allows (4 to 256 ice-chars for the ufrag, 22 to 256
+/// for the password), since checks could never be answered with them.
+fn ice_credentials(sdp: &Sdp, i: usize) -> Result<Option<IceCredentials>, String> {
+    let n = i + 1;
+    match sdp.ice_ufrag_pwd(i) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(format!("media {n}: a=ice-ufrag without a=ice-pwd")),
+        (None, Some(_)) => Err(format!("media {n}: a=ice-pwd without a=ice-ufrag")),
+        (Some(u), Some(p)) => {
+            if !(4..=256).contains(&u.len()) || !is_ice_chars(u) {
+                return Err(format!(
+                    "media {n}: bad a=ice-ufrag {u:?} (4 to 256 letters, digits, '+' or '/')"
+                ));
+            }
+            if !(22..=256).contains(&p.len()) || !is_ice_chars(p) {
+                return Err(format!(
+                    "media {n}: bad a=ice-pwd (22 to 256 letters, digits, '+' or '/')"
+                ));
+            }
+            Ok(Some(IceCredentials {
+                ufrag: u.to_string(),
+                pwd: p.to_string(),
+            }))
+        }
+    }
 }
 
 /// A DTLS-SRTP side's `a=fingerprint` and `a=setup` (media level, else session
@@ -346,23 +405,43 @@ fn dtls_params(sdp: &Sdp, i: usize) -> Result<(DtlsLegParams, &'static str), Str
     ))
 }
 
-/// What `ICE` asks for. The gateway does not do ICE: it cannot put itself in
-/// as a candidate, so the peers' candidates (which would route media around the
-/// relay) are always removed, and a request for the relay's own candidates is
-/// refused rather than silently dropped.
+/// What `ICE` asks for the SDP this command produces, i.e. towards the side
+/// that receives it (rtpengine's semantics, as far as they fit a lite agent).
+/// The sender's own candidates are always removed (they would route media
+/// around the relay), and the relay is the receiving side's only candidate.
+///
+/// The side that sent an offer with `a=ice-ufrag` / `a=ice-pwd` gets an
+/// ICE-lite leg whatever this key says (as rtpengine keeps the offerer's ICE
+/// agent; `reject ICE` in `flags` refuses it): the answer's `ICE` key then
+/// decides whether the SDP back to it has our ICE attributes.
+///
+/// Deviations from rtpengine, which is a full ICE agent: the gateway is lite
+/// (it sends no checks; two lite agents use the `c=`/`m=` addresses, said in
+/// a `warning`), ICE cannot be added to a stream in a re-offer (the engine
+/// leg is ICE-lite or not for its life: a `warning`), `optional` does not keep
+/// the sender's candidates (a `warning`), and `force-relay` (the sender's
+/// candidates kept, the relay added as a relay candidate) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ice {
-    /// Not given, or `default`: rtpengine would do ICE if the SDP has it; the
-    /// gateway removes the ICE attributes and says so in a `warning`.
+    /// Not given, or `default`: ICE towards the receiving side when the
+    /// incoming SDP has ICE attributes (as `force`), none otherwise.
     Default,
-    /// `remove`: ICE attributes are removed.
+    /// `remove`: no ICE attributes towards the receiving side.
     Remove,
+    /// `force`: ICE-lite towards the receiving side, the relay its only
+    /// candidate.
+    Force,
+    /// `optional`: as `force` (rtpengine would also keep the sender's
+    /// candidates when it had some, which would route media around the relay).
+    Optional,
 }
 
 /// Flags of an offer or answer.
 struct Flags {
     transport: Option<String>,
     ice: Ice,
+    /// `reject ICE` in `flags`: no ICE with the offerer, even if it offered it.
+    reject_ice: bool,
     replace_origin: bool,
     mux_offer: bool,
     mux_demux: bool,
@@ -376,6 +455,10 @@ struct Flags {
     /// unknown ones, but said rather than only logged).
     warnings: Vec<String>,
 }
+
+/// The `warning` when the peer that does ICE with us is a lite agent too.
+const LITE_PEER: &str = "the peer is ICE-lite, as this relay: no connectivity checks (RFC 8445 \
+                         section 6.1.1), media goes to its c=/m= address";
 
 /// The name of the gateway's one interface in `direction` (rtpengine's name of
 /// an unnamed interface).
@@ -393,21 +476,24 @@ impl Flags {
                 .any(|f| names.iter().any(|n| f.eq_ignore_ascii_case(n)))
         };
         let mut warnings = Vec::new();
-        let ice = match req.get_str("ICE") {
-            None | Some("default") => Ice::Default,
-            Some("remove") => Ice::Remove,
-            Some(v @ ("force" | "force-relay" | "optional")) => {
-                return Err(format!(
-                    "ICE={v} is not supported: this relay does not do ICE (ICE=remove removes the candidates)"
-                ))
-            }
-            Some(other) => {
-                warnings.push(format!(
-                    "Unknown 'ICE' flag '{other}' ignored: ICE attributes removed"
-                ));
-                Ice::Default
-            }
-        };
+        let ice =
+            match req.get_str("ICE") {
+                None | Some("default") => Ice::Default,
+                Some("remove") => Ice::Remove,
+                Some("force") => Ice::Force,
+                Some("optional") => Ice::Optional,
+                Some("force-relay") => return Err(
+                    "ICE=force-relay is not supported: this ICE-lite relay is the only candidate \
+                     (ICE=force), it does not keep the peer's own candidates"
+                        .into(),
+                ),
+                Some(other) => {
+                    warnings.push(format!(
+                        "Unknown 'ICE' flag '{other}' ignored (ICE=default)"
+                    ));
+                    Ice::Default
+                }
+            };
         let mut replace_origin = false;
         for r in list("replace") {
             match r {
@@ -434,6 +520,7 @@ impl Flags {
         Ok(Flags {
             transport: req.get_str("transport-protocol").map(str::to_string),
             ice,
+            reject_ice: has(&["reject ICE", "reject-ICE"]),
             replace_origin,
             mux_offer: rcm.contains(&"offer"),
             mux_demux: rcm.contains(&"demux"),
@@ -757,13 +844,38 @@ impl NgServer {
                 }
             }
             let other_proto = flags.transport.clone().unwrap_or_else(|| m.proto.clone());
-            plan.push((their_dtls, their, other_proto));
+            // The sender's ICE credentials: an ICE-lite leg towards it.
+            let their_ice = if flags.reject_ice {
+                None
+            } else {
+                ice_credentials(sdp, i)?
+            };
+            plan.push((their_dtls, their, other_proto, their_ice));
         }
-        if flags.ice == Ice::Default && sdp.has_ice() {
-            flags
-                .warnings
-                .push("ICE attributes removed: this relay does not do ICE".into());
+        let sender_ice = plan.iter().any(|p| p.3.is_some());
+        if sdp.has_ice() && !sender_ice && !flags.reject_ice && flags.ice != Ice::Remove {
+            flags.warnings.push(
+                "ICE attributes removed: without a=ice-ufrag and a=ice-pwd the sender cannot do \
+                 ICE with this relay"
+                    .into(),
+            );
         }
+        if sender_ice && sdp.is_ice_lite() {
+            flags.warnings.push(LITE_PEER.into());
+        }
+        if flags.ice == Ice::Optional {
+            flags.warnings.push(
+                "ICE=optional handled as ICE=force: the relay is the only candidate (the \
+                 sender's own candidates are not passed on)"
+                    .into(),
+            );
+        }
+        // ICE towards the receiving side (see `Ice`).
+        let ice_other = match flags.ice {
+            Ice::Force | Ice::Optional => true,
+            Ice::Default => sdp.has_ice(),
+            Ice::Remove => false,
+        };
         // 2. New sections (or ones whose stream was closed): one engine call each.
         if call.media.len() < sdp.media.len() {
             call.media.resize(sdp.media.len(), None);
@@ -773,8 +885,9 @@ impl NgServer {
             if call.media[i].is_some() {
                 continue;
             }
-            let (their_dtls, their, other_proto) = &plan[i];
-            let nm = self.new_media(sdp, i, m, side, their_dtls, their, other_proto, flags)?;
+            let (their_dtls, their, other_proto, their_ice) = &plan[i];
+            let ice = [their_ice.clone().map(Some), ice_other.then_some(None)];
+            let nm = self.new_media(sdp, i, m, side, their_dtls, their, other_proto, ice, flags)?;
             created.push(nm.call.id);
             call.media[i] = Some(nm);
             fresh[i] = true;
@@ -788,9 +901,27 @@ impl NgServer {
             let Some(nm) = call.media[i].as_mut() else {
                 continue;
             };
-            let (their_dtls, their, _) = &plan[i];
+            let (their_dtls, their, _, their_ice) = &plan[i];
+            // An ICE restart (new credentials from the sender): new ones of
+            // ours too (RFC 8839 section 4.4.1.1.1).
+            let restart = match (&nm.ice[side], their_ice) {
+                (Some(p), Some(c)) if p.remote.as_ref() != Some(c) => Some(IceLegParams {
+                    local: IceCredentials::random(),
+                    remote: Some(c.clone()),
+                }),
+                (None, Some(_)) => {
+                    flags.warnings.push(format!(
+                        "media {}: ICE cannot be added to a stream in a re-offer: ICE attributes removed",
+                        i + 1
+                    ));
+                    None
+                }
+                _ => None,
+            };
             let remote = media_addr(sdp, i);
-            let remote_rtcp = rtcp_addr(sdp, i);
+            // A side doing ICE: its nominations, not its SDP, say where media goes.
+            let addrs = (nm.ice[side].is_none() || their_ice.is_none())
+                .then(|| (remote, rtcp_addr(sdp, i)));
             nm.remote[side] = remote;
             nm.mux[side] = m.rtcp_mux();
             nm.proto[side] = m.proto.clone();
@@ -798,7 +929,7 @@ impl NgServer {
                 nm.setup[side] = Some(ours);
                 nm.ours[side] = None;
                 // The DTLS keys stay; unchanged parameters keep the association.
-                self.update_side(nm.call.id, side, remote, remote_rtcp, None, m.rtcp_mux())?;
+                self.update_side(nm.call.id, side, addrs, None, m.rtcp_mux())?;
                 self.engine
                     .set_dtls(nm.call.id, side, params.clone())
                     .map_err(|e| e.to_string())?;
@@ -823,24 +954,37 @@ impl NgServer {
                         None
                     }
                 };
-                self.update_side(
-                    nm.call.id,
-                    side,
-                    remote,
-                    remote_rtcp,
-                    Some(srtp),
-                    m.rtcp_mux(),
-                )?;
+                self.update_side(nm.call.id, side, addrs, Some(srtp), m.rtcp_mux())?;
+            }
+            if let Some(p) = restart {
+                self.engine
+                    .set_ice(nm.call.id, side, p.clone())
+                    .map_err(|e| e.to_string())?;
+                nm.ice[side] = Some(p);
+            }
+            if ice_other && nm.ice[other].is_none() {
+                flags.warnings.push(format!(
+                    "media {}: ICE cannot be added to a stream in a re-offer: no ICE towards the \
+                     receiving side",
+                    i + 1
+                ));
             }
         }
         // 4. The SDP for the other side: our address and port on its leg; its
         // RTCP on a separate port (a=rtcp), rtcp-mux offered when asked.
         let mut out = sdp.clone();
         let fp = self.engine.fingerprint();
+        let mut any_ice = false;
         for (i, m) in sdp.media.iter().enumerate() {
-            let Some(nm) = call.media[i].as_ref() else {
+            let Some(nm) = call.media[i].as_mut() else {
                 continue;
             };
+            let ice = nm.ice[other]
+                .as_ref()
+                .filter(|_| flags.ice != Ice::Remove && m.port != 0)
+                .map(|p| &p.local);
+            let with_ice = ice.is_some();
+            any_ice |= with_ice;
             let offer_mux =
                 !flags.mux_demux && (flags.mux_offer || flags.mux_require || m.rtcp_mux());
             rewrite_media(
@@ -853,10 +997,17 @@ impl NgServer {
                     mux: offer_mux,
                     rtcp_line: true,
                     dtls: nm.setup[other].map(|s| (s, fp)),
+                    ice,
                 },
             );
+            // A WebRTC (JSEP) peer refuses a section without a=mid.
+            nm.mid_added = with_ice && !m.has("mid");
+            nm.offer_mid = m.attrs("mid").first().map(|s| s.to_string());
+            if nm.mid_added {
+                out.media[i].add("mid", Some(&i.to_string()));
+            }
         }
-        self.finish_sdp(&mut out, flags);
+        self.finish_sdp(&mut out, flags, any_ice);
         Ok(out)
     }
 
@@ -871,11 +1022,22 @@ impl NgServer {
         their_dtls: &Option<(DtlsLegParams, &'static str)>,
         their: &Option<CryptoAttribute>,
         other_proto: &str,
+        ice: [Option<Option<IceCredentials>>; 2],
         flags: &Flags,
     ) -> Result<NgMedia, String> {
+        // Each side's ICE-lite leg: fresh credentials of ours, and the side's
+        // own when its SDP gave them.
+        let ice = ice.map(|i| {
+            i.map(|remote| IceLegParams {
+                local: IceCredentials::random(),
+                remote,
+            })
+        });
         let other = 1 - side;
-        let remote = media_addr(sdp, i);
-        let remote_rtcp = rtcp_addr(sdp, i);
+        // A side doing ICE: its nominations say where media goes.
+        let ice_peer = ice[side].as_ref().is_some_and(|p| p.remote.is_some());
+        let remote = media_addr(sdp, i).filter(|_| !ice_peer);
+        let remote_rtcp = rtcp_addr(sdp, i).filter(|_| !ice_peer);
         let other_dtls = is_dtls_proto(other_proto);
         let other_secure = other_proto.contains("SAVP") && !other_dtls;
         let suite = their
@@ -909,6 +1071,7 @@ impl NgServer {
             },
             dtls: their_dtls.as_ref().map(|(p, _)| p.clone()),
             rtcp: flags.rtcp(&m.proto),
+            ice: ice[side].clone(),
             ..LegConfig::default()
         };
         // Towards the other side: its keys arrive with the answer; until then
@@ -926,6 +1089,7 @@ impl NgServer {
                 None => None,
             },
             rtcp: flags.rtcp(other_proto),
+            ice: ice[other].clone(),
             ..LegConfig::default()
         };
         let info = self.engine.create_call(legs).map_err(|e| match e {
@@ -956,17 +1120,21 @@ impl NgServer {
             mux,
             remote: rem,
             setup,
+            ice,
+            mid_added: false,
+            offer_mid: None,
         })
     }
 
-    /// Applies what one side's SDP says (address, RTCP address, keys, rtcp-mux)
-    /// to its leg of an engine call.
+    /// Applies what one side's SDP says (RTP and RTCP addresses, keys,
+    /// rtcp-mux) to its leg of an engine call. `addrs` is `None` for a side
+    /// that does ICE with us: its checks nominate the addresses (an SDP
+    /// address must not replace a nomination).
     fn update_side(
         &self,
         call: CallId,
         side: usize,
-        remote: Option<SocketAddr>,
-        remote_rtcp: Option<SocketAddr>,
+        addrs: Option<(Option<SocketAddr>, Option<SocketAddr>)>,
         srtp: Option<Option<LegSrtp>>,
         rtcp_mux: bool,
     ) -> Result<(), String> {
@@ -975,8 +1143,8 @@ impl NgServer {
                 call,
                 side,
                 LegUpdate {
-                    remote: Some(remote),
-                    remote_rtcp: Some(remote_rtcp),
+                    remote: addrs.map(|a| a.0),
+                    remote_rtcp: addrs.map(|a| a.1),
                     srtp,
                     rtcp_mux: Some(rtcp_mux),
                     ..LegUpdate::default()
@@ -985,7 +1153,9 @@ impl NgServer {
             .map_err(|e| e.to_string())
     }
 
-    fn finish_sdp(&self, out: &mut Sdp, flags: &Flags) {
+    /// Session-level rewriting of an SDP we send; `ice_lite`: some media
+    /// section has our ICE attributes.
+    fn finish_sdp(&self, out: &mut Sdp, flags: &Flags, ice_lite: bool) {
         // The session-level c= line too (as rtpengine 10 does, with or without
         // `replace: session-connection`).
         out.set_ip(self.advertise);
@@ -993,8 +1163,12 @@ impl NgServer {
         for a in ["fingerprint", "setup", "tls-id"] {
             out.remove_session_attr(a);
         }
-        // No ICE here (see `Ice`): session-level ICE attributes go too.
+        // The sender's session-level ICE attributes go too (see `Ice`); ours
+        // are per media section, but for `a=ice-lite`.
         out.remove_session_ice();
+        if ice_lite {
+            out.add_session_attr("ice-lite", None);
+        }
         if flags.replace_origin {
             out.set_origin_ip(self.advertise);
         }
@@ -1029,12 +1203,7 @@ impl NgServer {
         if sdp.media.len() > call.media.len() {
             return Err("answer has more media sections than the offer".into());
         }
-        if flags.ice == Ice::Default && sdp.has_ice() {
-            flags
-                .warnings
-                .push("ICE attributes removed: this relay does not do ICE".into());
-        }
-        // 1. What each section says (keys, DTLS roles), checked first.
+        // 1. What each section says (keys, DTLS roles, ICE), checked first.
         let mut plan = Vec::with_capacity(sdp.media.len());
         for (i, m) in sdp.media.iter().enumerate() {
             let Some(nm) = call.media[i].as_mut() else {
@@ -1083,9 +1252,36 @@ impl NgServer {
                 nm.ours[side] = Some(ours);
                 Some(Some(s))
             };
+            // ICE towards the answerer: its credentials, new ones (an ICE
+            // restart from its side) again.
+            let (mut ice, mut ice_peer) = (None, false);
+            if let Some(p) = nm.ice[side].as_mut().filter(|_| m.port != 0) {
+                match ice_credentials(&sdp, i)? {
+                    Some(c) if p.remote.as_ref() != Some(&c) => {
+                        p.remote = Some(c);
+                        ice = Some(p.clone());
+                        ice_peer = true;
+                    }
+                    Some(_) => ice_peer = true,
+                    None => flags.warnings.push(format!(
+                        "media {}: the answer has no a=ice-ufrag/a=ice-pwd: no ICE with the \
+                         answerer, media goes to its c=/m= address",
+                        i + 1
+                    )),
+                }
+            }
             nm.remote[side] = media_addr(&sdp, i);
             nm.mux[side] = m.rtcp_mux();
-            plan.push(Some((srtp, dtls)));
+            plan.push(Some((srtp, dtls, ice, ice_peer)));
+        }
+        let answerer_ice = call.media.iter().flatten().any(|m| m.ice[side].is_some());
+        if sdp.has_ice() && !answerer_ice && flags.ice != Ice::Remove {
+            flags
+                .warnings
+                .push("ICE attributes removed: no ICE was offered to the answerer".into());
+        }
+        if answerer_ice && sdp.is_ice_lite() {
+            flags.warnings.push(LITE_PEER.into());
         }
         // 2. The engine legs towards the answerer, and the SDP for the offerer:
         // our address and port on its leg; rtcp-mux when it offered it, else
@@ -1093,27 +1289,48 @@ impl NgServer {
         let mut out = sdp.clone();
         let offerer = 1 - side;
         let fp = self.engine.fingerprint();
+        let mut any_ice = false;
+        if flags.ice == Ice::Force
+            && !call
+                .media
+                .iter()
+                .flatten()
+                .any(|m| m.ice[offerer].is_some())
+        {
+            flags.warnings.push(
+                "ICE=force ignored: the offer had no ICE, so the answer to it cannot have it \
+                 (RFC 8839)"
+                    .into(),
+            );
+        }
         for (i, m) in sdp.media.iter().enumerate() {
-            let (Some(nm), Some((srtp, dtls))) = (call.media[i].as_ref(), plan[i].take()) else {
+            let (Some(nm), Some((srtp, dtls, ice, ice_peer))) =
+                (call.media[i].as_ref(), plan[i].take())
+            else {
                 // A stream that was closed: rejected towards the offerer.
                 out.media[i].port = 0;
                 out.media[i].remove_ice();
                 continue;
             };
-            let remote_rtcp = rtcp_addr(&sdp, i);
-            self.update_side(
-                nm.call.id,
-                side,
-                nm.remote[side],
-                remote_rtcp,
-                srtp,
-                m.rtcp_mux(),
-            )?;
+            // The answerer doing ICE may have nominated already (its checks
+            // start with our offer): its SDP address must not replace that.
+            let addrs = (!ice_peer).then(|| (nm.remote[side], rtcp_addr(&sdp, i)));
+            self.update_side(nm.call.id, side, addrs, srtp, m.rtcp_mux())?;
             if let Some(params) = dtls {
                 self.engine
                     .set_dtls(nm.call.id, side, params)
                     .map_err(|e| e.to_string())?;
             }
+            if let Some(params) = ice {
+                self.engine
+                    .set_ice(nm.call.id, side, params)
+                    .map_err(|e| e.to_string())?;
+            }
+            let our_ice = nm.ice[offerer]
+                .as_ref()
+                .filter(|_| flags.ice != Ice::Remove && m.port != 0)
+                .map(|p| &p.local);
+            any_ice |= our_ice.is_some();
             rewrite_media(
                 &mut out.media[i],
                 MediaOut {
@@ -1124,10 +1341,19 @@ impl NgServer {
                     mux: nm.mux[offerer],
                     rtcp_line: !nm.mux[offerer],
                     dtls: nm.setup[offerer].map(|s| (s, fp)),
+                    ice: our_ice,
                 },
             );
+            if nm.mid_added {
+                out.media[i].remove("mid");
+            } else if let Some(mid) = nm.offer_mid.as_deref().filter(|_| our_ice.is_some()) {
+                // Back to an ICE (JSEP) offerer: its mid, also when the
+                // answerer left it out.
+                out.media[i].remove("mid");
+                out.media[i].add("mid", Some(mid));
+            }
         }
-        self.finish_sdp(&mut out, &flags);
+        self.finish_sdp(&mut out, &flags, any_ice);
         *guard = call;
         let mut r = ok();
         r.set("sdp", Value::Bytes(out.render().into_bytes()));
@@ -1473,6 +1699,399 @@ impl NgServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::{Gateway, GatewayConfig};
+
+    fn gateway() -> Gateway {
+        let (lo, hi) = crate::interop::free_port_range(40);
+        Gateway::start(&GatewayConfig {
+            listen_ng: "127.0.0.1:0".parse().unwrap(),
+            port_min: lo,
+            port_max: hi,
+            backend: "mmsg".into(),
+            max_calls: 10,
+            ..GatewayConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// One ng command straight into the server (a fresh cookie each time).
+    fn cmd(gw: &Gateway, kv: &[(&str, &str)], list: &[(&str, &[&str])]) -> Value {
+        static COOKIE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let c = COOKIE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut d = Value::dict();
+        for (k, v) in kv {
+            d.set(k, Value::str(v));
+        }
+        for (k, v) in list {
+            d.set(k, Value::List(v.iter().map(|s| Value::str(s)).collect()));
+        }
+        let mut msg = format!("u{c} ").into_bytes();
+        d.encode_into(&mut msg);
+        let r = gw.ng().handle(&msg).expect("a reply");
+        let sp = r.iter().position(|&b| b == b' ').unwrap();
+        Value::decode(&r[sp + 1..]).unwrap()
+    }
+
+    fn sdp_of(r: &Value) -> Sdp {
+        assert_eq!(r.get_str("result"), Some("ok"), "{r:?}");
+        Sdp::parse(r.get_str("sdp").unwrap()).unwrap()
+    }
+
+    fn plain(port: u16, extra: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}a=sendrecv\r\n"
+        )
+    }
+
+    const UFRAG_A: &str = "a=ice-ufrag:Aufr\r\na=ice-pwd:AAAAAAAAAAAAAAAAAAAAAAAA\r\n";
+    const UFRAG_B: &str = "a=ice-ufrag:Bufr\r\na=ice-pwd:BBBBBBBBBBBBBBBBBBBBBBBB\r\n";
+    const CAND: &str = "a=candidate:9 1 udp 2130706431 192.0.2.9 5000 typ host\r\n";
+
+    /// What a side that does ICE with us gets: `a=ice-lite`, our credentials
+    /// (fresh ones, not the peer's), our host candidates only (component 2 on
+    /// the `a=rtcp` port unless rtcp-mux), `a=end-of-candidates`.
+    fn assert_ice_lite(s: &Sdp, not_ufrag: &str) -> (String, String) {
+        assert!(s.is_ice_lite(), "{}", s.render());
+        let m = &s.media[0];
+        let (u, p) = s.ice_ufrag_pwd(0);
+        let (u, p) = (u.unwrap().to_string(), p.unwrap().to_string());
+        assert_ne!(u, not_ufrag);
+        assert!(u.len() >= 4 && p.len() >= 22);
+        let cands = m.attrs("candidate");
+        let ip = s.media_ip(0).unwrap();
+        let mut want = vec![sdp::host_candidate(1, SocketAddr::new(ip, m.port))];
+        if !m.rtcp_mux() {
+            let rtcp = m.rtcp_port().expect("a=rtcp without rtcp-mux");
+            want.push(sdp::host_candidate(2, SocketAddr::new(ip, rtcp)));
+        }
+        assert_eq!(cands, want, "{}", s.render());
+        assert!(m.has("end-of-candidates"));
+        (u, p)
+    }
+
+    fn assert_no_ice(s: &Sdp) {
+        assert!(!s.has_ice(), "{}", s.render());
+    }
+
+    use super::super::sdp;
+
+    /// The engine leg's remote RTP address.
+    fn leg_remote(gw: &Gateway, call_id: &str, side: usize) -> Option<SocketAddr> {
+        let c = gw.ng().lookup(call_id).unwrap().unwrap();
+        let id = c.lock().unwrap().media[0].as_ref().unwrap().call.id;
+        gw.ng().engine().query(id).unwrap().legs[side].remote
+    }
+
+    /// The WebRTC bridge: a plain SIP offer with ICE=force and DTLS-SRTP
+    /// towards the receiver gives it ICE-lite (one candidate: rtcp-mux
+    /// required); its answer's credentials are taken, its candidates never
+    /// reach the SIP side.
+    #[test]
+    fn ice_force_gives_the_receiver_ice_lite() {
+        let gw = gateway();
+        let off = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "force"),
+                ("from-tag", "sip"),
+                ("sdp", &plain(4000, "")),
+                ("ICE", "force"),
+                ("transport-protocol", "UDP/TLS/RTP/SAVPF"),
+            ],
+            &[("rtcp-mux", &["require"])],
+        );
+        assert!(off.get("warning").is_none(), "{off:?}");
+        let to_web = sdp_of(&off);
+        assert_eq!(to_web.media[0].attrs("mid"), ["0"], "JSEP needs a=mid");
+        assert!(to_web.media[0].rtcp_mux());
+        assert_eq!(to_web.media[0].attrs("candidate").len(), 1);
+        let (ufrag, _) = assert_ice_lite(&to_web, "");
+        let fp = to_web.media[0].attrs("fingerprint")[0].to_string();
+        let web = format!(
+            "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n{UFRAG_B}{CAND}\
+             a=fingerprint:{fp}\r\na=setup:active\r\na=rtcp-mux\r\na=sendrecv\r\n"
+        );
+        let ans = cmd(
+            &gw,
+            &[
+                ("command", "answer"),
+                ("call-id", "force"),
+                ("from-tag", "sip"),
+                ("to-tag", "web"),
+                ("sdp", &web),
+                ("ICE", "remove"),
+                ("transport-protocol", "RTP/AVP"),
+            ],
+            &[],
+        );
+        assert!(ans.get("warning").is_none(), "{ans:?}");
+        let to_sip = sdp_of(&ans);
+        assert_no_ice(&to_sip);
+        assert!(!to_sip.media[0].has("mid"), "the offer had no a=mid");
+        assert!(!to_sip.render().contains("192.0.2.9"));
+        let nm = gw.ng().lookup("force").unwrap().unwrap();
+        let nm = nm.lock().unwrap().media[0].clone().unwrap();
+        assert!(nm.ice[0].is_none());
+        let ice = nm.ice[1].clone().unwrap();
+        assert_eq!(ice.local.ufrag, ufrag);
+        assert_eq!(ice.remote.unwrap().ufrag, "Bufr");
+        // Bad credentials in an answer: a clear error, the call stays.
+        let bad = web.replace("a=ice-ufrag:Bufr", "a=ice-ufrag:B:x");
+        let r = cmd(
+            &gw,
+            &[
+                ("command", "answer"),
+                ("call-id", "force"),
+                ("from-tag", "sip"),
+                ("to-tag", "web"),
+                ("sdp", &bad),
+            ],
+            &[],
+        );
+        assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+        assert!(r.get_str("error-reason").unwrap().contains("ice-ufrag"));
+        assert_eq!(gw.ng().call_count(), 1);
+        gw.shutdown();
+    }
+
+    /// ICE=default: an offer with ICE gets ICE-lite on both sides (the
+    /// offerer in the answer, the receiver in the offer), RTCP on its own
+    /// port as component 2; an answer without ICE is warned about.
+    #[test]
+    fn ice_default_follows_the_offer() {
+        let gw = gateway();
+        let off = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "dflt"),
+                ("from-tag", "a"),
+                ("sdp", &plain(4000, &format!("{UFRAG_A}{CAND}a=mid:a0\r\n"))),
+            ],
+            &[],
+        );
+        assert!(off.get("warning").is_none(), "{off:?}");
+        let to_b = sdp_of(&off);
+        assert!(!to_b.media[0].rtcp_mux());
+        assert_eq!(to_b.media[0].attrs("candidate").len(), 2);
+        let (ub, _) = assert_ice_lite(&to_b, "Aufr");
+        let ans = cmd(
+            &gw,
+            &[
+                ("command", "answer"),
+                ("call-id", "dflt"),
+                ("from-tag", "a"),
+                ("to-tag", "b"),
+                ("sdp", &plain(4100, UFRAG_B)),
+            ],
+            &[],
+        );
+        assert!(ans.get("warning").is_none(), "{ans:?}");
+        let to_a = sdp_of(&ans);
+        let (ua, _) = assert_ice_lite(&to_a, "Bufr");
+        assert_ne!(ua, ub, "each leg has its own credentials");
+        assert_eq!(
+            to_a.media[0].attrs("mid"),
+            ["a0"],
+            "the offerer's mid, kept"
+        );
+        // Sides doing ICE: their checks, not their SDP, say where media goes.
+        assert_eq!(leg_remote(&gw, "dflt", 0), None);
+        assert_eq!(leg_remote(&gw, "dflt", 1), None);
+        assert_ne!(to_a.media[0].port, to_b.media[0].port);
+        // The same answer without ICE: said, not refused.
+        let ans = cmd(
+            &gw,
+            &[
+                ("command", "answer"),
+                ("call-id", "dflt"),
+                ("from-tag", "a"),
+                ("to-tag", "b"),
+                ("sdp", &plain(4100, "")),
+            ],
+            &[],
+        );
+        assert!(
+            ans.get_str("warning").unwrap().contains("no a=ice-ufrag"),
+            "{ans:?}"
+        );
+        // No ICE from the answerer after all: its SDP address is used.
+        assert_eq!(
+            leg_remote(&gw, "dflt", 1),
+            Some("127.0.0.1:4100".parse().unwrap())
+        );
+        // Without ICE in the offer, none is added.
+        let off = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "none"),
+                ("from-tag", "a"),
+                ("sdp", &plain(4200, "")),
+            ],
+            &[],
+        );
+        assert_no_ice(&sdp_of(&off));
+        gw.shutdown();
+    }
+
+    /// ICE=remove in the offer keeps the receiver free of ICE but not the
+    /// offerer (its answer has ICE-lite unless that answer says remove too, or
+    /// the offer said `reject ICE`).
+    #[test]
+    fn ice_remove_and_reject_ice() {
+        let gw = gateway();
+        let offer = |call: &str, flags: &[&str]| {
+            sdp_of(&cmd(
+                &gw,
+                &[
+                    ("command", "offer"),
+                    ("call-id", call),
+                    ("from-tag", "a"),
+                    ("sdp", &plain(4000, &format!("{UFRAG_A}{CAND}"))),
+                    ("ICE", "remove"),
+                ],
+                &[("flags", flags)],
+            ))
+        };
+        let answer = |call: &str, ice: &str| {
+            sdp_of(&cmd(
+                &gw,
+                &[
+                    ("command", "answer"),
+                    ("call-id", call),
+                    ("from-tag", "a"),
+                    ("to-tag", "b"),
+                    ("sdp", &plain(4100, "")),
+                    ("ICE", ice),
+                ],
+                &[],
+            ))
+        };
+        assert_no_ice(&offer("rm1", &[]));
+        assert_ice_lite(&answer("rm1", "force"), "Aufr");
+        assert_no_ice(&offer("rm2", &[]));
+        assert_no_ice(&answer("rm2", "remove"));
+        assert_no_ice(&offer("rm3", &["reject ICE"]));
+        assert_no_ice(&answer("rm3", "force"));
+        assert_eq!(
+            leg_remote(&gw, "rm3", 0),
+            Some("127.0.0.1:4000".parse().unwrap())
+        );
+        gw.shutdown();
+    }
+
+    /// New credentials in a re-offer are an ICE restart: ours change too;
+    /// the same ones keep ours.
+    #[test]
+    fn ice_restart_in_a_re_offer() {
+        let gw = gateway();
+        let round = |a_ice: &str| {
+            let off = cmd(
+                &gw,
+                &[
+                    ("command", "offer"),
+                    ("call-id", "restart"),
+                    ("from-tag", "a"),
+                    ("sdp", &plain(4000, a_ice)),
+                ],
+                &[],
+            );
+            let (ub, _) = assert_ice_lite(&sdp_of(&off), "");
+            let ans = cmd(
+                &gw,
+                &[
+                    ("command", "answer"),
+                    ("call-id", "restart"),
+                    ("from-tag", "a"),
+                    ("to-tag", "b"),
+                    ("sdp", &plain(4100, UFRAG_B)),
+                ],
+                &[],
+            );
+            let (ua, _) = assert_ice_lite(&sdp_of(&ans), "");
+            (ua, ub)
+        };
+        let first = round(UFRAG_A);
+        assert_eq!(round(UFRAG_A), first, "same credentials: no restart");
+        let restarted = round(&UFRAG_A.replace("Aufr", "Anew"));
+        assert_ne!(restarted.0, first.0, "the offerer's leg restarted");
+        assert_eq!(restarted.1, first.1, "the other leg did not");
+        let nm = gw.ng().lookup("restart").unwrap().unwrap();
+        let nm = nm.lock().unwrap().media[0].clone().unwrap();
+        assert_eq!(nm.ice[0].clone().unwrap().remote.unwrap().ufrag, "Anew");
+        gw.shutdown();
+    }
+
+    /// Bad ICE attributes are clear errors that leave no call; what the relay
+    /// cannot do is said.
+    #[test]
+    fn bad_ice_attributes_and_options() {
+        let gw = gateway();
+        let offer = |call: &str, extra: &str, ice: &str| {
+            cmd(
+                &gw,
+                &[
+                    ("command", "offer"),
+                    ("call-id", call),
+                    ("from-tag", "a"),
+                    ("sdp", &plain(4000, extra)),
+                    ("ICE", ice),
+                ],
+                &[],
+            )
+        };
+        for (extra, why) in [
+            ("a=ice-ufrag:abcd\r\n", "without a=ice-pwd"),
+            (
+                "a=ice-pwd:AAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+                "without a=ice-ufrag",
+            ),
+            (
+                "a=ice-ufrag:ab\r\na=ice-pwd:AAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+                "bad a=ice-ufrag",
+            ),
+            ("a=ice-ufrag:abcd\r\na=ice-pwd:short\r\n", "bad a=ice-pwd"),
+            (
+                "a=ice-ufrag:ab cd\r\na=ice-pwd:AAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+                "bad a=ice-ufrag",
+            ),
+        ] {
+            let r = offer("bad", extra, "default");
+            assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+            assert!(r.get_str("error-reason").unwrap().contains(why), "{r:?}");
+        }
+        assert_eq!(gw.ng().call_count(), 0);
+        assert_eq!(gw.ng().engine_call_count(), 0);
+        let r = offer("relay", UFRAG_A, "force-relay");
+        assert_eq!(r.get_str("result"), Some("error"), "{r:?}");
+        let r = offer("opt", UFRAG_A, "optional");
+        assert!(r.get_str("warning").unwrap().contains("optional"), "{r:?}");
+        assert_ice_lite(&sdp_of(&r), "Aufr");
+        let r = offer("lite", UFRAG_A, "default");
+        assert!(r.get("warning").is_none(), "{r:?}");
+        let lite = plain(4000, UFRAG_A).replace("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n");
+        let r = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "lite2"),
+                ("from-tag", "a"),
+                ("sdp", &lite),
+            ],
+            &[],
+        );
+        assert!(r.get_str("warning").unwrap().contains("ICE-lite"), "{r:?}");
+        // A re-offer cannot add ICE to a stream that had none.
+        let r = offer("late", "", "default");
+        assert_no_ice(&sdp_of(&r));
+        let r = offer("late", UFRAG_A, "default");
+        assert!(r.get_str("warning").unwrap().contains("re-offer"), "{r:?}");
+        gw.shutdown();
+    }
 
     /// Old replies go first, then the oldest ones past the bound; a command in
     /// flight stays.

@@ -2,7 +2,7 @@
 //! as lines, with typed access to what a relay rewrites (connection address,
 //! media port and protocol, `a=rtcp`, `a=rtcp-mux`, `a=crypto`, direction, ICE).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// One `m=` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +208,31 @@ impl Sdp {
         self.session.iter().any(ice) || self.media.iter().any(|m| m.lines.iter().any(ice))
     }
 
+    /// Whether the session says `a=ice-lite` (the peer is a lite agent: it
+    /// sends no connectivity checks).
+    pub fn is_ice_lite(&self) -> bool {
+        self.session
+            .iter()
+            .any(|l| attr_name(l).is_some_and(|(n, _)| n == "ice-lite"))
+    }
+
+    /// `a=ice-ufrag` and `a=ice-pwd` of media section `i` (media level, else
+    /// session level), values trimmed.
+    pub fn ice_ufrag_pwd(&self, i: usize) -> (Option<&str>, Option<&str>) {
+        (
+            self.media_or_session_attr(i, "ice-ufrag").map(str::trim),
+            self.media_or_session_attr(i, "ice-pwd").map(str::trim),
+        )
+    }
+
+    /// Appends a session-level attribute (after the other session lines).
+    pub fn add_session_attr(&mut self, name: &str, value: Option<&str>) {
+        self.session.push(match value {
+            Some(v) => format!("a={name}:{v}"),
+            None => format!("a={name}"),
+        });
+    }
+
     /// Removes session-level ICE attributes (`a=ice-lite`, `a=ice-ufrag`, ...).
     pub fn remove_session_ice(&mut self) {
         for a in ICE_ATTRS {
@@ -306,6 +331,55 @@ impl Media {
             self.remove(a);
         }
     }
+
+    /// Adds what an ICE-lite agent says about itself in one media section
+    /// (RFC 8839): its credentials, one host candidate per component (1: RTP
+    /// on `rtp`; 2: RTCP on `rtcp`, when RTCP has a port of its own) and
+    /// `a=end-of-candidates` (a lite agent has nothing to trickle). The
+    /// session-level `a=ice-lite` is the caller's.
+    pub fn add_ice_lite(
+        &mut self,
+        ufrag: &str,
+        pwd: &str,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+    ) {
+        self.add("ice-ufrag", Some(ufrag));
+        self.add("ice-pwd", Some(pwd));
+        self.add("candidate", Some(&host_candidate(1, rtp)));
+        if let Some(r) = rtcp {
+            self.add("candidate", Some(&host_candidate(2, r)));
+        }
+        self.add("end-of-candidates", None);
+    }
+}
+
+/// Type preference of host candidates (RFC 8445 section 5.1.2.2).
+const HOST_TYPE_PREFERENCE: u32 = 126;
+/// Local preference of a candidate of an agent with one address.
+const LOCAL_PREFERENCE: u32 = 65535;
+
+/// RFC 8445 section 5.1.2.1: 2^24 * type preference + 2^8 * local preference
+/// + (256 - component id).
+pub fn host_priority(component: u8) -> u32 {
+    (HOST_TYPE_PREFERENCE << 24) | (LOCAL_PREFERENCE << 8) | (256 - u32::from(component))
+}
+
+/// The value of an `a=candidate` line for a UDP host candidate: the
+/// foundation is the same for every host candidate of one address (RFC 8445
+/// section 5.1.1.3: same type, same base address, same transport), derived
+/// from the address so that it needs no state (FNV-1a, 8 hex digits).
+pub fn host_candidate(component: u8, addr: SocketAddr) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in addr.ip().to_string().bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    format!(
+        "{h:08x} {component} UDP {} {} {} typ host",
+        host_priority(component),
+        addr.ip(),
+        addr.port()
+    )
 }
 
 #[cfg(test)]
@@ -344,6 +418,81 @@ mod tests {
             !out.contains("candidate") && !out.contains("crypto") && !out.contains("ice-ufrag")
         );
         assert_eq!(Sdp::parse(&out).unwrap(), s);
+    }
+
+    #[test]
+    fn ice_lite_attributes_and_candidates() {
+        // RFC 8445 5.1.2.1 with type preference 126 and local preference 65535.
+        assert_eq!(host_priority(1), 2_130_706_431);
+        assert_eq!(host_priority(2), 2_130_706_430);
+        let mut s = Sdp::parse(OFFER).unwrap();
+        assert_eq!(s.ice_ufrag_pwd(0), (Some("abcd"), None));
+        assert!(!s.is_ice_lite());
+        let m = &mut s.media[0];
+        m.remove_ice();
+        let rtp: SocketAddr = "203.0.113.5:40000".parse().unwrap();
+        let rtcp: SocketAddr = "203.0.113.5:40001".parse().unwrap();
+        m.add_ice_lite("ufrag123", "passwordpasswordpassword", rtp, Some(rtcp));
+        s.add_session_attr("ice-lite", None);
+        let out = s.render();
+        let c = s.media[0].attrs("candidate");
+        assert_eq!(c.len(), 2, "{out}");
+        let f1: Vec<&str> = c[0].split(' ').collect();
+        let f2: Vec<&str> = c[1].split(' ').collect();
+        assert_eq!(
+            f1[1..],
+            [
+                "1",
+                "UDP",
+                "2130706431",
+                "203.0.113.5",
+                "40000",
+                "typ",
+                "host"
+            ]
+        );
+        assert_eq!(
+            f2[1..],
+            [
+                "2",
+                "UDP",
+                "2130706430",
+                "203.0.113.5",
+                "40001",
+                "typ",
+                "host"
+            ]
+        );
+        // Same base address: same foundation, 1 to 32 ice-chars.
+        assert_eq!(f1[0], f2[0]);
+        assert!((1..=32).contains(&f1[0].len()));
+        assert!(f1[0].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(
+            !c.iter().any(|c| c.contains("10.0.0.1")),
+            "peer's candidate gone"
+        );
+        assert!(out.contains("a=ice-ufrag:ufrag123\r\na=ice-pwd:passwordpasswordpassword\r\n"));
+        assert!(out.contains("a=end-of-candidates\r\n"));
+        let back = Sdp::parse(&out).unwrap();
+        assert!(back.is_ice_lite());
+        assert_eq!(
+            back.ice_ufrag_pwd(0),
+            (Some("ufrag123"), Some("passwordpasswordpassword"))
+        );
+        // Without an RTCP port of its own: component 1 only.
+        let mut m = back.media[0].clone();
+        m.remove_ice();
+        m.add_ice_lite("ufrag123", "passwordpasswordpassword", rtp, None);
+        assert_eq!(m.attrs("candidate").len(), 1);
+        // Session-level credentials apply to every section without their own.
+        let s = Sdp::parse(
+            "v=0\r\ns=-\r\na=ice-ufrag:sess\r\na=ice-pwd:sessionpasswordsessionpw \r\nt=0 0\r\nm=audio 1 RTP/AVP 0\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.ice_ufrag_pwd(0),
+            (Some("sess"), Some("sessionpasswordsessionpw"))
+        );
     }
 
     #[test]
