@@ -5,10 +5,11 @@
 //! bookkeeping, media timeouts, the event stream; DTLS-SRTP legs, whose handshakes
 //! the control thread runs with the sans-IO DTLS 1.2 implementation in [`dtls`];
 //! and RTCP reporting with call quality ([`reporting`], built on the sans-IO
-//! [`rtcp`] module); ICE-lite ([`ice`]) for legs that face browsers: the
-//! control thread answers the peer's STUN connectivity checks on the leg's own
-//! ports (host candidates only, always the controlled agent, no checks or
-//! consent requests of its own, no TURN) and points the leg's media at the
+//! [`rtcp`] module); ICE-lite ([`ice`], with STUN from `rtp_core::stun`) for
+//! legs that face browsers: the control thread answers the peer's STUN
+//! connectivity checks on the leg's own ports (host candidates only, always the
+//! controlled agent, no checks or consent requests of its own, no TURN) and
+//! points the leg's media at the
 //! address the peer nominates ([`EngineEvent::IceNominated`]).
 //!
 //! ```no_run

@@ -1,22 +1,28 @@
 //! The WebRTC-to-SIP bridge against a real WebRTC stack: GStreamer webrtcbin
 //! (libnice full ICE agent, OpenSSL DTLS, libsrtp; tests/support/
 //! gst_webrtc_peer.py) is the browser side, this test is the SIP side with a
-//! plain RTP socket, and rtp-gateway sits between them.
+//! plain RTP socket, and rtp-gateway sits between them. Two calls, one per
+//! direction:
 //!
-//! The SIP side offers RTP/AVP over ng with `ICE=force`,
-//! `transport-protocol=UDP/TLS/RTP/SAVPF` and `rtcp-mux=require`; webrtcbin
-//! answers the gateway's SDP (ICE-lite, DTLS actpass), the answer goes back
-//! through ng, libnice's connectivity checks meet the gateway's ICE-lite
+//! * The SIP side offers RTP/AVP over ng with `ICE=force`,
+//!   `transport-protocol=UDP/TLS/RTP/SAVPF` and `rtcp-mux=require`; webrtcbin
+//!   answers the gateway's SDP (ICE-lite, DTLS `actpass`: it takes `active`).
+//! * webrtcbin offers (BUNDLE, trickle, `a=mid`); the gateway's offer to the
+//!   SIP side has `ICE=remove`, `RTP/AVP`, `rtcp-mux=demux`; the SIP answer
+//!   goes back with `ICE=force` and `UDP/TLS/RTP/SAVPF` (the gateway answers
+//!   DTLS `active`: it is the client once ICE nominated).
+//!
+//! Each time libnice's connectivity checks meet the gateway's ICE-lite
 //! responder, DTLS-SRTP runs, and media flows both ways: webrtcbin's PCMU
-//! reaches the plain socket as RTP, and the plain socket's RTP reaches
-//! webrtcbin, which decrypts it.
+//! reaches the plain socket as RTP with the negotiated payload type, and the
+//! plain socket's RTP reaches webrtcbin, which decrypts it.
 //!
-//! libnice never gathers loopback candidates, so the scenario runs in a
-//! private network namespace (`unshare`, user namespace too when not root,
-//! and a PID namespace so that every process in it dies with it) with a veth
-//! pair whose one address is private to that namespace: no packet leaves it.
-//! The test re-executes its own binary there (`webrtc_in_namespace`, which
-//! does nothing unless the environment says it is that child).
+//! libnice never gathers loopback candidates, so the calls run in a private
+//! network namespace (`unshare`, user namespace too when not root, and a PID
+//! namespace so that every process in it dies with it) with a veth pair whose
+//! one address is private to that namespace: no packet leaves it. The test
+//! re-executes its own binary there (`webrtc_in_namespace`, which does nothing
+//! unless the environment says it is that child).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -253,59 +259,19 @@ fn drain(rx: &mpsc::Receiver<String>) -> String {
     out
 }
 
-#[test]
-fn webrtc_in_namespace() {
-    let Some(dir) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else {
-        return;
-    };
-    namespace_network();
-    let addr: IpAddr = NS_ADDR.parse().unwrap();
-    let (lo, hi) = rtp_tools::interop::free_port_range(40);
-    let gw = Gateway::start(&GatewayConfig {
-        listen_ng: "127.0.0.1:0".parse().unwrap(),
-        interface: addr,
-        port_min: lo,
-        port_max: hi,
-        backend: "mmsg".into(),
-        ..GatewayConfig::default()
-    })
-    .unwrap();
-    let g = gw.ng_addr();
-    let sip = UdpSocket::bind(SocketAddr::new(addr, 0)).unwrap();
-    sip.set_read_timeout(Some(Duration::from_millis(5)))
-        .unwrap();
-    let sip_sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 {NS_ADDR}\r\ns=sip\r\nc=IN IP4 {NS_ADDR}\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
-        sip.local_addr().unwrap().port()
-    );
-    // The SIP side's offer: ICE-lite and DTLS-SRTP towards the WebRTC side.
-    let mut offer = Value::dict();
-    offer
-        .set("command", Value::str("offer"))
-        .set("call-id", Value::str("webrtc-1"))
-        .set("from-tag", Value::str("sip"))
-        .set("sdp", Value::str(&sip_sdp))
-        .set("ICE", Value::str("force"))
-        .set("transport-protocol", Value::str("UDP/TLS/RTP/SAVPF"))
-        .set("rtcp-mux", Value::List(vec![Value::str("require")]));
-    let to_web = ng(g, &offer);
-    let to_web = to_web.get_str("sdp").unwrap();
-    eprintln!("offer to webrtcbin:\n{to_web}");
-    let offer_path = dir.join("offer.sdp");
-    let answer_path = dir.join("answer.sdp");
-    std::fs::write(&offer_path, to_web).unwrap();
-
+/// webrtcbin's script, started with `role`; its output lines on a channel.
+fn start_peer(role: &str, offer: &Path, answer: &Path) -> (Child, mpsc::Receiver<String>) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/gst_webrtc_peer.py"
     );
     let mut py = Command::new(PYTHON)
         .arg(script)
+        .args(["--role", role])
         .arg("--offer")
-        .arg(&offer_path)
+        .arg(offer)
         .arg("--answer")
-        .arg(&answer_path)
+        .arg(answer)
         .args(["--duration", &MEDIA_SECS.to_string()])
         .args(["--ssrc", &WEB_SSRC.to_string()])
         .stdout(Stdio::piped())
@@ -315,29 +281,120 @@ fn webrtc_in_namespace() {
     let (tx, rx) = mpsc::channel();
     lines_of(py.stdout.take().unwrap(), tx.clone());
     lines_of(py.stderr.take().unwrap(), tx);
-    let started = Instant::now();
-    let answer = match wait_for_file(&answer_path, &mut py, started + Duration::from_secs(20)) {
+    (py, rx)
+}
+
+/// What webrtcbin's SDP file says, or a panic with its output.
+fn peer_sdp(p: &Path, py: &mut Child, rx: &mpsc::Receiver<String>) -> String {
+    match wait_for_file(p, py, Instant::now() + Duration::from_secs(20)) {
         Ok(a) => a,
-        Err(e) => panic!("{e}; webrtcbin:\n{}", drain(&rx)),
-    };
-    eprintln!("answer from webrtcbin:\n{answer}");
+        Err(e) => panic!("{e}; webrtcbin:\n{}", drain(rx)),
+    }
+}
+
+fn ng_sdp(
+    g: SocketAddr,
+    cmd: &str,
+    tags: (&str, Option<&str>),
+    sdp: &str,
+    opts: &[(&str, Value)],
+) -> Sdp {
     let mut req = Value::dict();
-    req.set("command", Value::str("answer"))
-        .set("call-id", Value::str("webrtc-1"))
-        .set("from-tag", Value::str("sip"))
-        .set("to-tag", Value::str("web"))
-        .set("sdp", Value::str(&answer));
-    let to_sip = ng(g, &req);
-    let to_sip = Sdp::parse(to_sip.get_str("sdp").unwrap()).unwrap();
-    assert!(!to_sip.has_ice(), "{to_sip:?}");
-    let leg0 = SocketAddr::new(to_sip.media_ip(0).unwrap(), to_sip.media[0].port);
+    req.set("command", Value::str(cmd))
+        .set("call-id", Value::str(&format!("webrtc-{}", tags.0)))
+        .set("from-tag", Value::str(tags.0))
+        .set("sdp", Value::str(sdp));
+    if let Some(t) = tags.1 {
+        req.set("to-tag", Value::str(t));
+    }
+    for (k, v) in opts {
+        req.set(k, v.clone());
+    }
+    let r = ng(g, &req);
+    Sdp::parse(r.get_str("sdp").expect("sdp in the reply")).unwrap()
+}
+
+/// The plain SIP side's SDP for its socket.
+fn sip_sdp(sip: &UdpSocket) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {NS_ADDR}\r\ns=sip\r\nc=IN IP4 {NS_ADDR}\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
+        sip.local_addr().unwrap().port()
+    )
+}
+
+/// An SDP the WebRTC side receives from the gateway: ICE-lite with our one
+/// host candidate (rtcp-mux), DTLS-SRTP, a=mid.
+fn assert_webrtc_sdp(s: &Sdp) {
+    assert!(s.is_ice_lite(), "{}", s.render());
+    let m = &s.media[0];
+    assert_eq!(m.proto, "UDP/TLS/RTP/SAVPF");
+    assert!(m.rtcp_mux() && m.has("end-of-candidates") && !m.attrs("mid").is_empty());
+    assert_eq!(m.attrs("candidate").len(), 1, "{}", s.render());
+    assert!(m.attrs("candidate")[0].contains(&format!(" {NS_ADDR} {} typ host", m.port)));
+}
+
+/// One call between webrtcbin and the plain SIP socket; `web_offers`: the
+/// WebRTC side sends the offer (the usual browser-calls-SIP direction, where
+/// the gateway answers DTLS `active`), else the SIP side does (the gateway
+/// offers `actpass`, webrtcbin answers `active`).
+fn call(gw: &Gateway, dir: &Path, web_offers: bool) {
+    let g = gw.ng_addr();
+    let addr: IpAddr = NS_ADDR.parse().unwrap();
+    let sip = UdpSocket::bind(SocketAddr::new(addr, 0)).unwrap();
+    sip.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let name = if web_offers {
+        "web-offers"
+    } else {
+        "sip-offers"
+    };
+    eprintln!("=== {name}");
+    let offer_path = dir.join(format!("{name}-offer.sdp"));
+    let answer_path = dir.join(format!("{name}-answer.sdp"));
+    let to_webrtc = [
+        ("ICE", Value::str("force")),
+        ("transport-protocol", Value::str("UDP/TLS/RTP/SAVPF")),
+        ("rtcp-mux", Value::List(vec![Value::str("require")])),
+    ];
+    let to_sip = [
+        ("ICE", Value::str("remove")),
+        ("transport-protocol", Value::str("RTP/AVP")),
+        ("rtcp-mux", Value::List(vec![Value::str("demux")])),
+    ];
+    let (mut py, rx, to_gateway) = if web_offers {
+        let (mut py, rx) = start_peer("offer", &offer_path, &answer_path);
+        let web = peer_sdp(&offer_path, &mut py, &rx);
+        eprintln!("offer from webrtcbin:\n{web}");
+        let out = ng_sdp(g, "offer", (name, None), &web, &to_sip);
+        assert!(!out.has_ice(), "{}", out.render());
+        let sip_leg = SocketAddr::new(out.media_ip(0).unwrap(), out.media[0].port);
+        let back = ng_sdp(g, "answer", (name, Some("sip")), &sip_sdp(&sip), &to_webrtc);
+        assert_webrtc_sdp(&back);
+        eprintln!("answer to webrtcbin:\n{}", back.render());
+        std::fs::write(&answer_path, back.render()).unwrap();
+        (py, rx, sip_leg)
+    } else {
+        let out = ng_sdp(g, "offer", (name, None), &sip_sdp(&sip), &to_webrtc);
+        assert_webrtc_sdp(&out);
+        eprintln!("offer to webrtcbin:\n{}", out.render());
+        std::fs::write(&offer_path, out.render()).unwrap();
+        let (mut py, rx) = start_peer("answer", &offer_path, &answer_path);
+        let web = peer_sdp(&answer_path, &mut py, &rx);
+        eprintln!("answer from webrtcbin:\n{web}");
+        let back = ng_sdp(g, "answer", (name, Some("web")), &web, &to_sip);
+        assert!(!back.has_ice(), "{}", back.render());
+        let sip_leg = SocketAddr::new(back.media_ip(0).unwrap(), back.media[0].port);
+        (py, rx, sip_leg)
+    };
 
     // Media: 20 ms RTP into the gateway; count webrtcbin's RTP out of it,
-    // until the script stops (after MEDIA_SECS) or a deadline kills it.
+    // until the script stops (MEDIA_SECS after negotiation) or a deadline
+    // kills it.
     let (mut seq, mut got, mut other_pt) = (0u16, 0usize, 0usize);
     let mut next = Instant::now();
     let mut buf = [0u8; 2048];
-    let deadline = started + Duration::from_secs(MEDIA_SECS + 40);
+    let deadline = Instant::now() + Duration::from_secs(MEDIA_SECS + 30);
     let status = loop {
         if let Some(s) = py.try_wait().unwrap() {
             break Some(s);
@@ -348,12 +405,12 @@ fn webrtc_in_namespace() {
             break None;
         }
         if Instant::now() >= next {
-            let _ = sip.send_to(&rtp(seq), leg0);
+            let _ = sip.send_to(&rtp(seq), to_gateway);
             seq = seq.wrapping_add(1);
             next += Duration::from_millis(20);
         }
         if let Ok((n, from)) = sip.recv_from(&mut buf) {
-            if n >= 12 && from == leg0 && buf[0] >> 6 == 2 {
+            if n >= 12 && from == to_gateway && buf[0] >> 6 == 2 {
                 if buf[1] & 0x7F == 0 {
                     got += 1;
                 } else {
@@ -364,13 +421,10 @@ fn webrtc_in_namespace() {
     };
     let out = drain(&rx);
     eprintln!("webrtcbin:\n{out}");
-    let ice = gw.ng().engine().stats().expect("engine stats").ice;
-    eprintln!("gateway ICE counters: {ice:?}");
     let mut del = Value::dict();
     del.set("command", Value::str("delete"))
-        .set("call-id", Value::str("webrtc-1"));
+        .set("call-id", Value::str(&format!("webrtc-{name}")));
     ng(g, &del);
-    gw.shutdown();
     let kv = |k: &str| {
         out.lines()
             .rev()
@@ -380,28 +434,63 @@ fn webrtc_in_namespace() {
     };
     let web_got: usize = kv("RTP_RECEIVED").parse().unwrap_or(0);
     eprintln!(
-        "webrtcbin decrypted {web_got} RTP packets from the gateway; the SIP side got {got} \
-         of webrtcbin's (PT 0), {other_pt} with another PT; {seq} sent"
+        "{name}: webrtcbin decrypted {web_got} RTP packets from the gateway; the SIP side got \
+         {got} of webrtcbin's (PT 0), {other_pt} with another PT; {seq} sent"
     );
     assert!(
         status.is_some(),
-        "webrtcbin's script did not finish (killed)"
+        "{name}: webrtcbin's script did not finish (killed)"
     );
-    assert!(ice.answered > 0 && ice.nominations > 0, "{ice:?}");
     assert!(
         out.contains("ICE_CONNECTION_STATE=connected")
             || out.contains("ICE_CONNECTION_STATE=completed"),
-        "ICE did not connect"
+        "{name}: ICE did not connect"
     );
-    assert!(out.contains("DTLS_STATE=connected"), "DTLS did not connect");
+    assert!(
+        out.contains("DTLS_STATE=connected"),
+        "{name}: DTLS did not connect"
+    );
     assert!(
         web_got >= MIN_PACKETS,
-        "webrtcbin decrypted {web_got} RTP packets (want >= {MIN_PACKETS})"
+        "{name}: webrtcbin decrypted {web_got} RTP packets (want >= {MIN_PACKETS})"
     );
-    assert_eq!(kv("RTP_PT"), "0", "webrtcbin received the negotiated PT");
+    assert_eq!(
+        kv("RTP_PT"),
+        "0",
+        "{name}: webrtcbin received the negotiated PT"
+    );
     assert!(
         got >= MIN_PACKETS,
-        "the SIP side got {got} RTP packets with PT 0 (want >= {MIN_PACKETS})"
+        "{name}: the SIP side got {got} RTP packets with PT 0 (want >= {MIN_PACKETS})"
     );
-    assert!(status.unwrap().success(), "webrtcbin's script failed");
+    assert!(
+        status.unwrap().success(),
+        "{name}: webrtcbin's script failed"
+    );
+}
+
+#[test]
+fn webrtc_in_namespace() {
+    let Some(dir) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else {
+        return;
+    };
+    namespace_network();
+    let (lo, hi) = rtp_tools::interop::free_port_range(40);
+    let gw = Gateway::start(&GatewayConfig {
+        listen_ng: "127.0.0.1:0".parse().unwrap(),
+        interface: NS_ADDR.parse().unwrap(),
+        port_min: lo,
+        port_max: hi,
+        backend: "mmsg".into(),
+        ..GatewayConfig::default()
+    })
+    .unwrap();
+    call(&gw, &dir, false);
+    call(&gw, &dir, true);
+    let ice = gw.ng().engine().stats().expect("engine stats").ice;
+    eprintln!("gateway ICE counters: {ice:?}");
+    // Each call: webrtcbin's checks answered, one nomination at least.
+    assert!(ice.answered >= 2 && ice.nominations >= 2, "{ice:?}");
+    assert_eq!(gw.ng().call_count(), 0);
+    gw.shutdown();
 }

@@ -69,6 +69,9 @@ struct NgMedia {
     /// We added `a=mid` to the offer (JSEP peers need one; SIP offers seldom
     /// have it): the answer back to the offerer goes without it.
     mid_added: bool,
+    /// The offerer's own `a=mid`: a JSEP offerer refuses an answer section
+    /// without it, and SIP answerers seldom echo it.
+    offer_mid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -999,6 +1002,7 @@ impl NgServer {
             );
             // A WebRTC (JSEP) peer refuses a section without a=mid.
             nm.mid_added = with_ice && !m.has("mid");
+            nm.offer_mid = m.attrs("mid").first().map(|s| s.to_string());
             if nm.mid_added {
                 out.media[i].add("mid", Some(&i.to_string()));
             }
@@ -1118,6 +1122,7 @@ impl NgServer {
             setup,
             ice,
             mid_added: false,
+            offer_mid: None,
         })
     }
 
@@ -1341,6 +1346,11 @@ impl NgServer {
             );
             if nm.mid_added {
                 out.media[i].remove("mid");
+            } else if let Some(mid) = nm.offer_mid.as_deref().filter(|_| our_ice.is_some()) {
+                // Back to an ICE (JSEP) offerer: its mid, also when the
+                // answerer left it out.
+                out.media[i].remove("mid");
+                out.media[i].add("mid", Some(mid));
             }
         }
         self.finish_sdp(&mut out, &flags, any_ice);
@@ -1859,7 +1869,7 @@ mod tests {
                 ("command", "offer"),
                 ("call-id", "dflt"),
                 ("from-tag", "a"),
-                ("sdp", &plain(4000, &format!("{UFRAG_A}{CAND}"))),
+                ("sdp", &plain(4000, &format!("{UFRAG_A}{CAND}a=mid:a0\r\n"))),
             ],
             &[],
         );
@@ -1883,6 +1893,11 @@ mod tests {
         let to_a = sdp_of(&ans);
         let (ua, _) = assert_ice_lite(&to_a, "Bufr");
         assert_ne!(ua, ub, "each leg has its own credentials");
+        assert_eq!(
+            to_a.media[0].attrs("mid"),
+            ["a0"],
+            "the offerer's mid, kept"
+        );
         // Sides doing ICE: their checks, not their SDP, say where media goes.
         assert_eq!(leg_remote(&gw, "dflt", 0), None);
         assert_eq!(leg_remote(&gw, "dflt", 1), None);

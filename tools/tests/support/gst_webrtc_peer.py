@@ -1,25 +1,30 @@
 #!/usr/bin/python3
 """A WebRTC peer for the gateway's ICE-lite test: GStreamer webrtcbin (libnice
-full ICE agent, OpenSSL DTLS, libsrtp) takes the gateway's SDP offer, answers
-it, runs ICE connectivity checks against the gateway, the DTLS handshake, and
-then sends PCMU audio as SRTP while it counts the RTP it decrypts.
+full ICE agent, OpenSSL DTLS, libsrtp) negotiates with the gateway through SDP
+files, runs ICE connectivity checks against the gateway, the DTLS handshake,
+and then sends PCMU audio as SRTP while it counts the RTP it decrypts.
 
-Usage: gst_webrtc_peer.py --offer FILE --answer FILE --duration S [--ssrc N]
+Usage: gst_webrtc_peer.py --role answer|offer --offer FILE --answer FILE
+                          --duration S [--ssrc N]
 
-The answer is written to FILE (atomically: FILE.tmp, then renamed) as soon as
-webrtcbin has it (candidates do not matter: the gateway is ICE-lite and learns
-the peer's address from its checks). Media runs for S seconds after the offer
-was applied; the script always exits by itself (a hard deadline of S + 20 s).
+--role answer: reads the offer from its FILE, writes the answer to its FILE.
+--role offer: writes the offer to its FILE, then waits for the answer FILE.
+What the script writes goes to FILE.tmp first and is renamed, as soon as
+webrtcbin has it (no waiting for candidates: the gateway is ICE-lite and learns
+the peer's address from its checks). Media runs for S seconds once both
+descriptions are set; the script always exits by itself (a hard deadline of
+S + 20 s).
 
-Prints KEY=VALUE lines: ANSWER (the answer was written), ICE_CONNECTION_STATE,
+Prints KEY=VALUE lines: OFFER / ANSWER (written), ICE_CONNECTION_STATE,
 ICE_GATHERING_STATE, PEER_CONNECTION_STATE, DTLS_STATE (on every change),
 LOCAL_CANDIDATE, RTP_RECEIVED (RTP buffers out
 of webrtcbin: decrypted SRTP), RTP_PT (their payload type), ERROR.
-Exit status 0 when media was received, 1 otherwise.
+Exit status 0 when media was received, 1 otherwise (2: bad setup).
 """
 import argparse
 import os
 import sys
+import threading
 import time
 
 import gi
@@ -30,8 +35,13 @@ gi.require_version("GstWebRTC", "1.0")
 from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
 
+_SAY = threading.Lock()
+
+
 def say(key, value):
-    print(f"{key}={value}", flush=True)
+    # GStreamer calls back from several threads: one whole line at a time.
+    with _SAY:
+        print(f"{key}={value}", flush=True)
 
 
 def make(pipe, factory, **props):
@@ -47,6 +57,7 @@ def make(pipe, factory, **props):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--role", choices=["answer", "offer"], default="answer")
     ap.add_argument("--offer", required=True)
     ap.add_argument("--answer", required=True)
     ap.add_argument("--duration", type=float, default=8.0)
@@ -54,12 +65,6 @@ def main():
     args = ap.parse_args()
     Gst.init(None)
     deadline = time.monotonic() + args.duration + 20
-
-    offer_text = open(args.offer).read()
-    ok, offer_msg = GstSdp.SDPMessage.new_from_text(offer_text)
-    if ok != GstSdp.SDPResult.OK:
-        say("ERROR", "the offer does not parse as SDP")
-        sys.exit(2)
 
     pipe = Gst.Pipeline.new("webrtc-peer")
     web = make(pipe, "webrtcbin", bundle_policy=GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
@@ -78,7 +83,7 @@ def main():
             say("ERROR", f"cannot link {a.get_name()} to {b.get_name()}")
             sys.exit(2)
 
-    state = {"rtp": 0, "pt": None, "answer": False, "dtls": {}}
+    state = {"rtp": 0, "pt": None, "negotiated": False, "dtls": {}}
     loop = GLib.MainLoop()
 
     def count(_sink, buf, _pad):
@@ -136,14 +141,35 @@ def main():
             out.append(t)
             i += 1
 
-    def write_answer(text):
-        tmp = args.answer + ".tmp"
-        with open(tmp, "w") as f:
+    def write(path, text, key):
+        with open(path + ".tmp", "w") as f:
             f.write(text)
-        os.rename(tmp, args.answer)
-        state["answer"] = True
-        say("ANSWER", args.answer)
+        os.rename(path + ".tmp", path)
+        say(key, path)
 
+    def parse(path, kind):
+        ok, msg = GstSdp.SDPMessage.new_from_text(open(path).read())
+        if ok != GstSdp.SDPResult.OK:
+            say("ERROR", f"{path} does not parse as SDP")
+            loop.quit()
+            return None
+        return GstWebRTC.WebRTCSessionDescription.new(kind, msg)
+
+    def negotiated():
+        # Both descriptions set: media for the given duration.
+        state["negotiated"] = True
+        report_transport()
+        GLib.timeout_add(int(args.duration * 1000), loop.quit)
+
+    def failed(promise, what):
+        reply = promise.get_reply()
+        if reply is not None and reply.has_field("error"):
+            say("ERROR", f"{what}: {reply.get_value('error')}")
+            loop.quit()
+            return True
+        return False
+
+    # --role answer: the remote offer, then our answer.
     def on_answer(promise, _data):
         reply = promise.get_reply()
         answer = reply.get_value("answer") if reply is not None else None
@@ -152,23 +178,54 @@ def main():
             loop.quit()
             return
         web.emit("set-local-description", answer, Gst.Promise.new())
-        write_answer(answer.sdp.as_text())
-        report_transport()
-        GLib.timeout_add(int(args.duration * 1000), loop.quit)
+        write(args.answer, answer.sdp.as_text(), "ANSWER")
+        negotiated()
 
-    def on_remote(promise, _data):
-        reply = promise.get_reply()
-        if reply is not None and reply.has_field("error"):
-            say("ERROR", f"set-remote-description: {reply.get_value('error')}")
-            loop.quit()
+    def on_remote_offer(promise, _data):
+        if failed(promise, "set-remote-description"):
             return
         for t in transceivers():
             t.set_property("direction", GstWebRTC.WebRTCRTPTransceiverDirection.SENDRECV)
         web.emit("create-answer", None, Gst.Promise.new_with_change_func(on_answer, None))
 
+    # --role offer: our offer, then the remote answer once its file is there.
+    def on_offer(promise, _data):
+        reply = promise.get_reply()
+        offer = reply.get_value("offer") if reply is not None else None
+        if offer is None:
+            say("ERROR", f"create-offer failed: {reply.to_string() if reply else 'no reply'}")
+            loop.quit()
+            return
+        web.emit("set-local-description", offer, Gst.Promise.new())
+        write(args.offer, offer.sdp.as_text(), "OFFER")
+        GLib.timeout_add(50, poll_answer)
+
+    def poll_answer():
+        if not os.path.exists(args.answer):
+            return True
+        answer = parse(args.answer, GstWebRTC.WebRTCSDPType.ANSWER)
+        if answer is not None:
+            web.emit("set-remote-description", answer,
+                     Gst.Promise.new_with_change_func(on_remote_answer, None))
+        return False
+
+    def on_remote_answer(promise, _data):
+        if not failed(promise, "set-remote-description (answer)"):
+            negotiated()
+
+    def on_negotiation_needed(_web):
+        if args.role == "offer" and not state.get("offered"):
+            state["offered"] = True
+            web.emit("create-offer", None, Gst.Promise.new_with_change_func(on_offer, None))
+
+    web.connect("on-negotiation-needed", on_negotiation_needed)
     pipe.set_state(Gst.State.PLAYING)
-    offer = GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.OFFER, offer_msg)
-    web.emit("set-remote-description", offer, Gst.Promise.new_with_change_func(on_remote, None))
+    if args.role == "answer":
+        offer = parse(args.offer, GstWebRTC.WebRTCSDPType.OFFER)
+        if offer is None:
+            sys.exit(2)
+        web.emit("set-remote-description", offer,
+                 Gst.Promise.new_with_change_func(on_remote_offer, None))
 
     def watchdog():
         if time.monotonic() > deadline:
@@ -189,7 +246,7 @@ def main():
     loop.run()
     say("RTP_RECEIVED", state["rtp"])
     pipe.set_state(Gst.State.NULL)
-    sys.exit(0 if state["rtp"] > 0 and state["answer"] else 1)
+    sys.exit(0 if state["rtp"] > 0 and state["negotiated"] else 1)
 
 
 if __name__ == "__main__":
