@@ -106,6 +106,12 @@ const NO_TAG: u32 = u32::MAX;
 pub struct WorkerCounters {
     /// Worker index.
     pub worker: usize,
+    /// Packets that arrived on a leg still waiting for its DTLS keys and were
+    /// kept for it ([`EARLY_MAX`] at most, for [`EARLY_TTL`]).
+    pub early_held: u64,
+    /// Of those, the ones relayed once the keys arrived (the others expired or
+    /// their session went: counted as `no_keys` drops of their leg).
+    pub early_relayed: u64,
     /// Backend in use.
     pub backend: Option<BackendKind>,
     /// Core the worker is pinned to, if pinning succeeded.
@@ -234,6 +240,29 @@ pub(crate) struct Worker {
     /// while it holds `COMMANDS_PER_TURN` or more, and each command has at most
     /// one answer.
     backlog: VecDeque<Event>,
+    /// Packets that arrived on legs waiting for their DTLS keys, oldest first.
+    /// A peer starts sending the moment its side of the handshake completes,
+    /// a round trip and a command before ours installs the keys: those first
+    /// packets (a browser's first video key frame among them) are kept and
+    /// relayed when the keys arrive rather than dropped.
+    early: VecDeque<Early>,
+    early_scratch: Vec<Early>,
+}
+
+/// Most packets a worker keeps for legs waiting for their keys.
+pub const EARLY_MAX: usize = 64;
+/// How long such a packet is kept.
+pub const EARLY_TTL: Duration = Duration::from_millis(500);
+
+/// A packet kept for a leg waiting for its keys.
+#[derive(Debug, Clone, Copy)]
+struct Early {
+    id: SessionId,
+    slot: u32,
+    leg: u8,
+    rtcp: bool,
+    at_ns: u64,
+    p: RxPacket,
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -300,6 +329,8 @@ impl Worker {
             now_ns: 0,
             events_pushed: false,
             backlog: VecDeque::with_capacity(2 * COMMANDS_PER_TURN),
+            early: VecDeque::with_capacity(EARLY_MAX),
+            early_scratch: Vec::with_capacity(EARLY_MAX),
         };
         for s in setup.shared {
             let id = w.add_sock(s, Owner::Shared)?;
@@ -439,6 +470,9 @@ impl Worker {
             &mut self.failed,
         );
         self.counters.turns += 1;
+        if !self.early.is_empty() {
+            self.expire_early();
+        }
         // Deferred answers take the ring's free slots before this batch's data
         // events.
         self.flush_backlog();
@@ -808,6 +842,18 @@ impl Worker {
     }
 
     fn remove_session(&mut self, id: SessionId) -> Option<SessionSnapshot> {
+        if !self.early.is_empty() {
+            for _ in 0..self.early.len() {
+                let Some(e) = self.early.pop_front() else {
+                    break;
+                };
+                if e.id == id {
+                    self.drop_early(e);
+                } else {
+                    self.early.push_back(e);
+                }
+            }
+        }
         let slot = self.by_id.remove(&id)?;
         let snap = self.session_snapshot_slot(slot);
         let s = self.sessions[slot as usize].take()?;
@@ -835,6 +881,75 @@ impl Worker {
     }
 
     fn update_leg(&mut self, id: SessionId, leg: LegIndex, u: LegUpdate) -> Result<(), String> {
+        let r = self.apply_leg_update(id, leg, u);
+        if !self.early.is_empty() {
+            if let Some(&slot) = self.by_id.get(&id) {
+                let ready = self.sessions[slot as usize]
+                    .as_ref()
+                    .is_some_and(|s| !s.legs[leg.min(1)].keys_pending);
+                if ready {
+                    self.replay_early(id, slot, leg);
+                }
+            }
+        }
+        r
+    }
+
+    /// Packets kept for leg `leg` of session `id` go through the relay now
+    /// that its keys are installed, in the order they arrived.
+    fn replay_early(&mut self, id: SessionId, slot: u32, leg: LegIndex) {
+        let mut mine = std::mem::take(&mut self.early_scratch);
+        for _ in 0..self.early.len() {
+            let Some(e) = self.early.pop_front() else {
+                break;
+            };
+            if e.id == id && usize::from(e.leg) == leg {
+                mine.push(e);
+            } else {
+                self.early.push_back(e);
+            }
+        }
+        self.now_ns = self.epoch.elapsed().as_nanos() as u64;
+        for e in mine.drain(..) {
+            self.counters.early_relayed += 1;
+            self.relay(slot, leg, e.p, e.rtcp);
+        }
+        self.early_scratch = mine;
+    }
+
+    /// Drops kept packets older than [`EARLY_TTL`] (counted as `no_keys`).
+    fn expire_early(&mut self) {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        while let Some(e) = self.early.front().copied() {
+            if now.saturating_sub(e.at_ns) < EARLY_TTL.as_nanos() as u64 {
+                break;
+            }
+            self.early.pop_front();
+            self.drop_early(e);
+        }
+    }
+
+    /// A kept packet that will not be relayed: a `no_keys` drop of its leg.
+    fn drop_early(&mut self, e: Early) {
+        if let Some(s) = self
+            .sessions
+            .get_mut(e.slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.id == e.id)
+        {
+            s.legs[usize::from(e.leg)]
+                .counters
+                .drop(DropReason::NoKeys, &mut self.leg_drops);
+        }
+        self.pool.free(e.p.frame);
+    }
+
+    fn apply_leg_update(
+        &mut self,
+        id: SessionId,
+        leg: LegIndex,
+        u: LegUpdate,
+    ) -> Result<(), String> {
         let &slot = self
             .by_id
             .get(&id)
@@ -1187,8 +1302,20 @@ impl Worker {
         }
 
         if inl.keys_pending {
-            inl.counters.drop(DropReason::NoKeys, &mut self.leg_drops);
-            self.pool.free(p.frame);
+            if self.early.len() < EARLY_MAX {
+                self.early.push_back(Early {
+                    id: sid,
+                    slot,
+                    leg: li as u8,
+                    rtcp,
+                    at_ns: now,
+                    p,
+                });
+                self.counters.early_held += 1;
+            } else {
+                inl.counters.drop(DropReason::NoKeys, &mut self.leg_drops);
+                self.pool.free(p.frame);
+            }
             return;
         }
 

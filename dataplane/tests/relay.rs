@@ -10,7 +10,7 @@ use common::*;
 use rtp_core::srtp::SrtpProfile;
 use rtp_dataplane::{
     BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy, LatchMode,
-    LegSpec, LegUpdate, LocalBinding, Rewrite, SessionSpec,
+    LegSpec, LegUpdate, LocalBinding, Rewrite, SessionSpec, WorkerCounters, WorkerHandle,
 };
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -857,7 +857,8 @@ fn a_leg_waiting_for_dtls_keys_relays_nothing_in_the_clear_until_keys_arrive() {
         add_session(h, pair(21, leg0, leg1));
         // Plain media towards the pending leg is not sent in the clear ...
         assert!(flow(&a, addr0, None, &b, None, 0xA, 1, 16).is_empty());
-        // ... and what arrives on it is not relayed.
+        // ... and what arrives on it is not relayed: kept for the keys, it
+        // expired while `flow` waited for it (2 s, more than EARLY_TTL).
         assert!(flow(&b, addr1, None, &a, None, 0xB, 1, 16).is_empty());
         let s = snapshot(h, 21);
         assert_eq!(s.legs[1].counters.dropped(DropReason::NoKeys), 32);
@@ -890,6 +891,86 @@ fn a_leg_waiting_for_dtls_keys_relays_nothing_in_the_clear_until_keys_arrive() {
         let mut b_tx = ctx(CM, 5);
         let back = flow(&b, addr1, Some(&mut b_tx), &a, None, 0xB, 100, 30);
         assert_intact(&back, 0xB, 100, 30);
+        dp.shutdown();
+    }
+}
+
+/// The worker's counters (a statistics request for no session).
+fn worker_counters(h: &WorkerHandle) -> WorkerCounters {
+    static TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
+    let token = TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    h.send(Command::Snapshot {
+        session: Some(u64::MAX),
+        token,
+    })
+    .unwrap();
+    match wait_event(
+        h,
+        "stats",
+        |e| matches!(e, Event::Stats { token: t, .. } if *t == token),
+    ) {
+        Event::Stats { counters, .. } => *counters,
+        _ => unreachable!(),
+    }
+}
+
+/// A peer starts sending SRTP the moment its side of the DTLS handshake is
+/// done, before ours installs the keys: those first packets (a browser's
+/// first key frame) are kept and relayed once the keys arrive, in order;
+/// they expire after a while, and go with their session.
+#[test]
+fn packets_that_arrive_before_the_keys_are_relayed_when_the_keys_arrive() {
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, b) = (peer(V4), peer(V4));
+        let (mut leg0, _, _) = per_session_leg(V4, false);
+        let (mut leg1, addr1, _) = per_session_leg(V4, false);
+        leg0.remote = Some(a.local_addr().unwrap());
+        leg1.remote = Some(b.local_addr().unwrap());
+        leg1.keys_pending = true;
+        add_session(h, pair(22, leg0, leg1));
+        let mut b_tx = ctx(CM, 5);
+        for seq in 0..5u16 {
+            b.send_to(&protect(Some(&mut b_tx), rtp(0xB, seq, 160), false), addr1)
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while worker_counters(h).early_held < 5 {
+            assert!(Instant::now() < deadline, "{backend:?}: packets not kept");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        h.send(Command::UpdateLeg {
+            session: 22,
+            leg: 1,
+            update: Box::new(LegUpdate {
+                srtp: Some(Some(leg_srtp(CM, 5, 6))),
+                ..LegUpdate::default()
+            }),
+        })
+        .unwrap();
+        let got: Vec<Vec<u8>> = (0..5).filter_map(|_| recv(&a).map(|(p, _)| p)).collect();
+        assert_intact(&got, 0xB, 0, 5);
+        let c = worker_counters(h);
+        assert_eq!((c.early_held, c.early_relayed), (5, 5));
+        let s = snapshot(h, 22);
+        assert_eq!(s.legs[1].counters.dropped_total(), 0);
+        // Kept packets of a leg whose keys never come expire (no_keys drops).
+        let (leg2, _, _) = per_session_leg(V4, false);
+        let (mut leg3, addr3, _) = per_session_leg(V4, false);
+        leg3.keys_pending = true;
+        add_session(h, pair(23, leg2, leg3));
+        b.send_to(&protect(Some(&mut b_tx), rtp(0xB, 5, 160), false), addr3)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while snapshot(h, 23).legs[1].counters.dropped(DropReason::NoKeys) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: kept packet never expired"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(worker_counters(h).early_relayed, 5);
         dp.shutdown();
     }
 }
