@@ -602,6 +602,18 @@ pub fn metrics(ng: &NgServer) -> String {
         w(&|c| c.io.submit_failures),
     );
     line(
+        "rtp_gateway_early_held_total",
+        "Packets that arrived before their leg's DTLS keys and were kept for them.",
+        "counter",
+        w(&|c| c.early_held),
+    );
+    line(
+        "rtp_gateway_early_relayed_total",
+        "Kept early packets relayed once the keys arrived.",
+        "counter",
+        w(&|c| c.early_relayed),
+    );
+    line(
         "rtp_gateway_gso_fallbacks_total",
         "UDP GSO sends the kernel refused (then sent datagram by datagram, GSO off).",
         "counter",
