@@ -1,6 +1,7 @@
 //! A captured Chromium ClientHello (DTLS 1.3 + 1.2 offer, post-quantum key share,
 //! two fragments in two datagrams) replayed into our server: it must answer with a
-//! valid DTLS 1.2 server flight.
+//! valid DTLS 1.2 server flight. (Live Chromium runs in CI through the gateway:
+//! `tools/tests/webrtc_chromium.rs`, both DTLS roles, the cookie exchange included.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
