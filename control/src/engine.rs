@@ -290,7 +290,11 @@ pub struct LegConfig {
     pub rtcp_mux: bool,
     /// SDES keys (`None`: plain RTP on this leg).
     pub srtp: Option<LegSrtp>,
-    /// Address learning.
+    /// Address learning. Ignored on a leg with [`ice`](Self::ice), which
+    /// starts in [`LatchMode::Nominated`]: its remote addresses are only the
+    /// signalled ones and those the peer nominates, never learned from a
+    /// packet (switch it with [`Engine::update_leg`] and `latch: Some(Learn
+    /// {..})` when the peer turns out not to do ICE).
     pub latch: LatchMode,
     /// Rewriting of what is sent on this leg.
     pub rewrite: Rewrite,
@@ -308,8 +312,12 @@ pub struct LegConfig {
     /// leg without rtcp-mux) and starts a DTLS client leg's handshake. Host
     /// candidates only (the leg's own address and ports); no checks or consent
     /// requests are sent, no TURN. Leave `remote` unset when the peer's address
-    /// is only known from its candidates. `None`: STUN on the leg is counted
-    /// and dropped ([`EngineStats::ice`]).
+    /// is only known from its candidates. The leg is created in
+    /// [`LatchMode::Nominated`] (whatever `latch` says): RTP and RTCP from any
+    /// address but the signalled or nominated one are dropped (`wrong_source`),
+    /// before the first nomination too, so a packet from elsewhere cannot
+    /// take the media. `None`: STUN on the leg is counted and dropped
+    /// ([`EngineStats::ice`]).
     pub ice: Option<IceLegParams>,
 }
 
@@ -1291,7 +1299,11 @@ impl Control {
             spec.remote = l.remote;
             spec.remote_rtcp = l.remote_rtcp;
             spec.rtcp_mux = l.rtcp_mux;
-            spec.latch = l.latch;
+            spec.latch = if l.ice.is_some() {
+                LatchMode::Nominated
+            } else {
+                l.latch
+            };
             spec.srtp = l.srtp;
             spec.keys_pending = l.dtls.is_some();
             spec.rewrite = l.rewrite;

@@ -188,6 +188,45 @@ fn checks_are_answered_and_the_nominated_address_gets_the_media() {
 }
 
 #[test]
+fn only_the_nominated_address_sends_media_into_an_ice_leg() {
+    let e = engine();
+    let (a, evil, c) = (sock(), sock(), sock());
+    let call = e
+        .create_call([
+            ice_leg(),
+            LegConfig {
+                remote: Some(c.local_addr().unwrap()),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    let port = call.legs[0].local;
+    // Before any nomination, and after A's: RTP from elsewhere goes nowhere.
+    evil.send_to(&rtp_packet(0, 0xE, 1, 1), port).unwrap();
+    let r = ask(&a, port, &check(1, "EnGi:PeEr", LOCAL_PWD, true));
+    assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
+    wait_event(&e, |ev| matches!(ev, EngineEvent::IceNominated { .. }));
+    evil.send_to(&rtp_packet(0, 0xE, 2, 2), port).unwrap();
+    let pkt = rtp_packet(0, 0xA, 1, 3);
+    a.send_to(&pkt, port).unwrap();
+    let (got, _) = recv(&c).expect("A's RTP relayed");
+    assert_eq!(got, pkt, "the first packet relayed is the nominated peer's");
+    let q = e.query(call.id).unwrap();
+    assert_eq!(q.legs[0].remote, Some(a.local_addr().unwrap()));
+    assert_eq!(
+        q.legs[0]
+            .counters
+            .dropped(rtp_control::dataplane::DropReason::WrongSource),
+        2
+    );
+    // Media the other way goes to A.
+    c.send_to(&rtp_packet(0, 0xC, 1, 4), call.legs[1].local)
+        .unwrap();
+    assert_eq!(recv(&a).unwrap().0, rtp_packet(0, 0xC, 1, 4));
+    e.shutdown();
+}
+
+#[test]
 fn set_ice_needs_an_ice_leg_and_new_local_credentials_restart() {
     let e = engine();
     let call = e.create_call([ice_leg(), LegConfig::default()]).unwrap();

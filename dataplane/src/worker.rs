@@ -1271,8 +1271,12 @@ impl Worker {
             return;
         }
         let pkt_ssrc = be32(&frame[start..], ssrc_at);
-        if source == Source::Moved {
+        if source != Source::Current {
             let allowed = match inl.latch {
+                // Only the control plane sets an ICE leg's remote.
+                LatchMode::Nominated => false,
+                // No remote yet: the first packet sets it.
+                _ if source == Source::New => true,
                 LatchMode::Fixed => false,
                 // Authentication (below) decides for SRTP legs.
                 LatchMode::Learn { .. } if inl.srtp_in.is_some() => true,
