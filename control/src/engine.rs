@@ -2,7 +2,7 @@
 //! workers and one control thread; calls are created, updated, queried and
 //! deleted through a typed API, and an event stream reports what happens to them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -639,7 +639,7 @@ impl EngineConfig {
 
 const ANSWER: Duration = Duration::from_secs(5);
 
-/// Unauthenticated STUN answers (400, 401) the whole engine sends at once and
+/// Unauthenticated STUN answers (401) the whole engine sends at once and
 /// per second: enough for peers with stale credentials, small next to a
 /// worker's command ring, which also carries other calls' keys and removals.
 const ICE_ERROR_BURST: u32 = 64;
@@ -704,6 +704,7 @@ impl Engine {
             commands_held: 0,
             ice: IceCounters::default(),
             ice_budget: AnswerBudget::new(ICE_ERROR_BURST, ICE_ERROR_RATE, Instant::now()),
+            own_ports: HashSet::new(),
         };
         let s = stop.clone();
         let placement = control.cfg.control_placement();
@@ -921,8 +922,11 @@ struct Control {
     commands_held: u64,
     /// ICE-lite counters of the whole engine.
     ice: IceCounters,
-    /// Unauthenticated STUN answers (400, 401) the engine may still send.
+    /// Unauthenticated STUN answers (401) the engine may still send.
     ice_budget: AnswerBudget,
+    /// Media ports the calls hold now (RTP and RTCP): never an ICE
+    /// nomination on one of the engine's addresses.
+    own_ports: HashSet<u16>,
 }
 
 /// The most commands held for one worker before the engine answers "busy".
@@ -1142,7 +1146,18 @@ impl Control {
         src: SocketAddr,
         data: &[u8],
     ) {
-        let Some(c) = self.calls.get_mut(&call) else {
+        let deleting = self
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::Delete(i, ..) if *i == call));
+        // A call on its way out (deleted, or abandoned by its creator) answers
+        // nothing and takes no nomination: an update would follow its removal
+        // and a nomination could start a handshake for it.
+        let Some(c) = self
+            .calls
+            .get_mut(&call)
+            .filter(|c| !c.abandoned && !deleting)
+        else {
             self.ice.no_leg += 1;
             return;
         };
@@ -1158,8 +1173,13 @@ impl Control {
             return;
         };
         let now = Instant::now();
-        let out = ice.on_datagram(data, src, component, now);
+        let (cfg, own_ports) = (&self.cfg, &self.own_ports);
+        let own = |a: SocketAddr| own_ports.contains(&a.port()) && own_ip(cfg, a.ip());
+        let out = ice.on_datagram_guarded(data, src, component, now, own);
         self.ice.count(out.input);
+        if out.refused_nomination {
+            self.ice.refused_nominations += 1;
+        }
         let mut reply = out.reply;
         if reply.is_some() && out.input.is_unauthenticated_answer() && !self.ice_budget.take(now) {
             self.ice.rate_limited += 1;
@@ -1279,13 +1299,17 @@ impl Control {
                 Ok(p) => p,
                 Err(e) => {
                     for (port, pair) in held {
-                        self.ports.release(port, pair);
+                        self.release_port(port, pair);
                     }
                     let _ = reply.send(Err(EngineError::Limit(format!("ports: {e}"))));
                     return;
                 }
             };
             held.push((p.port, pair));
+            self.own_ports.insert(p.port);
+            if pair {
+                self.own_ports.insert(p.port + 1);
+            }
             let local = SocketAddr::new(self.cfg.bind_ip, p.port);
             infos.push(LegInfo {
                 local,
@@ -1330,7 +1354,7 @@ impl Control {
         };
         if let Err(e) = self.command(worker, Command::AddSession(Box::new(spec))) {
             for (port, pair) in held {
-                self.ports.release(port, pair);
+                self.release_port(port, pair);
             }
             let _ = reply.send(Err(e));
             return;
@@ -1469,11 +1493,19 @@ impl Control {
             .push(Pending::Delete(id, reply, Instant::now(), reason));
     }
 
+    fn release_port(&mut self, port: u16, pair: bool) {
+        self.ports.release(port, pair);
+        self.own_ports.remove(&port);
+        if pair {
+            self.own_ports.remove(&port.wrapping_add(1));
+        }
+    }
+
     fn forget(&mut self, id: CallId) {
         self.dtls.remove_call(id);
         if let Some(c) = self.calls.remove(&id) {
             for (port, pair) in c.ports {
-                self.ports.release(port, pair);
+                self.release_port(port, pair);
             }
             self.load[c.worker] -= 1;
         }
@@ -1876,6 +1908,17 @@ impl Control {
             }
         }
     }
+}
+
+/// Whether `ip` is one of the engine's media addresses: the bound one, the
+/// advertised one, and any loopback address when bound to loopback or to
+/// all interfaces.
+fn own_ip(cfg: &EngineConfig, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let bind = cfg.bind_ip;
+    ip == bind
+        || Some(ip) == cfg.advertise_ip
+        || (ip.is_loopback() && (bind.is_loopback() || bind.is_unspecified()))
 }
 
 fn failures(l: &LegSnapshot) -> (u64, u64) {
