@@ -1033,6 +1033,45 @@ fn packets_that_arrive_before_the_keys_are_relayed_when_the_keys_arrive() {
     }
 }
 
+/// The hold for packets before the keys takes, once the leg has a remote,
+/// only that remote's packets, and at most 16 per leg: a stranger cannot
+/// fill it.
+#[test]
+fn the_early_hold_takes_only_the_remote_and_a_share_per_leg() {
+    let dp = start(BackendKind::Mmsg);
+    let h = &dp.workers()[0];
+    let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+    let (mut leg0, _, _) = per_session_leg(V4, false);
+    let (mut leg1, addr1, _) = per_session_leg(V4, false);
+    leg0.remote = Some(a.local_addr().unwrap());
+    leg1.remote = Some(b.local_addr().unwrap());
+    leg1.keys_pending = true;
+    add_session(h, pair(24, leg0, leg1));
+    let mut b_tx = ctx(CM, 5);
+    for seq in 0..5u16 {
+        evil.send_to(&rtp(0xE, seq, 160), addr1).unwrap();
+    }
+    for seq in 0..20u16 {
+        b.send_to(&protect(Some(&mut b_tx), rtp(0xB, seq, 160), false), addr1)
+            .unwrap();
+    }
+    drops_until(h, 24, 1, DropReason::NoKeys, 9);
+    assert_eq!(worker_counters(h).early_held, 16);
+    h.send(Command::UpdateLeg {
+        session: 24,
+        leg: 1,
+        update: Box::new(LegUpdate {
+            srtp: Some(Some(leg_srtp(CM, 5, 6))),
+            ..LegUpdate::default()
+        }),
+    })
+    .unwrap();
+    let got: Vec<Vec<u8>> = (0..16).filter_map(|_| recv(&a).map(|(p, _)| p)).collect();
+    assert_intact(&got, 0xB, 0, 16);
+    assert_eq!(worker_counters(h).early_relayed, 16);
+    dp.shutdown();
+}
+
 #[test]
 fn coalescing_relays_everything_and_a_lone_packet_within_the_wait() {
     for backend in BACKENDS {
