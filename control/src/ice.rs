@@ -7,7 +7,8 @@
 //! [`IceLite`] is the sans-IO responder of one leg: fed each STUN datagram that
 //! arrives on the leg's RTP port (component 1) or RTCP port (component 2), it
 //! hands back the answer to send to the datagram's source and, when a valid
-//! check carried USE-CANDIDATE, the nominated address. The engine wires it in
+//! check from the controlling peer carried USE-CANDIDATE, the nominated
+//! address. The engine wires it in
 //! (`LegConfig::ice`, `Engine::set_ice`, `EngineEvent::IceNominated`).
 //!
 //! What a check must be, and what happens otherwise (RFC 8489 sections 6.3 and
@@ -169,9 +170,10 @@ pub enum IceInput {
     /// No PRIORITY, or a malformed ICE attribute, in an authenticated
     /// request: 400 (signed).
     BadRequest,
-    /// USERNAME not ours: 401.
+    /// USERNAME not ours: 401 (none if larger than the request).
     UnknownUsername,
-    /// MESSAGE-INTEGRITY does not verify with the local password: 401.
+    /// MESSAGE-INTEGRITY does not verify with the local password: 401 (none
+    /// if larger than the request).
     BadIntegrity,
     /// An unknown comprehension-required attribute: 420.
     UnknownAttribute,
