@@ -790,7 +790,9 @@ impl Engine {
     /// Sets an ICE-lite leg's credentials: the peer's arrive with its SDP (an
     /// answer). New local ones are an ICE restart: the nominations are
     /// forgotten and the peer's checks must nominate again (media keeps going
-    /// to the last nominated address until then). The leg must have been
+    /// to the last nominated address until then); the previous credentials
+    /// are accepted as well until the peer's first valid check with the new
+    /// ones (in case the restarting offer never reaches it). The leg must have been
     /// created with [`LegConfig::ice`] ([`EngineError::Config`] otherwise, or
     /// when the credentials are not valid RFC 8839 ones).
     pub fn set_ice(
@@ -1103,11 +1105,17 @@ impl Control {
             Request::Stats(reply) => {
                 let token = self.token();
                 let n = self.dp().workers().len();
-                for h in self.dp().workers() {
-                    let _ = h.send(Command::Snapshot {
+                // Held behind a full ring like any command: a request lost
+                // there would leave the caller waiting for a timeout.
+                for w in 0..n {
+                    let snap = Command::Snapshot {
                         session: Some(u64::MAX),
                         token,
-                    });
+                    };
+                    if let Err(e) = self.command(w, snap) {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
                 }
                 self.pending
                     .push(Pending::Stats(token, Vec::new(), n, reply, Instant::now()));
