@@ -2,7 +2,7 @@
 //! workers and one control thread; calls are created, updated, queried and
 //! deleted through a typed API, and an event stream reports what happens to them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -290,7 +290,11 @@ pub struct LegConfig {
     pub rtcp_mux: bool,
     /// SDES keys (`None`: plain RTP on this leg).
     pub srtp: Option<LegSrtp>,
-    /// Address learning.
+    /// Address learning. Ignored on a leg with [`ice`](Self::ice), which
+    /// starts in [`LatchMode::Nominated`]: its remote addresses are only the
+    /// signalled ones and those the peer nominates, never learned from a
+    /// packet (switch it with [`Engine::update_leg`] and `latch: Some(Learn
+    /// {..})` when the peer turns out not to do ICE).
     pub latch: LatchMode,
     /// Rewriting of what is sent on this leg.
     pub rewrite: Rewrite,
@@ -308,8 +312,12 @@ pub struct LegConfig {
     /// leg without rtcp-mux) and starts a DTLS client leg's handshake. Host
     /// candidates only (the leg's own address and ports); no checks or consent
     /// requests are sent, no TURN. Leave `remote` unset when the peer's address
-    /// is only known from its candidates. `None`: STUN on the leg is counted
-    /// and dropped ([`EngineStats::ice`]).
+    /// is only known from its candidates. The leg is created in
+    /// [`LatchMode::Nominated`] (whatever `latch` says): RTP and RTCP from any
+    /// address but the signalled or nominated one are dropped (`wrong_source`),
+    /// before the first nomination too, so a packet from elsewhere cannot
+    /// take the media. `None`: STUN on the leg is counted and dropped
+    /// ([`EngineStats::ice`]).
     pub ice: Option<IceLegParams>,
 }
 
@@ -631,7 +639,7 @@ impl EngineConfig {
 
 const ANSWER: Duration = Duration::from_secs(5);
 
-/// Unauthenticated STUN answers (400, 401) the whole engine sends at once and
+/// Unauthenticated STUN answers (401) the whole engine sends at once and
 /// per second: enough for peers with stale credentials, small next to a
 /// worker's command ring, which also carries other calls' keys and removals.
 const ICE_ERROR_BURST: u32 = 64;
@@ -696,6 +704,7 @@ impl Engine {
             commands_held: 0,
             ice: IceCounters::default(),
             ice_budget: AnswerBudget::new(ICE_ERROR_BURST, ICE_ERROR_RATE, Instant::now()),
+            own_ports: HashSet::new(),
         };
         let s = stop.clone();
         let placement = control.cfg.control_placement();
@@ -781,7 +790,9 @@ impl Engine {
     /// Sets an ICE-lite leg's credentials: the peer's arrive with its SDP (an
     /// answer). New local ones are an ICE restart: the nominations are
     /// forgotten and the peer's checks must nominate again (media keeps going
-    /// to the last nominated address until then). The leg must have been
+    /// to the last nominated address until then); the previous credentials
+    /// are accepted as well until the peer's first valid check with the new
+    /// ones (in case the restarting offer never reaches it). The leg must have been
     /// created with [`LegConfig::ice`] ([`EngineError::Config`] otherwise, or
     /// when the credentials are not valid RFC 8839 ones).
     pub fn set_ice(
@@ -913,8 +924,11 @@ struct Control {
     commands_held: u64,
     /// ICE-lite counters of the whole engine.
     ice: IceCounters,
-    /// Unauthenticated STUN answers (400, 401) the engine may still send.
+    /// Unauthenticated STUN answers (401) the engine may still send.
     ice_budget: AnswerBudget,
+    /// Media ports the calls hold now (RTP and RTCP): never an ICE
+    /// nomination on one of the engine's addresses.
+    own_ports: HashSet<u16>,
 }
 
 /// The most commands held for one worker before the engine answers "busy".
@@ -1091,11 +1105,17 @@ impl Control {
             Request::Stats(reply) => {
                 let token = self.token();
                 let n = self.dp().workers().len();
-                for h in self.dp().workers() {
-                    let _ = h.send(Command::Snapshot {
+                // Held behind a full ring like any command: a request lost
+                // there would leave the caller waiting for a timeout.
+                for w in 0..n {
+                    let snap = Command::Snapshot {
                         session: Some(u64::MAX),
                         token,
-                    });
+                    };
+                    if let Err(e) = self.command(w, snap) {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
                 }
                 self.pending
                     .push(Pending::Stats(token, Vec::new(), n, reply, Instant::now()));
@@ -1134,7 +1154,18 @@ impl Control {
         src: SocketAddr,
         data: &[u8],
     ) {
-        let Some(c) = self.calls.get_mut(&call) else {
+        let deleting = self
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::Delete(i, ..) if *i == call));
+        // A call on its way out (deleted, or abandoned by its creator) answers
+        // nothing and takes no nomination: an update would follow its removal
+        // and a nomination could start a handshake for it.
+        let Some(c) = self
+            .calls
+            .get_mut(&call)
+            .filter(|c| !c.abandoned && !deleting)
+        else {
             self.ice.no_leg += 1;
             return;
         };
@@ -1150,8 +1181,13 @@ impl Control {
             return;
         };
         let now = Instant::now();
-        let out = ice.on_datagram(data, src, component, now);
+        let (cfg, own_ports) = (&self.cfg, &self.own_ports);
+        let own = |a: SocketAddr| own_ports.contains(&a.port()) && own_ip(cfg, a.ip());
+        let out = ice.on_datagram_guarded(data, src, component, now, own);
         self.ice.count(out.input);
+        if out.refused_nomination {
+            self.ice.refused_nominations += 1;
+        }
         let mut reply = out.reply;
         if reply.is_some() && out.input.is_unauthenticated_answer() && !self.ice_budget.take(now) {
             self.ice.rate_limited += 1;
@@ -1271,13 +1307,17 @@ impl Control {
                 Ok(p) => p,
                 Err(e) => {
                     for (port, pair) in held {
-                        self.ports.release(port, pair);
+                        self.release_port(port, pair);
                     }
                     let _ = reply.send(Err(EngineError::Limit(format!("ports: {e}"))));
                     return;
                 }
             };
             held.push((p.port, pair));
+            self.own_ports.insert(p.port);
+            if pair {
+                self.own_ports.insert(p.port + 1);
+            }
             let local = SocketAddr::new(self.cfg.bind_ip, p.port);
             infos.push(LegInfo {
                 local,
@@ -1291,7 +1331,11 @@ impl Control {
             spec.remote = l.remote;
             spec.remote_rtcp = l.remote_rtcp;
             spec.rtcp_mux = l.rtcp_mux;
-            spec.latch = l.latch;
+            spec.latch = if l.ice.is_some() {
+                LatchMode::Nominated
+            } else {
+                l.latch
+            };
             spec.srtp = l.srtp;
             spec.keys_pending = l.dtls.is_some();
             spec.rewrite = l.rewrite;
@@ -1318,7 +1362,7 @@ impl Control {
         };
         if let Err(e) = self.command(worker, Command::AddSession(Box::new(spec))) {
             for (port, pair) in held {
-                self.ports.release(port, pair);
+                self.release_port(port, pair);
             }
             let _ = reply.send(Err(e));
             return;
@@ -1457,11 +1501,19 @@ impl Control {
             .push(Pending::Delete(id, reply, Instant::now(), reason));
     }
 
+    fn release_port(&mut self, port: u16, pair: bool) {
+        self.ports.release(port, pair);
+        self.own_ports.remove(&port);
+        if pair {
+            self.own_ports.remove(&port.wrapping_add(1));
+        }
+    }
+
     fn forget(&mut self, id: CallId) {
         self.dtls.remove_call(id);
         if let Some(c) = self.calls.remove(&id) {
             for (port, pair) in c.ports {
-                self.ports.release(port, pair);
+                self.release_port(port, pair);
             }
             self.load[c.worker] -= 1;
         }
@@ -1864,6 +1916,17 @@ impl Control {
             }
         }
     }
+}
+
+/// Whether `ip` is one of the engine's media addresses: the bound one, the
+/// advertised one, and any loopback address when bound to loopback or to
+/// all interfaces.
+fn own_ip(cfg: &EngineConfig, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let bind = cfg.bind_ip;
+    ip == bind
+        || Some(ip) == cfg.advertise_ip
+        || (ip.is_loopback() && (bind.is_loopback() || bind.is_unspecified()))
 }
 
 fn failures(l: &LegSnapshot) -> (u64, u64) {

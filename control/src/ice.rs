@@ -7,7 +7,8 @@
 //! [`IceLite`] is the sans-IO responder of one leg: fed each STUN datagram that
 //! arrives on the leg's RTP port (component 1) or RTCP port (component 2), it
 //! hands back the answer to send to the datagram's source and, when a valid
-//! check carried USE-CANDIDATE, the nominated address. The engine wires it in
+//! check from the controlling peer carried USE-CANDIDATE, the nominated
+//! address. The engine wires it in
 //! (`LegConfig::ice`, `Engine::set_ice`, `EngineEvent::IceNominated`).
 //!
 //! What a check must be, and what happens otherwise (RFC 8489 sections 6.3 and
@@ -19,30 +20,44 @@
 //! * Not a Binding request: responses (a lite agent sends no request) and other
 //!   methods are dropped and counted; Binding indications (keepalives) are
 //!   counted and ignored.
-//! * No USERNAME or no MESSAGE-INTEGRITY: 400 Bad Request. A USERNAME other
-//!   than `local-ufrag:remote-ufrag` (while the peer's ufrag is unknown, any
-//!   `local-ufrag:` prefix), or a MESSAGE-INTEGRITY that does not verify with
-//!   the local password: 401 Unauthorized. These answers carry no
-//!   MESSAGE-INTEGRITY (RFC 8489 section 9.1.3: the credentials are missing or
-//!   wrong) and change no state. Answering rather than dropping tells a peer
-//!   with stale credentials (after a restart it missed) to stop; the answer is
-//!   no larger than the request and goes only to its source. The engine sends
-//!   these unauthenticated answers within an [`AnswerBudget`] (a flood of bad
-//!   checks must not fill a worker's command ring, which carries other calls'
-//!   keys and removals); beyond it they are counted drops.
+//! * No USERNAME or no MESSAGE-INTEGRITY: dropped and counted, no answer
+//!   (RFC 8489 would answer 400, but an unauthenticated answer to a request
+//!   of 28 bytes would be larger than it, at a source that may be forged).
+//! * A USERNAME other than `local-ufrag:remote-ufrag` (while the peer's ufrag
+//!   is unknown, any `local-ufrag:` prefix), or a MESSAGE-INTEGRITY that does
+//!   not verify with the local password: 401 Unauthorized, carrying no
+//!   MESSAGE-INTEGRITY (RFC 8489 section 9.1.3: the credentials are wrong),
+//!   changing no state, and only when it is no larger than the request (it
+//!   goes to a source that proved nothing); otherwise dropped. Answering
+//!   rather than dropping tells a peer with stale credentials to stop. The
+//!   engine sends these unauthenticated answers within an [`AnswerBudget`] (a
+//!   flood of bad checks must not fill a worker's command ring, which carries
+//!   other calls' keys and removals); beyond it they are counted drops.
+//! * ICE restart (new local credentials, [`IceLite::set_params`]): the
+//!   previous credentials stay valid as well, each check answered and signed
+//!   with the password it verified with, until the first valid check with the
+//!   new ones; then the old ones are forgotten. A peer that never got the
+//!   restarting offer goes on with its consent checks on the old pair instead
+//!   of meeting 401s until its consent expires.
 //! * An unknown comprehension-required attribute: 420 with UNKNOWN-ATTRIBUTES;
-//!   a malformed PRIORITY / ICE-CONTROLLING / ICE-CONTROLLED: 400; both signed
-//!   (the request authenticated).
+//!   no PRIORITY (RFC 8445 section 7.3.1), or a malformed PRIORITY /
+//!   ICE-CONTROLLING / ICE-CONTROLLED: 400; both signed (the request
+//!   authenticated).
 //! * Role conflict (RFC 8445 section 7.3.1.1): a lite agent is always
 //!   controlled (section 6.1.1: a full agent facing a lite one takes the
 //!   controlling role; browsers do). A check claiming ICE-CONTROLLED is
 //!   answered with 487 Role Conflict, whatever its tie-breaker, so that the
 //!   peer switches to controlling; we never switch, and such a check nominates
-//!   nothing. ICE-CONTROLLING, or no role attribute, is accepted.
+//!   nothing. ICE-CONTROLLING, or no role attribute, is accepted; only a
+//!   check with ICE-CONTROLLING nominates (the controlling agent nominates).
 //! * Otherwise: a success response with XOR-MAPPED-ADDRESS = the source,
-//!   signed with the local password, plus FINGERPRINT. With USE-CANDIDATE, the
-//!   source becomes the component's nominated address; a later nomination of
-//!   another address replaces it (the peer's network changed).
+//!   signed with the local password, plus FINGERPRINT. With USE-CANDIDATE and
+//!   ICE-CONTROLLING, the source becomes the component's nominated address; a
+//!   later nomination of another address replaces it (the peer's network
+//!   changed). A source that cannot be a peer's candidate (port 0, an
+//!   unspecified, multicast or broadcast address, or one the caller names as
+//!   its own, [`IceLite::on_datagram_guarded`]: another call's media port) is
+//!   never nominated (counted); the first three are not answered either.
 //!
 //! Not done: sending checks or consent-freshness requests (a lite agent sends
 //! none; the peer's consent checks are answered like any check, and a peer
@@ -51,7 +66,7 @@
 //! more than one stream per leg, and aggressive- versus regular-nomination
 //! distinctions (every nominating check counts).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -150,11 +165,15 @@ pub enum IceInput {
     BadFingerprint,
     /// A response, or a method other than Binding: dropped.
     Unexpected,
-    /// No USERNAME or MESSAGE-INTEGRITY, or a malformed ICE attribute: 400.
+    /// No USERNAME or no MESSAGE-INTEGRITY: dropped.
+    NoCredentials,
+    /// No PRIORITY, or a malformed ICE attribute, in an authenticated
+    /// request: 400 (signed).
     BadRequest,
-    /// USERNAME not ours: 401.
+    /// USERNAME not ours: 401 (none if larger than the request).
     UnknownUsername,
-    /// MESSAGE-INTEGRITY does not verify with the local password: 401.
+    /// MESSAGE-INTEGRITY does not verify with the local password: 401 (none
+    /// if larger than the request).
     BadIntegrity,
     /// An unknown comprehension-required attribute: 420.
     UnknownAttribute,
@@ -178,6 +197,8 @@ pub struct IceCounters {
     pub bad_fingerprint: u64,
     /// Responses and non-Binding methods, dropped.
     pub unexpected: u64,
+    /// Requests without USERNAME or MESSAGE-INTEGRITY, dropped.
+    pub no_credentials: u64,
     /// 400 answers.
     pub bad_request: u64,
     /// 401 answers for a USERNAME that is not ours.
@@ -188,9 +209,14 @@ pub struct IceCounters {
     pub unknown_attribute: u64,
     /// 487 answers.
     pub role_conflicts: u64,
+    /// Nominations refused: an address that cannot be the peer's candidate
+    /// (port 0, unspecified, multicast, broadcast, the engine's own media
+    /// ports).
+    pub refused_nominations: u64,
     /// STUN on a leg created without ICE, dropped (engine only).
     pub not_ice: u64,
-    /// STUN from a flow no leg owns, dropped (engine only).
+    /// STUN from a flow no leg owns, or for a call being deleted, dropped
+    /// (engine only).
     pub no_leg: u64,
     /// Answers or nominations lost to a full worker command ring (engine
     /// only; the peer's next check tries again).
@@ -209,6 +235,7 @@ impl IceCounters {
             IceInput::Malformed => &mut self.malformed,
             IceInput::BadFingerprint => &mut self.bad_fingerprint,
             IceInput::Unexpected => &mut self.unexpected,
+            IceInput::NoCredentials => &mut self.no_credentials,
             IceInput::BadRequest => &mut self.bad_request,
             IceInput::UnknownUsername => &mut self.unknown_username,
             IceInput::BadIntegrity => &mut self.bad_integrity,
@@ -221,18 +248,15 @@ impl IceCounters {
 
 impl IceInput {
     /// Whether the answer to it goes to a sender that did not prove it holds
-    /// the credentials (400, 401): such answers are what a flood of forged
-    /// checks would make us send.
+    /// the credentials (401): such answers are what a flood of forged checks
+    /// would make us send.
     pub fn is_unauthenticated_answer(self) -> bool {
-        matches!(
-            self,
-            IceInput::BadRequest | IceInput::UnknownUsername | IceInput::BadIntegrity
-        )
+        matches!(self, IceInput::UnknownUsername | IceInput::BadIntegrity)
     }
 }
 
 /// A token bucket: at most `burst` at once and `per_sec` on average. The
-/// engine spends one token per unauthenticated answer.
+/// engine spends one token per unauthenticated answer (401).
 #[derive(Debug, Clone)]
 pub struct AnswerBudget {
     tokens: u32,
@@ -288,6 +312,9 @@ pub struct IceOutcome {
     pub reply: Option<Vec<u8>>,
     /// The component's nominated address, when this datagram set or changed it.
     pub nominated: Option<SocketAddr>,
+    /// The datagram would have nominated its source, but that cannot be the
+    /// peer's candidate: nothing changed.
+    pub refused_nomination: bool,
 }
 
 /// Room for any answer: a success response with an IPv6 XOR-MAPPED-ADDRESS is
@@ -300,6 +327,11 @@ const MAX_UNKNOWN: usize = 4;
 #[derive(Debug, Clone)]
 pub struct IceLite {
     params: IceLegParams,
+    /// The credentials before an ICE restart, still accepted until the first
+    /// valid check with the new ones.
+    previous: Option<IceLegParams>,
+    /// A check with the current credentials was answered with success.
+    confirmed: bool,
     /// Nominated address of component 1 (RTP) and 2 (RTCP).
     nominated: [Option<SocketAddr>; 2],
     last_check: Option<Instant>,
@@ -311,6 +343,8 @@ impl IceLite {
     pub fn new(params: IceLegParams) -> Self {
         IceLite {
             params,
+            previous: None,
+            confirmed: false,
             nominated: [None; 2],
             last_check: None,
             counters: IceCounters::default(),
@@ -325,14 +359,28 @@ impl IceLite {
     /// Replaces the credentials. New local ones are an ICE restart (RFC 8445
     /// section 9): the nominations are forgotten, so the peer's checks must
     /// nominate again (media keeps going to the old addresses until then).
-    /// Returns whether it was a restart.
+    /// The credentials before the restart stay valid as well until the first
+    /// valid check with the new ones (the peer may never get the offer that
+    /// restarts); after restarts that saw no such check, the last credentials
+    /// a check confirmed are the ones kept. Returns whether it was a restart.
     pub fn set_params(&mut self, params: IceLegParams) -> bool {
         let restart = params.local != self.params.local;
-        if restart {
-            self.nominated = [None; 2];
+        if !restart {
+            self.params = params;
+            return false;
         }
-        self.params = params;
-        restart
+        self.nominated = [None; 2];
+        let old = std::mem::replace(&mut self.params, params);
+        if self.confirmed || self.previous.is_none() {
+            self.previous = Some(old);
+        }
+        self.confirmed = false;
+        true
+    }
+
+    /// The credentials before the last restart, while still accepted.
+    pub fn previous_params(&self) -> Option<&IceLegParams> {
+        self.previous.as_ref()
     }
 
     /// The nominated address of `component` (1: RTP, 2: RTCP).
@@ -365,16 +413,45 @@ impl IceLite {
         component: u8,
         now: Instant,
     ) -> IceOutcome {
+        self.on_datagram_guarded(data, from, component, now, |_| false)
+    }
+
+    /// [`on_datagram`](Self::on_datagram), never nominating an address for
+    /// which `own` holds (the caller's own media ports: a peer that can forge
+    /// its source must not point this leg's media at another call's leg).
+    pub fn on_datagram_guarded(
+        &mut self,
+        data: &[u8],
+        from: SocketAddr,
+        component: u8,
+        now: Instant,
+        own: impl FnOnce(SocketAddr) -> bool,
+    ) -> IceOutcome {
         let mut buf = [0u8; REPLY_MAX];
-        let (input, len, nominate) = self.handle(data, from, &mut buf);
+        let (input, mut len, nominate, current) = self.handle(data, from, &mut buf);
         self.counters.count(input);
         if input == IceInput::Answered {
             self.last_check = Some(now);
+            if current {
+                // The peer has the new credentials: the old ones go.
+                self.confirmed = true;
+                self.previous = None;
+            }
+        }
+        let bogus = !candidate_like(from);
+        if bogus || (input.is_unauthenticated_answer() && len > Some(data.len())) {
+            len = None;
         }
         let mut nominated = None;
+        let mut refused_nomination = false;
         if nominate {
             let s = &mut self.nominated[slot(component)];
-            if *s != Some(from) {
+            if *s == Some(from) {
+                // Already nominated: nothing new.
+            } else if bogus || own(from) {
+                refused_nomination = true;
+                self.counters.refused_nominations += 1;
+            } else {
                 *s = Some(from);
                 self.counters.nominations += 1;
                 nominated = Some(from);
@@ -385,82 +462,109 @@ impl IceLite {
             input,
             reply,
             nominated,
+            refused_nomination,
         }
     }
 
     /// Judges a datagram; returns what it was, the length of the answer
-    /// written into `out`, and whether it nominates its source.
+    /// written into `out`, whether it nominates its source, and whether it
+    /// authenticated with the current credentials (not the previous ones).
     fn handle(
         &self,
         data: &[u8],
         from: SocketAddr,
         out: &mut [u8],
-    ) -> (IceInput, Option<usize>, bool) {
+    ) -> (IceInput, Option<usize>, bool, bool) {
+        let drop = |input| (input, None, false, false);
         let Ok(msg) = StunMessage::new_checked(data) else {
-            return (IceInput::Malformed, None, false);
+            return drop(IceInput::Malformed);
         };
         if msg.check_fingerprint().is_err() {
-            return (IceInput::BadFingerprint, None, false);
+            return drop(IceInput::BadFingerprint);
         }
         if msg.method() != BINDING {
-            return (IceInput::Unexpected, None, false);
+            return drop(IceInput::Unexpected);
         }
         match msg.class() {
             Class::Request => {}
-            Class::Indication => return (IceInput::Indication, None, false),
-            Class::Success | Class::Error => return (IceInput::Unexpected, None, false),
+            Class::Indication => return drop(IceInput::Indication),
+            Class::Success | Class::Error => return drop(IceInput::Unexpected),
         }
         let tid = msg.transaction_id();
-        let pwd = self.params.local.pwd.as_bytes();
         let error = |out: &mut [u8], input, code, unknown: &[u16], key| {
             (
                 input,
                 stun::binding_error(out, &tid, code, unknown, key).ok(),
                 false,
+                false,
             )
         };
         let has_mi = msg.attribute(stun::attr::MESSAGE_INTEGRITY).is_some();
         let Some(user) = msg.username().filter(|_| has_mi) else {
-            return error(out, IceInput::BadRequest, 400, &[], None);
+            return drop(IceInput::NoCredentials);
         };
-        if !self.username_ok(user) {
-            return error(out, IceInput::UnknownUsername, 401, &[], None);
+        // The current credentials, then those before a restart.
+        let mut known = false;
+        let mut key = None;
+        for (current, p) in [(true, Some(&self.params)), (false, self.previous.as_ref())] {
+            let Some(p) = p.filter(|p| username_ok(p, user)) else {
+                continue;
+            };
+            known = true;
+            let pwd = p.local.pwd.as_bytes();
+            if msg.check_integrity(pwd).is_ok() {
+                key = Some((current, pwd));
+                break;
+            }
         }
-        if msg.check_integrity(pwd).is_err() {
-            return error(out, IceInput::BadIntegrity, 401, &[], None);
-        }
+        let Some((current, pwd)) = key else {
+            return if known {
+                error(out, IceInput::BadIntegrity, 401, &[], None)
+            } else {
+                error(out, IceInput::UnknownUsername, 401, &[], None)
+            };
+        };
         let (unknown, n) = msg.unknown_required::<MAX_UNKNOWN>();
         if n > 0 {
             let listed = &unknown[..n.min(MAX_UNKNOWN)];
             return error(out, IceInput::UnknownAttribute, 420, listed, Some(pwd));
         }
         let role = match (msg.priority(), msg.ice_role()) {
-            (Ok(_), Ok(role)) => role,
+            (Ok(Some(_)), Ok(role)) => role,
             _ => return error(out, IceInput::BadRequest, 400, &[], Some(pwd)),
         };
         if let Some(IceRole::Controlled(_)) = role {
             return error(out, IceInput::RoleConflict, 487, &[], Some(pwd));
         }
+        let nominate = msg.use_candidate() && matches!(role, Some(IceRole::Controlling(_)));
         match stun::binding_success(out, &tid, from, pwd) {
-            Ok(n) => (IceInput::Answered, Some(n), msg.use_candidate()),
+            Ok(n) => (IceInput::Answered, Some(n), nominate, current),
             // Cannot happen (the buffer holds any success response); dropping
             // is still better than a panic.
-            Err(_) => (IceInput::Answered, None, false),
+            Err(_) => (IceInput::Answered, None, false, current),
         }
     }
+}
 
-    /// USERNAME is `local-ufrag:remote-ufrag`, or `local-ufrag:` and anything
-    /// while the peer's ufrag is unknown.
-    fn username_ok(&self, user: &[u8]) -> bool {
-        let local = self.params.local.ufrag.as_bytes();
-        let Some(rest) = user.strip_prefix(local).and_then(|r| r.strip_prefix(b":")) else {
-            return false;
-        };
-        match &self.params.remote {
-            Some(r) => rest == r.ufrag.as_bytes(),
-            None => !rest.is_empty(),
-        }
+/// USERNAME is `local-ufrag:remote-ufrag`, or `local-ufrag:` and anything
+/// while the peer's ufrag is unknown.
+fn username_ok(p: &IceLegParams, user: &[u8]) -> bool {
+    let local = p.local.ufrag.as_bytes();
+    let Some(rest) = user.strip_prefix(local).and_then(|r| r.strip_prefix(b":")) else {
+        return false;
+    };
+    match &p.remote {
+        Some(r) => rest == r.ufrag.as_bytes(),
+        None => !rest.is_empty(),
     }
+}
+
+/// Whether `a` can be a peer's host candidate at all: not port 0, not an
+/// unspecified, multicast or (IPv4) broadcast address.
+fn candidate_like(a: SocketAddr) -> bool {
+    let ip = a.ip().to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    a.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
 }
 
 fn slot(component: u8) -> usize {
@@ -536,7 +640,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_credentials_get_400_or_401_unsigned_and_change_nothing() {
+    fn bad_credentials_get_an_unsigned_401_or_nothing_and_change_nothing() {
         let mut l = lite(true);
         let from = addr("192.0.2.7:4000");
         let now = Instant::now();
@@ -569,7 +673,9 @@ mod tests {
             let m = StunMessage::new_checked(&r[..]).unwrap();
             assert_eq!(m.check_integrity(PWD), Err(StunError::NoIntegrity));
         }
-        // No MESSAGE-INTEGRITY at all.
+        // No MESSAGE-INTEGRITY, or nothing but the header and FINGERPRINT
+        // (28 bytes, where a 400 would be 48 to a maybe forged source): no
+        // answer at all.
         let mut b = [0u8; 100];
         let n = BindingRequest {
             username: Some("LoCa:ReMo"),
@@ -578,15 +684,24 @@ mod tests {
         }
         .emit(&mut b, &TID, None)
         .unwrap();
-        let o = l.on_datagram(&b[..n], from, 1, now);
-        assert_eq!(o.input, IceInput::BadRequest);
-        assert_eq!(error_code(&o.reply.unwrap()), Some(400));
+        let no_mi = b[..n].to_vec();
+        let n = BindingRequest::default().emit(&mut b, &TID, None).unwrap();
+        assert_eq!(n, 28);
+        for d in [&no_mi[..], &b[..n]] {
+            let o = l.on_datagram(d, from, 1, now);
+            assert_eq!((o.input, o.reply), (IceInput::NoCredentials, None));
+        }
         assert_eq!(l.nominated(1), None);
         assert_eq!(l.last_valid_check(), None);
         let c = l.counters();
         assert_eq!(
-            (c.bad_integrity, c.unknown_username, c.bad_request),
-            (1, 3, 1)
+            (
+                c.bad_integrity,
+                c.unknown_username,
+                c.no_credentials,
+                c.bad_request
+            ),
+            (1, 3, 2, 0)
         );
     }
 
@@ -622,21 +737,22 @@ mod tests {
         // Network change: another address for component 1.
         assert_eq!(l.on_datagram(&nominate, b, 1, now).nominated, Some(b));
         assert_eq!(l.counters().nominations, 3);
-        // A check without USE-CANDIDATE moves nothing.
-        let o = l.on_datagram(&check("LoCa:ReMo", PWD, false, None), a, 1, now);
-        assert_eq!((o.input, o.nominated), (IceInput::Answered, None));
+        // A check without USE-CANDIDATE moves nothing, nor one with it but
+        // without ICE-CONTROLLING (only the controlling agent nominates).
+        for uc in [false, true] {
+            let o = l.on_datagram(&check("LoCa:ReMo", PWD, uc, None), a, 1, now);
+            assert_eq!((o.input, o.nominated), (IceInput::Answered, None));
+        }
         assert_eq!(l.nominated(1), Some(b));
         // New remote credentials only: not a restart.
         let mut p = l.params().clone();
         p.remote = Some(creds("ReM2", "remotepasswordremotepa2"));
         assert!(!l.set_params(p.clone()));
         assert_eq!(l.nominated(1), Some(b));
-        // New local credentials: a restart; the old password no longer works.
+        // New local credentials: a restart, the nominations forgotten.
         p.local = creds("LoC2", "localpasswordlocalpass2");
         assert!(l.set_params(p));
         assert_eq!((l.nominated(1), l.nominated(2)), (None, None));
-        let o = l.on_datagram(&check("LoCa:ReM2", PWD, true, CTL), a, 1, now);
-        assert_eq!(o.input, IceInput::UnknownUsername);
         let o = l.on_datagram(
             &check("LoC2:ReM2", b"localpasswordlocalpass2", true, CTL),
             a,
@@ -644,6 +760,107 @@ mod tests {
             now,
         );
         assert_eq!(o.nominated, Some(a));
+    }
+
+    /// The answer's MESSAGE-INTEGRITY verifies with `pwd` (and not another).
+    fn signed_with(o: &IceOutcome, pwd: &[u8]) {
+        let r = o.reply.as_ref().expect("an answer");
+        let m = StunMessage::new_checked(&r[..]).unwrap();
+        assert_eq!(
+            (m.class(), m.check_integrity(pwd)),
+            (Class::Success, Ok(()))
+        );
+    }
+
+    #[test]
+    fn a_restart_keeps_the_old_credentials_until_the_new_ones_are_used() {
+        let mut l = lite(true);
+        let from = addr("192.0.2.7:4000");
+        let now = Instant::now();
+        let old = check("LoCa:ReMo", PWD, false, CTL);
+        signed_with(&l.on_datagram(&old, from, 1, now), PWD);
+        // A restart whose offer the peer may not get: its consent checks
+        // with the old credentials are still answered, signed with the old
+        // password; the new ones work too, signed with theirs.
+        let (p2, p3) = (b"localpasswordlocalpass2", b"localpasswordlocalpass3");
+        let mut p = l.params().clone();
+        p.local = creds("LoC2", "localpasswordlocalpass2");
+        assert!(l.set_params(p.clone()));
+        signed_with(&l.on_datagram(&old, from, 1, now), PWD);
+        signed_with(&l.on_datagram(&old, from, 1, now), PWD);
+        // A second restart before any check with the first one's: the
+        // credentials the peer was last seen using are those kept.
+        p.local = creds("LoC3", "localpasswordlocalpass3");
+        assert!(l.set_params(p));
+        let o = l.on_datagram(&check("LoC2:ReMo", p2, false, CTL), from, 1, now);
+        assert_eq!(o.input, IceInput::UnknownUsername);
+        signed_with(&l.on_datagram(&old, from, 1, now), PWD);
+        // The old ufrag with a wrong password is still a bad integrity.
+        let o = l.on_datagram(&check("LoCa:ReMo", p3, false, CTL), from, 1, now);
+        assert_eq!(o.input, IceInput::BadIntegrity);
+        assert!(l.previous_params().is_some());
+        // The peer got the offer: its first check with the new credentials
+        // ends the old ones.
+        let new = check("LoC3:ReMo", p3, false, CTL);
+        signed_with(&l.on_datagram(&new, from, 1, now), p3);
+        assert!(l.previous_params().is_none());
+        let o = l.on_datagram(&old, from, 1, now);
+        assert_eq!((o.input, o.nominated), (IceInput::UnknownUsername, None));
+        signed_with(&l.on_datagram(&new, from, 1, now), p3);
+    }
+
+    #[test]
+    fn a_check_without_priority_gets_a_signed_400() {
+        let mut l = lite(true);
+        let mut b = [0u8; 200];
+        let n = BindingRequest {
+            username: Some("LoCa:ReMo"),
+            priority: None,
+            use_candidate: true,
+            role: CTL,
+        }
+        .emit(&mut b, &TID, Some(PWD))
+        .unwrap();
+        let o = l.on_datagram(&b[..n], addr("192.0.2.7:4000"), 1, Instant::now());
+        assert_eq!((o.input, o.nominated), (IceInput::BadRequest, None));
+        let r = o.reply.unwrap();
+        assert_eq!(error_code(&r), Some(400));
+        let m = StunMessage::new_checked(&r[..]).unwrap();
+        m.check_integrity(PWD).unwrap();
+        assert_eq!(l.counters().bad_request, 1);
+    }
+
+    #[test]
+    fn sources_that_cannot_be_candidates_are_never_nominated() {
+        let mut l = lite(true);
+        let now = Instant::now();
+        let nominate = check("LoCa:ReMo", PWD, true, CTL);
+        let good = addr("192.0.2.7:4000");
+        assert_eq!(l.on_datagram(&nominate, good, 1, now).nominated, Some(good));
+        for bad in [
+            "192.0.2.7:0",
+            "0.0.0.0:4000",
+            "[::]:4000",
+            "224.0.0.1:4000",
+            "[ff02::1]:4000",
+            "255.255.255.255:4000",
+            "[::ffff:255.255.255.255]:4000",
+        ] {
+            let o = l.on_datagram(&nominate, addr(bad), 1, now);
+            assert_eq!(
+                (o.input, o.reply, o.nominated, o.refused_nomination),
+                (IceInput::Answered, None, None, true),
+                "{bad}"
+            );
+        }
+        // The caller's own media port (another call's leg): answered, not
+        // nominated.
+        let own = addr("192.0.2.1:30002");
+        let o = l.on_datagram_guarded(&nominate, own, 1, now, |a| a == own);
+        assert!(o.reply.is_some() && o.refused_nomination && o.nominated.is_none());
+        assert_eq!(l.nominated(1), Some(good));
+        let c = l.counters();
+        assert_eq!((c.nominations, c.refused_nominations), (1, 8));
     }
 
     #[test]
@@ -732,6 +949,7 @@ mod tests {
         assert_eq!((0..5).filter(|_| b.take(ms(60_000))).count(), 3);
         assert!(IceInput::BadIntegrity.is_unauthenticated_answer());
         assert!(!IceInput::RoleConflict.is_unauthenticated_answer());
+        assert!(!IceInput::BadRequest.is_unauthenticated_answer());
     }
 
     #[test]

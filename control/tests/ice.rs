@@ -188,6 +188,45 @@ fn checks_are_answered_and_the_nominated_address_gets_the_media() {
 }
 
 #[test]
+fn only_the_nominated_address_sends_media_into_an_ice_leg() {
+    let e = engine();
+    let (a, evil, c) = (sock(), sock(), sock());
+    let call = e
+        .create_call([
+            ice_leg(),
+            LegConfig {
+                remote: Some(c.local_addr().unwrap()),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    let port = call.legs[0].local;
+    // Before any nomination, and after A's: RTP from elsewhere goes nowhere.
+    evil.send_to(&rtp_packet(0, 0xE, 1, 1), port).unwrap();
+    let r = ask(&a, port, &check(1, "EnGi:PeEr", LOCAL_PWD, true));
+    assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
+    wait_event(&e, |ev| matches!(ev, EngineEvent::IceNominated { .. }));
+    evil.send_to(&rtp_packet(0, 0xE, 2, 2), port).unwrap();
+    let pkt = rtp_packet(0, 0xA, 1, 3);
+    a.send_to(&pkt, port).unwrap();
+    let (got, _) = recv(&c).expect("A's RTP relayed");
+    assert_eq!(got, pkt, "the first packet relayed is the nominated peer's");
+    let q = e.query(call.id).unwrap();
+    assert_eq!(q.legs[0].remote, Some(a.local_addr().unwrap()));
+    assert_eq!(
+        q.legs[0]
+            .counters
+            .dropped(rtp_control::dataplane::DropReason::WrongSource),
+        2
+    );
+    // Media the other way goes to A.
+    c.send_to(&rtp_packet(0, 0xC, 1, 4), call.legs[1].local)
+        .unwrap();
+    assert_eq!(recv(&a).unwrap().0, rtp_packet(0, 0xC, 1, 4));
+    e.shutdown();
+}
+
+#[test]
 fn set_ice_needs_an_ice_leg_and_new_local_credentials_restart() {
     let e = engine();
     let call = e.create_call([ice_leg(), LegConfig::default()]).unwrap();
@@ -217,22 +256,26 @@ fn set_ice_needs_an_ice_leg_and_new_local_credentials_restart() {
     ]);
     assert!(matches!(refused, Err(EngineError::Config(_))));
 
-    // Nominate, then restart with new local credentials: the old ones are
-    // refused, the new ones work and nominate again.
+    // Nominate, then restart with new local credentials: until the peer
+    // uses the new ones (its offer may be lost), its consent checks with the
+    // old ones are still answered, signed with the old password.
     let r = ask(&a, port, &check(1, "EnGi:PeEr", LOCAL_PWD, true));
     assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
     wait_event(&e, |ev| matches!(ev, EngineEvent::IceNominated { .. }));
     let mut restart = params();
     restart.local = creds("NeWu", "new+engine+password+abc");
     e.set_ice(call.id, 0, restart.clone()).unwrap();
-    let r = ask(&a, port, &check(2, "EnGi:PeEr", LOCAL_PWD, true));
-    assert_eq!(error_code(&r), Some(401));
+    let r = ask(&a, port, &check(2, "EnGi:PeEr", LOCAL_PWD, false));
+    assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
+    // The new ones work and nominate again; then the old ones are refused.
     let r = ask(&a, port, &check(3, "NeWu:PeEr", &restart.local.pwd, true));
     assert_success(&r, &restart.local.pwd, a.local_addr().unwrap());
     let ev = wait_event(&e, |ev| matches!(ev, EngineEvent::IceNominated { .. }));
     assert!(
         matches!(ev, EngineEvent::IceNominated { addr, .. } if addr == a.local_addr().unwrap())
     );
+    let r = ask(&a, port, &check(4, "EnGi:PeEr", LOCAL_PWD, false));
+    assert_eq!(error_code(&r), Some(401));
     e.shutdown();
 }
 
@@ -276,6 +319,13 @@ fn stun_without_ice_and_garbage_are_counted_drops_and_other_calls_go_on() {
     for g in &garbage {
         a.send_to(g, ice.legs[0].local).unwrap();
     }
+    // A request with no credentials (28 bytes): no answer, which would be
+    // larger, to a source that may be forged.
+    let mut bare = [0u8; 28];
+    let n = BindingRequest::default()
+        .emit(&mut bare, &[7; 12], None)
+        .unwrap();
+    a.send_to(&bare[..n], ice.legs[0].local).unwrap();
     let r = ask(
         &a,
         ice.legs[0].local,
@@ -284,6 +334,7 @@ fn stun_without_ice_and_garbage_are_counted_drops_and_other_calls_go_on() {
     assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
     let s = stats_until(&e, |s| s.ice.malformed + s.ice.bad_fingerprint == 6);
     assert_eq!((s.ice.malformed, s.ice.bad_fingerprint), (5, 1));
+    assert_eq!((s.ice.no_credentials, s.ice.bad_request), (1, 0));
 
     // The plain call relays as before, the engine still answers.
     b.send_to(&rtp_packet(0, 9, 1, 1), plain.legs[0].local)

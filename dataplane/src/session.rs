@@ -54,6 +54,15 @@ pub enum LatchMode {
         /// Silence of the current source after which a plain leg may move.
         relatch_after: Duration,
     },
+    /// ICE: the remote addresses are only what the control plane sets (the
+    /// signalled ones, and the candidates the peer nominates, sent as
+    /// [`LegUpdate::remote`] / [`LegUpdate::remote_rtcp`]). Nothing is learned
+    /// from packets: RTP and RTCP from any other source, or arriving before a
+    /// remote is set, are dropped as `wrong_source`. A separate RTCP port
+    /// accepts only `remote_rtcp` (the nominated component 2); muxed RTCP,
+    /// only `remote`. An update to [`LatchMode::Learn`] turns learning on (a
+    /// peer that turned out not to do ICE).
+    Nominated,
 }
 
 impl Default for LatchMode {

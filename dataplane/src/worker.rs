@@ -107,7 +107,8 @@ pub struct WorkerCounters {
     /// Worker index.
     pub worker: usize,
     /// Packets that arrived on a leg still waiting for its DTLS keys and were
-    /// kept for it ([`EARLY_MAX`] at most, for [`EARLY_TTL`]).
+    /// kept for it ([`EARLY_MAX`] at most, [`EARLY_PER_LEG`] per leg, for
+    /// [`EARLY_TTL`]; from the leg's remote only, once it has one).
     pub early_held: u64,
     /// Of those, the ones relayed once the keys arrived (the others expired or
     /// their session went: counted as `no_keys` drops of their leg).
@@ -251,6 +252,9 @@ pub(crate) struct Worker {
 
 /// Most packets a worker keeps for legs waiting for their keys.
 pub const EARLY_MAX: usize = 64;
+/// Most packets kept for one leg: anyone can send to a leg's port, and one
+/// leg must not take the room of the others.
+pub const EARLY_PER_LEG: usize = 16;
 /// How long such a packet is kept.
 pub const EARLY_TTL: Duration = Duration::from_millis(500);
 
@@ -1271,8 +1275,12 @@ impl Worker {
             return;
         }
         let pkt_ssrc = be32(&frame[start..], ssrc_at);
-        if source == Source::Moved {
+        if source != Source::Current {
             let allowed = match inl.latch {
+                // Only the control plane sets an ICE leg's remote.
+                LatchMode::Nominated => false,
+                // No remote yet: the first packet sets it.
+                _ if source == Source::New => true,
                 LatchMode::Fixed => false,
                 // Authentication (below) decides for SRTP legs.
                 LatchMode::Learn { .. } if inl.srtp_in.is_some() => true,
@@ -1302,7 +1310,16 @@ impl Worker {
         }
 
         if inl.keys_pending {
-            if self.early.len() < EARLY_MAX {
+            // Kept only from the leg's remote once it has one (signalled,
+            // nominated or the handshake's peer), and within its share.
+            let room = self.early.len() < EARLY_MAX
+                && self
+                    .early
+                    .iter()
+                    .filter(|e| e.id == sid && usize::from(e.leg) == li)
+                    .count()
+                    < EARLY_PER_LEG;
+            if room && source != Source::Moved {
                 self.early.push_back(Early {
                     id: sid,
                     slot,

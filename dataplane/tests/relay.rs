@@ -559,6 +559,64 @@ fn spoofed_rtcp_does_not_move_a_latched_muxed_leg() {
     }
 }
 
+/// Waits until leg `leg` of session `id` counted `n` drops for `r`.
+fn drops_until(h: &WorkerHandle, id: u64, leg: usize, r: DropReason, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = snapshot(h, id).legs[leg].counters.dropped(r);
+        if got >= n {
+            assert_eq!(got, n, "{r:?} drops");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{got} of {n} {r:?} drops");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// An ICE leg: its remote is only what the control plane sets (a nominated
+/// candidate); RTP and RTCP from anywhere else are dropped, before and after,
+/// and never take the media.
+#[test]
+fn a_nominated_leg_takes_media_only_from_the_address_set_for_it() {
+    let dp = start(BackendKind::Mmsg);
+    let h = &dp.workers()[0];
+    let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+    let (mut leg0, addr0, _) = per_session_leg(V4, false);
+    let (mut leg1, addr1, _) = per_session_leg(V4, false);
+    leg0.remote = Some(a.local_addr().unwrap());
+    leg1.latch = LatchMode::Nominated;
+    add_session(h, pair(30, leg0, leg1));
+    // Nothing nominated yet: whoever sends, nothing is learned.
+    evil.send_to(&rtp(0xE, 0, 20), addr1).unwrap();
+    evil.send_to(&rr(0xE), addr1).unwrap();
+    b.send_to(&rtp(0xB, 0, 20), addr1).unwrap();
+    drops_until(h, 30, 1, DropReason::WrongSource, 3);
+    assert_eq!(snapshot(h, 30).legs[1].remote, None);
+    // B is nominated; what the other source sends first must not reach A.
+    h.send(Command::UpdateLeg {
+        session: 30,
+        leg: 1,
+        update: Box::new(LegUpdate {
+            remote: Some(Some(b.local_addr().unwrap())),
+            ..LegUpdate::default()
+        }),
+    })
+    .unwrap();
+    for seq in 1..4 {
+        evil.send_to(&rtp(0xE, seq, 20), addr1).unwrap();
+    }
+    evil.send_to(&rr(0xE), addr1).unwrap();
+    assert_intact(&flow(&b, addr1, None, &a, None, 0xB, 1, 10), 0xB, 1, 10);
+    assert_intact(&flow(&a, addr0, None, &b, None, 0xA, 1, 10), 0xA, 1, 10);
+    evil.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    assert!(recv(&evil).is_none(), "media went to the other source");
+    let s = snapshot(h, 30);
+    assert_eq!(s.legs[1].remote, Some(b.local_addr().unwrap()));
+    assert_eq!(s.legs[1].counters.dropped(DropReason::WrongSource), 7);
+    dp.shutdown();
+}
+
 #[test]
 fn rewriting_ssrc_sequence_and_payload_type() {
     let dp = start(BackendKind::Mmsg);
@@ -973,6 +1031,45 @@ fn packets_that_arrive_before_the_keys_are_relayed_when_the_keys_arrive() {
         assert_eq!(worker_counters(h).early_relayed, 5);
         dp.shutdown();
     }
+}
+
+/// The hold for packets before the keys takes, once the leg has a remote,
+/// only that remote's packets, and at most 16 per leg: a stranger cannot
+/// fill it.
+#[test]
+fn the_early_hold_takes_only_the_remote_and_a_share_per_leg() {
+    let dp = start(BackendKind::Mmsg);
+    let h = &dp.workers()[0];
+    let (a, b, evil) = (peer(V4), peer(V4), peer(V4));
+    let (mut leg0, _, _) = per_session_leg(V4, false);
+    let (mut leg1, addr1, _) = per_session_leg(V4, false);
+    leg0.remote = Some(a.local_addr().unwrap());
+    leg1.remote = Some(b.local_addr().unwrap());
+    leg1.keys_pending = true;
+    add_session(h, pair(24, leg0, leg1));
+    let mut b_tx = ctx(CM, 5);
+    for seq in 0..5u16 {
+        evil.send_to(&rtp(0xE, seq, 160), addr1).unwrap();
+    }
+    for seq in 0..20u16 {
+        b.send_to(&protect(Some(&mut b_tx), rtp(0xB, seq, 160), false), addr1)
+            .unwrap();
+    }
+    drops_until(h, 24, 1, DropReason::NoKeys, 9);
+    assert_eq!(worker_counters(h).early_held, 16);
+    h.send(Command::UpdateLeg {
+        session: 24,
+        leg: 1,
+        update: Box::new(LegUpdate {
+            srtp: Some(Some(leg_srtp(CM, 5, 6))),
+            ..LegUpdate::default()
+        }),
+    })
+    .unwrap();
+    let got: Vec<Vec<u8>> = (0..16).filter_map(|_| recv(&a).map(|(p, _)| p)).collect();
+    assert_intact(&got, 0xB, 0, 16);
+    assert_eq!(worker_counters(h).early_relayed, 16);
+    dp.shutdown();
 }
 
 #[test]
