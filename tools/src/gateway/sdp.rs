@@ -240,6 +240,48 @@ impl Sdp {
         }
     }
 
+    /// The media sections each `a=group:BUNDLE` line puts together (RFC 9143),
+    /// by index: the sections whose `a=mid` the group names.
+    pub fn bundle_groups(&self) -> Vec<Vec<usize>> {
+        self.session
+            .iter()
+            .filter_map(|l| attr_name(l))
+            .filter(|(n, _)| *n == "group")
+            .filter_map(|(_, v)| {
+                let mut f = v?.split_whitespace();
+                f.next()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("BUNDLE"))
+                    .then(|| {
+                        let mids: Vec<&str> = f.collect();
+                        (0..self.media.len())
+                            .filter(|&i| {
+                                self.media[i]
+                                    .attrs("mid")
+                                    .iter()
+                                    .any(|m| mids.contains(&m.trim()))
+                            })
+                            .collect()
+                    })
+            })
+            .collect()
+    }
+
+    /// Removes BUNDLE (RFC 9143): the session's `a=group:BUNDLE` lines (other
+    /// groups stay) and every section's `a=bundle-only`.
+    pub fn remove_bundle(&mut self) {
+        self.session.retain(|l| {
+            attr_name(l).is_none_or(|(n, v)| {
+                n != "group"
+                    || !v
+                        .and_then(|v| v.split_whitespace().next())
+                        .is_some_and(|s| s.eq_ignore_ascii_case("BUNDLE"))
+            })
+        });
+        for m in &mut self.media {
+            m.remove("bundle-only");
+        }
+    }
+
     /// Rewrites the origin's address (`replace: origin`).
     pub fn set_origin_ip(&mut self, ip: IpAddr) {
         for l in self.session.iter_mut().filter(|l| l.starts_with("o=")) {
@@ -493,6 +535,29 @@ mod tests {
             s.ice_ufrag_pwd(0),
             (Some("sess"), Some("sessionpasswordsessionpw"))
         );
+    }
+
+    #[test]
+    fn bundle_groups_are_found_and_removed() {
+        let text = "v=0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a v x\r\na=group:LS a v\r\n\
+                    m=audio 9 RTP/AVP 0\r\na=mid:a\r\nm=video 0 RTP/AVP 96\r\na=mid:v\r\n\
+                    a=bundle-only\r\nm=text 5 RTP/AVP 98\r\na=mid:t\r\n";
+        let mut s = Sdp::parse(text).unwrap();
+        assert_eq!(s.bundle_groups(), vec![vec![0, 1]]);
+        s.remove_bundle();
+        let out = s.render();
+        assert!(
+            !out.contains("BUNDLE") && !out.contains("bundle-only"),
+            "{out}"
+        );
+        assert!(
+            out.contains("a=group:LS a v\r\n"),
+            "other groups stay: {out}"
+        );
+        assert!(s.bundle_groups().is_empty());
+        // A group line without semantics or mids is no bundle (and no panic).
+        let s = Sdp::parse("v=0\r\na=group\r\na=group:\r\na=group:bundle\r\n").unwrap();
+        assert_eq!(s.bundle_groups(), vec![Vec::<usize>::new()]);
     }
 
     #[test]
