@@ -18,7 +18,14 @@
 //! side that does ICE with it, the SDP has `a=ice-lite`, our `a=ice-ufrag` /
 //! `a=ice-pwd` and host candidates on the leg's ports only, and the engine
 //! answers that side's checks (see [`Ice`] for the `ICE` key). A side's own
-//! candidates are never passed on to the other side.
+//! candidates are never passed on to the other side. Where ICE will not run
+//! with a side after all (it is lite too, or the SDP back to it has no ICE),
+//! its leg takes its `c=`/`m=` addresses and learns from the media again.
+//!
+//! BUNDLE: each media section has its own engine call and transport, so the
+//! SDP the gateway sends bundles nothing (`a=bundle-only` removed, a BUNDLE
+//! group cut down to its first section), with a `warning` when the incoming
+//! SDP bundled sections.
 //!
 //! Options: `replace: origin` rewrites the `o=` address; the session-level `c=` line is
 //! always rewritten (as rtpengine 10 does; `session-connection` is accepted).
@@ -480,10 +487,11 @@ fn is_open(m: &super::sdp::Media) -> bool {
 
 /// The `warning` about BUNDLE in an incoming SDP, if it bundles more than one
 /// media section or has `a=bundle-only` ones. The gateway relays each media
-/// section with its own engine call, ports and ICE credentials, so it removes
-/// `a=group:BUNDLE` and `a=bundle-only` from the SDP it sends: a peer that saw
-/// the group echoed would send every stream over the first section's
-/// transport, into that section's call.
+/// section with its own engine call, ports and ICE credentials, so the SDP it
+/// sends bundles nothing (no `a=bundle-only`, each `a=group:BUNDLE` cut down
+/// to its first section, [`Sdp::unbundle`]): a peer that saw the group echoed
+/// would send every stream over the first section's transport, into that
+/// section's call.
 fn bundle_warning(sdp: &Sdp) -> Option<String> {
     let bundled = sdp.bundle_groups().iter().any(|g| g.len() > 1);
     let only: Vec<String> = (0..sdp.media.len())
@@ -1256,8 +1264,9 @@ impl NgServer {
         // The sender's session-level ICE attributes go too (see `Ice`); ours
         // are per media section, but for `a=ice-lite`.
         out.remove_session_ice();
-        // No BUNDLE: each media section has its own transport.
-        out.remove_bundle();
+        // No BUNDLE: each media section has its own transport (a group of
+        // one section stays, see `Sdp::unbundle`).
+        out.unbundle();
         if ice_lite {
             out.add_session_attr("ice-lite", None);
         }
@@ -1971,7 +1980,7 @@ mod tests {
     /// ports and credentials), and said; a `bundle-only` section with port 0
     /// gets a port of its own.
     #[test]
-    fn bundle_is_removed_and_said() {
+    fn bundle_is_taken_out_and_said() {
         let gw = gateway();
         let offer = format!(
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -1994,16 +2003,14 @@ mod tests {
         assert!(w.contains("bundle-only media 2"), "{off:?}");
         let to_b = sdp_of(&off);
         let text = to_b.render();
-        assert!(
-            !text.contains("BUNDLE") && !text.contains("bundle-only"),
-            "{text}"
-        );
+        assert!(!text.contains("bundle-only"), "{text}");
+        assert_eq!(to_b.bundle_groups(), vec![vec![0]], "{text}");
         let (p0, p1) = (to_b.media[0].port, to_b.media[1].port);
         assert!(p0 != 0 && p1 != 0 && p0 != p1, "{text}");
         for i in 0..2 {
             assert!(to_b.ice_ufrag_pwd(i).0.is_some(), "{text}");
         }
-        // The answerer echoes the group: removed from the answer, said.
+        // The answerer echoes the group: cut down in the answer, said.
         let answer = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                       a=group:BUNDLE 0 1\r\nm=audio 4100 RTP/AVP 0\r\na=mid:0\r\na=rtcp-mux\r\n\
                       m=video 4100 RTP/AVP 96\r\na=mid:1\r\na=rtcp-mux\r\n";
@@ -2026,10 +2033,11 @@ mod tests {
         );
         let to_a = sdp_of(&ans);
         let text = to_a.render();
-        assert!(!text.contains("BUNDLE"), "{text}");
+        assert_eq!(to_a.bundle_groups(), vec![vec![0]], "{text}");
         let (p0, p1) = (to_a.media[0].port, to_a.media[1].port);
         assert!(p0 != 0 && p1 != 0 && p0 != p1, "{text}");
-        // One section, or none bundled: nothing said.
+        // One section: nothing bundled, nothing said, the group kept (a
+        // max-bundle browser needs one).
         let one = plain(4000, "").replace("t=0 0\r\n", "t=0 0\r\na=group:BUNDLE 0\r\n");
         let r = cmd(
             &gw,
@@ -2042,7 +2050,7 @@ mod tests {
             &[],
         );
         assert!(r.get("warning").is_none(), "{r:?}");
-        assert!(!sdp_of(&r).render().contains("BUNDLE"));
+        assert_eq!(sdp_of(&r).bundle_groups(), vec![vec![0]]);
         gw.shutdown();
     }
 
