@@ -1357,7 +1357,8 @@ impl NgServer {
             // restart from its side) again. ICE runs with it when our offer
             // had ICE too and it is not lite as we are.
             let (mut ice, mut ice_peer) = (None, false);
-            let runs = nm.ice_sent[side] && !sdp.is_ice_lite();
+            let sent = nm.ice_sent[side];
+            let runs = sent && !sdp.is_ice_lite();
             if let Some(p) = nm.ice[side].as_mut().filter(|_| m.port != 0) {
                 match ice_credentials(&sdp, i)? {
                     Some(c) if p.remote.as_ref() != Some(&c) => {
@@ -1366,6 +1367,7 @@ impl NgServer {
                         ice_peer = runs;
                     }
                     Some(_) => ice_peer = runs,
+                    None if !sent => {}
                     None => flags.warnings.push(format!(
                         "media {}: the answer has no a=ice-ufrag/a=ice-pwd: no ICE with the \
                          answerer, media goes to its c=/m= address",
@@ -2257,6 +2259,44 @@ mod tests {
             leg_remote(&gw, "rm3", 0),
             Some("127.0.0.1:4000".parse().unwrap())
         );
+        // ICE with both sides, then a re-offer without ICE towards the
+        // answerer: its answer without ICE is no surprise (no warning), and
+        // its SDP addresses are used.
+        let ans = |ice: &str| {
+            cmd(
+                &gw,
+                &[
+                    ("command", "answer"),
+                    ("call-id", "rm4"),
+                    ("from-tag", "a"),
+                    ("to-tag", "b"),
+                    ("sdp", &plain(4100, ice)),
+                ],
+                &[],
+            )
+        };
+        let off = |ice: &str| {
+            cmd(
+                &gw,
+                &[
+                    ("command", "offer"),
+                    ("call-id", "rm4"),
+                    ("from-tag", "a"),
+                    ("sdp", &plain(4000, UFRAG_A)),
+                    ("ICE", ice),
+                ],
+                &[],
+            )
+        };
+        assert_ice_lite(&sdp_of(&off("default")), "Aufr");
+        assert_ice_lite(&sdp_of(&ans(UFRAG_B)), "Bufr");
+        assert_eq!(leg_remotes(&gw, "rm4", 1), (None, None));
+        assert_no_ice(&sdp_of(&off("remove")));
+        let r = ans("");
+        assert!(r.get("warning").is_none(), "{r:?}");
+        assert_ice_lite(&sdp_of(&r), "Bufr");
+        assert_eq!(leg_remotes(&gw, "rm4", 0), (None, None));
+        assert_eq!(leg_remotes(&gw, "rm4", 1), sdp_addrs(4100));
         gw.shutdown();
     }
 
