@@ -649,20 +649,25 @@ fn dtls_towards_the_answerer(g: SocketAddr) {
 
 /// A DTLS-SRTP caller (actpass), a plain (`RTP/AVP`) or SDES (`RTP/SAVP`)
 /// callee: the relay answers active and connects to the caller's address from
-/// its SDP.
-fn dtls_from_the_offerer(g: SocketAddr, callee: &str) {
+/// its SDP. `ice_lite`: the caller has ICE credentials but is a lite agent,
+/// as the relay (no checks ever come: its SDP address is used all the same).
+fn dtls_from_the_offerer(g: SocketAddr, callee: &str, ice_lite: bool) {
     let (a, b) = (peer(), peer());
     let call = format!("dtls-a-{}", port(&a));
     let cert = Certificate::generate().unwrap();
-    let a_sdp = sdp(
-        port(&a),
-        "UDP/TLS/RTP/SAVPF",
-        &[
-            format!("a=fingerprint:{}", cert.fingerprint()),
-            "a=setup:actpass".into(),
-            "a=rtcp-mux".into(),
-        ],
-    );
+    let mut a_lines = vec![
+        format!("a=fingerprint:{}", cert.fingerprint()),
+        "a=setup:actpass".into(),
+        "a=rtcp-mux".into(),
+    ];
+    if ice_lite {
+        a_lines.push("a=ice-ufrag:Lite".into());
+        a_lines.push("a=ice-pwd:LiteLiteLiteLiteLiteLite".into());
+    }
+    let mut a_sdp = sdp(port(&a), "UDP/TLS/RTP/SAVPF", &a_lines);
+    if ice_lite {
+        a_sdp = a_sdp.replace("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n");
+    }
     let to_b = offer(
         g,
         &call,
@@ -727,8 +732,8 @@ fn all_scenarios(g: SocketAddr) {
     ssrc_change_after_a_reoffer(g);
     ice_and_origin(g);
     dtls_towards_the_answerer(g);
-    dtls_from_the_offerer(g, "RTP/AVP");
-    dtls_from_the_offerer(g, "RTP/SAVP");
+    dtls_from_the_offerer(g, "RTP/AVP", false);
+    dtls_from_the_offerer(g, "RTP/SAVP", false);
     bad_input_gets_error_replies(g);
     let st = ng(g, &dict(&[("command", "statistics")]));
     let cur = ok(&st)
@@ -751,6 +756,15 @@ fn rtp_gateway_passes_every_scenario() {
     // Nothing leaked: no calls, no ports.
     let s = gw.ng().engine().stats().unwrap();
     assert_eq!((s.calls, s.ports_in_use), (0, 0));
+    gw.shutdown();
+}
+
+/// An ICE-lite DTLS-SRTP caller (rtpengine, a full agent, would check it
+/// first): the relay's ClientHello goes to its SDP address.
+#[test]
+fn an_ice_lite_dtls_caller_is_connected_at_its_sdp_address() {
+    let gw = ours(4);
+    dtls_from_the_offerer(gw.ng_addr(), "RTP/AVP", true);
     gw.shutdown();
 }
 

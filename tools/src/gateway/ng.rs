@@ -18,7 +18,14 @@
 //! side that does ICE with it, the SDP has `a=ice-lite`, our `a=ice-ufrag` /
 //! `a=ice-pwd` and host candidates on the leg's ports only, and the engine
 //! answers that side's checks (see [`Ice`] for the `ICE` key). A side's own
-//! candidates are never passed on to the other side.
+//! candidates are never passed on to the other side. Where ICE will not run
+//! with a side after all (it is lite too, or the SDP back to it has no ICE),
+//! its leg takes its `c=`/`m=` addresses and learns from the media again.
+//!
+//! BUNDLE: each media section has its own engine call and transport, so the
+//! SDP the gateway sends bundles nothing (`a=bundle-only` removed, a BUNDLE
+//! group cut down to its first section), with a `warning` when the incoming
+//! SDP bundled sections.
 //!
 //! Options: `replace: origin` rewrites the `o=` address; the session-level `c=` line is
 //! always rewritten (as rtpengine 10 does; `session-connection` is accepted).
@@ -31,7 +38,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rtp_control::dataplane::{LegSrtp, LegUpdate, SessionSnapshot};
+use rtp_control::dataplane::{LatchMode, LegSrtp, LegUpdate, SessionSnapshot};
 use rtp_control::dtls::{Fingerprint, Role};
 use rtp_control::rtcp::{Avpf, IntervalConfig, XrConfig};
 use rtp_control::{
@@ -60,12 +67,20 @@ struct NgMedia {
     mux: [bool; 2],
     /// The side's media address from its SDP.
     remote: [Option<SocketAddr>; 2],
+    /// The side's RTCP address from its SDP (`None` with rtcp-mux).
+    remote_rtcp: [Option<SocketAddr>; 2],
     /// Our `a=setup` towards a DTLS-SRTP side (`actpass` until its answer
     /// decides); `None` for SDES and plain sides.
     setup: [Option<&'static str>; 2],
     /// ICE-lite towards a side: our credentials and its own once known. A
     /// leg is an ICE leg (or not) for its whole life.
     ice: [Option<IceLegParams>; 2],
+    /// ICE may run with the side: its last SDP had credentials and not
+    /// `a=ice-lite` (two lite agents never check each other), and its leg
+    /// has not fallen back to its SDP addresses since (`ice_fallback`).
+    ice_peer: [bool; 2],
+    /// Our last SDP to the side had our ICE attributes.
+    ice_sent: [bool; 2],
     /// We added `a=mid` to the offer (JSEP peers need one; SIP offers seldom
     /// have it): the answer back to the offerer goes without it.
     mid_added: bool,
@@ -274,8 +289,9 @@ fn rtcp_addr(sdp: &Sdp, i: usize) -> Option<SocketAddr> {
 
 /// What one rewritten media section says to the side that receives it.
 struct MediaOut<'a> {
-    /// The port the section had (0 stays 0: a rejected or disabled stream).
-    port: u16,
+    /// The stream is open: `false` keeps port 0 (a rejected or disabled
+    /// stream).
+    open: bool,
     /// Our leg towards that side.
     leg: rtp_control::LegInfo,
     /// Its protocol.
@@ -299,7 +315,7 @@ struct MediaOut<'a> {
 /// when that side does ICE with us.
 fn rewrite_media(om: &mut super::sdp::Media, o: MediaOut<'_>) {
     let MediaOut {
-        port,
+        open,
         leg,
         proto,
         keys,
@@ -308,7 +324,9 @@ fn rewrite_media(om: &mut super::sdp::Media, o: MediaOut<'_>) {
         dtls,
         ice,
     } = o;
-    om.port = if port == 0 { 0 } else { leg.advertised.port() };
+    om.port = if open { leg.advertised.port() } else { 0 };
+    // No BUNDLE: each section has its own transport (see `bundle_warning`).
+    om.remove("bundle-only");
     om.proto = proto.to_string();
     om.remove("crypto");
     for c in keys {
@@ -459,6 +477,39 @@ struct Flags {
 /// The `warning` when the peer that does ICE with us is a lite agent too.
 const LITE_PEER: &str = "the peer is ICE-lite, as this relay: no connectivity checks (RFC 8445 \
                          section 6.1.1), media goes to its c=/m= address";
+
+/// Whether media section `m` is open: a port, or `a=bundle-only` (RFC 9143:
+/// port 0 there means "bundled", not "rejected"; without BUNDLE the section
+/// gets a port of its own like any other).
+fn is_open(m: &super::sdp::Media) -> bool {
+    m.port != 0 || m.has("bundle-only")
+}
+
+/// The `warning` about BUNDLE in an incoming SDP, if it bundles more than one
+/// media section or has `a=bundle-only` ones. The gateway relays each media
+/// section with its own engine call, ports and ICE credentials, so the SDP it
+/// sends bundles nothing (no `a=bundle-only`, each `a=group:BUNDLE` cut down
+/// to its first section, [`Sdp::unbundle`]): a peer that saw the group echoed
+/// would send every stream over the first section's transport, into that
+/// section's call.
+fn bundle_warning(sdp: &Sdp) -> Option<String> {
+    let bundled = sdp.bundle_groups().iter().any(|g| g.len() > 1);
+    let only: Vec<String> = (0..sdp.media.len())
+        .filter(|&i| sdp.media[i].has("bundle-only"))
+        .map(|i| (i + 1).to_string())
+        .collect();
+    if !bundled && only.is_empty() {
+        return None;
+    }
+    let mut w = "BUNDLE not supported: each media section gets its own transport".to_string();
+    if !only.is_empty() {
+        w.push_str(&format!(
+            " (a=bundle-only media {} too: a port of its own)",
+            only.join(", ")
+        ));
+    }
+    Some(w)
+}
 
 /// The name of the gateway's one interface in `direction` (rtpengine's name of
 /// an unnamed interface).
@@ -863,6 +914,11 @@ impl NgServer {
         if sender_ice && sdp.is_ice_lite() {
             flags.warnings.push(LITE_PEER.into());
         }
+        // ICE runs with the sender when it gave credentials and is not lite;
+        // the SDP back to it (the answer) must have ours too.
+        let peer_ice =
+            |their_ice: &Option<IceCredentials>| their_ice.is_some() && !sdp.is_ice_lite();
+        flags.warnings.extend(bundle_warning(sdp));
         if flags.ice == Ice::Optional {
             flags.warnings.push(
                 "ICE=optional handled as ICE=force: the relay is the only candidate (the \
@@ -889,6 +945,10 @@ impl NgServer {
             let ice = [their_ice.clone().map(Some), ice_other.then_some(None)];
             let nm = self.new_media(sdp, i, m, side, their_dtls, their, other_proto, ice, flags)?;
             created.push(nm.call.id);
+            if nm.ice[side].is_some() && !nm.ice_peer[side] {
+                // A lite sender: no checks will ever nominate its address.
+                self.ice_fallback(&nm, side)?;
+            }
             call.media[i] = Some(nm);
             fresh[i] = true;
         }
@@ -919,17 +979,21 @@ impl NgServer {
                 _ => None,
             };
             let remote = media_addr(sdp, i);
-            // A side doing ICE: its nominations, not its SDP, say where media goes.
-            let addrs = (nm.ice[side].is_none() || their_ice.is_none())
-                .then(|| (remote, rtcp_addr(sdp, i)));
+            // A side doing ICE: its nominations, not its SDP, say where media
+            // goes (if the answer back to it has no ICE, it falls back then).
+            let ice_peer = peer_ice(their_ice);
+            let addrs = (nm.ice[side].is_none() || !ice_peer).then(|| (remote, rtcp_addr(sdp, i)));
+            let ice_leg = nm.ice[side].is_some();
             nm.remote[side] = remote;
+            nm.remote_rtcp[side] = rtcp_addr(sdp, i);
+            nm.ice_peer[side] = ice_peer;
             nm.mux[side] = m.rtcp_mux();
             nm.proto[side] = m.proto.clone();
             if let Some((params, ours)) = their_dtls {
                 nm.setup[side] = Some(ours);
                 nm.ours[side] = None;
                 // The DTLS keys stay; unchanged parameters keep the association.
-                self.update_side(nm.call.id, side, addrs, None, m.rtcp_mux())?;
+                self.update_side(nm.call.id, side, ice_leg, addrs, None, m.rtcp_mux())?;
                 self.engine
                     .set_dtls(nm.call.id, side, params.clone())
                     .map_err(|e| e.to_string())?;
@@ -954,7 +1018,7 @@ impl NgServer {
                         None
                     }
                 };
-                self.update_side(nm.call.id, side, addrs, Some(srtp), m.rtcp_mux())?;
+                self.update_side(nm.call.id, side, ice_leg, addrs, Some(srtp), m.rtcp_mux())?;
             }
             if let Some(p) = restart {
                 self.engine
@@ -979,18 +1043,20 @@ impl NgServer {
             let Some(nm) = call.media[i].as_mut() else {
                 continue;
             };
+            let open = is_open(m);
             let ice = nm.ice[other]
                 .as_ref()
-                .filter(|_| flags.ice != Ice::Remove && m.port != 0)
+                .filter(|_| flags.ice != Ice::Remove && open)
                 .map(|p| &p.local);
             let with_ice = ice.is_some();
+            nm.ice_sent[other] = with_ice;
             any_ice |= with_ice;
             let offer_mux =
                 !flags.mux_demux && (flags.mux_offer || flags.mux_require || m.rtcp_mux());
             rewrite_media(
                 &mut out.media[i],
                 MediaOut {
-                    port: m.port,
+                    open,
                     leg: nm.call.legs[other],
                     proto: &nm.proto[other],
                     keys: &nm.offered[other],
@@ -1034,10 +1100,10 @@ impl NgServer {
             })
         });
         let other = 1 - side;
-        // A side doing ICE: its nominations say where media goes.
-        let ice_peer = ice[side].as_ref().is_some_and(|p| p.remote.is_some());
-        let remote = media_addr(sdp, i).filter(|_| !ice_peer);
-        let remote_rtcp = rtcp_addr(sdp, i).filter(|_| !ice_peer);
+        // An ICE leg gets no signalled remote: its nominations say where
+        // media goes (or, when ICE will not run, `ice_fallback` the SDP).
+        let ice_leg = ice[side].is_some();
+        let (remote, remote_rtcp) = (media_addr(sdp, i), rtcp_addr(sdp, i));
         let other_dtls = is_dtls_proto(other_proto);
         let other_secure = other_proto.contains("SAVP") && !other_dtls;
         let suite = their
@@ -1059,8 +1125,8 @@ impl NgServer {
         let ours_other = offered_other.first().cloned();
         let mut legs = [LegConfig::default(), LegConfig::default()];
         legs[side] = LegConfig {
-            remote,
-            remote_rtcp,
+            remote: remote.filter(|_| !ice_leg),
+            remote_rtcp: remote_rtcp.filter(|_| !ice_leg),
             rtcp_mux: m.rtcp_mux(),
             srtp: match (their, &ours_side) {
                 (Some(t), Some(o)) => Some(LegSrtp {
@@ -1108,6 +1174,10 @@ impl NgServer {
         mux[side] = m.rtcp_mux();
         let mut rem = [None, None];
         rem[side] = remote;
+        let mut rem_rtcp = [None, None];
+        rem_rtcp[side] = remote_rtcp;
+        let mut ice_peer = [false, false];
+        ice_peer[side] = ice_leg && !sdp.is_ice_lite();
         let mut setup = [None, None];
         setup[side] = their_dtls.as_ref().map(|(_, ours)| *ours);
         setup[other] = other_dtls.then_some("actpass");
@@ -1119,8 +1189,11 @@ impl NgServer {
             offered,
             mux,
             remote: rem,
+            remote_rtcp: rem_rtcp,
             setup,
             ice,
+            ice_peer,
+            ice_sent: [false, false],
             mid_added: false,
             offer_mid: None,
         })
@@ -1129,11 +1202,14 @@ impl NgServer {
     /// Applies what one side's SDP says (RTP and RTCP addresses, keys,
     /// rtcp-mux) to its leg of an engine call. `addrs` is `None` for a side
     /// that does ICE with us: its checks nominate the addresses (an SDP
-    /// address must not replace a nomination).
+    /// address must not replace a nomination). Given to an ICE leg
+    /// (`ice_leg`), they mean ICE will not run with that side: the leg
+    /// learns addresses again (see [`Self::ice_fallback`]).
     fn update_side(
         &self,
         call: CallId,
         side: usize,
+        ice_leg: bool,
         addrs: Option<(Option<SocketAddr>, Option<SocketAddr>)>,
         srtp: Option<Option<LegSrtp>>,
         rtcp_mux: bool,
@@ -1145,8 +1221,30 @@ impl NgServer {
                 LegUpdate {
                     remote: addrs.map(|a| a.0),
                     remote_rtcp: addrs.map(|a| a.1),
+                    latch: addrs.filter(|_| ice_leg).map(|_| LatchMode::default()),
                     srtp,
                     rtcp_mux: Some(rtcp_mux),
+                    ..LegUpdate::default()
+                },
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// An ICE leg towards a side ICE will not run with (a lite agent, as we
+    /// are, or the SDP we sent it had no ICE attributes): no nomination will
+    /// ever come, so the leg takes that side's `c=`/`m=` and `a=rtcp`
+    /// addresses and learns from the media again, as a leg without ICE (a
+    /// DTLS client leg starts its handshake then). The only place, with
+    /// [`Self::update_side`], that sets the latch of an ICE leg.
+    fn ice_fallback(&self, nm: &NgMedia, side: usize) -> Result<(), String> {
+        self.engine
+            .update_leg(
+                nm.call.id,
+                side,
+                LegUpdate {
+                    remote: Some(nm.remote[side]),
+                    remote_rtcp: Some(nm.remote_rtcp[side]),
+                    latch: Some(LatchMode::default()),
                     ..LegUpdate::default()
                 },
             )
@@ -1166,6 +1264,9 @@ impl NgServer {
         // The sender's session-level ICE attributes go too (see `Ice`); ours
         // are per media section, but for `a=ice-lite`.
         out.remove_session_ice();
+        // No BUNDLE: each media section has its own transport (a group of
+        // one section stays, see `Sdp::unbundle`).
+        out.unbundle();
         if ice_lite {
             out.add_session_attr("ice-lite", None);
         }
@@ -1253,16 +1354,20 @@ impl NgServer {
                 Some(Some(s))
             };
             // ICE towards the answerer: its credentials, new ones (an ICE
-            // restart from its side) again.
+            // restart from its side) again. ICE runs with it when our offer
+            // had ICE too and it is not lite as we are.
             let (mut ice, mut ice_peer) = (None, false);
+            let sent = nm.ice_sent[side];
+            let runs = sent && !sdp.is_ice_lite();
             if let Some(p) = nm.ice[side].as_mut().filter(|_| m.port != 0) {
                 match ice_credentials(&sdp, i)? {
                     Some(c) if p.remote.as_ref() != Some(&c) => {
                         p.remote = Some(c);
                         ice = Some(p.clone());
-                        ice_peer = true;
+                        ice_peer = runs;
                     }
-                    Some(_) => ice_peer = true,
+                    Some(_) => ice_peer = runs,
+                    None if !sent => {}
                     None => flags.warnings.push(format!(
                         "media {}: the answer has no a=ice-ufrag/a=ice-pwd: no ICE with the \
                          answerer, media goes to its c=/m= address",
@@ -1271,6 +1376,8 @@ impl NgServer {
                 }
             }
             nm.remote[side] = media_addr(&sdp, i);
+            nm.remote_rtcp[side] = rtcp_addr(&sdp, i);
+            nm.ice_peer[side] = ice_peer;
             nm.mux[side] = m.rtcp_mux();
             plan.push(Some((srtp, dtls, ice, ice_peer)));
         }
@@ -1283,6 +1390,7 @@ impl NgServer {
         if answerer_ice && sdp.is_ice_lite() {
             flags.warnings.push(LITE_PEER.into());
         }
+        flags.warnings.extend(bundle_warning(&sdp));
         // 2. The engine legs towards the answerer, and the SDP for the offerer:
         // our address and port on its leg; rtcp-mux when it offered it, else
         // its RTCP port.
@@ -1305,7 +1413,7 @@ impl NgServer {
         }
         for (i, m) in sdp.media.iter().enumerate() {
             let (Some(nm), Some((srtp, dtls, ice, ice_peer))) =
-                (call.media[i].as_ref(), plan[i].take())
+                (call.media[i].as_mut(), plan[i].take())
             else {
                 // A stream that was closed: rejected towards the offerer.
                 out.media[i].port = 0;
@@ -1314,8 +1422,9 @@ impl NgServer {
             };
             // The answerer doing ICE may have nominated already (its checks
             // start with our offer): its SDP address must not replace that.
-            let addrs = (!ice_peer).then(|| (nm.remote[side], rtcp_addr(&sdp, i)));
-            self.update_side(nm.call.id, side, addrs, srtp, m.rtcp_mux())?;
+            let addrs = (!ice_peer).then(|| (nm.remote[side], nm.remote_rtcp[side]));
+            let ice_leg = nm.ice[side].is_some();
+            self.update_side(nm.call.id, side, ice_leg, addrs, srtp, m.rtcp_mux())?;
             if let Some(params) = dtls {
                 self.engine
                     .set_dtls(nm.call.id, side, params)
@@ -1330,11 +1439,12 @@ impl NgServer {
                 .as_ref()
                 .filter(|_| flags.ice != Ice::Remove && m.port != 0)
                 .map(|p| &p.local);
-            any_ice |= our_ice.is_some();
+            let sent = our_ice.is_some();
+            any_ice |= sent;
             rewrite_media(
                 &mut out.media[i],
                 MediaOut {
-                    port: m.port,
+                    open: m.port != 0,
                     leg: nm.call.legs[offerer],
                     proto: &nm.proto[offerer],
                     keys: nm.ours[offerer].as_slice(),
@@ -1351,6 +1461,13 @@ impl NgServer {
                 // answerer left it out.
                 out.media[i].remove("mid");
                 out.media[i].add("mid", Some(mid));
+            }
+            nm.ice_sent[offerer] = sent;
+            if nm.ice[offerer].is_some() && nm.ice_peer[offerer] && m.port != 0 && !sent {
+                // The offerer offered ICE, and this answer says no: it will
+                // not check us.
+                self.ice_fallback(nm, offerer)?;
+                nm.ice_peer[offerer] = false;
             }
         }
         self.finish_sdp(&mut out, &flags, any_ice);
@@ -1778,9 +1895,165 @@ mod tests {
 
     /// The engine leg's remote RTP address.
     fn leg_remote(gw: &Gateway, call_id: &str, side: usize) -> Option<SocketAddr> {
+        leg_remotes(gw, call_id, side).0
+    }
+
+    /// The engine leg's remote RTP and RTCP addresses (media section 0).
+    fn leg_remotes(
+        gw: &Gateway,
+        call_id: &str,
+        side: usize,
+    ) -> (Option<SocketAddr>, Option<SocketAddr>) {
         let c = gw.ng().lookup(call_id).unwrap().unwrap();
         let id = c.lock().unwrap().media[0].as_ref().unwrap().call.id;
-        gw.ng().engine().query(id).unwrap().legs[side].remote
+        let leg = &gw.ng().engine().query(id).unwrap().legs[side];
+        (leg.remote, leg.remote_rtcp)
+    }
+
+    /// The RTP and RTCP addresses of `plain(port, ..)` without rtcp-mux.
+    fn sdp_addrs(port: u16) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let a = |p: u16| Some(SocketAddr::from(([127, 0, 0, 1], p)));
+        (a(port), a(port + 1))
+    }
+
+    /// `plain(port, extra)` from a lite agent.
+    fn lite(port: u16, extra: &str) -> String {
+        plain(port, extra).replace("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n")
+    }
+
+    /// A lite peer never checks us (two lite agents do not): its leg takes
+    /// its SDP addresses, the offerer's at the offer, the answerer's at the
+    /// answer, whatever our SDP to it says.
+    #[test]
+    fn a_lite_peer_gets_its_sdp_addresses() {
+        let gw = gateway();
+        let off = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "lite"),
+                ("from-tag", "a"),
+                ("sdp", &lite(4000, UFRAG_A)),
+            ],
+            &[],
+        );
+        assert!(
+            off.get_str("warning").unwrap().contains("ICE-lite"),
+            "{off:?}"
+        );
+        assert_ice_lite(&sdp_of(&off), "Aufr");
+        assert_eq!(leg_remotes(&gw, "lite", 0), sdp_addrs(4000));
+        assert_eq!(leg_remotes(&gw, "lite", 1), (None, None));
+        let ans = cmd(
+            &gw,
+            &[
+                ("command", "answer"),
+                ("call-id", "lite"),
+                ("from-tag", "a"),
+                ("to-tag", "b"),
+                ("sdp", &lite(4100, UFRAG_B)),
+            ],
+            &[],
+        );
+        assert!(
+            ans.get_str("warning").unwrap().contains("ICE-lite"),
+            "{ans:?}"
+        );
+        assert_ice_lite(&sdp_of(&ans), "Bufr");
+        assert_eq!(leg_remotes(&gw, "lite", 0), sdp_addrs(4000));
+        assert_eq!(leg_remotes(&gw, "lite", 1), sdp_addrs(4100));
+        // A re-offer from a lite agent: its new address, too.
+        let off = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "lite"),
+                ("from-tag", "a"),
+                ("sdp", &lite(4200, UFRAG_A)),
+            ],
+            &[],
+        );
+        sdp_of(&off);
+        assert_eq!(leg_remotes(&gw, "lite", 0), sdp_addrs(4200));
+        gw.shutdown();
+    }
+
+    /// BUNDLE is never passed on (each section has its own engine call,
+    /// ports and credentials), and said; a `bundle-only` section with port 0
+    /// gets a port of its own.
+    #[test]
+    fn bundle_is_taken_out_and_said() {
+        let gw = gateway();
+        let offer = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             a=group:BUNDLE 0 1\r\n{UFRAG_A}\
+             m=audio 4000 RTP/AVP 0\r\na=mid:0\r\na=rtcp-mux\r\n{CAND}\
+             m=video 0 RTP/AVP 96\r\na=mid:1\r\na=bundle-only\r\na=rtcp-mux\r\n"
+        );
+        let off = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "bundle"),
+                ("from-tag", "a"),
+                ("sdp", &offer),
+            ],
+            &[],
+        );
+        let w = off.get_str("warning").unwrap_or_default();
+        assert!(w.contains("BUNDLE not supported"), "{off:?}");
+        assert!(w.contains("bundle-only media 2"), "{off:?}");
+        let to_b = sdp_of(&off);
+        let text = to_b.render();
+        assert!(!text.contains("bundle-only"), "{text}");
+        assert_eq!(to_b.bundle_groups(), vec![vec![0]], "{text}");
+        let (p0, p1) = (to_b.media[0].port, to_b.media[1].port);
+        assert!(p0 != 0 && p1 != 0 && p0 != p1, "{text}");
+        for i in 0..2 {
+            assert!(to_b.ice_ufrag_pwd(i).0.is_some(), "{text}");
+        }
+        // The answerer echoes the group: cut down in the answer, said.
+        let answer = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                      a=group:BUNDLE 0 1\r\nm=audio 4100 RTP/AVP 0\r\na=mid:0\r\na=rtcp-mux\r\n\
+                      m=video 4100 RTP/AVP 96\r\na=mid:1\r\na=rtcp-mux\r\n";
+        let ans = cmd(
+            &gw,
+            &[
+                ("command", "answer"),
+                ("call-id", "bundle"),
+                ("from-tag", "a"),
+                ("to-tag", "b"),
+                ("sdp", answer),
+            ],
+            &[],
+        );
+        assert!(
+            ans.get_str("warning")
+                .unwrap_or_default()
+                .contains("BUNDLE not supported"),
+            "{ans:?}"
+        );
+        let to_a = sdp_of(&ans);
+        let text = to_a.render();
+        assert_eq!(to_a.bundle_groups(), vec![vec![0]], "{text}");
+        let (p0, p1) = (to_a.media[0].port, to_a.media[1].port);
+        assert!(p0 != 0 && p1 != 0 && p0 != p1, "{text}");
+        // One section: nothing bundled, nothing said, the group kept (a
+        // max-bundle browser needs one).
+        let one = plain(4000, "").replace("t=0 0\r\n", "t=0 0\r\na=group:BUNDLE 0\r\n");
+        let r = cmd(
+            &gw,
+            &[
+                ("command", "offer"),
+                ("call-id", "one"),
+                ("from-tag", "a"),
+                ("sdp", &one.replace("a=sendrecv", "a=mid:0\r\na=sendrecv")),
+            ],
+            &[],
+        );
+        assert!(r.get("warning").is_none(), "{r:?}");
+        assert_eq!(sdp_of(&r).bundle_groups(), vec![vec![0]]);
+        gw.shutdown();
     }
 
     /// The WebRTC bridge: a plain SIP offer with ICE=force and DTLS-SRTP
@@ -1973,14 +2246,57 @@ mod tests {
         };
         assert_no_ice(&offer("rm1", &[]));
         assert_ice_lite(&answer("rm1", "force"), "Aufr");
+        // The offerer's checks, not its SDP, say where its media goes.
+        assert_eq!(leg_remotes(&gw, "rm1", 0), (None, None));
         assert_no_ice(&offer("rm2", &[]));
         assert_no_ice(&answer("rm2", "remove"));
+        // No ICE back to the offerer: it will never check us, its SDP
+        // addresses are used.
+        assert_eq!(leg_remotes(&gw, "rm2", 0), sdp_addrs(4000));
         assert_no_ice(&offer("rm3", &["reject ICE"]));
         assert_no_ice(&answer("rm3", "force"));
         assert_eq!(
             leg_remote(&gw, "rm3", 0),
             Some("127.0.0.1:4000".parse().unwrap())
         );
+        // ICE with both sides, then a re-offer without ICE towards the
+        // answerer: its answer without ICE is no surprise (no warning), and
+        // its SDP addresses are used.
+        let ans = |ice: &str| {
+            cmd(
+                &gw,
+                &[
+                    ("command", "answer"),
+                    ("call-id", "rm4"),
+                    ("from-tag", "a"),
+                    ("to-tag", "b"),
+                    ("sdp", &plain(4100, ice)),
+                ],
+                &[],
+            )
+        };
+        let off = |ice: &str| {
+            cmd(
+                &gw,
+                &[
+                    ("command", "offer"),
+                    ("call-id", "rm4"),
+                    ("from-tag", "a"),
+                    ("sdp", &plain(4000, UFRAG_A)),
+                    ("ICE", ice),
+                ],
+                &[],
+            )
+        };
+        assert_ice_lite(&sdp_of(&off("default")), "Aufr");
+        assert_ice_lite(&sdp_of(&ans(UFRAG_B)), "Bufr");
+        assert_eq!(leg_remotes(&gw, "rm4", 1), (None, None));
+        assert_no_ice(&sdp_of(&off("remove")));
+        let r = ans("");
+        assert!(r.get("warning").is_none(), "{r:?}");
+        assert_ice_lite(&sdp_of(&r), "Bufr");
+        assert_eq!(leg_remotes(&gw, "rm4", 0), (None, None));
+        assert_eq!(leg_remotes(&gw, "rm4", 1), sdp_addrs(4100));
         gw.shutdown();
     }
 

@@ -240,6 +240,70 @@ impl Sdp {
         }
     }
 
+    /// The media sections each `a=group:BUNDLE` line puts together (RFC 9143),
+    /// by index: the sections whose `a=mid` the group names.
+    pub fn bundle_groups(&self) -> Vec<Vec<usize>> {
+        self.session
+            .iter()
+            .filter_map(|l| attr_name(l))
+            .filter(|(n, _)| *n == "group")
+            .filter_map(|(_, v)| {
+                let mut f = v?.split_whitespace();
+                f.next()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("BUNDLE"))
+                    .then(|| {
+                        let mids: Vec<&str> = f.collect();
+                        (0..self.media.len())
+                            .filter(|&i| {
+                                self.media[i]
+                                    .attrs("mid")
+                                    .iter()
+                                    .any(|m| mids.contains(&m.trim()))
+                            })
+                            .collect()
+                    })
+            })
+            .collect()
+    }
+
+    /// Takes BUNDLE (RFC 9143) out: every section's `a=bundle-only` goes,
+    /// and each `a=group:BUNDLE` keeps only its first section with a port (the
+    /// others moved out of the group, RFC 9143 section 7.3.2: each has a
+    /// transport of its own); a group left without a section goes. A group of
+    /// one section multiplexes nothing, and a WebRTC peer with the
+    /// `max-bundle` policy refuses a description without any BUNDLE group.
+    /// Other groups stay.
+    pub fn unbundle(&mut self) {
+        let groups = self.bundle_groups();
+        let mut g = groups.iter();
+        let media = &self.media;
+        self.session.retain_mut(|l| {
+            let is_bundle = attr_name(l).is_some_and(|(n, v)| {
+                n == "group"
+                    && v.and_then(|v| v.split_whitespace().next())
+                        .is_some_and(|s| s.eq_ignore_ascii_case("BUNDLE"))
+            });
+            if !is_bundle {
+                return true;
+            }
+            // `bundle_groups` has one entry per BUNDLE line, in order.
+            let first = g
+                .next()
+                .and_then(|s| s.iter().find(|&&i| media[i].port != 0))
+                .and_then(|&i| media[i].attrs("mid").first().map(|m| m.trim().to_string()));
+            match first {
+                Some(mid) => {
+                    *l = format!("a=group:BUNDLE {mid}");
+                    true
+                }
+                None => false,
+            }
+        });
+        for m in &mut self.media {
+            m.remove("bundle-only");
+        }
+    }
+
     /// Rewrites the origin's address (`replace: origin`).
     pub fn set_origin_ip(&mut self, ip: IpAddr) {
         for l in self.session.iter_mut().filter(|l| l.starts_with("o=")) {
@@ -493,6 +557,31 @@ mod tests {
             s.ice_ufrag_pwd(0),
             (Some("sess"), Some("sessionpasswordsessionpw"))
         );
+    }
+
+    #[test]
+    fn bundle_groups_are_found_and_removed() {
+        let text = "v=0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a v x\r\na=group:LS a v\r\n\
+                    m=audio 9 RTP/AVP 0\r\na=mid:a\r\nm=video 0 RTP/AVP 96\r\na=mid:v\r\n\
+                    a=bundle-only\r\nm=text 5 RTP/AVP 98\r\na=mid:t\r\n";
+        let mut s = Sdp::parse(text).unwrap();
+        assert_eq!(s.bundle_groups(), vec![vec![0, 1]]);
+        s.unbundle();
+        let out = s.render();
+        assert!(!out.contains("bundle-only"), "{out}");
+        assert!(out.contains("a=group:BUNDLE a\r\n"), "the first one: {out}");
+        assert!(
+            out.contains("a=group:LS a v\r\n"),
+            "other groups stay: {out}"
+        );
+        assert_eq!(s.bundle_groups(), vec![vec![0]]);
+        // A group whose sections have no port goes.
+        s.media[0].port = 0;
+        s.unbundle();
+        assert!(s.bundle_groups().is_empty(), "{}", s.render());
+        // A group line without semantics or mids is no bundle (and no panic).
+        let s = Sdp::parse("v=0\r\na=group\r\na=group:\r\na=group:bundle\r\n").unwrap();
+        assert_eq!(s.bundle_groups(), vec![Vec::<usize>::new()]);
     }
 
     #[test]
