@@ -946,6 +946,7 @@ fn limits_retransmissions_and_bad_sdp() {
     assert!(text.contains("rtp_gateway_submit_failures_total{worker=\"0\"} 0"));
     assert!(text.contains("rtp_gateway_gso_fallbacks_total{worker=\"0\"} 0"));
     assert!(text.contains("rtp_gateway_commands_held_total "));
+    assert!(text.contains("rtp_gateway_ice_stun_total{outcome=\"refused_nominations\"} 0"));
     assert!(text.contains("rtp_gateway_early_held_total{worker=\"0\"} 0"));
     assert!(text.contains("rtp_gateway_pool_bad_frees_total{worker=\"0\"} 0"));
     gw.shutdown();

@@ -646,6 +646,34 @@ pub fn metrics(ng: &NgServer) -> String {
         "counter",
         drops,
     );
+    let i = &s.ice;
+    line(
+        "rtp_gateway_ice_stun_total",
+        "STUN datagrams on ICE-lite legs, by outcome.",
+        "counter",
+        [
+            ("answered", i.answered),
+            ("nominations", i.nominations),
+            ("indications", i.indications),
+            ("malformed", i.malformed),
+            ("bad_fingerprint", i.bad_fingerprint),
+            ("unexpected", i.unexpected),
+            ("no_credentials", i.no_credentials),
+            ("bad_request", i.bad_request),
+            ("unknown_username", i.unknown_username),
+            ("bad_integrity", i.bad_integrity),
+            ("unknown_attribute", i.unknown_attribute),
+            ("role_conflicts", i.role_conflicts),
+            ("refused_nominations", i.refused_nominations),
+            ("not_ice", i.not_ice),
+            ("no_leg", i.no_leg),
+            ("ring_full", i.ring_full),
+            ("rate_limited", i.rate_limited),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{{outcome=\"{k}\"}}"), v))
+        .collect(),
+    );
     rtcp_metrics(&mut out, &s.rtcp);
     out
 }
