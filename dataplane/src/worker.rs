@@ -847,16 +847,12 @@ impl Worker {
 
     fn remove_session(&mut self, id: SessionId) -> Option<SessionSnapshot> {
         if !self.early.is_empty() {
-            for _ in 0..self.early.len() {
-                let Some(e) = self.early.pop_front() else {
-                    break;
-                };
-                if e.id == id {
-                    self.drop_early(e);
-                } else {
-                    self.early.push_back(e);
-                }
+            let mut gone = self.pick_early(|e| e.id == id);
+            for &e in &gone {
+                self.drop_early(e);
             }
+            gone.clear();
+            self.early_scratch = gone;
         }
         let slot = self.by_id.remove(&id)?;
         let snap = self.session_snapshot_slot(slot);
@@ -902,23 +898,30 @@ impl Worker {
     /// Packets kept for leg `leg` of session `id` go through the relay now
     /// that its keys are installed, in the order they arrived.
     fn replay_early(&mut self, id: SessionId, slot: u32, leg: LegIndex) {
-        let mut mine = std::mem::take(&mut self.early_scratch);
-        for _ in 0..self.early.len() {
-            let Some(e) = self.early.pop_front() else {
-                break;
-            };
-            if e.id == id && usize::from(e.leg) == leg {
-                mine.push(e);
-            } else {
-                self.early.push_back(e);
-            }
-        }
+        let mut mine = self.pick_early(|e| e.id == id && usize::from(e.leg) == leg);
         self.now_ns = self.epoch.elapsed().as_nanos() as u64;
         for e in mine.drain(..) {
             self.counters.early_relayed += 1;
             self.relay(slot, leg, e.p, e.rtcp);
         }
         self.early_scratch = mine;
+    }
+
+    /// Takes the kept packets that `pick` selects, in order (into the scratch
+    /// list, which the caller gives back), and keeps the others.
+    fn pick_early(&mut self, pick: impl Fn(&Early) -> bool) -> Vec<Early> {
+        let mut out = std::mem::take(&mut self.early_scratch);
+        for _ in 0..self.early.len() {
+            let Some(e) = self.early.pop_front() else {
+                break;
+            };
+            if pick(&e) {
+                out.push(e);
+            } else {
+                self.early.push_back(e);
+            }
+        }
+        out
     }
 
     /// Drops kept packets older than [`EARLY_TTL`] (counted as `no_keys`).
