@@ -4,9 +4,9 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{builder, free_range, rtp_packet};
+use common::{builder, free_range, rtp_packet, wait_event};
 use rtp_control::dataplane::{BackendChoice, BackendKind, LegSrtp, LegUpdate};
 use rtp_control::{CloseReason, Engine, EngineError, EngineEvent, LegConfig};
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
@@ -43,18 +43,6 @@ fn key(seed: u8) -> SrtpConfig {
     let k: Vec<u8> = (0..16).map(|i| seed ^ i).collect();
     let s: Vec<u8> = (0..14).map(|i| seed.wrapping_add(i)).collect();
     SrtpConfig::new(p, &k, &s).unwrap()
-}
-
-fn wait_event(e: &Engine, mut pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(ev) = e.next_event(Duration::from_millis(50)) {
-            if pred(&ev) {
-                return ev;
-            }
-        }
-    }
-    panic!("event not seen");
 }
 
 #[test]

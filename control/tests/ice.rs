@@ -9,7 +9,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{builder, rtp_packet};
+use common::{builder, rtp_packet, wait_event};
 use rtp_control::dtls::Role;
 use rtp_control::{
     DtlsLegParams, Engine, EngineError, EngineEvent, EngineStats, IceCredentials, IceLegParams,
@@ -99,18 +99,6 @@ fn error_code(r: &[u8]) -> Option<u16> {
     let m = StunMessage::new_checked(r).unwrap();
     assert_eq!(m.class(), Class::Error);
     m.error_code().unwrap().map(|(c, _)| c)
-}
-
-fn wait_event(e: &Engine, mut pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(ev) = e.next_event(Duration::from_millis(50)) {
-            if pred(&ev) {
-                return ev;
-            }
-        }
-    }
-    panic!("event not seen");
 }
 
 /// Polls the engine's statistics until `done` holds (a datagram's way through

@@ -10,7 +10,7 @@ use common::*;
 use rtp_core::srtp::SrtpProfile;
 use rtp_dataplane::{
     BackendKind, Command, Dataplane, DataplaneConfig, DropReason, Event, IdlePolicy, LatchMode,
-    LegSpec, LegUpdate, LocalBinding, Rewrite, SessionSpec, WorkerCounters, WorkerHandle,
+    LegSpec, LegUpdate, LocalBinding, Rewrite, SessionSpec, WorkerHandle,
 };
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -950,25 +950,6 @@ fn a_leg_waiting_for_dtls_keys_relays_nothing_in_the_clear_until_keys_arrive() {
         let back = flow(&b, addr1, Some(&mut b_tx), &a, None, 0xB, 100, 30);
         assert_intact(&back, 0xB, 100, 30);
         dp.shutdown();
-    }
-}
-
-/// The worker's counters (a statistics request for no session).
-fn worker_counters(h: &WorkerHandle) -> WorkerCounters {
-    static TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
-    let token = TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    h.send(Command::Snapshot {
-        session: Some(u64::MAX),
-        token,
-    })
-    .unwrap();
-    match wait_event(
-        h,
-        "stats",
-        |e| matches!(e, Event::Stats { token: t, .. } if *t == token),
-    ) {
-        Event::Stats { counters, .. } => *counters,
-        _ => unreachable!(),
     }
 }
 

@@ -1,12 +1,12 @@
 //! Test support shared by the Engine tests: a free port range, an engine builder
-//! with test settings, and RTP packets.
+//! with test settings, RTP packets, and waiting for an engine event.
 #![allow(dead_code)]
 
 use std::net::UdpSocket;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rtp_control::dataplane::{BackendChoice, BackendKind};
-use rtp_control::{Engine, EngineBuilder};
+use rtp_control::{Engine, EngineBuilder, EngineEvent};
 use rtp_core::rtp::RtpBuilder;
 
 /// A port range other programs are unlikely to hold: around a port the kernel
@@ -42,4 +42,17 @@ pub fn rtp_packet(pt: u8, ssrc: u32, seq: u16, fill: u8) -> Vec<u8> {
         .unwrap();
     buf.truncate(n);
     buf
+}
+
+/// The first event `pred` accepts, within 5 s.
+pub fn wait_event(e: &Engine, mut pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(ev) = e.next_event(Duration::from_millis(50)) {
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    }
+    panic!("event not seen");
 }

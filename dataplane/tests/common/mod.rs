@@ -64,20 +64,34 @@ pub fn pair(id: u64, a: LegSpec, b: LegSpec) -> rtp_dataplane::SessionSpec {
     }
 }
 
-pub fn snapshot(h: &WorkerHandle, id: u64) -> SessionSnapshot {
+/// A statistics request for `session` (`u64::MAX`: none) and its answer.
+fn stats(h: &WorkerHandle, session: u64) -> Event {
     static TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let token = TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     h.send(Command::Snapshot {
-        session: Some(id),
+        session: Some(session),
         token,
     })
     .unwrap();
-    match wait_event(
+    wait_event(
         h,
         "stats",
         |e| matches!(e, Event::Stats { token: t, .. } if *t == token),
-    ) {
+    )
+}
+
+pub fn snapshot(h: &WorkerHandle, id: u64) -> SessionSnapshot {
+    match stats(h, id) {
         Event::Stats { mut sessions, .. } => sessions.pop().expect("session in snapshot"),
+        _ => unreachable!(),
+    }
+}
+
+/// The worker's counters (a statistics request for no session).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn worker_counters(h: &WorkerHandle) -> rtp_dataplane::WorkerCounters {
+    match stats(h, u64::MAX) {
+        Event::Stats { counters, .. } => *counters,
         _ => unreachable!(),
     }
 }
