@@ -19,13 +19,26 @@
 //! Layout: the load generator and the sink run in one thread pinned to core 0;
 //! the relay (worker) is pinned to core 1 and busy-polls. All relays use one UDP
 //! socket in and the same socket out (the dataplane's shared-port mode), so the
-//! ceiling does exactly the same socket work. GSO is off (in a real relay every
-//! stream goes to its own destination, so runs to one address do not occur).
+//! ceiling does exactly the same socket work. The relays send without GSO (in a
+//! real relay every stream goes to its own destination, so runs to one address
+//! do not occur).
 //!
-//! Search: a ramp from 40k pkt/s in 20k steps until a step is overloaded twice
-//! in a row (loss of 0.1% or more, or more than 10 ms of the step's packets still
-//! arriving after it: a standing queue) or the generator can no longer offer the
-//! step. Socket buffers are 4 MiB, so that the VM's scheduling gaps of several
+//! The generator sends each batch of up to 64 packets as one UDP GSO send (all
+//! packets of a row have one length): the kernel's send path runs once per
+//! batch, and UDP splits the batch into single datagrams before it queues them
+//! to the relay's socket (which has no UDP_GRO), so every relay receives exactly
+//! what it would from 64 separate sends. With one `sendmmsg` entry per packet the
+//! generator's core, which also receives everything relayed, ran out before the
+//! minimal relay did (about 260-330k pkt/s on this VM), and the ceiling and
+//! every row that reached it were lower bounds. `RELAY_GEN_GSO=0` sends one
+//! datagram per packet as before.
+//!
+//! Search: a ramp from 40k pkt/s in 20k steps up to 200k, then steps of 10%,
+//! until a step is overloaded twice in a row (loss of 0.1% or more, or more than
+//! 10 ms of the step's packets still arriving after it: a standing queue) or the
+//! generator can no longer offer the step. Each row says what ended its ramp
+//! (`relay`, `generator`, or `ramp's top`): only `relay` rows are the relay's
+//! own limit. Socket buffers are 4 MiB, so that the VM's scheduling gaps of several
 //! milliseconds (of the relay, or of the generator and sink, which then send a
 //! burst) are absorbed instead of showing as loss at any rate, as they did with
 //! 256 KiB; an overload of a 20k step fills them within the step, or leaves a
@@ -45,6 +58,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use relay_bench::median;
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
 use rtp_dataplane::ports::udp_socket;
 use rtp_dataplane::sys::{MmsgBatch, Received, RecvSlot, SendMsg};
@@ -105,6 +119,9 @@ struct Load {
     back: Option<SrtpContext>,
     seqs: Vec<u16>,
     next: usize,
+    /// Send each batch as one GSO datagram train (`RELAY_GEN_GSO=0`: one
+    /// datagram per packet, as before).
+    gso: bool,
 }
 
 impl Load {
@@ -126,6 +143,7 @@ impl Load {
             back: srtp.then(|| SrtpContext::new(key(3).with_allow_repeat_tx(true)).unwrap()),
             seqs: vec![0; streams],
             next: 0,
+            gso: std::env::var("RELAY_GEN_GSO").map_or(true, |v| v != "0"),
         }
         .warm()
     }
@@ -227,15 +245,31 @@ impl Load {
             }
             self.lens[i] = len;
         }
+        for i in 0..n {
+            self.tx.set_iov(i, self.pkts[i].as_ptr(), self.lens[i]);
+        }
+        // One GSO send of the whole batch (every packet of a row has the same
+        // length): the kernel walks its send path once, and the relay's socket
+        // still receives one datagram per packet (UDP splits the batch before
+        // queueing it to a socket without UDP_GRO).
+        if self.gso && n > 1 && self.lens[..n].iter().all(|&l| l == self.lens[0]) {
+            let msg = SendMsg {
+                dst,
+                first_iov: 0,
+                iov_count: n,
+                segment: self.lens[0] as u16,
+            };
+            return match self.tx.send(self.gen.as_raw_fd(), &[msg]) {
+                Ok(1) => n,
+                _ => 0,
+            };
+        }
         let msgs: [SendMsg; 64] = std::array::from_fn(|i| SendMsg {
             dst,
             first_iov: i,
             iov_count: 1,
             segment: 0,
         });
-        for i in 0..n {
-            self.tx.set_iov(i, self.pkts[i].as_ptr(), self.lens[i]);
-        }
         let mut done = 0;
         while done < n {
             match self.tx.send(self.gen.as_raw_fd(), &msgs[done..n]) {
@@ -290,7 +324,7 @@ impl Load {
             }
             let due = (rate * t.as_secs_f64()) as u64;
             if due > sent {
-                let n = (due - sent).min(32) as usize;
+                let n = (due - sent).min(if self.gso { 64 } else { 32 }) as usize;
                 sent += self.send(dst, n) as u64;
             }
             got += self.drain();
@@ -477,11 +511,40 @@ fn add_sessions(dp: &Dataplane, pipeline: Pipeline, streams: usize, load: &Load)
     }
 }
 
-/// Highest offered rate with loss < 0.1%: (rate, loss at that rate).
-fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64, f64) {
+/// What ended a ramp: the figure is the relay's only when it is `Relay`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Bound {
+    /// A step was overloaded twice in a row: the relay's limit.
+    Relay,
+    /// The generator could not offer a step (sent under 95% of it): the relay
+    /// kept up with everything the generator could send.
+    Generator,
+    /// The ramp's last step passed.
+    Ramp,
+}
+
+impl Bound {
+    fn name(self) -> &'static str {
+        match self {
+            Bound::Relay => "relay",
+            Bound::Generator => "generator",
+            Bound::Ramp => "ramp's top",
+        }
+    }
+}
+
+/// The rate after `rate` in the ramp: 20k steps up to 200k pkt/s, then 10%
+/// steps (so the resolution stays about a tenth of the figure).
+fn next_rate(rate: f64) -> f64 {
+    rate + (rate * 0.1).max(20_000.0)
+}
+
+/// Highest offered rate with loss < 0.1%: (rate, loss at that rate, what ended
+/// the ramp).
+fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64, f64, Bound) {
     // Warm-up: latching, SRTP stream state, caches.
     load.trial(dst, 20_000.0, dur / 4);
-    // A ramp in 20k steps; it ends at the first step that is overloaded, or where
+    // A ramp (`next_rate`); it ends at the first step that is overloaded, or where
     // the generator no longer offers the step (then the figure is the generator's).
     // Overloaded: loss >= 0.1%, or a standing queue at the end of the step (more
     // than 10 ms of the step's packets still arriving after it). Socket buffers
@@ -507,15 +570,15 @@ fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64
         let first = attempt();
         let (overloaded, achieved, loss) = if first.0 { attempt() } else { first };
         if overloaded {
-            break;
+            return (best.0, best.1, Bound::Relay);
         }
         best = (achieved, loss.max(0.0));
         if achieved < 0.95 * rate {
-            break;
+            return (best.0, best.1, Bound::Generator);
         }
-        rate += 20_000.0;
+        rate = next_rate(rate);
     }
-    best
+    (best.0, best.1, Bound::Ramp)
 }
 
 /// Live heap bytes of the whole process, kept by the allocator below (the hot path
@@ -590,11 +653,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// One row of the table: its measurements, one per round.
+struct Row {
+    pipeline: Pipeline,
+    backend: Option<BackendKind>,
+    batch: usize,
+    rates: Vec<f64>,
+    bounds: Vec<Bound>,
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     core_affinity::set_for_current(core_affinity::CoreId { id: GEN_CORE });
     let (streams, dur, batches, steps): (usize, Duration, &[usize], usize) = if full {
-        (1000, Duration::from_millis(1000), &[1, 8, 32, 64], 12)
+        (1000, Duration::from_millis(1000), &[1, 8, 32, 64], 24)
     } else {
         (20, Duration::from_millis(60), &[32], 1)
     };
@@ -606,7 +678,15 @@ fn main() {
     );
     let backends = [BackendKind::Mmsg, BackendKind::IoUring];
     let only = std::env::var("RELAY_ONLY").ok();
-    let mut rows: Vec<(Pipeline, Option<BackendKind>, usize, f64)> = Vec::new();
+    // Rounds: every row once per round, in the same order, each round's rows
+    // divided by that round's ceiling; the table gives medians. A stall of this
+    // VM or a neighbour's burst then moves one round's figures, not a row's.
+    let rounds: usize = std::env::var("RELAY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 3 } else { 1 })
+        .max(1);
+    let mut rows: Vec<Row> = Vec::new();
     for &batch in batches {
         let mut configs = vec![(Pipeline::Ceiling, None)];
         for b in backends {
@@ -622,9 +702,20 @@ fn main() {
                 p.name(),
                 b.map(|b| b.name()).unwrap_or("-")
             );
-            if only.as_deref().is_some_and(|o| !label.contains(o)) {
-                continue;
+            if only.as_deref().is_none_or(|o| label.contains(o)) {
+                rows.push(Row {
+                    pipeline: p,
+                    backend: b,
+                    batch,
+                    rates: Vec::new(),
+                    bounds: Vec::new(),
+                });
             }
+        }
+    }
+    for round in 1..=rounds {
+        for row in rows.iter_mut() {
+            let (p, b, batch) = (row.pipeline, row.backend, row.batch);
             let mut load = Load::new(streams, p.srtp());
             let relay = start_relay(
                 p,
@@ -634,7 +725,7 @@ fn main() {
                 &load,
                 &mut Heap::default(),
             );
-            let (mut rate, mut loss) = search(&mut load, relay.addr(), dur, steps);
+            let (mut rate, mut loss, mut bound) = search(&mut load, relay.addr(), dur, steps);
             // The short mode's single 60 ms step at 40k pkt/s fails on any stall of
             // a loaded machine (3 packets lost); it checks that the relay works, so
             // it tries again before saying it does not.
@@ -642,39 +733,49 @@ fn main() {
                 if rate > 0.0 {
                     break;
                 }
-                (rate, loss) = search(&mut load, relay.addr(), dur, steps);
+                (rate, loss, bound) = search(&mut load, relay.addr(), dur, steps);
             }
             relay.stop();
             println!(
-                "  {:<11} {:<9} batch {:>2}: {:>9.0} pkt/s (loss {:.3}%)",
+                "  round {round}: {:<11} {:<9} batch {:>2}: {:>9.0} pkt/s (loss {:.3}%, ended by the {})",
                 p.name(),
                 b.map(|b| b.name()).unwrap_or("-"),
                 batch,
                 rate,
-                loss * 100.0
+                loss * 100.0,
+                bound.name()
             );
             if !full {
                 assert!(rate > 0.0, "{p:?}: no loss-free step in four tries");
             }
-            rows.push((p, b, batch, rate));
+            row.rates.push(rate);
+            row.bounds.push(bound);
         }
     }
     println!();
-    println!("| pipeline | backend | batch | pkt/s (loss < 0.1%) | x ceiling |");
-    println!("|---|---|---|---|---|");
-    for &(p, b, batch, rate) in &rows {
-        let ceil = rows
+    println!(
+        "| pipeline | backend | batch | pkt/s (loss < 0.1%), median of {rounds} | x ceiling, median \
+         | x ceiling per round | ramps ended by |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for row in &rows {
+        let ceiling = rows
             .iter()
-            .find(|r| r.0 == Pipeline::Ceiling && r.2 == batch)
-            .map(|r| r.3)
-            .unwrap_or(f64::NAN);
+            .find(|r| r.pipeline == Pipeline::Ceiling && r.batch == row.batch);
+        let ratios: Vec<f64> = (0..rounds)
+            .map(|i| ceiling.map_or(f64::NAN, |c| row.rates[i] / c.rates[i]))
+            .collect();
+        let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let bounds: Vec<&str> = row.bounds.iter().map(|b| b.name()).collect();
         println!(
-            "| {} | {} | {} | {:.0} | {:.2} |",
-            p.name(),
-            b.map(|b| b.name()).unwrap_or("-"),
-            batch,
-            rate,
-            rate / ceil
+            "| {} | {} | {} | {:.0} | {:.2} | {} | {} |",
+            row.pipeline.name(),
+            row.backend.map(|b| b.name()).unwrap_or("-"),
+            row.batch,
+            median(&mut row.rates.clone()),
+            median(&mut ratios.clone()),
+            per_round.join(" / "),
+            bounds.join(" / ")
         );
     }
 
@@ -691,7 +792,7 @@ fn main() {
     let batch = 32;
     println!();
     println!(
-        "| pipeline | backend | streams | pkt/s (loss < 0.1%) | x 1,000-stream figure \
+        "| pipeline | backend | streams | pkt/s (loss < 0.1%; ramp ended by) | x 1,000-stream figure \
          | heap bytes / stream, RTP both ways (held by malloc) | the same after one RTCP each way |"
     );
     println!("|---|---|---|---|---|---|---|");
@@ -737,21 +838,21 @@ fn main() {
                 2 * big
             );
             let with_rtcp = added.add(heap().sub(live));
-            let (rate, _) = search(&mut load, dst, dur, steps);
+            let (rate, _, bound) = search(&mut load, dst, dur, steps);
             relay.stop();
             let small = rows
                 .iter()
-                .find(|r| r.0 == p && r.1 == Some(b) && r.2 == batch)
-                .map(|r| r.3)
-                .unwrap_or(f64::NAN);
+                .find(|r| r.pipeline == p && r.backend == Some(b) && r.batch == batch)
+                .map_or(f64::NAN, |r| median(&mut r.rates.clone()));
             let per = |h: Heap| (h.0 as f64 / big as f64, h.1 as f64 / big as f64);
             let ((a, a_held), (r, r_held)) = (per(per_stream), per(with_rtcp));
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} | {a:.0} ({a_held:.0}) | {r:.0} ({r_held:.0}) |",
+                "| {} | {} | {} | {:.0} ({}) | {:.2} | {a:.0} ({a_held:.0}) | {r:.0} ({r_held:.0}) |",
                 p.name(),
                 b.name(),
                 big,
                 rate,
+                bound.name(),
                 rate / small,
             );
         }
