@@ -294,7 +294,8 @@ pub struct LegConfig {
     /// starts in [`LatchMode::Nominated`]: its remote addresses are only the
     /// signalled ones and those the peer nominates, never learned from a
     /// packet (switch it with [`Engine::update_leg`] and `latch: Some(Learn
-    /// {..})` when the peer turns out not to do ICE).
+    /// {..})` when the peer turns out not to do ICE, and back with `latch:
+    /// Some(LatchMode::Nominated)` when it does ICE after all).
     pub latch: LatchMode,
     /// Rewriting of what is sent on this leg.
     pub rewrite: Rewrite,
@@ -317,7 +318,9 @@ pub struct LegConfig {
     /// address but the signalled or nominated one are dropped (`wrong_source`),
     /// before the first nomination too, so a packet from elsewhere cannot
     /// take the media. `None`: STUN on the leg is counted and dropped
-    /// ([`EngineStats::ice`]).
+    /// ([`EngineStats::ice`]) until [`Engine::set_ice`] turns ICE-lite on for
+    /// the leg (a re-offer that adds ICE), which makes it an ICE leg as if it
+    /// had been created with these credentials.
     pub ice: Option<IceLegParams>,
 }
 
@@ -765,7 +768,11 @@ impl Engine {
     }
 
     /// Changes a leg (remote address after an answer or re-offer, keys, latching,
-    /// rewriting).
+    /// rewriting). An ICE leg switched back to [`LatchMode::Nominated`] from
+    /// another mode (its peer does ICE after all) forgets its nominations: the
+    /// peer's next nominating check sets the remote address again, also when
+    /// it nominates the address it nominated before (address learning may
+    /// have moved the remote since).
     pub fn update_leg(
         &self,
         call: CallId,
@@ -792,9 +799,21 @@ impl Engine {
     /// forgotten and the peer's checks must nominate again (media keeps going
     /// to the last nominated address until then); the previous credentials
     /// are accepted as well until the peer's first valid check with the new
-    /// ones (in case the restarting offer never reaches it). The leg must have been
-    /// created with [`LegConfig::ice`] ([`EngineError::Config`] otherwise, or
-    /// when the credentials are not valid RFC 8839 ones).
+    /// ones (in case the restarting offer never reaches it).
+    ///
+    /// On a leg created without [`LegConfig::ice`] (a re-offer or re-INVITE
+    /// that brings ICE), this turns ICE-lite on: the leg answers checks with
+    /// these credentials from now on, exactly as a leg created with them, and
+    /// switches to [`LatchMode::Nominated`]. It keeps its current remote
+    /// addresses (signalled or learned), so media goes on flowing to and from
+    /// the current peer until the first nomination moves it; a packet from
+    /// any other address is dropped, no longer learned. The credentials may
+    /// lack the peer's (`remote: None`: they come with its answer, by another
+    /// `set_ice`).
+    ///
+    /// [`EngineError::NoSuchCall`] for a call that does not exist (or is being
+    /// deleted, when ICE would be turned on); [`EngineError::Config`] for a
+    /// leg other than 0 or 1, or credentials that are not valid RFC 8839 ones.
     pub fn set_ice(
         &self,
         call: CallId,
@@ -874,8 +893,13 @@ struct CallState {
     /// removed as soon as the worker has it (or forgotten if the worker refused
     /// it).
     abandoned: bool,
-    /// ICE-lite responders of the legs created with ICE.
+    /// ICE-lite responders of the ICE legs (created with ICE, or turned on
+    /// later by [`Engine::set_ice`]).
     ice: [Option<IceLite>; 2],
+    /// Each leg's latch mode as last set (at creation, by an update, or when
+    /// ICE was turned on): an ICE leg that goes back to
+    /// [`LatchMode::Nominated`] forgets its nominations.
+    latch: [LatchMode; 2],
 }
 
 enum Pending {
@@ -1047,13 +1071,16 @@ impl Control {
                     let _ = reply.send(Err(EngineError::NoSuchCall(id)));
                     return;
                 };
-                let remote = u.remote;
+                let (remote, latch) = (u.remote, u.latch);
                 let cmd = Command::UpdateLeg {
                     session: id,
                     leg,
                     update: u,
                 };
                 let r = self.command(c.worker, cmd);
+                if let (Ok(()), Some(latch)) = (&r, latch) {
+                    self.latch_changed(id, leg, latch);
+                }
                 if let (Ok(()), Some(remote)) = (&r, remote) {
                     self.with_dtls(|d, now, out| d.remote_changed(id, leg, remote, now, out));
                 }
@@ -1131,16 +1158,71 @@ impl Control {
     /// [`Engine::set_ice`].
     fn set_ice(&mut self, id: CallId, leg: usize, params: IceLegParams) -> Result<(), EngineError> {
         let c = self.calls.get_mut(&id).ok_or(EngineError::NoSuchCall(id))?;
-        let Some(ice) = c.ice.get_mut(leg).and_then(Option::as_mut) else {
-            return Err(EngineError::Config(format!(
-                "leg {leg} of call {id} was not created with ICE (LegConfig::ice)"
-            )));
+        let Some(ice) = c.ice.get_mut(leg) else {
+            return Err(EngineError::Config(format!("call {id} has no leg {leg}")));
         };
         params
             .validate()
             .map_err(|e| EngineError::Config(format!("leg {leg}: {e}")))?;
-        ice.set_params(params);
+        if let Some(ice) = ice {
+            ice.set_params(params);
+            return Ok(());
+        }
+        // ICE turned on for a leg created without it. A call on its way out
+        // takes no command that would follow its removal.
+        let worker = c.worker;
+        if self.leaving(id) {
+            return Err(EngineError::NoSuchCall(id));
+        }
+        // Nominated from now on, keeping the current remote addresses (the
+        // update carries none): media goes on with the current peer until a
+        // nomination, and no packet from elsewhere is learned. The responder
+        // is installed only once the change is queued for the worker: a
+        // nomination's update, and any answer, go behind it.
+        self.command(
+            worker,
+            Command::UpdateLeg {
+                session: id,
+                leg,
+                update: Box::new(LegUpdate {
+                    latch: Some(LatchMode::Nominated),
+                    ..LegUpdate::default()
+                }),
+            },
+        )?;
+        self.latch_changed(id, leg, LatchMode::Nominated);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.ice[leg] = Some(IceLite::new(params));
+        }
         Ok(())
+    }
+
+    /// Records the latch mode a leg was given; an ICE leg back in
+    /// [`LatchMode::Nominated`] from another mode forgets its nominations
+    /// (see [`Engine::update_leg`]).
+    fn latch_changed(&mut self, id: CallId, leg: usize, mode: LatchMode) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(l) = c.latch.get_mut(leg) else {
+            return;
+        };
+        let back = mode == LatchMode::Nominated && *l != LatchMode::Nominated;
+        *l = mode;
+        if let Some(ice) = c.ice[leg].as_mut().filter(|_| back) {
+            ice.forget_nomination(1);
+            ice.forget_nomination(2);
+        }
+    }
+
+    /// A call deleted (its removal under way) or abandoned by its creator:
+    /// it answers no check, takes no nomination and no new ICE leg.
+    fn leaving(&self, id: CallId) -> bool {
+        self.calls.get(&id).is_some_and(|c| c.abandoned)
+            || self
+                .pending
+                .iter()
+                .any(|p| matches!(p, Pending::Delete(i, ..) if *i == id))
     }
 
     /// A STUN datagram on a leg's port: the leg's ICE-lite responder judges
@@ -1154,18 +1236,11 @@ impl Control {
         src: SocketAddr,
         data: &[u8],
     ) {
-        let deleting = self
-            .pending
-            .iter()
-            .any(|p| matches!(p, Pending::Delete(i, ..) if *i == call));
+        let leaving = self.leaving(call);
         // A call on its way out (deleted, or abandoned by its creator) answers
         // nothing and takes no nomination: an update would follow its removal
         // and a nomination could start a handshake for it.
-        let Some(c) = self
-            .calls
-            .get_mut(&call)
-            .filter(|c| !c.abandoned && !deleting)
-        else {
+        let Some(c) = self.calls.get_mut(&call).filter(|_| !leaving) else {
             self.ice.no_leg += 1;
             return;
         };
@@ -1299,9 +1374,10 @@ impl Control {
         let clock_rates = [legs[0].clock_rate, legs[1].clock_rate];
         let mut specs = Vec::with_capacity(2);
         let mut infos = Vec::with_capacity(2);
+        let mut latch = [LatchMode::default(); 2];
         let mut held = Vec::new();
         let advertise = self.cfg.advertise_ip.unwrap_or(self.cfg.bind_ip);
-        for l in legs {
+        for (i, l) in legs.into_iter().enumerate() {
             let pair = !l.rtcp_mux;
             let p = match self.ports.allocate(pair) {
                 Ok(p) => p,
@@ -1336,6 +1412,7 @@ impl Control {
             } else {
                 l.latch
             };
+            latch[i] = spec.latch;
             spec.srtp = l.srtp;
             spec.keys_pending = l.dtls.is_some();
             spec.rewrite = l.rewrite;
@@ -1392,6 +1469,7 @@ impl Control {
                 added: false,
                 abandoned: false,
                 ice,
+                latch,
             },
         );
         self.pending

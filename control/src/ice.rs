@@ -213,7 +213,8 @@ pub struct IceCounters {
     /// (port 0, unspecified, multicast, broadcast, the engine's own media
     /// ports).
     pub refused_nominations: u64,
-    /// STUN on a leg created without ICE, dropped (engine only).
+    /// STUN on a leg without ICE (not created with it, nor turned on since
+    /// by `Engine::set_ice`), dropped (engine only).
     pub not_ice: u64,
     /// STUN from a flow no leg owns, or for a call being deleted, dropped
     /// (engine only).

@@ -215,14 +215,14 @@ fn only_the_nominated_address_sends_media_into_an_ice_leg() {
 }
 
 #[test]
-fn set_ice_needs_an_ice_leg_and_new_local_credentials_restart() {
+fn set_ice_needs_a_leg_and_new_local_credentials_restart() {
     let e = engine();
     let call = e.create_call([ice_leg(), LegConfig::default()]).unwrap();
     let port = call.legs[0].local;
     let a = sock();
 
     assert!(matches!(
-        e.set_ice(call.id, 1, params()),
+        e.set_ice(call.id, 2, params()),
         Err(EngineError::Config(_))
     ));
     assert!(matches!(
@@ -427,5 +427,164 @@ fn a_flood_of_forged_checks_gets_a_bounded_number_of_answers() {
         &check(1, "EnGi:PeEr", LOCAL_PWD, false),
     );
     assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
+    e.shutdown();
+}
+
+/// The remote of leg 0 as the worker has it. The query also orders: the
+/// worker carried out every command sent before it.
+fn remote0(e: &Engine, call: u64) -> Option<SocketAddr> {
+    e.query(call).unwrap().legs[0].remote
+}
+
+/// RTP and RTCP leg 0 dropped as `wrong_source`.
+fn wrong_source0(e: &Engine, call: u64) -> u64 {
+    e.query(call).unwrap().legs[0]
+        .counters
+        .dropped(rtp_control::dataplane::DropReason::WrongSource)
+}
+
+/// A SIP leg upgraded to ICE mid-call (a re-INVITE that adds ICE): created
+/// without ICE, its media going to the signalled address, `set_ice` turns
+/// ICE-lite on. Until a nomination media goes on to the old remote and a
+/// stranger's RTP is dropped, not learned (before, as a learning leg that
+/// has received nothing yet, its first packet would have taken the media);
+/// a nominating check from a new address is answered, signed, and moves the
+/// media there.
+#[test]
+fn set_ice_turns_ice_on_for_a_leg_created_without_it() {
+    let e = engine();
+    let (old, new, stranger, c) = (sock(), sock(), sock(), sock());
+    let call = e
+        .create_call([
+            LegConfig {
+                remote: Some(old.local_addr().unwrap()),
+                ..LegConfig::default()
+            },
+            LegConfig {
+                remote: Some(c.local_addr().unwrap()),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    let (port, port1) = (call.legs[0].local, call.legs[1].local);
+    let mut seq = 0;
+    let mut to_leg0 = |expect: &UdpSocket| {
+        seq += 1;
+        let pkt = rtp_packet(0, 0xC, seq, seq as u8);
+        c.send_to(&pkt, port1).unwrap();
+        let (got, from) = recv(expect).expect("RTP relayed to leg 0's remote");
+        assert_eq!((got, from), (pkt, port));
+    };
+    to_leg0(&old);
+    // No ICE yet: a check is not answered, only counted.
+    let req = check(1, "EnGi:PeEr", LOCAL_PWD, true);
+    new.send_to(&req.0, port).unwrap();
+    let s = stats_until(&e, |s| s.ice.not_ice == 1);
+    assert_eq!((s.ice.not_ice, s.ice.answered), (1, 0));
+
+    e.set_ice(call.id, 0, params()).unwrap();
+    assert_eq!(remote0(&e, call.id), Some(old.local_addr().unwrap()));
+    stranger.send_to(&rtp_packet(0, 0xE, 1, 1), port).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while wrong_source0(&e, call.id) != 1 {
+        assert!(Instant::now() < deadline, "the stranger's RTP is dropped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(remote0(&e, call.id), Some(old.local_addr().unwrap()));
+    to_leg0(&old);
+    // The old peer's own media still goes through.
+    let pkt = rtp_packet(0, 0xA, 1, 9);
+    old.send_to(&pkt, port).unwrap();
+    assert_eq!(recv(&c).expect("the old peer's RTP relayed").0, pkt);
+
+    // The peer's check from its new address: answered, and it nominates.
+    let r = ask(&new, port, &check(2, "EnGi:PeEr", LOCAL_PWD, true));
+    assert_success(&r, LOCAL_PWD, new.local_addr().unwrap());
+    let ev = wait_event(&e, |ev| matches!(ev, EngineEvent::IceNominated { .. }));
+    assert!(matches!(
+        ev,
+        EngineEvent::IceNominated { call: id, leg: 0, rtcp: false, addr }
+            if id == call.id && addr == new.local_addr().unwrap()
+    ));
+    to_leg0(&new);
+    // Now only the nominated address sends into the leg.
+    old.send_to(&rtp_packet(0, 0xA, 2, 2), port).unwrap();
+    let pkt = rtp_packet(0, 0xA, 3, 3);
+    new.send_to(&pkt, port).unwrap();
+    assert_eq!(
+        recv(&c).unwrap().0,
+        pkt,
+        "the first relayed is the new one's"
+    );
+    let s = stats_until(&e, |s| s.ice.nominations == 1);
+    assert_eq!((s.ice.answered, s.ice.nominations), (1, 1));
+    e.shutdown();
+}
+
+/// An ICE leg that fell back to address learning (its peer seemed not to do
+/// ICE) goes back with `latch: Some(Nominated)`: what learning took is kept
+/// until the peer nominates, a stranger is no longer learned, and a
+/// nomination of the address nominated before the fallback moves the media
+/// back (the leg forgot it).
+#[test]
+fn an_ice_leg_goes_back_from_learning_to_nominations() {
+    use rtp_control::dataplane::{LatchMode, LegUpdate};
+    let e = engine();
+    let (a, sdp_addr, learned, stranger, c) = (sock(), sock(), sock(), sock(), sock());
+    let call = e
+        .create_call([
+            ice_leg(),
+            LegConfig {
+                remote: Some(c.local_addr().unwrap()),
+                ..LegConfig::default()
+            },
+        ])
+        .unwrap();
+    let port = call.legs[0].local;
+    let r = ask(&a, port, &check(1, "EnGi:PeEr", LOCAL_PWD, true));
+    assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
+    wait_event(&e, |ev| matches!(ev, EngineEvent::IceNominated { .. }));
+    // Fallback: the SDP address, learning.
+    e.update_leg(
+        call.id,
+        0,
+        LegUpdate {
+            remote: Some(Some(sdp_addr.local_addr().unwrap())),
+            latch: Some(LatchMode::default()),
+            ..LegUpdate::default()
+        },
+    )
+    .unwrap();
+    let pkt = rtp_packet(0, 0x1, 1, 1);
+    learned.send_to(&pkt, port).unwrap();
+    assert_eq!(recv(&c).expect("learned").0, pkt);
+    assert_eq!(remote0(&e, call.id), Some(learned.local_addr().unwrap()));
+    // Back to nominations.
+    e.update_leg(
+        call.id,
+        0,
+        LegUpdate {
+            latch: Some(LatchMode::Nominated),
+            ..LegUpdate::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(remote0(&e, call.id), Some(learned.local_addr().unwrap()));
+    stranger.send_to(&rtp_packet(0, 0xE, 1, 1), port).unwrap();
+    let pkt = rtp_packet(0, 0x1, 2, 2);
+    learned.send_to(&pkt, port).unwrap();
+    assert_eq!(recv(&c).unwrap().0, pkt, "the stranger's RTP was dropped");
+    assert_eq!(remote0(&e, call.id), Some(learned.local_addr().unwrap()));
+    // A nominates again, the same address as before: it is taken again.
+    let r = ask(&a, port, &check(2, "EnGi:PeEr", LOCAL_PWD, true));
+    assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
+    let ev = wait_event(&e, |ev| matches!(ev, EngineEvent::IceNominated { .. }));
+    assert!(
+        matches!(ev, EngineEvent::IceNominated { addr, .. } if addr == a.local_addr().unwrap())
+    );
+    assert_eq!(remote0(&e, call.id), Some(a.local_addr().unwrap()));
+    let pkt = rtp_packet(0, 0xC, 1, 3);
+    c.send_to(&pkt, call.legs[1].local).unwrap();
+    assert_eq!(recv(&a).expect("media to the nominated address").0, pkt);
     e.shutdown();
 }

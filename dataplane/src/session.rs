@@ -61,7 +61,9 @@ pub enum LatchMode {
     /// remote is set, are dropped as `wrong_source`. A separate RTCP port
     /// accepts only `remote_rtcp` (the nominated component 2); muxed RTCP,
     /// only `remote`. An update to [`LatchMode::Learn`] turns learning on (a
-    /// peer that turned out not to do ICE).
+    /// peer that turned out not to do ICE); one back to `Nominated` turns it
+    /// off again, keeping the remote addresses learning left (a peer that
+    /// does ICE after all).
     Nominated,
 }
 

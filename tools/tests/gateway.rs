@@ -774,6 +774,252 @@ fn real_rtpengine_passes_the_same_scenarios() {
     all_scenarios(r.ng());
 }
 
+// ------------------------------------------------------------------ ICE added later
+//
+// Ours only (rtpengine, a full ICE agent, would run its own checks towards
+// the peers, which these scenarios do not answer).
+
+/// An ng command from `from` (its tag) and its reply, which must be ok.
+fn signal(g: SocketAddr, cmd: &str, call: &str, tags: (&str, &str), sdp_text: &str) -> Value {
+    let mut d = dict(&[
+        ("command", cmd),
+        ("call-id", call),
+        ("from-tag", tags.0),
+        ("sdp", sdp_text),
+    ]);
+    if cmd == "answer" {
+        d.set("to-tag", Value::str(tags.1));
+    }
+    ok(&ng(g, &d)).clone()
+}
+
+fn sdp_in(r: &Value) -> Sdp {
+    Sdp::parse(r.get_str("sdp").expect("sdp in the reply")).unwrap()
+}
+
+/// The `warning` of a reply ("" when none).
+fn warning(r: &Value) -> String {
+    r.get_str("warning").unwrap_or_default().to_string()
+}
+
+/// A peer's ICE attributes (a full agent: no `a=ice-lite`) and host candidate.
+fn ice_lines(ufrag: &str, pwd: &str, at: &UdpSocket) -> Vec<String> {
+    vec![
+        format!("a=ice-ufrag:{ufrag}"),
+        format!("a=ice-pwd:{pwd}"),
+        format!(
+            "a=candidate:1 1 udp 2130706431 127.0.0.1 {} typ host",
+            port(at)
+        ),
+    ]
+}
+
+/// The relay's ICE-lite credentials in an SDP it sent, checked to come with
+/// `a=ice-lite` and a host candidate on the section's own port.
+fn relay_ice(s: &Sdp) -> (String, String) {
+    assert!(s.is_ice_lite(), "{}", s.render());
+    let (u, p) = s.ice_ufrag_pwd(0);
+    let ours = rtp_tools::gateway::sdp::host_candidate(1, addr(s));
+    assert!(
+        s.media[0].attrs("candidate").contains(&ours.as_str()),
+        "{}",
+        s.render()
+    );
+    (
+        u.expect("a=ice-ufrag").to_string(),
+        p.expect("a=ice-pwd").to_string(),
+    )
+}
+
+/// A nominating connectivity check from `s` to the relay at `to`, as a
+/// controlling full agent sends it with the relay's credentials and the
+/// peer's ufrag: the answer must be a success signed with the relay's
+/// password, naming `s` in XOR-MAPPED-ADDRESS, from `to`.
+fn nominate(s: &UdpSocket, to: SocketAddr, relay: &(String, String), peer_ufrag: &str) {
+    use rtp_core::stun::{BindingRequest, Class, IceRole, StunMessage};
+    let user = format!("{}:{peer_ufrag}", relay.0);
+    let tid = [0x5a; 12];
+    let mut b = [0u8; 200];
+    let n = BindingRequest {
+        username: Some(&user),
+        priority: Some(0x6e00_01ff),
+        use_candidate: true,
+        role: Some(IceRole::Controlling(0x0102_0304_0506_0708)),
+    }
+    .emit(&mut b, &tid, Some(relay.1.as_bytes()))
+    .unwrap();
+    s.send_to(&b[..n], to).unwrap();
+    let mut buf = [0u8; 2048];
+    let (len, from) = s.recv_from(&mut buf).expect("an answer to the check");
+    assert_eq!(from, to, "answered from the port the check went to");
+    let m = StunMessage::new_checked(&buf[..len]).expect("the answer is STUN");
+    assert_eq!((m.class(), m.transaction_id()), (Class::Success, tid));
+    m.check_fingerprint().unwrap();
+    m.check_integrity(relay.1.as_bytes())
+        .expect("signed with the relay's password");
+    assert_eq!(m.xor_mapped_address(), Ok(Some(s.local_addr().unwrap())));
+}
+
+/// The engine call of a gateway that has one, and the remote of its leg `side`.
+fn only_leg_remote(gw: &Gateway, side: usize) -> Option<SocketAddr> {
+    let e = gw.ng().engine();
+    let calls = e.calls().unwrap();
+    assert_eq!(calls.len(), 1);
+    e.query(calls[0]).unwrap().legs[side].remote
+}
+
+/// Waits until leg `side`'s remote is `want` (a nomination is installed
+/// after its answer left).
+fn wait_leg_remote(gw: &Gateway, side: usize, want: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while only_leg_remote(gw, side) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "leg {side} never moved to {want}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A SIP call upgraded to WebRTC mid-call: offer and answer without ICE,
+/// media flowing; the caller's re-offer now has ICE (from a new address).
+/// The SDP sent on to the callee carries the relay's ICE-lite attributes
+/// and candidates for the stream, and no warning that ICE cannot be added;
+/// media goes on with the old addresses until the peers nominate; the
+/// callee's check with the credentials from that reply, and the caller's
+/// with those from the answer's reply, are answered and nominate, and the
+/// media follows the nominations.
+#[test]
+fn ice_added_to_a_stream_in_a_re_offer() {
+    let gw = ours(4);
+    let g = gw.ng_addr();
+    let (a, b, a_web) = (peer(), peer(), peer());
+    let call = "ice-late";
+    let tags = ("caller", "callee");
+    let r = signal(g, "offer", call, tags, &sdp(port(&a), "RTP/AVP", &[]));
+    let to_b = sdp_in(&r);
+    assert!(!to_b.has_ice());
+    let r = signal(g, "answer", call, tags, &sdp(port(&b), "RTP/AVP", &[]));
+    let to_a = sdp_in(&r);
+    media(&a, addr(&to_a), None, &b, None, 0xA, 5);
+    media(&b, addr(&to_b), None, &a, None, 0xB, 5);
+
+    // The re-offer brings ICE: towards the callee too (ICE=default).
+    let a_ice = ice_lines("Aweb", "AwebAwebAwebAwebAwebAweb", &a_web);
+    let r = signal(
+        g,
+        "offer",
+        call,
+        tags,
+        &sdp(port(&a_web), "RTP/AVP", &a_ice),
+    );
+    assert!(!warning(&r).contains("ICE cannot be added"), "{r:?}");
+    assert_eq!(warning(&r), "", "{r:?}");
+    let to_b = sdp_in(&r);
+    assert_eq!(to_b.media[0].port, addr(&to_b).port());
+    assert!(
+        !to_b.render().contains("Aweb"),
+        "the caller's own ICE is not passed on"
+    );
+    let ice_b = relay_ice(&to_b);
+    // Until a nomination, media still goes to and comes from the old peers.
+    media(&b, addr(&to_b), None, &a, None, 0xB, 5);
+    media(&a, addr(&to_a), None, &b, None, 0xA, 5);
+
+    // The callee checks with the credentials it just got (its own ufrag is
+    // not known before its answer: any is taken).
+    nominate(&b, addr(&to_b), &ice_b, "Bufr");
+    wait_leg_remote(&gw, 1, b.local_addr().unwrap());
+    let b_ice = ice_lines("Bufr", "BufrBufrBufrBufrBufrBufr", &b);
+    let r = signal(g, "answer", call, tags, &sdp(port(&b), "RTP/AVP", &b_ice));
+    assert_eq!(warning(&r), "", "{r:?}");
+    let to_a = sdp_in(&r);
+    let ice_a = relay_ice(&to_a);
+    assert_ne!(ice_a, ice_b, "each leg has its own credentials");
+    assert_eq!(only_leg_remote(&gw, 0), Some(a.local_addr().unwrap()));
+    // The caller, now at its WebRTC address, nominates: the media follows.
+    nominate(&a_web, addr(&to_a), &ice_a, "Aweb");
+    wait_leg_remote(&gw, 0, a_web.local_addr().unwrap());
+    media(&b, addr(&to_b), None, &a_web, None, 0xB, 5);
+    media(&a_web, addr(&to_a), None, &b, None, 0xA, 5);
+    // The old address no longer sends into the leg.
+    a.send_to(&rtp(0xA, 99), addr(&to_a)).unwrap();
+    media(&a_web, addr(&to_a), None, &b, None, 0xA, 1);
+    ok(&delete(g, call));
+    gw.shutdown();
+}
+
+/// A full ICE caller answered by a callee that does not do ICE with the
+/// relay (no ICE in its answer, or a lite agent): the callee's leg falls
+/// back to its SDP address and learns. When the callee's re-offer brings
+/// full ICE, its leg takes nominations only again: a stranger's RTP (which
+/// a learning leg that has received nothing yet would take) does not
+/// redirect the media; the callee's check with the relay's credentials
+/// does.
+#[test]
+fn a_side_that_fell_back_goes_back_to_ice_with_full_ice() {
+    for lite in [false, true] {
+        let gw = ours(4);
+        let g = gw.ng_addr();
+        let (a, b, b_web, stranger) = (peer(), peer(), peer(), peer());
+        let call = format!("ice-back-{lite}");
+        let a_ice = ice_lines("Aufr", "AufrAufrAufrAufrAufrAufr", &a);
+        let a_sdp = sdp(port(&a), "RTP/AVP", &a_ice);
+        let r = signal(g, "offer", &call, ("caller", "callee"), &a_sdp);
+        let to_b = sdp_in(&r);
+        relay_ice(&to_b);
+        let b_sdp = if lite {
+            sdp(
+                port(&b),
+                "RTP/AVP",
+                &ice_lines("Bufr", "BufrBufrBufrBufrBufrBufr", &b),
+            )
+            .replace("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n")
+        } else {
+            sdp(port(&b), "RTP/AVP", &[])
+        };
+        let r = signal(g, "answer", &call, ("caller", "callee"), &b_sdp);
+        let w = warning(&r);
+        assert!(
+            w.contains(if lite { "ICE-lite" } else { "no a=ice-ufrag" }),
+            "{w}"
+        );
+        let to_a = sdp_in(&r);
+        nominate(&a, addr(&to_a), &relay_ice(&to_a), "Aufr");
+        wait_leg_remote(&gw, 0, a.local_addr().unwrap());
+        // The fallback: the callee's SDP address.
+        assert_eq!(only_leg_remote(&gw, 1), Some(b.local_addr().unwrap()));
+        media(&a, addr(&to_a), None, &b, None, 0xA, 3);
+
+        // The callee's re-offer with full ICE (its side offers now).
+        let b_ice = ice_lines("Bufr", "BufrBufrBufrBufrBufrBufr", &b_web);
+        let r = signal(
+            g,
+            "offer",
+            &call,
+            ("callee", "caller"),
+            &sdp(port(&b_web), "RTP/AVP", &b_ice),
+        );
+        assert_eq!(warning(&r), "", "{r:?}");
+        let to_a = sdp_in(&r);
+        relay_ice(&to_a);
+        // A stranger's RTP into the callee's leg: dropped, not learned.
+        stranger.send_to(&rtp(0xE, 1), addr(&to_b)).unwrap();
+        media(&a, addr(&to_a), None, &b, None, 0xA, 3);
+        assert_eq!(only_leg_remote(&gw, 1), Some(b.local_addr().unwrap()));
+        let r = signal(g, "answer", &call, ("callee", "caller"), &a_sdp);
+        assert_eq!(warning(&r), "", "{r:?}");
+        let to_b = sdp_in(&r);
+        // The callee's check from its new address moves the media there.
+        nominate(&b_web, addr(&to_b), &relay_ice(&to_b), "Bufr");
+        wait_leg_remote(&gw, 1, b_web.local_addr().unwrap());
+        media(&a, addr(&to_a), None, &b_web, None, 0xA, 3);
+        media(&b_web, addr(&to_b), None, &a, None, 0xB, 3);
+        ok(&delete(g, &call));
+        gw.shutdown();
+    }
+}
+
 /// A raw ng exchange over UDP with a given cookie: the reply's bytes.
 fn ng_raw(g: SocketAddr, cookie: &str, req: &Value) -> Vec<u8> {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();

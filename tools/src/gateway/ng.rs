@@ -20,7 +20,9 @@
 //! answers that side's checks (see [`Ice`] for the `ICE` key). A side's own
 //! candidates are never passed on to the other side. Where ICE will not run
 //! with a side after all (it is lite too, or the SDP back to it has no ICE),
-//! its leg takes its `c=`/`m=` addresses and learns from the media again.
+//! its leg takes its `c=`/`m=` addresses and learns from the media again,
+//! until an SDP of that side brings full ICE. A re-offer may add ICE to a
+//! stream that had none (see [`Ice`]).
 //!
 //! BUNDLE: each media section has its own engine call and transport, so the
 //! SDP the gateway sends bundles nothing (`a=bundle-only` removed, a BUNDLE
@@ -73,11 +75,14 @@ struct NgMedia {
     /// decides); `None` for SDES and plain sides.
     setup: [Option<&'static str>; 2],
     /// ICE-lite towards a side: our credentials and its own once known. A
-    /// leg is an ICE leg (or not) for its whole life.
+    /// leg without ICE becomes an ICE leg when a re-offer brings ICE from or
+    /// towards its side; an ICE leg stays one (without ICE from the side, it
+    /// falls back to its SDP addresses, `ice_fallback`).
     ice: [Option<IceLegParams>; 2],
     /// ICE may run with the side: its last SDP had credentials and not
     /// `a=ice-lite` (two lite agents never check each other), and its leg
-    /// has not fallen back to its SDP addresses since (`ice_fallback`).
+    /// has not fallen back to its SDP addresses since (`ice_fallback`; its
+    /// next SDP with full ICE puts the leg back on nominations).
     ice_peer: [bool; 2],
     /// Our last SDP to the side had our ICE attributes.
     ice_sent: [bool; 2],
@@ -433,12 +438,19 @@ fn dtls_params(sdp: &Sdp, i: usize) -> Result<(DtlsLegParams, &'static str), Str
 /// agent; `reject ICE` in `flags` refuses it): the answer's `ICE` key then
 /// decides whether the SDP back to it has our ICE attributes.
 ///
+/// A re-offer may bring ICE to a stream that had none (a SIP side upgraded
+/// to WebRTC, a re-INVITE that adds ICE): the sender's leg, and the
+/// receiving side's when this key asks for ICE towards it, become ICE-lite
+/// legs with fresh credentials of ours; each keeps its current address until
+/// its side nominates. A side whose leg fell back to its SDP addresses (it
+/// was lite, or answered without ICE) is back on nominations when its SDP
+/// brings full ICE again.
+///
 /// Deviations from rtpengine, which is a full ICE agent: the gateway is lite
 /// (it sends no checks; two lite agents use the `c=`/`m=` addresses, said in
-/// a `warning`), ICE cannot be added to a stream in a re-offer (the engine
-/// leg is ICE-lite or not for its life: a `warning`), `optional` does not keep
-/// the sender's candidates (a `warning`), and `force-relay` (the sender's
-/// candidates kept, the relay added as a relay candidate) is refused.
+/// a `warning`), `optional` does not keep the sender's candidates (a
+/// `warning`), and `force-relay` (the sender's candidates kept, the relay
+/// added as a relay candidate) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ice {
     /// Not given, or `default`: ICE towards the receiving side when the
@@ -962,6 +974,7 @@ impl NgServer {
                 continue;
             };
             let (their_dtls, their, _, their_ice) = &plan[i];
+            let open = is_open(m);
             // An ICE restart (new credentials from the sender): new ones of
             // ours too (RFC 8839 section 4.4.1.1.1).
             let restart = match (&nm.ice[side], their_ice) {
@@ -969,21 +982,31 @@ impl NgServer {
                     local: IceCredentials::random(),
                     remote: Some(c.clone()),
                 }),
-                (None, Some(_)) => {
-                    flags.warnings.push(format!(
-                        "media {}: ICE cannot be added to a stream in a re-offer: ICE attributes removed",
-                        i + 1
-                    ));
-                    None
-                }
                 _ => None,
             };
+            // ICE from a sender whose leg had none (a SIP side upgraded to
+            // WebRTC, a re-INVITE that adds ICE): its leg becomes an ICE-lite
+            // leg with fresh credentials of ours, as a new section's would.
+            // The engine keeps the leg's current remote until the sender
+            // nominates; a lite sender falls back to its SDP addresses below
+            // (`update_side`), as a new section's does.
+            if let (None, Some(c), true) = (&nm.ice[side], their_ice, open) {
+                let p = IceLegParams {
+                    local: IceCredentials::random(),
+                    remote: Some(c.clone()),
+                };
+                self.engine
+                    .set_ice(nm.call.id, side, p.clone())
+                    .map_err(|e| e.to_string())?;
+                nm.ice[side] = Some(p);
+            }
             let remote = media_addr(sdp, i);
             // A side doing ICE: its nominations, not its SDP, say where media
-            // goes (if the answer back to it has no ICE, it falls back then).
+            // goes (if the answer back to it has no ICE, it falls back then;
+            // a leg that had fallen back takes nominations only again).
             let ice_peer = peer_ice(their_ice);
-            let addrs = (nm.ice[side].is_none() || !ice_peer).then(|| (remote, rtcp_addr(sdp, i)));
             let ice_leg = nm.ice[side].is_some();
+            let addrs = (!ice_leg || !ice_peer).then(|| (remote, rtcp_addr(sdp, i)));
             nm.remote[side] = remote;
             nm.remote_rtcp[side] = rtcp_addr(sdp, i);
             nm.ice_peer[side] = ice_peer;
@@ -1026,12 +1049,19 @@ impl NgServer {
                     .map_err(|e| e.to_string())?;
                 nm.ice[side] = Some(p);
             }
-            if ice_other && nm.ice[other].is_none() {
-                flags.warnings.push(format!(
-                    "media {}: ICE cannot be added to a stream in a re-offer: no ICE towards the \
-                     receiving side",
-                    i + 1
-                ));
+            if ice_other && open && nm.ice[other].is_none() {
+                // ICE towards a receiving side whose leg had none: our fresh
+                // credentials go in the SDP to it (step 4); its own come with
+                // its answer, as for a new section. Until it nominates, its
+                // media stays with its current address.
+                let p = IceLegParams {
+                    local: IceCredentials::random(),
+                    remote: None,
+                };
+                self.engine
+                    .set_ice(nm.call.id, other, p.clone())
+                    .map_err(|e| e.to_string())?;
+                nm.ice[other] = Some(p);
             }
         }
         // 4. The SDP for the other side: our address and port on its leg; its
@@ -1202,9 +1232,11 @@ impl NgServer {
     /// Applies what one side's SDP says (RTP and RTCP addresses, keys,
     /// rtcp-mux) to its leg of an engine call. `addrs` is `None` for a side
     /// that does ICE with us: its checks nominate the addresses (an SDP
-    /// address must not replace a nomination). Given to an ICE leg
-    /// (`ice_leg`), they mean ICE will not run with that side: the leg
-    /// learns addresses again (see [`Self::ice_fallback`]).
+    /// address must not replace a nomination), and its ICE leg takes only
+    /// nominations (again, if it had fallen back: the side does ICE after
+    /// all). Given to an ICE leg (`ice_leg`), they mean ICE will not run
+    /// with that side: the leg learns addresses again (see
+    /// [`Self::ice_fallback`]).
     fn update_side(
         &self,
         call: CallId,
@@ -1221,7 +1253,10 @@ impl NgServer {
                 LegUpdate {
                     remote: addrs.map(|a| a.0),
                     remote_rtcp: addrs.map(|a| a.1),
-                    latch: addrs.filter(|_| ice_leg).map(|_| LatchMode::default()),
+                    latch: ice_leg.then(|| match addrs {
+                        Some(_) => LatchMode::default(),
+                        None => LatchMode::Nominated,
+                    }),
                     srtp,
                     rtcp_mux: Some(rtcp_mux),
                     ..LegUpdate::default()
@@ -1235,7 +1270,9 @@ impl NgServer {
     /// ever come, so the leg takes that side's `c=`/`m=` and `a=rtcp`
     /// addresses and learns from the media again, as a leg without ICE (a
     /// DTLS client leg starts its handshake then). The only place, with
-    /// [`Self::update_side`], that sets the latch of an ICE leg.
+    /// [`Self::update_side`], that sets the latch of an ICE leg (but for the
+    /// engine's `set_ice`, which puts a leg that gets ICE in a re-offer on
+    /// nominations).
     fn ice_fallback(&self, nm: &NgMedia, side: usize) -> Result<(), String> {
         self.engine
             .update_leg(
@@ -1978,6 +2015,37 @@ mod tests {
         gw.shutdown();
     }
 
+    /// A lite sender that adds ICE in a re-offer gets an ICE leg, but no
+    /// checks will come from it: its leg takes its new SDP addresses, as a
+    /// lite offerer's does in a new call; the receiver gets ICE-lite.
+    #[test]
+    fn a_lite_sender_adding_ice_in_a_re_offer_falls_back() {
+        let gw = gateway();
+        let offer = |sdp: &str| {
+            cmd(
+                &gw,
+                &[
+                    ("command", "offer"),
+                    ("call-id", "late-lite"),
+                    ("from-tag", "a"),
+                    ("sdp", sdp),
+                ],
+                &[],
+            )
+        };
+        assert_no_ice(&sdp_of(&offer(&plain(4000, ""))));
+        let r = offer(&lite(4200, UFRAG_A));
+        assert!(r.get_str("warning").unwrap().contains("ICE-lite"), "{r:?}");
+        assert_ice_lite(&sdp_of(&r), "Aufr");
+        assert_eq!(leg_remotes(&gw, "late-lite", 0), sdp_addrs(4200));
+        let c = gw.ng().lookup("late-lite").unwrap().unwrap();
+        let nm = c.lock().unwrap().media[0].clone().unwrap();
+        assert_eq!(nm.ice[0].clone().unwrap().remote.unwrap().ufrag, "Aufr");
+        assert!(!nm.ice_peer[0]);
+        assert!(nm.ice[1].as_ref().is_some_and(|p| p.remote.is_none()));
+        gw.shutdown();
+    }
+
     /// BUNDLE is never passed on (each section has its own engine call,
     /// ports and credentials), and said; a `bundle-only` section with port 0
     /// gets a port of its own.
@@ -2401,11 +2469,13 @@ mod tests {
             &[],
         );
         assert!(r.get_str("warning").unwrap().contains("ICE-lite"), "{r:?}");
-        // A re-offer cannot add ICE to a stream that had none.
+        // A re-offer adds ICE to a stream that had none, towards the
+        // receiver too, without a warning.
         let r = offer("late", "", "default");
         assert_no_ice(&sdp_of(&r));
         let r = offer("late", UFRAG_A, "default");
-        assert!(r.get_str("warning").unwrap().contains("re-offer"), "{r:?}");
+        assert!(r.get("warning").is_none(), "{r:?}");
+        assert_ice_lite(&sdp_of(&r), "Aufr");
         gw.shutdown();
     }
 
