@@ -259,10 +259,16 @@ impl Load {
                 iov_count: n,
                 segment: self.lens[0] as u16,
             };
-            return match self.tx.send(self.gen.as_raw_fd(), &[msg]) {
-                Ok(1) => n,
-                _ => 0,
-            };
+            match self.tx.send(self.gen.as_raw_fd(), &[msg]) {
+                Ok(1) => return n,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    // A kernel or device without UDP GSO: one datagram per
+                    // packet from now on, and said.
+                    eprintln!("generator: GSO send refused ({e}); sending datagram by datagram");
+                    self.gso = false;
+                }
+                _ => return 0,
+            }
         }
         let msgs: [SendMsg; 64] = std::array::from_fn(|i| SendMsg {
             dst,
