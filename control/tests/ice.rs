@@ -60,6 +60,14 @@ fn ice_leg() -> LegConfig {
     }
 }
 
+/// A leg without ICE whose media goes to `peer`.
+fn leg_to(peer: &UdpSocket) -> LegConfig {
+    LegConfig {
+        remote: Some(peer.local_addr().unwrap()),
+        ..LegConfig::default()
+    }
+}
+
 /// A check as a controlling full agent sends it.
 fn check(tid: u8, user: &str, pwd: &str, use_candidate: bool) -> (Vec<u8>, TransactionId) {
     let id = [tid; 12];
@@ -179,15 +187,7 @@ fn checks_are_answered_and_the_nominated_address_gets_the_media() {
 fn only_the_nominated_address_sends_media_into_an_ice_leg() {
     let e = engine();
     let (a, evil, c) = (sock(), sock(), sock());
-    let call = e
-        .create_call([
-            ice_leg(),
-            LegConfig {
-                remote: Some(c.local_addr().unwrap()),
-                ..LegConfig::default()
-            },
-        ])
-        .unwrap();
+    let call = e.create_call([ice_leg(), leg_to(&c)]).unwrap();
     let port = call.legs[0].local;
     // Before any nomination, and after A's: RTP from elsewhere goes nowhere.
     evil.send_to(&rtp_packet(0, 0xE, 1, 1), port).unwrap();
@@ -454,18 +454,7 @@ fn wrong_source0(e: &Engine, call: u64) -> u64 {
 fn set_ice_turns_ice_on_for_a_leg_created_without_it() {
     let e = engine();
     let (old, new, stranger, c) = (sock(), sock(), sock(), sock());
-    let call = e
-        .create_call([
-            LegConfig {
-                remote: Some(old.local_addr().unwrap()),
-                ..LegConfig::default()
-            },
-            LegConfig {
-                remote: Some(c.local_addr().unwrap()),
-                ..LegConfig::default()
-            },
-        ])
-        .unwrap();
+    let call = e.create_call([leg_to(&old), leg_to(&c)]).unwrap();
     let (port, port1) = (call.legs[0].local, call.legs[1].local);
     let mut seq = 0;
     let mut to_leg0 = |expect: &UdpSocket| {
@@ -531,15 +520,7 @@ fn an_ice_leg_goes_back_from_learning_to_nominations() {
     use rtp_control::dataplane::{LatchMode, LegUpdate};
     let e = engine();
     let (a, sdp_addr, learned, stranger, c) = (sock(), sock(), sock(), sock(), sock());
-    let call = e
-        .create_call([
-            ice_leg(),
-            LegConfig {
-                remote: Some(c.local_addr().unwrap()),
-                ..LegConfig::default()
-            },
-        ])
-        .unwrap();
+    let call = e.create_call([ice_leg(), leg_to(&c)]).unwrap();
     let port = call.legs[0].local;
     let r = ask(&a, port, &check(1, "EnGi:PeEr", LOCAL_PWD, true));
     assert_success(&r, LOCAL_PWD, a.local_addr().unwrap());
