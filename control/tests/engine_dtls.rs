@@ -41,16 +41,8 @@ fn recv(s: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAddr)> {
     None
 }
 
-fn wait_event(e: &Engine, what: &str, mut pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(ev) = e.next_event(Duration::from_millis(20)) {
-            if pred(&ev) {
-                return ev;
-            }
-        }
-    }
-    panic!("event not seen: {what}");
+fn wait_event(e: &Engine, what: &str, pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
+    common::wait_event_for(e, what, Duration::from_secs(10), pred)
 }
 
 /// Drives our own endpoint over `s` towards `to` (client) or whoever speaks

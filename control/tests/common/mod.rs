@@ -45,14 +45,25 @@ pub fn rtp_packet(pt: u8, ssrc: u32, seq: u16, fill: u8) -> Vec<u8> {
 }
 
 /// The first event `pred` accepts, within 5 s.
-pub fn wait_event(e: &Engine, mut pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
-    let deadline = Instant::now() + Duration::from_secs(5);
+pub fn wait_event(e: &Engine, pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
+    wait_event_for(e, "", Duration::from_secs(5), pred)
+}
+
+/// The first event `pred` accepts, within `within`; `what` names it if it
+/// never comes.
+pub fn wait_event_for(
+    e: &Engine,
+    what: &str,
+    within: Duration,
+    mut pred: impl FnMut(&EngineEvent) -> bool,
+) -> EngineEvent {
+    let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Some(ev) = e.next_event(Duration::from_millis(50)) {
+        if let Some(ev) = e.next_event(Duration::from_millis(20)) {
             if pred(&ev) {
                 return ev;
             }
         }
     }
-    panic!("event not seen");
+    panic!("event not seen: {what}");
 }
