@@ -93,6 +93,58 @@ pub fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// A distribution-free confidence interval for the median of `v`: the order
+/// statistics `(v[k], v[n-1-k])` with the largest `k` for which the median lies
+/// outside them with probability at most `1 - conf` (each sample falls on
+/// either side of the true median with probability 1/2, so the count below it
+/// is binomial(n, 1/2)). Returns the bounds and the interval's actual coverage;
+/// with too few samples for `conf`, the whole range and its coverage. Sorts `v`.
+///
+/// This is what lets a noisy VM decide a goal: a ratio is met when the upper
+/// bound is within it, missed when the lower bound is past it, and undecided
+/// otherwise, however one run happened to fall.
+pub fn median_ci(v: &mut [f64], conf: f64) -> (f64, f64, f64) {
+    assert!(!v.is_empty(), "no samples");
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    // tail[k] = P(X <= k) for X ~ binomial(n, 1/2): the chance that v[k] lies
+    // above the true median (k or fewer samples fell below it).
+    let mut tail = Vec::with_capacity(n / 2 + 1);
+    let (mut term, mut below) = (0.5f64.powi(n as i32), 0.0);
+    for i in 0..=(n - 1) / 2 {
+        below += term;
+        tail.push(below);
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    let mut k = 0;
+    while k + 1 < tail.len() && 2.0 * tail[k + 1] <= 1.0 - conf {
+        k += 1;
+    }
+    (v[k], v[n - 1 - k], 1.0 - 2.0 * tail[k])
+}
+
+/// What a median's confidence interval says about a goal of at most `goal`.
+pub fn verdict_at_most(lo: f64, hi: f64, goal: f64) -> &'static str {
+    if hi <= goal {
+        "met"
+    } else if lo > goal {
+        "missed"
+    } else {
+        "undecided"
+    }
+}
+
+/// What a median's confidence interval says about a goal of at least `goal`.
+pub fn verdict_at_least(lo: f64, hi: f64, goal: f64) -> &'static str {
+    if lo >= goal {
+        "met"
+    } else if hi < goal {
+        "missed"
+    } else {
+        "undecided"
+    }
+}
+
 /// `streams` PCMU-like streams (160-byte payloads, PT 0, 8 kHz) whose packet time
 /// makes them offer `rate` packets/s together.
 pub fn audio_class(streams: usize, rate: f64) -> rtp_tools::load::StreamClass {
@@ -104,5 +156,41 @@ pub fn audio_class(streams: usize, rate: f64) -> rtp_tools::load::StreamClass {
         pt: 0,
         clock_rate: 8000,
         talk_spurt: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_intervals_use_the_binomial_order_statistics() {
+        // n = 9: P(X <= 1) = 10/512, so [v(2), v(8)] (1-based) covers 96.1%.
+        let mut v: Vec<f64> = (1..=9).rev().map(f64::from).collect();
+        let (lo, hi, cov) = median_ci(&mut v, 0.95);
+        assert_eq!((lo, hi), (2.0, 8.0));
+        assert!((cov - (1.0 - 20.0 / 512.0)).abs() < 1e-12, "{cov}");
+        // n = 15: P(X <= 3) = 576/32768, so [v(4), v(12)] covers 96.5%.
+        let mut v: Vec<f64> = (1..=15).map(f64::from).collect();
+        let (lo, hi, cov) = median_ci(&mut v, 0.95);
+        assert_eq!((lo, hi), (4.0, 12.0));
+        assert!((cov - (1.0 - 2.0 * 576.0 / 32768.0)).abs() < 1e-12, "{cov}");
+        // Too few samples for 95%: the whole range, with its own coverage.
+        let mut v = vec![3.0, 1.0, 2.0];
+        let (lo, hi, cov) = median_ci(&mut v, 0.95);
+        assert_eq!((lo, hi), (1.0, 3.0));
+        assert!((cov - 0.75).abs() < 1e-12, "{cov}");
+        let mut one = vec![5.0];
+        assert_eq!(median_ci(&mut one, 0.95), (5.0, 5.0, 0.0));
+    }
+
+    #[test]
+    fn verdicts_follow_the_interval() {
+        assert_eq!(verdict_at_most(0.9, 1.4, 1.5), "met");
+        assert_eq!(verdict_at_most(0.9, 1.6, 1.5), "undecided");
+        assert_eq!(verdict_at_most(1.6, 2.0, 1.5), "missed");
+        assert_eq!(verdict_at_least(0.92, 1.1, 0.9), "met");
+        assert_eq!(verdict_at_least(0.85, 1.1, 0.9), "undecided");
+        assert_eq!(verdict_at_least(0.7, 0.85, 0.9), "missed");
     }
 }
