@@ -247,7 +247,7 @@ fn main() {
             median(&mut rates[i]),
             median(&mut ratios[i]),
             cov * 100.0,
-            verdict_at_least(lo, hi, 0.9),
+            verdict_at_least(lo, hi, cov, 0.9),
             each.join(", ")
         );
     }
@@ -357,7 +357,7 @@ fn main() {
         "medians: minimal relay {m:.1} us, this gateway {g:.1} us; median ratio {r:.2}x, \
          {:.0}% confidence interval {lo:.2}-{hi:.2}x: goal <= 1.5x {}",
         cov * 100.0,
-        verdict_at_most(lo, hi, 1.5)
+        verdict_at_most(lo, hi, cov, 1.5)
     );
     let p999 =
         |h: &Option<Histogram<u64>>| h.as_ref().map_or(0.0, |h| LatencySummary::of(h).p999_us);

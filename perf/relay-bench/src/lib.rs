@@ -123,9 +123,15 @@ pub fn median_ci(v: &mut [f64], conf: f64) -> (f64, f64, f64) {
     (v[k], v[n - 1 - k], 1.0 - 2.0 * tail[k])
 }
 
-/// What a median's confidence interval says about a goal of at most `goal`.
-pub fn verdict_at_most(lo: f64, hi: f64, goal: f64) -> &'static str {
-    if hi <= goal {
+/// Below this coverage an interval decides nothing (too few rounds).
+const MIN_COVERAGE: f64 = 0.9;
+
+/// What a median's confidence interval (`lo`, `hi`, coverage `cov`, as
+/// [`median_ci`] returns them) says about a goal of at most `goal`.
+pub fn verdict_at_most(lo: f64, hi: f64, cov: f64, goal: f64) -> &'static str {
+    if cov < MIN_COVERAGE {
+        "too few rounds"
+    } else if hi <= goal {
         "met"
     } else if lo > goal {
         "missed"
@@ -135,8 +141,10 @@ pub fn verdict_at_most(lo: f64, hi: f64, goal: f64) -> &'static str {
 }
 
 /// What a median's confidence interval says about a goal of at least `goal`.
-pub fn verdict_at_least(lo: f64, hi: f64, goal: f64) -> &'static str {
-    if lo >= goal {
+pub fn verdict_at_least(lo: f64, hi: f64, cov: f64, goal: f64) -> &'static str {
+    if cov < MIN_COVERAGE {
+        "too few rounds"
+    } else if lo >= goal {
         "met"
     } else if hi < goal {
         "missed"
@@ -186,11 +194,14 @@ mod tests {
 
     #[test]
     fn verdicts_follow_the_interval() {
-        assert_eq!(verdict_at_most(0.9, 1.4, 1.5), "met");
-        assert_eq!(verdict_at_most(0.9, 1.6, 1.5), "undecided");
-        assert_eq!(verdict_at_most(1.6, 2.0, 1.5), "missed");
-        assert_eq!(verdict_at_least(0.92, 1.1, 0.9), "met");
-        assert_eq!(verdict_at_least(0.85, 1.1, 0.9), "undecided");
-        assert_eq!(verdict_at_least(0.7, 0.85, 0.9), "missed");
+        assert_eq!(verdict_at_most(0.9, 1.4, 0.96, 1.5), "met");
+        assert_eq!(verdict_at_most(0.9, 1.6, 0.96, 1.5), "undecided");
+        assert_eq!(verdict_at_most(1.6, 2.0, 0.96, 1.5), "missed");
+        assert_eq!(verdict_at_least(0.92, 1.1, 0.96, 0.9), "met");
+        assert_eq!(verdict_at_least(0.85, 1.1, 0.96, 0.9), "undecided");
+        assert_eq!(verdict_at_least(0.7, 0.85, 0.96, 0.9), "missed");
+        // One round (coverage 0) or three (75%) decide nothing.
+        assert_eq!(verdict_at_most(0.3, 0.3, 0.0, 0.5), "too few rounds");
+        assert_eq!(verdict_at_least(1.0, 1.2, 0.75, 0.9), "too few rounds");
     }
 }
