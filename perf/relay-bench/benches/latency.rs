@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use relay_bench::{
-    audio_class, median, median_ci, verdict_at_least, verdict_at_most, MinimalRelay,
+    audio_class, median, median_ci, next_rate, verdict_at_least, verdict_at_most, Bound,
+    MinimalRelay,
 };
 use rtp_control::dataplane::ports::udp_socket;
 use rtp_control::dataplane::sys::{MmsgBatch, SendMsg};
@@ -103,33 +104,6 @@ fn gateway(ports: (u16, u16)) -> Target {
     })
 }
 
-/// What ended a ramp.
-#[derive(Clone, Copy)]
-enum End {
-    /// A step failed twice in a row: the relay's own limit.
-    Relay,
-    /// The generator no longer offered the step (the figure is a lower bound).
-    Generator,
-    /// The ramp's last step passed (a lower bound too).
-    Top,
-}
-
-impl End {
-    fn name(self) -> &'static str {
-        match self {
-            End::Relay => "relay",
-            End::Generator => "generator",
-            End::Top => "ramp's top",
-        }
-    }
-}
-
-/// The step after `rate`: `step` at a time up to ten steps, then 10% (so the
-/// resolution stays about a tenth of the figure, however high it is).
-fn next_rate(rate: f64, step: f64) -> f64 {
-    rate + (rate * 0.1).max(step)
-}
-
 /// Highest rate of a ramp (`start`, then [`next_rate`]) with loss < 0.1% and
 /// p99 <= 10 ms, and what ended it.
 fn sustainable(
@@ -139,7 +113,7 @@ fn sustainable(
     step: f64,
     secs: f64,
     max_steps: usize,
-) -> (f64, End) {
+) -> (f64, Bound) {
     let mut best = 0.0;
     let mut rate = start;
     // Overload shows as a standing queue before it shows as loss (the sockets
@@ -170,15 +144,15 @@ fn sustainable(
         };
         let (failed, short) = attempt();
         if failed && attempt().0 {
-            return (best, End::Relay);
+            return (best, Bound::Relay);
         }
         if short {
-            return (best, End::Generator);
+            return (best, Bound::Generator);
         }
         best = rate;
         rate = next_rate(rate, step);
     }
-    (best, End::Top)
+    (best, Bound::Ramp)
 }
 
 fn row(name: &str, pct: u32, rate: f64, r: &LoadResult) {

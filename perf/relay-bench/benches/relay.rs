@@ -58,7 +58,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relay_bench::median;
+use relay_bench::{median, next_rate, Bound};
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
 use rtp_dataplane::ports::udp_socket;
 use rtp_dataplane::sys::{MmsgBatch, Received, RecvSlot, SendMsg};
@@ -517,34 +517,6 @@ fn add_sessions(dp: &Dataplane, pipeline: Pipeline, streams: usize, load: &Load)
     }
 }
 
-/// What ended a ramp: the figure is the relay's only when it is `Relay`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Bound {
-    /// A step was overloaded twice in a row: the relay's limit.
-    Relay,
-    /// The generator could not offer a step (sent under 95% of it): the relay
-    /// kept up with everything the generator could send.
-    Generator,
-    /// The ramp's last step passed.
-    Ramp,
-}
-
-impl Bound {
-    fn name(self) -> &'static str {
-        match self {
-            Bound::Relay => "relay",
-            Bound::Generator => "generator",
-            Bound::Ramp => "ramp's top",
-        }
-    }
-}
-
-/// The rate after `rate` in the ramp: 20k steps up to 200k pkt/s, then 10%
-/// steps (so the resolution stays about a tenth of the figure).
-fn next_rate(rate: f64) -> f64 {
-    rate + (rate * 0.1).max(20_000.0)
-}
-
 /// Highest offered rate with loss < 0.1%: (rate, loss at that rate, what ended
 /// the ramp).
 fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64, f64, Bound) {
@@ -582,7 +554,7 @@ fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64
         if achieved < 0.95 * rate {
             return (best.0, best.1, Bound::Generator);
         }
-        rate = next_rate(rate);
+        rate = next_rate(rate, 20_000.0);
     }
     (best.0, best.1, Bound::Ramp)
 }

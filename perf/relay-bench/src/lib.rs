@@ -93,6 +93,36 @@ pub fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// What ended a rate ramp: the figure is the relay's own limit only when it is
+/// `Relay`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Bound {
+    /// A step was overloaded twice in a row: the relay's limit.
+    Relay,
+    /// The generator could not offer a step (sent under 95% of it): the relay
+    /// kept up with everything the generator could send.
+    Generator,
+    /// The ramp's last step passed.
+    Ramp,
+}
+
+impl Bound {
+    /// How a table names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bound::Relay => "relay",
+            Bound::Generator => "generator",
+            Bound::Ramp => "ramp's top",
+        }
+    }
+}
+
+/// The rate after `rate` in a ramp: `step` at a time until 10% of the rate is
+/// more, then 10% steps (so the resolution stays about a tenth of the figure).
+pub fn next_rate(rate: f64, step: f64) -> f64 {
+    rate + (rate * 0.1).max(step)
+}
+
 /// A distribution-free confidence interval for the median of `v`: the order
 /// statistics `(v[k], v[n-1-k])` with the largest `k` for which the median lies
 /// outside them with probability at most `1 - conf` (each sample falls on
@@ -190,6 +220,13 @@ mod tests {
         assert!((cov - 0.75).abs() < 1e-12, "{cov}");
         let mut one = vec![5.0];
         assert_eq!(median_ci(&mut one, 0.95), (5.0, 5.0, 0.0));
+    }
+
+    #[test]
+    fn ramps_step_by_the_larger_of_the_step_and_a_tenth() {
+        assert_eq!(next_rate(40_000.0, 20_000.0), 60_000.0);
+        assert_eq!(next_rate(300_000.0, 20_000.0), 330_000.0);
+        assert_eq!(next_rate(10_000.0, 10_000.0), 20_000.0);
     }
 
     #[test]
