@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use relay_bench::{
-    audio_class, median, median_ci, next_rate, verdict_at_least, verdict_at_most, Bound,
-    MinimalRelay,
+    audio_class, median, median_ci, ramp, verdict_at_least, verdict_at_most, Bound, MinimalRelay,
+    Step,
 };
 use rtp_control::dataplane::ports::udp_socket;
 use rtp_control::dataplane::sys::{MmsgBatch, SendMsg};
@@ -104,7 +104,7 @@ fn gateway(ports: (u16, u16)) -> Target {
     })
 }
 
-/// Highest rate of a ramp (`start`, then [`next_rate`]) with loss < 0.1% and
+/// Highest rate of a ramp (`start`, then `relay_bench::next_rate`) with loss < 0.1% and
 /// p99 <= 10 ms, and what ended it.
 fn sustainable(
     mk: &dyn Fn() -> Target,
@@ -114,45 +114,32 @@ fn sustainable(
     secs: f64,
     max_steps: usize,
 ) -> (f64, Bound) {
-    let mut best = 0.0;
-    let mut rate = start;
     // Overload shows as a standing queue before it shows as loss (the sockets
-    // buffer seconds of packets): p99 above 10 ms counts as overload.
-    let overloaded = |r: &LoadResult| {
-        r.loss_ratio() >= 0.001 || LatencySummary::of(&r.latency).p99_us > 10_000.0
-    };
-    for _ in 0..max_steps {
-        // A step ends the ramp only when it fails twice in a row: one stall of
-        // the VM longer than 10 ms puts more than 1% of a short step above 10 ms,
-        // and ended ramps at random (a relay's "50% load" then came from it).
-        let verbose = std::env::var_os("LATENCY_STEPS").is_some();
-        let attempt = || {
-            let r = load(streams, rate, secs, None, mk());
-            if verbose {
-                let l = LatencySummary::of(&r.latency);
-                eprintln!(
-                    "  step {rate:.0} pkt/s: sent {} received {} loss {:.3}% p99 {:.0} us max {:.0} us",
-                    r.sent(),
-                    r.received(),
-                    100.0 * r.loss_ratio(),
-                    l.p99_us,
-                    l.max_us
-                );
-            }
-            let offered = r.sent() as f64 / r.elapsed.as_secs_f64().max(1e-9);
-            (overloaded(&r), offered < 0.95 * rate)
-        };
-        let (failed, short) = attempt();
-        if failed && attempt().0 {
-            return (best, Bound::Relay);
+    // buffer seconds of packets): p99 above 10 ms counts as overload. A step
+    // has to fail twice in a row (`relay_bench::ramp`): one stall of the VM
+    // longer than 10 ms puts more than 1% of a short step above 10 ms, and
+    // ended ramps at random (a relay's "50% load" then came from it).
+    let verbose = std::env::var_os("LATENCY_STEPS").is_some();
+    let (best, end) = ramp(start, step, max_steps, |rate| {
+        let r = load(streams, rate, secs, None, mk());
+        let l = LatencySummary::of(&r.latency);
+        if verbose {
+            eprintln!(
+                "  step {rate:.0} pkt/s: sent {} received {} loss {:.3}% p99 {:.0} us max {:.0} us",
+                r.sent(),
+                r.received(),
+                100.0 * r.loss_ratio(),
+                l.p99_us,
+                l.max_us
+            );
         }
-        if short {
-            return (best, Bound::Generator);
+        Step {
+            overloaded: r.loss_ratio() >= 0.001 || l.p99_us > 10_000.0,
+            offered: r.sent() as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            data: (),
         }
-        best = rate;
-        rate = next_rate(rate, step);
-    }
-    (best, Bound::Ramp)
+    });
+    (best.map_or(0.0, |b| b.0), end)
 }
 
 fn row(name: &str, pct: u32, rate: f64, r: &LoadResult) {

@@ -58,7 +58,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relay_bench::{median, next_rate, Bound};
+use relay_bench::{median, ramp, Bound, Step};
 use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
 use rtp_dataplane::ports::udp_socket;
 use rtp_dataplane::sys::{MmsgBatch, Received, RecvSlot, SendMsg};
@@ -522,7 +522,7 @@ fn add_sessions(dp: &Dataplane, pipeline: Pipeline, streams: usize, load: &Load)
 fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64, f64, Bound) {
     // Warm-up: latching, SRTP stream state, caches.
     load.trial(dst, 20_000.0, dur / 4);
-    // A ramp (`next_rate`); it ends at the first step that is overloaded, or where
+    // A ramp (`relay_bench::ramp`); it ends at the first step that is overloaded, or where
     // the generator no longer offers the step (then the figure is the generator's).
     // Overloaded: loss >= 0.1%, or a standing queue at the end of the step (more
     // than 10 ms of the step's packets still arriving after it). Socket buffers
@@ -531,32 +531,22 @@ fn search(load: &mut Load, dst: SocketAddr, dur: Duration, steps: usize) -> (f64
     // A step counts as overloaded only when it is twice in a row (as in the
     // latency bench): one stall of the VM longer than the buffers ride out failed
     // single steps at random, ending a row's ramp at a fraction of its rate.
-    let mut best = (0.0, 1.0);
-    let mut rate = 40_000.0;
-    for _ in 0..steps {
-        let mut attempt = || {
-            let (s, r, late) = load.trial(dst, rate, dur);
-            let loss = if s == 0 {
-                1.0
-            } else {
-                1.0 - r as f64 / s as f64
-            };
-            let achieved = s as f64 / dur.as_secs_f64();
-            let overloaded = loss >= 0.001 || late as f64 > rate * 0.010;
-            (overloaded, achieved, loss)
+    let (best, end) = ramp(40_000.0, 20_000.0, steps, |rate| {
+        let (s, r, late) = load.trial(dst, rate, dur);
+        let loss = if s == 0 {
+            1.0
+        } else {
+            1.0 - r as f64 / s as f64
         };
-        let first = attempt();
-        let (overloaded, achieved, loss) = if first.0 { attempt() } else { first };
-        if overloaded {
-            return (best.0, best.1, Bound::Relay);
+        let achieved = s as f64 / dur.as_secs_f64();
+        Step {
+            overloaded: loss >= 0.001 || late as f64 > rate * 0.010,
+            offered: achieved,
+            data: (achieved, loss.max(0.0)),
         }
-        best = (achieved, loss.max(0.0));
-        if achieved < 0.95 * rate {
-            return (best.0, best.1, Bound::Generator);
-        }
-        rate = next_rate(rate, 20_000.0);
-    }
-    (best.0, best.1, Bound::Ramp)
+    });
+    let (achieved, loss) = best.map_or((0.0, 1.0), |b| b.1);
+    (achieved, loss, end)
 }
 
 /// Live heap bytes of the whole process, kept by the allocator below (the hot path

@@ -123,6 +123,50 @@ pub fn next_rate(rate: f64, step: f64) -> f64 {
     rate + (rate * 0.1).max(step)
 }
 
+/// One step of a rate ramp: whether the relay was overloaded, the rate the
+/// generator actually offered, and whatever else the bench keeps of it.
+#[derive(Debug)]
+pub struct Step<T> {
+    /// Loss, or a standing queue, by the bench's own criterion.
+    pub overloaded: bool,
+    /// Packets/s the generator actually offered.
+    pub offered: f64,
+    /// What the bench keeps of the step.
+    pub data: T,
+}
+
+/// A rate ramp from `start` ([`next_rate`] with `step`, at most `max_steps`
+/// steps): `trial` runs one step at a rate. A step ends the ramp as the relay's
+/// limit only when it is overloaded twice in a row (one stall of this VM fails a
+/// single step at random); a step whose offered rate fell 5% short ends it as
+/// the generator's. Returns the last step that passed (its rate and data) and
+/// what ended the ramp.
+pub fn ramp<T>(
+    start: f64,
+    step: f64,
+    max_steps: usize,
+    mut trial: impl FnMut(f64) -> Step<T>,
+) -> (Option<(f64, T)>, Bound) {
+    let mut best = None;
+    let mut rate = start;
+    for _ in 0..max_steps {
+        let mut r = trial(rate);
+        if r.overloaded {
+            r = trial(rate);
+            if r.overloaded {
+                return (best, Bound::Relay);
+            }
+        }
+        let short = r.offered < 0.95 * rate;
+        best = Some((rate, r.data));
+        if short {
+            return (best, Bound::Generator);
+        }
+        rate = next_rate(rate, step);
+    }
+    (best, Bound::Ramp)
+}
+
 /// A distribution-free confidence interval for the median of `v`: the order
 /// statistics `(v[k], v[n-1-k])` with the largest `k` for which the median lies
 /// outside them with probability at most `1 - conf` (each sample falls on
@@ -227,6 +271,31 @@ mod tests {
         assert_eq!(next_rate(40_000.0, 20_000.0), 60_000.0);
         assert_eq!(next_rate(300_000.0, 20_000.0), 330_000.0);
         assert_eq!(next_rate(10_000.0, 10_000.0), 20_000.0);
+    }
+
+    #[test]
+    fn a_ramp_ends_where_a_step_fails_twice_or_the_generator_falls_short() {
+        let step = |overloaded: bool, offered: f64| Step {
+            overloaded,
+            offered,
+            data: offered,
+        };
+        // Overloaded from 60k on: the best is 40k, the relay's limit.
+        let (best, end) = ramp(20_000.0, 20_000.0, 10, |r| step(r >= 60_000.0, r));
+        assert_eq!((best, end), (Some((40_000.0, 40_000.0)), Bound::Relay));
+        // One failure at 40k that passes when repeated does not end it.
+        let mut tries = 0;
+        let (best, end) = ramp(20_000.0, 20_000.0, 3, |r| {
+            tries += 1;
+            step(r == 40_000.0 && tries == 2, r)
+        });
+        assert_eq!((best.map(|b| b.0), end), (Some(60_000.0), Bound::Ramp));
+        // A generator that offers only 70k of 80k ends it there, as its limit.
+        let (best, end) = ramp(20_000.0, 20_000.0, 10, |r| step(false, r.min(70_000.0)));
+        assert_eq!((best.map(|b| b.0), end), (Some(80_000.0), Bound::Generator));
+        // Overloaded from the start: nothing passed.
+        let (best, end) = ramp(20_000.0, 20_000.0, 10, |r| step(true, r));
+        assert_eq!((best.is_none(), end), (true, Bound::Relay));
     }
 
     #[test]
