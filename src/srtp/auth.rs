@@ -9,6 +9,7 @@
 //! The state is two SHA-1 chaining values (40 bytes) instead of the crate's ~200.
 
 use sha1::digest::generic_array::GenericArray;
+use sha1_lanes::{Lanes, Sha1x16};
 
 /// SHA-1's initial chaining value (FIPS 180-4 5.3.1).
 const H0: [u32; 5] = [
@@ -117,6 +118,117 @@ impl HmacSha1Key {
     }
 }
 
+/// Messages a [`MacBatch`] computes together.
+pub(super) const BATCH: usize = 16;
+
+/// Fewer messages than this go through SHA-NI one or two at a time: sixteen
+/// lanes cost about as much as four messages through SHA-NI.
+const MIN_LANES: usize = 5;
+
+/// Up to [`BATCH`] HMAC-SHA1 computations gathered to be computed together:
+/// with AVX-512, in the sixteen lanes of `sha1_lanes` (about a quarter of
+/// SHA-NI's time per message on the Intel hosts this is measured on); without
+/// it, or for a few messages, through SHA-NI in pairs.
+pub(super) struct MacBatch<'a> {
+    jobs: [Option<MacJob<'a>>; BATCH],
+    len: usize,
+}
+
+/// One MAC of a batch: the key, the message and the ROC after it.
+type MacJob<'a> = (&'a HmacSha1Key, &'a [u8], [u8; 4]);
+
+impl<'a> MacBatch<'a> {
+    pub(super) fn new() -> Self {
+        MacBatch {
+            jobs: [None; BATCH],
+            len: 0,
+        }
+    }
+
+    /// Adds HMAC-SHA1 of `msg || suffix` under `key`; the caller computes the
+    /// batch before it holds more than [`BATCH`].
+    pub(super) fn push(&mut self, key: &'a HmacSha1Key, msg: &'a [u8], suffix: [u8; 4]) {
+        self.jobs[self.len] = Some((key, msg, suffix));
+        self.len += 1;
+    }
+
+    /// The MACs of the messages pushed, in order, into `out`; empties the batch.
+    pub(super) fn compute(&mut self, out: &mut [[u8; 20]; BATCH]) {
+        let n = std::mem::replace(&mut self.len, 0);
+        let jobs = std::mem::replace(&mut self.jobs, [None; BATCH]);
+        if n >= MIN_LANES {
+            if let Some(k) = lanes() {
+                mac16(k, &jobs, out);
+                return;
+            }
+        }
+        let mut i = 0;
+        while let Some((ka, ma, sa)) = jobs.get(i).copied().flatten() {
+            if let Some((kb, mb, sb)) = jobs.get(i + 1).copied().flatten() {
+                (out[i], out[i + 1]) = HmacSha1Key::mac_pair((ka, ma, &sa), (kb, mb, &sb));
+                i += 2;
+            } else {
+                out[i] = ka.mac(ma, &sa);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The sixteen-lane kernel, if this CPU runs it (detected once).
+fn lanes() -> Option<Sha1x16> {
+    static KERNEL: std::sync::OnceLock<Option<Sha1x16>> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(Sha1x16::detect)
+}
+
+/// HMAC-SHA1 of every job in sixteen lanes: whole blocks straight from the
+/// messages, then each lane's tail blocks, a lane sitting out (masked) once its
+/// message is done, then all the outer hashes in one step.
+fn mac16(k: Sha1x16, jobs: &[Option<MacJob<'_>>; BATCH], out: &mut [[u8; 20]; BATCH]) {
+    const ZERO: [u8; BLOCK] = [0; BLOCK];
+    let mut tails = [[0u8; 2 * BLOCK]; BATCH];
+    let mut body = [0usize; BATCH];
+    let mut blocks = [0usize; BATCH];
+    let mut inner = [[0u32; 5]; BATCH];
+    let mut outer = [[0u32; 5]; BATCH];
+    for (i, (key, msg, suffix)) in jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, j)| Some((i, (*j)?)))
+    {
+        let whole = msg.len() / BLOCK;
+        let n = write_tail(&mut tails[i], &msg[whole * BLOCK..], &suffix, msg.len());
+        body[i] = whole;
+        blocks[i] = whole + usize::from(n);
+        inner[i] = key.inner;
+        outer[i] = key.outer;
+    }
+    let steps = blocks.iter().copied().max().unwrap_or(0);
+    let mut state = Lanes::from_states(&inner);
+    for s in 0..steps {
+        let mut active = 0u16;
+        let rows: [&[u8; BLOCK]; BATCH] = core::array::from_fn(|i| {
+            if s >= blocks[i] {
+                return &ZERO;
+            }
+            active |= 1 << i;
+            let block = match jobs[i] {
+                Some((_, msg, _)) if s < body[i] => &msg[s * BLOCK..(s + 1) * BLOCK],
+                _ => &tails[i][(s - body[i]) * BLOCK..(s - body[i] + 1) * BLOCK],
+            };
+            block.try_into().expect("one block")
+        });
+        k.compress(&mut state, active, &rows);
+    }
+    let mut mac = Lanes::from_states(&outer);
+    k.compress_hmac_outer(&mut mac, &state);
+    for ((o, d), job) in out.iter_mut().zip(&mac.states()).zip(jobs) {
+        if job.is_some() {
+            write_be(d, o);
+        }
+    }
+}
+
 /// One HMAC-SHA1 computation that advances one compression per `step`, so that
 /// two of them can be interleaved.
 struct MacRun<'a> {
@@ -182,11 +294,19 @@ impl<'a> MacRun<'a> {
 /// The message's last partial block `rest`, the suffix and SHA-1's padding for a
 /// message of `msg_len` bytes (plus the key block): one or two blocks.
 fn tail_blocks(rest: &[u8], suffix: &[u8], msg_len: usize) -> ([u8; 2 * BLOCK], u8) {
+    let mut tail = [0u8; 2 * BLOCK];
+    let n = write_tail(&mut tail, rest, suffix, msg_len);
+    (tail, n)
+}
+
+/// [`tail_blocks`] written into `tail`, which must be zeroed; returns the number
+/// of blocks. (Built in place: a copy of the 128 bytes just after these narrow
+/// stores would stall on store forwarding.)
+fn write_tail(tail: &mut [u8; 2 * BLOCK], rest: &[u8], suffix: &[u8], msg_len: usize) -> u8 {
     debug_assert!(
         rest.len() < BLOCK && suffix.len() <= BLOCK - 8,
         "suffixes are a ROC at most"
     );
-    let mut tail = [0u8; 2 * BLOCK];
     let fill = rest.len() + suffix.len();
     tail[..rest.len()].copy_from_slice(rest);
     tail[rest.len()..fill].copy_from_slice(suffix);
@@ -196,7 +316,7 @@ fn tail_blocks(rest: &[u8], suffix: &[u8], msg_len: usize) -> ([u8; 2 * BLOCK], 
     // The bit length counts the key block already in the inner state.
     let bits = (BLOCK + msg_len + suffix.len()) as u64 * 8;
     tail[end - 8..end].copy_from_slice(&bits.to_be_bytes());
-    (tail, blocks)
+    blocks
 }
 
 /// The outer hash: the inner digest, padding, and the length of key block plus
@@ -341,6 +461,29 @@ mod tests {
             let (ma, mb) = HmacSha1Key::mac_pair((&x, &a, &roc), (&y, &b, &[]));
             prop_assert_eq!(ma, reference(&ka, &[&a, &roc]));
             prop_assert_eq!(mb, reference(&kb, &[&b]));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_batch_is_that_many_single_macs(
+            jobs in proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 20), proptest::collection::vec(any::<u8>(), 0..400), any::<[u8; 4]>()),
+                0..=super::BATCH,
+            ),
+        ) {
+            // 0-4 messages go through SHA-NI, 5-16 through the lanes (with
+            // AVX-512), of lengths that end at different steps.
+            let keys: Vec<HmacSha1Key> = jobs.iter().map(|(k, _, _)| HmacSha1Key::new(k)).collect();
+            let mut batch = super::MacBatch::new();
+            for (key, (_, msg, roc)) in keys.iter().zip(&jobs) {
+                batch.push(key, msg, *roc);
+            }
+            let mut out = [[0u8; 20]; super::BATCH];
+            batch.compute(&mut out);
+            for (i, (k, msg, roc)) in jobs.iter().enumerate() {
+                prop_assert_eq!(out[i], reference(k, &[msg, roc]), "job {} of {}", i, jobs.len());
+            }
         }
     }
 

@@ -1260,6 +1260,31 @@ fn protect_split(ctx: &mut SrtpContext, pkts: &mut [Vec<u8>], lens: &[usize]) ->
     out
 }
 
+/// Protects `pkts` with the split API, tags written by [`TagBatch`]es of `chunk`
+/// packets (a batch computes itself when full: 40 packets in one batch are
+/// computed 16, 16 and 8 at a time).
+fn protect_batched(
+    ctx: &mut SrtpContext,
+    pkts: &mut [Vec<u8>],
+    lens: &[usize],
+    chunk: usize,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (bufs, lens) in pkts.chunks_mut(chunk).zip(lens.chunks(chunk)) {
+        let mut batch = TagBatch::new();
+        for (b, &n) in bufs.iter_mut().zip(lens) {
+            let (m, job) = ctx.protect_rtp_deferred(b, n).unwrap();
+            out.push(m);
+            if let Some(job) = job {
+                batch.push(job, b).unwrap();
+            }
+        }
+        assert!(batch.len() <= TagBatch::CAPACITY);
+        batch.finish();
+    }
+    out
+}
+
 #[test]
 fn split_protect_writes_the_same_bytes_as_protect() {
     // Every profile (AEAD ones finish in phase one), with and without MKI and
@@ -1272,7 +1297,7 @@ fn split_protect_writes_the_same_bytes_as_protect() {
                 c = c.with_mki(&[9, 8, 7]).unwrap();
             }
             let mut whole = SrtpContext::new(c.clone()).unwrap();
-            let mut split = SrtpContext::new(c).unwrap();
+            let split = SrtpContext::new(c).unwrap();
             let mut bufs = Vec::new();
             let mut lens = Vec::new();
             for i in 0..40u32 {
@@ -1295,15 +1320,24 @@ fn split_protect_writes_the_same_bytes_as_protect() {
                     b[..m].to_vec()
                 })
                 .collect();
-            let got = protect_split(&mut split, &mut bufs, &lens);
-            for (i, (e, (b, m))) in expect.iter().zip(bufs.iter().zip(got)).enumerate() {
-                assert_eq!(
-                    &b[..m],
-                    &e[..],
-                    "{p:?} mki {mki} cryptex {cryptex} packet {i}"
-                );
+            // In pairs, then in batches of 3 (SHA-NI), 7 and 40 (lanes when the
+            // CPU has AVX-512), each on a fresh context.
+            for chunk in [0, 3, 7, 40] {
+                let mut split = SrtpContext::new(split.cfg.clone()).unwrap();
+                let mut bufs = bufs.clone();
+                let got = match chunk {
+                    0 => protect_split(&mut split, &mut bufs, &lens),
+                    _ => protect_batched(&mut split, &mut bufs, &lens, chunk),
+                };
+                for (i, (e, (b, m))) in expect.iter().zip(bufs.iter().zip(got)).enumerate() {
+                    assert_eq!(
+                        &b[..m],
+                        &e[..],
+                        "{p:?} mki {mki} cryptex {cryptex} batch {chunk} packet {i}"
+                    );
+                }
+                assert_eq!(split.roc(0x10), whole.roc(0x10));
             }
-            assert_eq!(split.roc(0x10), whole.roc(0x10));
         }
     }
 }
@@ -1328,6 +1362,20 @@ fn a_pending_tag_needs_its_buffer() {
     let r = PendingTag::write_pair(a.unwrap(), &mut buf[..10], b.unwrap(), &mut other);
     assert_eq!(r, [Err(SrtpError::BufferTooSmall), Ok(())]);
     let mut rx = SrtpContext::new(cfg(SrtpProfile::AesCm128HmacSha1_80)).unwrap();
+    rx.unprotect_rtp(&mut other[..m2]).unwrap();
+    // A batch refuses the short buffer at once and still tags the others.
+    let n = rtp(4, 5, 160, &mut buf);
+    let (_, a) = tx.protect_rtp_deferred(&mut buf, n).unwrap();
+    let n2 = rtp(5, 5, 100, &mut other);
+    let (m2, b) = tx.protect_rtp_deferred(&mut other, n2).unwrap();
+    let mut batch = TagBatch::new();
+    assert_eq!(
+        batch.push(a.unwrap(), &mut buf[..10]),
+        Err(SrtpError::BufferTooSmall)
+    );
+    batch.push(b.unwrap(), &mut other).unwrap();
+    assert_eq!(batch.len(), 1);
+    drop(batch); // dropping writes the pending tag
     rx.unprotect_rtp(&mut other[..m2]).unwrap();
 }
 
@@ -1355,9 +1403,6 @@ fn split_unprotect_accepts_and_rejects_what_unprotect_does() {
         batch.push(dup);
         batch[5][20] ^= 1;
         let plain: Vec<Vec<u8>> = batch.clone();
-        let mut rx = SrtpContext::new(cfg(p)).unwrap();
-        let mut early = batch[7].clone();
-        rx.unprotect_rtp(&mut early).unwrap();
 
         // The whole API, packet by packet, on a twin receiver: the expected results.
         let mut twin = SrtpContext::new(cfg(p)).unwrap();
@@ -1370,40 +1415,59 @@ fn split_unprotect_accepts_and_rejects_what_unprotect_does() {
             })
             .collect();
 
-        // Phase one for the whole batch, tags in pairs, then finish.
-        let mut open: Vec<Result<Opening, SrtpError>> = batch
-            .iter_mut()
-            .map(|b| rx.unprotect_rtp_deferred(b))
-            .collect();
-        let pending: Vec<usize> = (0..open.len())
-            .filter(|&i| matches!(open[i], Ok(Opening::Pending(_))))
-            .collect();
-        for pair in pending.chunks(2) {
-            if let [i, j] = *pair {
-                let (x, y) = open.split_at_mut(j);
-                if let (Ok(Opening::Pending(a)), Ok(Opening::Pending(b))) = (&mut x[i], &mut y[0]) {
-                    PendingCheck::compute_pair(a, &batch[i], b, &batch[j]);
+        // Phase one for the whole batch (packet 7 received before it), tags in
+        // pairs or in a `CheckBatch`, then finish.
+        for batched in [false, true] {
+            let mut rx = SrtpContext::new(cfg(p)).unwrap();
+            rx.unprotect_rtp(&mut plain[7].clone()).unwrap();
+            let mut batch = plain.clone();
+            let mut open: Vec<Result<Opening, SrtpError>> = batch
+                .iter_mut()
+                .map(|b| rx.unprotect_rtp_deferred(b))
+                .collect();
+            let pending: Vec<usize> = (0..open.len())
+                .filter(|&i| matches!(open[i], Ok(Opening::Pending(_))))
+                .collect();
+            if batched {
+                let mut tags = CheckBatch::new();
+                for (o, b) in open.iter_mut().zip(&batch) {
+                    if let Ok(Opening::Pending(c)) = o {
+                        tags.push(c, b);
+                    }
+                }
+                assert_eq!(tags.len(), pending.len());
+                tags.finish();
+            } else {
+                for pair in pending.chunks(2) {
+                    if let [i, j] = *pair {
+                        let (x, y) = open.split_at_mut(j);
+                        if let (Ok(Opening::Pending(a)), Ok(Opening::Pending(b))) =
+                            (&mut x[i], &mut y[0])
+                        {
+                            PendingCheck::compute_pair(a, &batch[i], b, &batch[j]);
+                        }
+                    }
+                    // An odd one out is computed by finish.
                 }
             }
-            // An odd one out is computed by finish.
-        }
-        for (i, o) in open.into_iter().enumerate() {
-            let got = match o {
-                Ok(Opening::Done(u)) => Ok(batch[i][..u.len].to_vec()),
-                Ok(Opening::Pending(c)) => rx
-                    .unprotect_rtp_finish(&mut batch[i], c)
-                    .map(|u| batch[i][..u.len].to_vec()),
-                Err(e) => Err(e),
-            };
-            assert_eq!(got, expect[i], "{p:?} packet {i}");
-            if got.is_err() {
-                assert_eq!(batch[i], plain[i], "{p:?} packet {i} changed on error");
+            for (i, o) in open.into_iter().enumerate() {
+                let got = match o {
+                    Ok(Opening::Done(u)) => Ok(batch[i][..u.len].to_vec()),
+                    Ok(Opening::Pending(c)) => rx
+                        .unprotect_rtp_finish(&mut batch[i], c)
+                        .map(|u| batch[i][..u.len].to_vec()),
+                    Err(e) => Err(e),
+                };
+                assert_eq!(got, expect[i], "{p:?} batched {batched} packet {i}");
+                if got.is_err() {
+                    assert_eq!(batch[i], plain[i], "{p:?} packet {i} changed on error");
+                }
             }
+            assert_eq!(rx.roc(0x70), twin.roc(0x70));
         }
         assert_eq!(expect[12], Err(SrtpError::Replayed));
         assert_eq!(expect[5], Err(SrtpError::AuthFailed));
         assert_eq!(expect[7], Err(SrtpError::Replayed));
-        assert_eq!(rx.roc(0x70), twin.roc(0x70));
     }
 }
 

@@ -36,6 +36,10 @@
 //!   the packets of one received batch; libsrtp and webrtc-rs one packet per
 //!   call, as they offer nothing else. The start-up cross-check also passes
 //!   split-protected packets to libsrtp and libsrtp's to the split unprotect.
+//! - "x16" rows (the same): ours through the split API sixteen packets at a time,
+//!   their tags computed by one `TagBatch` / `CheckBatch` (in sixteen AVX-512
+//!   lanes where the CPU has them, which the run prints), as a relay worker does
+//!   with a received batch; the cross-check covers them too.
 //!
 //! The goal column is issue 3's, for 160-byte RTP: AES_CM_128_HMAC_SHA1_80 at most
 //! 0.4x libsrtp, AEAD_AES_128_GCM at most 0.6x, judged on the measured median ratio.
@@ -47,7 +51,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use rtp_core::srtp::{Opening, PendingCheck, PendingTag, SrtpConfig, SrtpContext, SrtpProfile};
+use rtp_core::srtp::{
+    CheckBatch, Opening, PendingCheck, PendingTag, SrtpConfig, SrtpContext, SrtpProfile, TagBatch,
+};
 use srtp_bench::Session;
 use webrtc_srtp::context::Context as WebrtcContext;
 use webrtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
@@ -383,6 +389,56 @@ fn time_unprotect_split(c: &mut SrtpContext, pkts: &[Vec<u8>]) -> f64 {
     }) / 2.0
 }
 
+/// ns/packet protecting `n` RTP packets with rtp-core's split API, sixteen at a
+/// time: all encrypted, then their tags computed by one [`TagBatch`].
+fn time_protect_batch(c: &mut SrtpContext, payload: usize, seq: &mut u16, n: usize) -> f64 {
+    let mut bufs = [[0u8; 1600]; TagBatch::CAPACITY];
+    let mut next = || {
+        *seq = seq.wrapping_add(1);
+        *seq
+    };
+    let per = TagBatch::CAPACITY;
+    timed(n / per, |_| {
+        let mut batch = TagBatch::new();
+        for b in bufs.iter_mut() {
+            let l = fill_rtp(b, next(), payload);
+            let (m, tag) = c.protect_rtp_deferred(b, l).unwrap();
+            batch.push(tag.unwrap(), b).unwrap();
+            black_box(m);
+        }
+        batch.finish();
+    }) / per as f64
+}
+
+/// ns/packet copying `pkts` sixteen at a time into work buffers and unprotecting
+/// them with rtp-core's split API: phase one for all, their tags computed by one
+/// [`CheckBatch`], then each finished.
+fn time_unprotect_batch(c: &mut SrtpContext, pkts: &[Vec<u8>]) -> f64 {
+    const PER: usize = CheckBatch::CAPACITY;
+    let mut bufs = [[0u8; 1600]; PER];
+    timed(pkts.len() / PER, |i| {
+        let chunk = &pkts[PER * i..PER * (i + 1)];
+        let mut checks: [Option<PendingCheck>; PER] = [const { None }; PER];
+        for ((b, p), check) in bufs.iter_mut().zip(chunk).zip(&mut checks) {
+            let b = &mut b[..p.len()];
+            b.copy_from_slice(p);
+            let Ok(Opening::Pending(c)) = c.unprotect_rtp_deferred(b) else {
+                panic!("an HMAC profile's packets stop at the tag");
+            };
+            *check = Some(c);
+        }
+        let mut batch = CheckBatch::new();
+        for ((b, p), check) in bufs.iter().zip(chunk).zip(&mut checks) {
+            batch.push(check.as_mut().expect("set above"), &b[..p.len()]);
+        }
+        batch.finish();
+        for ((b, p), check) in bufs.iter_mut().zip(chunk).zip(&mut checks) {
+            let check = check.take().expect("set above");
+            black_box(c.unprotect_rtp_finish(&mut b[..p.len()], check).unwrap());
+        }
+    }) / PER as f64
+}
+
 /// `n` distinct packets of `kind` protected by a fresh sending context of `imp`
 /// (sequence numbers 1..=n; SRTCP indices in order).
 fn pristine(imp: usize, p: SrtpProfile, ks: &[u8], kind: Kind, n: usize) -> Vec<Vec<u8>> {
@@ -455,6 +511,61 @@ fn cross_check_split(p: SrtpProfile, ks: &[u8], payload: usize) {
     }
 }
 
+/// Panics unless sixteen packets whose tags one [`TagBatch`] wrote are accepted by
+/// libsrtp, and sixteen of libsrtp's by the split unprotect with a [`CheckBatch`].
+fn cross_check_batch(p: SrtpProfile, ks: &[u8], payload: usize) {
+    const PER: usize = TagBatch::CAPACITY;
+    let Ctx::Ours(mut ours) = Ctx::new(0, p, ks, true) else {
+        unreachable!("implementation 0 is rtp-core")
+    };
+    let mut lib_rx = Ctx::new(1, p, ks, false);
+    let mut bufs = [[0u8; 1600]; PER];
+    let mut lens = [(0usize, 0usize); PER];
+    let mut batch = TagBatch::new();
+    for (i, (b, l)) in bufs.iter_mut().zip(&mut lens).enumerate() {
+        let n = plaintext(b, Kind::Rtp(payload), i as u16 + 1);
+        let (m, tag) = ours.protect_rtp_deferred(b, n).unwrap();
+        batch.push(tag.unwrap(), b).unwrap();
+        *l = (n, m);
+    }
+    batch.finish();
+    for (i, (b, &(n, m))) in bufs.iter_mut().zip(&lens).enumerate() {
+        let mut want = [0u8; 1600];
+        plaintext(&mut want, Kind::Rtp(payload), i as u16 + 1);
+        match lib_rx.unprotect(Kind::Rtp(payload), &mut b[..m]) {
+            Ok(k) if b[..k] == want[..n] => {}
+            other => panic!("cross-check failed, ours batch protect -> libsrtp: {other:?}"),
+        }
+    }
+    let Ctx::Ours(mut ours_rx) = Ctx::new(0, p, ks, false) else {
+        unreachable!("implementation 0 is rtp-core")
+    };
+    let pkts = pristine(1, p, ks, Kind::Rtp(payload), PER);
+    let mut checks: [Option<PendingCheck>; PER] = [const { None }; PER];
+    for ((b, pkt), check) in bufs.iter_mut().zip(&pkts).zip(&mut checks) {
+        let b = &mut b[..pkt.len()];
+        b.copy_from_slice(pkt);
+        let Ok(Opening::Pending(c)) = ours_rx.unprotect_rtp_deferred(b) else {
+            panic!("cross-check failed, libsrtp -> ours batch unprotect: phase one");
+        };
+        *check = Some(c);
+    }
+    let mut batch = CheckBatch::new();
+    for ((b, pkt), check) in bufs.iter().zip(&pkts).zip(&mut checks) {
+        batch.push(check.as_mut().expect("set above"), &b[..pkt.len()]);
+    }
+    batch.finish();
+    for (i, ((b, pkt), check)) in bufs.iter_mut().zip(&pkts).zip(&mut checks).enumerate() {
+        let mut want = [0u8; 1600];
+        let wl = plaintext(&mut want, Kind::Rtp(payload), i as u16 + 1);
+        let check = check.take().expect("set above");
+        match ours_rx.unprotect_rtp_finish(&mut b[..pkt.len()], check) {
+            Ok(u) if b[..u.len] == want[..wl] => {}
+            other => panic!("cross-check failed, libsrtp -> ours batch unprotect: {other:?}"),
+        }
+    }
+}
+
 /// Panics unless every implementation's protected packets are accepted by each of
 /// the others and give back the original plaintext.
 fn cross_check(p: SrtpProfile, ks: &[u8], kind: Kind) {
@@ -509,6 +620,27 @@ fn rounds(r: usize, mut f: impl FnMut(usize) -> f64) -> ([f64; 3], [f64; 2]) {
     ([median(a), median(b), median(c)], [median(x), median(y)])
 }
 
+/// How a row calls rtp-core.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One packet per call, like the others.
+    One,
+    /// The split API, tags of two packets computed together.
+    Pairs,
+    /// The split API, tags of sixteen packets computed by one batch.
+    X16,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::One => "",
+            Mode::Pairs => " pairs",
+            Mode::X16 => " x16",
+        }
+    }
+}
+
 fn goal(p: SrtpProfile, kind: Kind, ratio: f64) -> String {
     let bound = match (p, kind) {
         (SrtpProfile::AesCm128HmacSha1_80, Kind::Rtp(160)) => 0.4,
@@ -535,27 +667,43 @@ fn main() {
     let ks: Vec<u8> = (0..(cm80.key_len() + cm80.salt_len()) as u8).collect();
     for payload in [160, 1200] {
         cross_check_split(cm80, &ks, payload);
+        cross_check_batch(cm80, &ks, payload);
     }
     println!(
         "cross-check passed: ours, libsrtp and webrtc-rs accept each other's packets \
-         (ours also with the split API, tags in pairs, both ways with libsrtp)"
+         (ours also with the split API, tags in pairs and in batches of 16, both ways \
+         with libsrtp)"
+    );
+    println!(
+        "sixteen-lane SHA-1 (AVX-512) on this CPU: {}",
+        if sha1_lanes::Sha1x16::detect().is_some() {
+            "yes, batches of 5 or more use it"
+        } else {
+            "no, batches are computed in pairs with SHA-NI"
+        }
     );
 
-    // Rows (profile, kind, split): split rows time rtp-core's split API (tags of
-    // two packets computed together) against the others' one-packet calls, which
-    // is all they offer.
-    let (r, rows): (usize, Vec<(SrtpProfile, Kind, bool)>) = if quick {
+    // Rows (profile, kind, mode): pairs and x16 rows time rtp-core's split API
+    // (tags of two or sixteen packets computed together) against the others'
+    // one-packet calls, which is all they offer.
+    let (r, rows): (usize, Vec<(SrtpProfile, Kind, Mode)>) = if quick {
         (
             3,
-            vec![(cm80, Kind::Rtp(160), false), (cm80, Kind::Rtp(160), true)],
+            vec![
+                (cm80, Kind::Rtp(160), Mode::One),
+                (cm80, Kind::Rtp(160), Mode::Pairs),
+                (cm80, Kind::Rtp(160), Mode::X16),
+            ],
         )
     } else {
         let mut all: Vec<_> = profiles
             .iter()
-            .flat_map(|&p| kinds.iter().map(move |&k| (p, k, false)))
+            .flat_map(|&p| kinds.iter().map(move |&k| (p, k, Mode::One)))
             .collect();
-        all.push((cm80, Kind::Rtp(160), true));
-        all.push((cm80, Kind::Rtp(1200), true));
+        for mode in [Mode::Pairs, Mode::X16] {
+            all.push((cm80, Kind::Rtp(160), mode));
+            all.push((cm80, Kind::Rtp(1200), mode));
+        }
         (ROUNDS, all)
     };
 
@@ -574,7 +722,7 @@ fn main() {
         "ours/libsrtp",
         "ours/webrtc-rs",
     );
-    for (p, kind, split) in rows {
+    for (p, kind, mode) in rows {
         let ks: Vec<u8> = (0..(p.key_len() + p.salt_len()) as u8).collect();
         let batch = match (quick, kind) {
             (true, _) => 100,
@@ -585,7 +733,7 @@ fn main() {
             let line = format!(
                 "{:<24} {:<26} {:>8.0} {:>10.0} {:>10.0} {:>12.2} {:>14.2}  {}",
                 p.sdes_name(),
-                format!("{op}{} {}", if split { " pairs" } else { "" }, kind.label()),
+                format!("{op}{} {}", mode.label(), kind.label()),
                 ns[0],
                 ns[1],
                 ns[2],
@@ -600,8 +748,11 @@ fn main() {
         let mut tx: Vec<Ctx> = (0..3).map(|i| Ctx::new(i, p, &ks, true)).collect();
         let mut seq = [0u16; 3];
         let mut protect = |imp: usize| match (&mut tx[imp], kind) {
-            (Ctx::Ours(c), Kind::Rtp(pl)) if split => {
+            (Ctx::Ours(c), Kind::Rtp(pl)) if mode == Mode::Pairs => {
                 time_protect_split(c, pl, &mut seq[imp], batch)
+            }
+            (Ctx::Ours(c), Kind::Rtp(pl)) if mode == Mode::X16 => {
+                time_protect_batch(c, pl, &mut seq[imp], batch)
             }
             (ctx, _) => time_protect(ctx, kind, &mut seq[imp], batch),
         };
@@ -621,7 +772,8 @@ fn main() {
             work[..first.len()].copy_from_slice(first);
             rx.unprotect(kind, &mut work[..first.len()]).unwrap();
             match &mut rx {
-                Ctx::Ours(c) if split => time_unprotect_split(c, &pkts[imp][1..]),
+                Ctx::Ours(c) if mode == Mode::Pairs => time_unprotect_split(c, &pkts[imp][1..]),
+                Ctx::Ours(c) if mode == Mode::X16 => time_unprotect_batch(c, &pkts[imp][1..]),
                 rx => time_unprotect(rx, kind, &pkts[imp][1..]),
             }
         };
