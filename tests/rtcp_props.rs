@@ -163,7 +163,7 @@ proptest! {
         // RLE chunks are written up to a 32-bit boundary; use whole words so the
         // parsed block equals the written one.
         let mut chunk_bytes: Vec<u8> = chunks.iter().flat_map(|c| c.to_be_bytes()).collect();
-        if chunk_bytes.len() % 4 != 0 { chunk_bytes.extend([0, 0]); }
+        if !chunk_bytes.len().is_multiple_of(4) { chunk_bytes.extend([0, 0]); }
         let blocks = [
             XrBlock::Rrt { ntp_time: rrt },
             XrBlock::Dlrr { items: &dlrr_bytes },

@@ -119,7 +119,7 @@ fn handshake_target(data: &[u8], cfg: &Arc<DtlsConfig>) {
         let n = (u16::from_be_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
         let (d, tail) = rest[2..].split_at(n);
         rest = tail;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             server.handle_datagram(d, t);
         } else {
             client.handle_datagram(d, t);

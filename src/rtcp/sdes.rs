@@ -283,7 +283,7 @@ pub type AppRepr<'a> = App<'a>;
 
 impl RtcpWrite for App<'_> {
     fn emit(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
-        if self.data.len() % 4 != 0 {
+        if !self.data.len().is_multiple_of(4) {
             return Err(RtcpError::InvalidValue);
         }
         emit_packet(buf, self.subtype, pt::APP, |w| {

@@ -71,7 +71,11 @@ fn bind_pair() -> (UdpSocket, UdpSocket) {
     for _ in 0..500 {
         let a = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let p = a.local_addr().unwrap().port();
-        let (lo, hi) = if p % 2 == 0 { (p, p + 1) } else { (p - 1, p) };
+        let (lo, hi) = if p.is_multiple_of(2) {
+            (p, p + 1)
+        } else {
+            (p - 1, p)
+        };
         if hi == u16::MAX {
             continue;
         }

@@ -133,7 +133,7 @@ impl Proxy {
                     let _ = sock.send_to(&buf[..n], peer);
                 } else {
                     n_in += 1;
-                    if drop_every > 0 && n_in % drop_every == 0 {
+                    if drop_every > 0 && n_in.is_multiple_of(drop_every) {
                         continue;
                     }
                     let _ = sock.send_to(&buf[..n], gateway);

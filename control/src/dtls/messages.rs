@@ -104,7 +104,7 @@ pub(crate) struct ClientHello {
 }
 
 fn u16_list(b: &[u8], what: &'static str) -> Result<Vec<u16>, DtlsError> {
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(DtlsError::Decode(format!("{what}: odd length")));
     }
     Ok(b.chunks_exact(2)

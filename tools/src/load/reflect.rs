@@ -174,7 +174,7 @@ fn reflect_loop(
         while queue.front().is_some_and(|(t, _, _)| *t <= now) {
             let (_, to, data) = queue.pop_front().expect("checked");
             passed += 1;
-            if cfg.reorder_every > 0 && held.is_none() && passed % cfg.reorder_every == 0 {
+            if cfg.reorder_every > 0 && held.is_none() && passed.is_multiple_of(cfg.reorder_every) {
                 // Hold this one back until `reorder_depth` later ones have gone.
                 held = Some((to, data, cfg.reorder_depth.max(1)));
                 continue;
