@@ -131,22 +131,21 @@ impl FramePool {
         unsafe { std::slice::from_raw_parts_mut(self.ptr(f), FRAME_SIZE) }
     }
 
-    /// Two different frames at once (the SRTP tags of two packets are computed
-    /// together).
-    #[inline]
-    pub fn frame_pair_mut(&mut self, a: FrameId, b: FrameId) -> (&mut [u8], &mut [u8]) {
-        assert!(
-            a != b && (a as usize) < self.frames && (b as usize) < self.frames,
-            "frame pair: two different frames in range"
-        );
-        // SAFETY: both in range and distinct, so the two slices do not overlap;
-        // otherwise as in `frame_mut`.
-        unsafe {
-            (
-                std::slice::from_raw_parts_mut(self.ptr(a), FRAME_SIZE),
-                std::slice::from_raw_parts_mut(self.ptr(b), FRAME_SIZE),
-            )
-        }
+    /// Up to `N` different frames at once (the SRTP tags of a batch of packets
+    /// are computed together). An id out of range, or one repeated, gives `None`
+    /// in its place.
+    pub fn frames_mut<const N: usize>(
+        &mut self,
+        ids: [Option<FrameId>; N],
+    ) -> [Option<&mut [u8]>; N] {
+        core::array::from_fn(|i| {
+            let f =
+                ids[i].filter(|&f| (f as usize) < self.frames && !ids[..i].contains(&Some(f)))?;
+            // SAFETY: in range and different from every other id handed out here
+            // (earlier repeats are refused above), so the slices do not overlap;
+            // they borrow `self` mutably, as in `frame_mut`.
+            Some(unsafe { std::slice::from_raw_parts_mut(self.ptr(f), FRAME_SIZE) })
+        })
     }
 
     /// The whole frame, read-only.
@@ -190,6 +189,18 @@ mod tests {
         assert_eq!(p.frame(got[2])[HEADROOM], 7);
         p.free(got[2]);
         assert_eq!(p.alloc(), Some(got[2]));
+    }
+
+    #[test]
+    fn several_frames_at_once_never_alias() {
+        let mut p = FramePool::new(4);
+        let [a, b, c, d] = p.frames_mut([Some(2), Some(0), Some(2), Some(9)]);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(c.is_none(), "a repeated id is refused");
+        assert!(d.is_none(), "an id out of range is refused");
+        a[0] = 1;
+        b[0] = 2;
+        assert_eq!((p.frame(2)[0], p.frame(0)[0]), (1, 2));
     }
 
     /// A frame freed twice, or an id out of range, is refused: the pool never

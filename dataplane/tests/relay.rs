@@ -337,6 +337,85 @@ fn shared_port_steering_puts_a_flow_on_the_predicted_worker() {
     }
 }
 
+/// Bursts of SRTP, so that the worker receives many packets per turn and checks
+/// their tags together (`precheck`: sixteen-lane SHA-1 where the CPU has it):
+/// forgeries, a replay of a packet in the same burst (both pass phase one; the
+/// first to finish wins), a wrong key, all counted exactly; every legitimate
+/// packet relayed intact, re-protected for the other SRTP leg.
+#[test]
+fn srtp_bursts_are_checked_together_and_bad_packets_among_them_dropped() {
+    use rand::{Rng, SeedableRng};
+    for backend in BACKENDS {
+        let dp = start(backend);
+        let h = &dp.workers()[0];
+        let (a, b) = (peer(V4), peer(V4));
+        let (mut leg0, addr0, _) = per_session_leg(V4, false);
+        let (mut leg1, _, _) = per_session_leg(V4, false);
+        leg0.srtp = Some(leg_srtp(CM, 1, 2));
+        leg0.remote = Some(a.local_addr().unwrap());
+        leg1.srtp = Some(leg_srtp(CM, 3, 4));
+        leg1.remote = Some(b.local_addr().unwrap());
+        add_session(h, pair(43, leg0, leg1));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut a_tx = ctx(CM, 1);
+        let mut wrong = ctx(CM, 99);
+        let mut b_rx = ctx(CM, 4);
+        let (mut forged, mut replays, mut wrong_key) = (0, 0, 0);
+        let mut received = Vec::new();
+        let mut seq = 0u16;
+        for _ in 0..15 {
+            let mut burst = Vec::new();
+            for k in 0..20 {
+                let p = protect(Some(&mut a_tx), rtp(0x4321, seq, 160), false);
+                seq += 1;
+                burst.push(p.clone());
+                match k % 7 {
+                    1 => {
+                        let mut g: Vec<u8> = (0..200).map(|_| rng.gen()).collect();
+                        g[0] = 0x80;
+                        g[1] = 0;
+                        // A fresh index of the stream, so that it fails on its tag.
+                        g[2..4].copy_from_slice(&seq.to_be_bytes());
+                        g[8..12].copy_from_slice(&0x4321u32.to_be_bytes());
+                        burst.push(g);
+                        forged += 1;
+                    }
+                    3 => {
+                        burst.push(p);
+                        replays += 1;
+                    }
+                    5 => {
+                        let w = protect(Some(&mut wrong), rtp(0x4321, seq, 160), false);
+                        burst.push(w);
+                        wrong_key += 1;
+                    }
+                    _ => {}
+                }
+            }
+            for p in &burst {
+                a.send_to(p, addr0).unwrap();
+            }
+            for _ in 0..20 {
+                let (mut got, _) = recv(&b).expect("legitimate packet relayed");
+                let u = b_rx
+                    .unprotect_rtp(&mut got)
+                    .expect("re-protected for B's keys");
+                got.truncate(u.len);
+                received.push(got);
+            }
+        }
+        assert_intact(&received, 0x4321, 0, 300);
+        b.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        assert!(recv(&b).is_none(), "no bad packet relayed");
+        let l0 = snapshot(h, 43).legs[0].counters;
+        assert_eq!(l0.rx_rtp, 300, "{backend:?}");
+        assert_eq!(l0.dropped(DropReason::Replay), replays, "{l0:?}");
+        assert_eq!(l0.dropped(DropReason::Auth), forged + wrong_key, "{l0:?}");
+        dp.shutdown();
+    }
+}
+
 #[test]
 fn bad_traffic_is_counted_and_harms_no_legitimate_stream() {
     use rand::{Rng, SeedableRng};
