@@ -152,8 +152,10 @@ impl<'a> MacBatch<'a> {
         self.len += 1;
     }
 
-    /// The MACs of the messages pushed, in order, into `out`; empties the batch.
-    pub(super) fn compute(&mut self, out: &mut [[u8; 20]; BATCH]) {
+    /// The MACs of the messages pushed, in order, into `out` as SHA-1's
+    /// big-endian words (byte `i` of a MAC is byte `i % 4` of word `i / 4`, most
+    /// significant first); empties the batch.
+    pub(super) fn compute(&mut self, out: &mut [[u32; 5]; BATCH]) {
         let n = std::mem::replace(&mut self.len, 0);
         let jobs = std::mem::replace(&mut self.jobs, [None; BATCH]);
         if n >= MIN_LANES {
@@ -165,10 +167,11 @@ impl<'a> MacBatch<'a> {
         let mut i = 0;
         while let Some((ka, ma, sa)) = jobs.get(i).copied().flatten() {
             if let Some((kb, mb, sb)) = jobs.get(i + 1).copied().flatten() {
-                (out[i], out[i + 1]) = HmacSha1Key::mac_pair((ka, ma, &sa), (kb, mb, &sb));
+                let (x, y) = HmacSha1Key::mac_pair((ka, ma, &sa), (kb, mb, &sb));
+                (out[i], out[i + 1]) = (words(&x), words(&y));
                 i += 2;
             } else {
-                out[i] = ka.mac(ma, &sa);
+                out[i] = words(&ka.mac(ma, &sa));
                 i += 1;
             }
         }
@@ -184,7 +187,7 @@ fn lanes() -> Option<Sha1x16> {
 /// HMAC-SHA1 of every job in sixteen lanes: whole blocks straight from the
 /// messages, then each lane's tail blocks, a lane sitting out (masked) once its
 /// message is done, then all the outer hashes in one step.
-fn mac16(k: Sha1x16, jobs: &[Option<MacJob<'_>>; BATCH], out: &mut [[u8; 20]; BATCH]) {
+fn mac16(k: Sha1x16, jobs: &[Option<MacJob<'_>>; BATCH], out: &mut [[u32; 5]; BATCH]) {
     const ZERO: [u8; BLOCK] = [0; BLOCK];
     let mut tails = [[0u8; 2 * BLOCK]; BATCH];
     let mut body = [0usize; BATCH];
@@ -222,11 +225,7 @@ fn mac16(k: Sha1x16, jobs: &[Option<MacJob<'_>>; BATCH], out: &mut [[u8; 20]; BA
     }
     let mut mac = Lanes::from_states(&outer);
     k.compress_hmac_outer(&mut mac, &state);
-    for ((o, d), job) in out.iter_mut().zip(&mac.states()).zip(jobs) {
-        if job.is_some() {
-            write_be(d, o);
-        }
-    }
+    *out = mac.states();
 }
 
 /// One HMAC-SHA1 computation that advances one compression per `step`, so that
@@ -371,6 +370,13 @@ impl Absorb {
     }
 }
 
+/// A MAC as SHA-1's big-endian words.
+fn words(mac: &[u8; 20]) -> [u32; 5] {
+    core::array::from_fn(|i| {
+        u32::from_be_bytes([mac[4 * i], mac[4 * i + 1], mac[4 * i + 2], mac[4 * i + 3]])
+    })
+}
+
 fn write_be(state: &[u32; 5], out: &mut [u8]) {
     for (o, w) in out.chunks_exact_mut(4).zip(state) {
         o.copy_from_slice(&w.to_be_bytes());
@@ -479,10 +485,11 @@ mod tests {
             for (key, (_, msg, roc)) in keys.iter().zip(&jobs) {
                 batch.push(key, msg, *roc);
             }
-            let mut out = [[0u8; 20]; super::BATCH];
+            let mut out = [[0u32; 5]; super::BATCH];
             batch.compute(&mut out);
             for (i, (k, msg, roc)) in jobs.iter().enumerate() {
-                prop_assert_eq!(out[i], reference(k, &[msg, roc]), "job {} of {}", i, jobs.len());
+                let want = super::words(&reference(k, &[msg, roc]));
+                prop_assert_eq!(out[i], want, "job {} of {}", i, jobs.len());
             }
         }
     }

@@ -1356,7 +1356,13 @@ pub struct PendingCheck {
     auth: HmacSha1Key,
     len: u32,
     roc: u32,
-    mac: Option<[u8; 20]>,
+    /// Where the packet's tag is, and its length.
+    tag_at: u32,
+    tag_len: u8,
+    /// Whether the tag computed with `roc` matched the packet's (compared in
+    /// constant time as soon as it is computed: carrying the 20-byte MAC to the
+    /// comparison cost store-forwarding stalls).
+    verdict: Option<bool>,
 }
 
 impl PendingCheck {
@@ -1364,21 +1370,31 @@ impl PendingCheck {
     /// `unprotect_rtp_deferred` (a buffer too short leaves it uncomputed, and
     /// `unprotect_rtp_finish` then reports the packet truncated).
     pub fn compute(&mut self, buf: &[u8]) {
-        if let Some(msg) = buf.get(..self.len as usize) {
-            self.mac = Some(self.auth.mac(msg, &self.roc.to_be_bytes()));
+        if let Some((msg, tag)) = self.parts(buf) {
+            let mac = self.auth.mac(msg, &self.roc.to_be_bytes());
+            self.verdict = Some(tag_matches(&mac[..tag.len()], tag));
         }
+    }
+
+    /// The authenticated bytes and the tag, if `buf` holds them.
+    fn parts<'b>(&self, buf: &'b [u8]) -> Option<(&'b [u8], &'b [u8])> {
+        let at = self.tag_at as usize;
+        Some((
+            buf.get(..self.len as usize)?,
+            buf.get(at..at + usize::from(self.tag_len))?,
+        ))
     }
 
     /// Computes the tags of two packets together.
     pub fn compute_pair(a: &mut PendingCheck, buf_a: &[u8], b: &mut PendingCheck, buf_b: &[u8]) {
-        match (buf_a.get(..a.len as usize), buf_b.get(..b.len as usize)) {
-            (Some(ma), Some(mb)) => {
+        match (a.parts(buf_a), b.parts(buf_b)) {
+            (Some((ma, ta)), Some((mb, tb))) => {
                 let (x, y) = HmacSha1Key::mac_pair(
                     (&a.auth, ma, &a.roc.to_be_bytes()),
                     (&b.auth, mb, &b.roc.to_be_bytes()),
                 );
-                a.mac = Some(x);
-                b.mac = Some(y);
+                a.verdict = Some(tag_matches(&x[..ta.len()], ta));
+                b.verdict = Some(tag_matches(&y[..tb.len()], tb));
             }
             _ => {
                 a.compute(buf_a);
@@ -1440,7 +1456,7 @@ impl<'b> TagBatch<'b> {
 
     /// Computes and writes the pending tags.
     fn flush(&mut self) {
-        let mut macs = [[0u8; 20]; auth::BATCH];
+        let mut macs = [[0u32; 5]; auth::BATCH];
         let mut slots: [Option<&mut [u8]>; auth::BATCH] = [const { None }; auth::BATCH];
         let mut batch = auth::MacBatch::new();
         for (item, slot) in self.items.iter_mut().zip(&mut slots) {
@@ -1453,8 +1469,9 @@ impl<'b> TagBatch<'b> {
         }
         batch.compute(&mut macs);
         for (slot, mac) in slots.iter_mut().flatten().zip(&macs) {
-            let n = slot.len();
-            slot.copy_from_slice(&mac[..n]);
+            for (i, t) in slot.iter_mut().enumerate() {
+                *t = mac_byte(mac, i);
+            }
         }
         self.items = [const { None }; auth::BATCH];
         self.len = 0;
@@ -1523,7 +1540,7 @@ impl<'a> CheckBatch<'a> {
     /// A buffer too short is left out, and `unprotect_rtp_finish` then reports
     /// the packet truncated.
     pub fn push(&mut self, check: &'a mut PendingCheck, buf: &'a [u8]) {
-        if buf.len() < check.len as usize {
+        if check.parts(buf).is_none() {
             return;
         }
         if self.len == auth::BATCH {
@@ -1535,18 +1552,18 @@ impl<'a> CheckBatch<'a> {
 
     /// Computes the pending tags.
     fn flush(&mut self) {
-        let mut macs = [[0u8; 20]; auth::BATCH];
+        let mut macs = [[0u32; 5]; auth::BATCH];
         let mut batch = auth::MacBatch::new();
         for (check, buf) in self.items.iter().flatten() {
-            batch.push(
-                &check.auth,
-                &buf[..check.len as usize],
-                check.roc.to_be_bytes(),
-            );
+            if let Some((msg, _)) = check.parts(buf) {
+                batch.push(&check.auth, msg, check.roc.to_be_bytes());
+            }
         }
         batch.compute(&mut macs);
-        for ((check, _), mac) in self.items.iter_mut().flatten().zip(macs) {
-            check.mac = Some(mac);
+        for ((check, buf), mac) in self.items.iter_mut().flatten().zip(&macs) {
+            if let Some((_, tag)) = check.parts(buf) {
+                check.verdict = Some(tag_matches_words(mac, tag));
+            }
         }
         self.items = [const { None }; auth::BATCH];
         self.len = 0;
@@ -1595,7 +1612,7 @@ impl fmt::Debug for PendingCheck {
         f.debug_struct("PendingCheck")
             .field("len", &self.len)
             .field("roc", &self.roc)
-            .field("computed", &self.mac.is_some())
+            .field("computed", &self.verdict.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -1607,9 +1624,9 @@ enum Phase<'j> {
     Whole,
     /// Up to the HMAC tag: returns `Opening::Pending`.
     Defer,
-    /// From the HMAC tag on, with the tag computed for this packet and the ROC it
-    /// was computed with.
-    Finish(&'j PendingCheck, [u8; 20]),
+    /// From the HMAC tag on, with whether the tag computed for this packet (with
+    /// the check's ROC) matched.
+    Finish(&'j PendingCheck, bool),
 }
 
 /// SRTP/SRTCP state of one direction under one master key.
@@ -1661,10 +1678,29 @@ fn tag_matches(want: &[u8], tag: &[u8]) -> bool {
     if n != want.len() || n > 16 {
         return false;
     }
-    let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
-    a[..n].copy_from_slice(want);
-    b[..n].copy_from_slice(tag);
-    bool::from(u128::from_ne_bytes(a).ct_eq(&u128::from_ne_bytes(b)))
+    // No early exit. (Copying both into 16-byte buffers to compare them as
+    // u128s stalled on store forwarding: the wide loads right after the narrow
+    // stores cost more than the comparison.)
+    let diff = want.iter().zip(tag).fold(0u8, |d, (x, y)| d | (x ^ y));
+    bool::from(diff.ct_eq(&0))
+}
+
+/// [`tag_matches`] against a MAC kept as SHA-1's big-endian words.
+fn tag_matches_words(want: &[u32; 5], tag: &[u8]) -> bool {
+    if tag.len() > 20 {
+        return false;
+    }
+    let diff = tag
+        .iter()
+        .enumerate()
+        .fold(0u8, |d, (i, t)| d | (mac_byte(want, i) ^ t));
+    bool::from(diff.ct_eq(&0))
+}
+
+/// Byte `i` of a MAC kept as SHA-1's big-endian words.
+#[inline]
+fn mac_byte(mac: &[u32; 5], i: usize) -> u8 {
+    (mac[i / 4] >> (24 - 8 * (i % 4))) as u8
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -1882,16 +1918,17 @@ impl SrtpContext {
         buf: &mut [u8],
         mut check: PendingCheck,
     ) -> Result<Unprotected, SrtpError> {
-        if check.mac.is_none() {
+        if check.verdict.is_none() {
             check.compute(buf);
         }
-        let mac = check.mac.ok_or(SrtpError::Truncated)?;
-        match self.unprotect_phase(buf, Phase::Finish(&check, mac))? {
+        let verdict = check.verdict.ok_or(SrtpError::Truncated)?;
+        match self.unprotect_phase(buf, Phase::Finish(&check, verdict))? {
             Opening::Done(u) => Ok(u),
             Opening::Pending(_) => Err(SrtpError::AuthFailed),
         }
     }
 
+    #[inline(always)]
     fn unprotect_phase(&mut self, buf: &mut [u8], phase: Phase<'_>) -> Result<Opening, SrtpError> {
         if self.cfg.cryptex() {
             self.unprotect_rtp_as::<true>(buf, phase)
@@ -1900,7 +1937,10 @@ impl SrtpContext {
         }
     }
 
-    #[inline]
+    // Inlined into each caller, so that the result is built where the caller
+    // returns it: copying the enum back out of memory right after its narrow
+    // stores stalled on store forwarding.
+    #[inline(always)]
     fn unprotect_rtp_as<const CRYPTEX: bool>(
         &mut self,
         buf: &mut [u8],
@@ -1968,17 +2008,22 @@ impl SrtpContext {
             // Audio-sized payloads: the keystream is computed in the MAC's shadow.
             check_then_decrypt(keys, buf, (hlen, len, len + mki_len), (ssrc, roc, seq))?;
         } else {
-            let mac = match phase {
-                Phase::Whole => keys.mac(&buf[..len], &roc.to_be_bytes()),
+            let tag_ok = match phase {
+                Phase::Whole => {
+                    let mac = keys.mac(&buf[..len], &roc.to_be_bytes());
+                    tag_matches(&mac[..tag_len], &buf[len + mki_len..])
+                }
                 Phase::Defer => {
                     return Ok(Opening::Pending(PendingCheck {
                         auth: keys.auth.clone(),
                         len: len as u32,
                         roc,
-                        mac: None,
+                        tag_at: (len + mki_len) as u32,
+                        tag_len: tag_len as u8,
+                        verdict: None,
                     }));
                 }
-                Phase::Finish(check, mac) => {
+                Phase::Finish(check, verdict) => {
                     if !check.auth.same(&keys.auth) || check.len as usize != len {
                         return Err(SrtpError::AuthFailed);
                     }
@@ -1987,13 +2032,14 @@ impl SrtpContext {
                     // then computed again with the ROC estimated now, as a whole
                     // unprotect at this point would.
                     if check.roc == roc {
-                        mac
+                        verdict
                     } else {
-                        keys.mac(&buf[..len], &roc.to_be_bytes())
+                        let mac = keys.mac(&buf[..len], &roc.to_be_bytes());
+                        tag_matches(&mac[..tag_len], &buf[len + mki_len..])
                     }
                 }
             };
-            if !tag_matches(&mac[..tag_len], &buf[len + mki_len..]) {
+            if !tag_ok {
                 return Err(SrtpError::AuthFailed);
             }
             match ext_at {
