@@ -230,7 +230,8 @@ pub(crate) struct Worker {
     tags: Vec<(FrameId, u16, PendingTag)>,
     /// Per packet of the received batch: its SRTP tag, checked up to the tag
     /// and computed with the others' before the batch is relayed (`precheck`).
-    checks: Vec<Option<PendingCheck>>,
+    /// With the session slot and leg it was checked for.
+    checks: Vec<Option<(u32, u8, PendingCheck)>>,
     failed: Vec<TxFailure>,
     counters: WorkerCounters,
     /// Drops of every leg, current and removed, by reason: kept as they happen so
@@ -503,28 +504,38 @@ impl Worker {
         n
     }
 
-    /// Phase one of SRTP unprotect for the batch's RTP packets on per-leg ports
-    /// of legs with HMAC-SHA1 keys, then their tags computed together
-    /// (`CheckBatch`: sixteen at a time in AVX-512 lanes where the CPU has
-    /// them). Phase one changes neither the packet nor the stream; the relay
-    /// finishes each packet in order (`unprotect_rtp_finish` makes every check
-    /// again), and a packet dropped before that just leaves its tag unused.
+    /// Phase one of SRTP unprotect for the batch's RTP packets on legs with
+    /// HMAC-SHA1 keys (per-leg and shared ports), then their tags computed
+    /// together (`CheckBatch`: sixteen at a time in AVX-512 lanes where the CPU
+    /// has them). Phase one changes neither the packet nor the stream; the
+    /// relay finishes each packet in order (`unprotect_rtp_finish` makes every
+    /// check again) if it still finds it on the same leg, and a packet dropped
+    /// before that just leaves its tag unused.
     fn precheck(&mut self) {
         let n = self.rx.len();
         self.checks.clear();
         self.checks.resize_with(n, || None);
         let mut pending = 0;
-        for (p, check) in self.rx.iter().zip(&mut self.checks) {
+        for i in 0..n {
+            let p = self.rx[i];
             let Some(Some(entry)) = self.socks.get(p.sock as usize) else {
                 continue;
             };
-            let Owner::Leg {
-                slot,
-                leg,
-                rtcp: false,
-            } = entry.owner
-            else {
-                continue;
+            let start = usize::from(p.start);
+            let end = start + usize::from(p.len);
+            let (slot, leg) = match entry.owner {
+                Owner::Leg {
+                    slot,
+                    leg,
+                    rtcp: false,
+                } => (slot, leg),
+                Owner::Leg { .. } => continue,
+                Owner::Shared => {
+                    match self.shared_flow(&p, &self.pool.frame(p.frame)[start..end]) {
+                        Some(hit) => hit,
+                        None => continue,
+                    }
+                }
             };
             let Some(s) = self
                 .sessions
@@ -541,13 +552,12 @@ impl Worker {
             if l.keys_pending || ctx.profile().is_aead() {
                 continue;
             }
-            let start = usize::from(p.start);
-            let data = &mut self.pool.frame_mut(p.frame)[start..start + usize::from(p.len)];
+            let data = &mut self.pool.frame_mut(p.frame)[start..end];
             if classify(data) != PacketKind::Rtp {
                 continue;
             }
             if let Ok(Opening::Pending(c)) = ctx.unprotect_rtp_deferred(data) {
-                *check = Some(c);
+                self.checks[i] = Some((slot, leg, c));
                 pending += 1;
             }
         }
@@ -556,7 +566,7 @@ impl Worker {
         }
         let mut batch = CheckBatch::new();
         for (p, check) in self.rx.iter().zip(&mut self.checks) {
-            if let Some(c) = check {
+            if let Some((_, _, c)) = check {
                 let start = usize::from(p.start);
                 batch.push(
                     c,
@@ -1221,7 +1231,7 @@ impl Worker {
     }
 
     /// One received datagram.
-    fn handle(&mut self, p: RxPacket, check: Option<PendingCheck>) {
+    fn handle(&mut self, p: RxPacket, check: Option<(u32, u8, PendingCheck)>) {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += u64::from(p.len);
         let start = usize::from(p.start);
@@ -1235,29 +1245,21 @@ impl Worker {
             let data = &self.pool.frame(p.frame)[start..end];
             match entry.owner {
                 Owner::Leg { slot, leg, rtcp } => (slot, leg, rtcp, entry.local),
-                Owner::Shared => {
-                    // A signalled SSRC wins over the address: several legs may
-                    // share one remote transport (bundled streams).
-                    let ssrc = match classify(data) {
-                        PacketKind::Rtp if data.len() >= 12 => Some(be32(data, 8)),
-                        PacketKind::Rtcp if data.len() >= 8 => Some(be32(data, 4)),
-                        _ => None,
-                    };
-                    let hit = ssrc
-                        .and_then(|s| self.ssrc_flows.get(&(p.sock, s)))
-                        .or_else(|| self.flows.get(&(p.sock, p.src)));
-                    match hit {
-                        Some(&(slot, leg)) => (slot, leg, false, entry.local),
-                        None => {
-                            let local = entry.local;
-                            self.unknown_flow(p, local);
-                            return;
-                        }
+                Owner::Shared => match self.shared_flow(&p, data) {
+                    Some((slot, leg)) => (slot, leg, false, entry.local),
+                    None => {
+                        let local = entry.local;
+                        self.unknown_flow(p, local);
+                        return;
                     }
-                }
+                },
             }
         };
         let kind = classify(&self.pool.frame(p.frame)[start..end]);
+        // A tag checked ahead for the leg the packet was found on then.
+        let check = check
+            .filter(|&(s, l, _)| (s, l) == (slot, leg))
+            .map(|(_, _, c)| c);
         match kind {
             PacketKind::Rtp if !on_rtcp_sock => self.relay(slot, usize::from(leg), p, false, check),
             PacketKind::Rtp | PacketKind::Rtcp => self.relay(slot, usize::from(leg), p, true, None),
@@ -1286,6 +1288,20 @@ impl Worker {
                 self.free(p.frame);
             }
         }
+    }
+
+    /// The session and leg of a datagram on a shared port. A signalled SSRC wins
+    /// over the address: several legs may share one remote transport (bundled
+    /// streams).
+    fn shared_flow(&self, p: &RxPacket, data: &[u8]) -> Option<(u32, u8)> {
+        let ssrc = match classify(data) {
+            PacketKind::Rtp if data.len() >= 12 => Some(be32(data, 8)),
+            PacketKind::Rtcp if data.len() >= 8 => Some(be32(data, 4)),
+            _ => None,
+        };
+        ssrc.and_then(|s| self.ssrc_flows.get(&(p.sock, s)))
+            .or_else(|| self.flows.get(&(p.sock, p.src)))
+            .copied()
     }
 
     /// A datagram on a shared port that matches no flow: STUN and DTLS go to the

@@ -345,12 +345,28 @@ fn shared_port_steering_puts_a_flow_on_the_predicted_worker() {
 #[test]
 fn srtp_bursts_are_checked_together_and_bad_packets_among_them_dropped() {
     use rand::{Rng, SeedableRng};
-    for backend in BACKENDS {
-        let dp = start(backend);
+    for (backend, shared) in BACKENDS.into_iter().flat_map(|b| [(b, false), (b, true)]) {
+        let mut cfg = config(backend);
+        if shared {
+            cfg.shared = vec![SocketAddr::new(V4, 0)];
+        }
+        let dp = Dataplane::start(cfg).unwrap();
         let h = &dp.workers()[0];
         let (a, b) = (peer(V4), peer(V4));
-        let (mut leg0, addr0, _) = per_session_leg(V4, false);
-        let (mut leg1, _, _) = per_session_leg(V4, false);
+        // Per-session ports, or one shared port where the flows are found by
+        // SSRC.
+        let (mut leg0, addr0, mut leg1) = if shared {
+            let leg = |ssrc| {
+                LegSpec::new(LocalBinding::Shared {
+                    index: 0,
+                    ssrc: Some(ssrc),
+                })
+            };
+            (leg(0x4321), dp.shared_addrs()[0], leg(0x5555))
+        } else {
+            let (leg0, addr0, _) = per_session_leg(V4, false);
+            (leg0, addr0, per_session_leg(V4, false).0)
+        };
         leg0.srtp = Some(leg_srtp(CM, 1, 2));
         leg0.remote = Some(a.local_addr().unwrap());
         leg1.srtp = Some(leg_srtp(CM, 3, 4));
@@ -409,7 +425,7 @@ fn srtp_bursts_are_checked_together_and_bad_packets_among_them_dropped() {
             .unwrap();
         assert!(recv(&b).is_none(), "no bad packet relayed");
         let l0 = snapshot(h, 43).legs[0].counters;
-        assert_eq!(l0.rx_rtp, 300, "{backend:?}");
+        assert_eq!(l0.rx_rtp, 300, "{backend:?} shared {shared}");
         assert_eq!(l0.dropped(DropReason::Replay), replays, "{l0:?}");
         assert_eq!(l0.dropped(DropReason::Auth), forged + wrong_key, "{l0:?}");
         dp.shutdown();
