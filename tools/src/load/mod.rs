@@ -14,7 +14,7 @@ use rtp_control::dataplane::sys::{MmsgBatch, Received, RecvSlot, SendMsg};
 use rtp_control::dataplane::{BackendChoice, IdlePolicy, LatchMode, LegSrtp};
 use rtp_control::{Engine, LegConfig};
 use rtp_core::srtp::sdes::CryptoAttribute;
-use rtp_core::srtp::{SrtpConfig, SrtpContext, SrtpProfile};
+use rtp_core::srtp::{PendingTag, SrtpConfig, SrtpContext, SrtpProfile, TagBatch};
 
 use crate::gateway::client::NgClient;
 use rtp_core::stats::ReceiverStats;
@@ -797,6 +797,10 @@ impl Tx {
         // packet was a few percent of a fast sender's time. With SRTP, whose
         // protect costs ten times a clock read, each packet reads its own.
         let mut ts_ns = epoch.elapsed().as_nanos() as u64;
+        // HMAC-SHA1 tags are written for the whole batch at once, before the
+        // send (`TagBatch`: sixteen at a time in AVX-512 lanes where the CPU has
+        // them).
+        let mut tags: [Option<PendingTag>; BATCH] = [const { None }; BATCH];
         while self.msgs.len() < BATCH {
             let Some(d) = self.release.pop_due(now) else {
                 break;
@@ -824,8 +828,11 @@ impl Tx {
                 ts_ns,
             );
             if let Some(c) = self.ctx.as_mut() {
-                match c.protect_rtp(buf, len) {
-                    Ok(n) => len = n,
+                match c.protect_rtp_deferred(buf, len) {
+                    Ok((n, tag)) => {
+                        len = n;
+                        tags[i] = tag;
+                    }
                     Err(_) => {
                         self.errors += 1;
                         continue;
@@ -845,6 +852,18 @@ impl Tx {
         let n = self.msgs.len();
         if n == 0 {
             return 0;
+        }
+        if self.ctx.is_some() {
+            let mut batch = TagBatch::new();
+            for (buf, tag) in self.bufs.iter_mut().zip(&mut tags) {
+                if let Some(tag) = tag.take() {
+                    if batch.push(tag, buf).is_err() {
+                        // Cannot happen: the buffer is the one protect was given.
+                        self.errors += 1;
+                    }
+                }
+            }
+            batch.finish();
         }
         let sent_at = epoch.elapsed().as_nanos() as u64;
         for &at in &self.due_at[..n] {
