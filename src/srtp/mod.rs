@@ -1404,6 +1404,62 @@ impl PendingCheck {
     }
 }
 
+/// What [`TagBatch`] and [`CheckBatch`] share: up to `auth::BATCH` items and a
+/// `flush` that computes them, run at the latest when the batch is dropped.
+macro_rules! batch_common {
+    ($name:ident, $finish:literal) => {
+        impl $name<'_> {
+            /// Packets computed together.
+            pub const CAPACITY: usize = auth::BATCH;
+
+            /// An empty batch.
+            pub fn new() -> Self {
+                $name {
+                    items: [const { None }; auth::BATCH],
+                    len: 0,
+                }
+            }
+
+            /// Packets waiting for their tags.
+            pub fn len(&self) -> usize {
+                self.len
+            }
+
+            /// Whether no packet waits.
+            pub fn is_empty(&self) -> bool {
+                self.len == 0
+            }
+
+            #[doc = $finish]
+            pub fn finish(mut self) {
+                self.flush();
+            }
+        }
+
+        impl Default for $name<'_> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl Drop for $name<'_> {
+            fn drop(&mut self) {
+                if self.len > 0 {
+                    self.flush();
+                }
+            }
+        }
+
+        impl fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("len", &self.len)
+                    .finish()
+            }
+        }
+    };
+}
+
 /// The HMAC-SHA1 tags of up to [`TagBatch::CAPACITY`] packets from
 /// [`SrtpContext::protect_rtp_deferred`] (of any contexts), computed together.
 /// With AVX-512 they run in sixteen SIMD lanes: for 160-byte payloads, about a
@@ -1419,28 +1475,9 @@ pub struct TagBatch<'b> {
     len: usize,
 }
 
+batch_common!(TagBatch, "Writes every tag still pending.");
+
 impl<'b> TagBatch<'b> {
-    /// Packets computed together.
-    pub const CAPACITY: usize = auth::BATCH;
-
-    /// An empty batch.
-    pub fn new() -> Self {
-        TagBatch {
-            items: [const { None }; auth::BATCH],
-            len: 0,
-        }
-    }
-
-    /// Packets waiting for their tags.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no packet waits.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Adds a packet, `buf` being the buffer given to `protect_rtp_deferred`.
     /// A buffer without the tag's room is refused at once (the packet then has
     /// no tag and must not be sent).
@@ -1476,31 +1513,6 @@ impl<'b> TagBatch<'b> {
         self.items = [const { None }; auth::BATCH];
         self.len = 0;
     }
-
-    /// Writes every tag still pending.
-    pub fn finish(mut self) {
-        self.flush();
-    }
-}
-
-impl Default for TagBatch<'_> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for TagBatch<'_> {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            self.flush();
-        }
-    }
-}
-
-impl fmt::Debug for TagBatch<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TagBatch").field("len", &self.len).finish()
-    }
 }
 
 /// The HMAC-SHA1 tags of up to [`CheckBatch::CAPACITY`] packets from
@@ -1514,28 +1526,9 @@ pub struct CheckBatch<'a> {
     len: usize,
 }
 
+batch_common!(CheckBatch, "Computes every tag still pending.");
+
 impl<'a> CheckBatch<'a> {
-    /// Packets computed together.
-    pub const CAPACITY: usize = auth::BATCH;
-
-    /// An empty batch.
-    pub fn new() -> Self {
-        CheckBatch {
-            items: [const { None }; auth::BATCH],
-            len: 0,
-        }
-    }
-
-    /// Packets waiting for their tags.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no packet waits.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Adds a packet, `buf` being the buffer given to `unprotect_rtp_deferred`.
     /// A buffer too short is left out, and `unprotect_rtp_finish` then reports
     /// the packet truncated.
@@ -1567,33 +1560,6 @@ impl<'a> CheckBatch<'a> {
         }
         self.items = [const { None }; auth::BATCH];
         self.len = 0;
-    }
-
-    /// Computes every tag still pending.
-    pub fn finish(mut self) {
-        self.flush();
-    }
-}
-
-impl Default for CheckBatch<'_> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for CheckBatch<'_> {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            self.flush();
-        }
-    }
-}
-
-impl fmt::Debug for CheckBatch<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CheckBatch")
-            .field("len", &self.len)
-            .finish()
     }
 }
 
